@@ -1,0 +1,3 @@
+"""tomasulo.dispatcher (see DESIGN.md)."""
+
+__all__: list[str] = []

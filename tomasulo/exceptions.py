@@ -1,0 +1,450 @@
+"""Every error tomasulo raises, in one tree.
+
+::
+
+    TomasuloError
+    ├── UserError                      a mistake by the developer using the library
+    │   ├── ToolDefinitionError        a function that cannot become a tool
+    │   ├── SchemaError                a raw tool schema that cannot be normalized
+    │   ├── ToolsetError               a name clash, or a lookup of a tool that is not there
+    │   ├── ConfigError                bad limits, options or settings
+    │   └── WorkflowError              a workflow file that cannot be loaded (line, column)
+    ├── PlanError                      a plan that cannot be accepted (line, column, text, hint)
+    │   ├── PlanSyntaxError            text that is not the plan language
+    │   ├── UnknownToolError           a task names a tool that is not in the toolset
+    │   ├── PlanArgumentError          the arguments of a task do not fit the tool's schema
+    │   │   ├── TooManyPositionalError
+    │   │   ├── UnknownKeywordError
+    │   │   ├── DuplicateArgumentError
+    │   │   ├── MissingArgumentError
+    │   │   └── ArgumentTypeError      a literal of the wrong type
+    │   ├── ForwardReferenceError      a reference to the same or a later task
+    │   ├── TaskIdError                ids that do not start right or do not rise by one
+    │   ├── DuplicateJoinError         a second join()
+    │   ├── TextAfterJoinError         anything but <END_OF_PLAN> after join()
+    │   ├── TooManyTasksError          more tasks than the cap
+    │   └── IncompletePlanError        the text ended in the middle of a task
+    ├── ToolArgumentError              Tool.validate found bad fields (every one is listed)
+    ├── ToolError                      a tool call that did not succeed (task id, attempt)
+    │   ├── ToolExecutionError         the tool raised
+    │   ├── ToolTimeout                (also a TimeoutError) the tool ran past its timeout
+    │   ├── ToolCrashed                the worker process running the tool died
+    │   ├── ToolOutputError            the tool returned something that does not fit its output schema
+    │   └── ReferenceResolutionError   an input could not be resolved from an upstream result
+    ├── DispatchError                  the dispatcher was misused or an invariant broke
+    ├── RunCancelled                   (also a CancelledError-like signal for callers) a run was cancelled
+    ├── LLMError                       the LLM server did not give a usable answer
+    │   ├── LLMConnectionError         could not connect, or the connection dropped
+    │   ├── LLMTimeout                 (also a TimeoutError)
+    │   ├── LLMRateLimitError          429 after every retry
+    │   ├── LLMStatusError             another HTTP error status
+    │   └── LLMResponseError           the answer could not be used (no plan after repair)
+    └── BudgetExceeded                 a run hit its bound on replans, tokens, cost or wall time
+
+Control-flow signals are not errors and do not derive from ``TomasuloError``:
+
+    Interrupt                          raised by a tool to ask for a replan
+    Replan                             raised inside the joiner to ask for a new plan
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ArgumentTypeError",
+    "BudgetExceeded",
+    "ConfigError",
+    "DispatchError",
+    "DuplicateArgumentError",
+    "DuplicateJoinError",
+    "FieldError",
+    "ForwardReferenceError",
+    "IncompletePlanError",
+    "Interrupt",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
+    "LLMStatusError",
+    "LLMTimeout",
+    "MissingArgumentError",
+    "PlanArgumentError",
+    "PlanError",
+    "PlanSyntaxError",
+    "ReferenceResolutionError",
+    "Replan",
+    "RunCancelled",
+    "SchemaError",
+    "TaskIdError",
+    "TextAfterJoinError",
+    "TomasuloError",
+    "TooManyPositionalError",
+    "TooManyTasksError",
+    "ToolArgumentError",
+    "ToolCrashed",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolExecutionError",
+    "ToolOutputError",
+    "ToolTimeout",
+    "ToolsetError",
+    "UnknownKeywordError",
+    "UnknownToolError",
+    "UserError",
+    "WorkflowError",
+]
+
+
+class TomasuloError(Exception):
+    """Root of every error raised by tomasulo."""
+
+
+# -- the developer's mistakes -------------------------------------------------------------------
+
+
+class UserError(TomasuloError):
+    """The developer using the library asked for something that cannot work."""
+
+
+class ToolDefinitionError(UserError):
+    """A function or object that cannot become a tool (bad signature, unsupported hint)."""
+
+
+class SchemaError(UserError):
+    """A raw tool schema that cannot be normalized.
+
+    The message names the tool and the field (a JSON pointer into the schema).
+    """
+
+    def __init__(self, message: str, *, tool: str | None = None, field: str | None = None) -> None:
+        self.tool = tool
+        self.field = field
+        where = []
+        if tool is not None:
+            where.append(f"tool {tool!r}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class ToolsetError(UserError, KeyError):
+    """Two tools with one name, or a lookup of a tool that is not in the toolset."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(UserError, ValueError):
+    """Bad limits, options or settings."""
+
+
+class WorkflowError(UserError):
+    """A workflow file that cannot be loaded; carries the file, line and column where known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        where = path or "<workflow>"
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+# -- plans --------------------------------------------------------------------------------------
+
+
+class PlanError(TomasuloError):
+    """A plan that cannot be accepted.
+
+    Attributes:
+        line: 1-based line of the offending text in the plan.
+        column: 1-based column where the problem starts.
+        text: the offending text (usually the whole line).
+        hint: what to do about it.
+    """
+
+    default_hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int = 0,
+        column: int = 0,
+        text: str = "",
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        self.text = text
+        self.hint = self.default_hint if hint is None else hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        out = f"line {self.line}, column {self.column}: {self.message}"
+        if self.text:
+            out += f"\n    {self.text}\n    {' ' * max(self.column - 1, 0)}^"
+        if self.hint:
+            out += f"\n  hint: {self.hint}"
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_plan_error,
+            (type(self), self.message, self.line, self.column, self.text, self.hint),
+        )
+
+
+def _rebuild_plan_error(
+    cls: type[PlanError], message: str, line: int, column: int, text: str, hint: str
+) -> PlanError:
+    return cls(message, line=line, column=column, text=text, hint=hint)
+
+
+class PlanSyntaxError(PlanError):
+    """Text that is not the plan language."""
+
+    default_hint = 'each line is `N. tool(arg, key="value")`, `Thought: ...`, or `N. join()`'
+
+
+class UnknownToolError(PlanError):
+    """A task names a tool that is not in the toolset."""
+
+
+class PlanArgumentError(PlanError):
+    """The arguments of a task do not fit the tool's input schema."""
+
+
+class TooManyPositionalError(PlanArgumentError):
+    """More positional arguments than the tool has parameters."""
+
+
+class UnknownKeywordError(PlanArgumentError):
+    """A keyword argument the tool does not take."""
+
+
+class DuplicateArgumentError(PlanArgumentError):
+    """One parameter given twice (positionally and by keyword, or by two keywords)."""
+
+
+class MissingArgumentError(PlanArgumentError):
+    """A required parameter was not given."""
+
+
+class ArgumentTypeError(PlanArgumentError):
+    """A literal argument of the wrong type for the tool's schema."""
+
+
+class ForwardReferenceError(PlanError):
+    """A reference to the same task or a later one."""
+
+    default_hint = "a task may only use the results of tasks with smaller ids"
+
+
+class TaskIdError(PlanError):
+    """Task ids that do not start where expected or do not rise by one."""
+
+
+class DuplicateJoinError(PlanError):
+    """A second join() in one plan."""
+
+    default_hint = "a plan ends with exactly one join()"
+
+
+class TextAfterJoinError(PlanError):
+    """Anything after join() other than blank lines and <END_OF_PLAN>."""
+
+    default_hint = "join() ends the plan; put every task before it"
+
+
+class TooManyTasksError(PlanError):
+    """More tasks than the plan's task cap."""
+
+
+class IncompletePlanError(PlanError):
+    """The text ended in the middle of a task line."""
+
+
+# -- tool calls ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One bad field found by validation: where, what was expected, what was given."""
+
+    path: str
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<arguments>'}: expected {self.expected}, got {self.got}"
+
+
+class ToolArgumentError(TomasuloError, ValueError):
+    """Arguments that do not fit a tool's input schema; ``errors`` lists every bad field."""
+
+    def __init__(self, tool: str, errors: Sequence[FieldError]) -> None:
+        self.tool = tool
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"invalid arguments for tool {tool!r}:\n{lines}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.tool, self.errors))
+
+
+class ToolError(TomasuloError):
+    """A tool call that did not succeed.
+
+    Attributes:
+        tool: the tool's name.
+        task_id: the task that called it, where known.
+        attempt: the 1-based attempt that failed last.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str = "",
+        task_id: int | None = None,
+        attempt: int = 1,
+    ) -> None:
+        self.message = message
+        self.tool = tool
+        self.task_id = task_id
+        self.attempt = attempt
+        where = f"task {task_id} " if task_id is not None else ""
+        where += f"({tool}) " if tool else ""
+        suffix = f" [attempt {attempt}]" if attempt > 1 else ""
+        super().__init__(f"{where}{message}{suffix}".strip())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_tool_error,
+            (type(self), self.message, self.tool, self.task_id, self.attempt),
+        )
+
+
+def _rebuild_tool_error(
+    cls: type[ToolError], message: str, tool: str, task_id: int | None, attempt: int
+) -> ToolError:
+    return cls(message, tool=tool, task_id=task_id, attempt=attempt)
+
+
+class ToolExecutionError(ToolError):
+    """The tool raised an exception; ``error_type`` names it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str = "",
+        task_id: int | None = None,
+        attempt: int = 1,
+        error_type: str = "Exception",
+    ) -> None:
+        self.error_type = error_type
+        super().__init__(message, tool=tool, task_id=task_id, attempt=attempt)
+
+
+class ToolTimeout(ToolError, TimeoutError):
+    """The tool ran past its timeout."""
+
+
+class ToolCrashed(ToolError):
+    """The worker process running the tool died."""
+
+
+class ToolOutputError(ToolError):
+    """The tool returned a value that does not fit its output schema, or cannot be carried."""
+
+
+class ReferenceResolutionError(ToolError):
+    """An input of a task could not be taken from an upstream result (bad path, bad type)."""
+
+
+class DispatchError(TomasuloError):
+    """The dispatcher was misused, for example fed a task whose id is taken."""
+
+
+class RunCancelled(TomasuloError):
+    """A run was cancelled before it finished."""
+
+
+# -- LLM servers --------------------------------------------------------------------------------
+
+
+class LLMError(TomasuloError):
+    """The LLM server did not give a usable answer."""
+
+
+class LLMConnectionError(LLMError, ConnectionError):
+    """Could not connect to the LLM server, or the connection dropped mid-stream."""
+
+
+class LLMTimeout(LLMError, TimeoutError):
+    """The LLM server did not answer in time."""
+
+
+class LLMRateLimitError(LLMError):
+    """The LLM server kept answering 429 after every retry."""
+
+
+class LLMStatusError(LLMError):
+    """The LLM server answered with an error status."""
+
+    def __init__(self, message: str, *, status_code: int = 0) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class LLMResponseError(LLMError):
+    """The LLM's answer could not be used, even after a repair round."""
+
+
+class BudgetExceeded(TomasuloError):
+    """A run hit one of its bounds (replans, tokens, cost, wall time); ``bound`` names it."""
+
+    def __init__(self, message: str, *, bound: str = "") -> None:
+        self.bound = bound
+        super().__init__(message)
+
+
+# -- control flow -------------------------------------------------------------------------------
+
+
+class Interrupt(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a tool to stop and ask the planner for a new plan.
+
+    The message reaches the planner as the interrupt's reason. ``value`` is kept as the task's
+    partial result.
+    """
+
+    def __init__(self, message: str, *, value: Any = None) -> None:
+        self.message = message
+        self.value = value
+        super().__init__(message)
+
+
+class Replan(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a joiner to ask for a new plan, with feedback for the planner."""
+
+    def __init__(self, feedback: str) -> None:
+        self.feedback = feedback
+        super().__init__(feedback)

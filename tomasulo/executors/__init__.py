@@ -1,0 +1,3 @@
+"""tomasulo.executors (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,312 @@
+"""The plan as data: tasks, references, string templates and the plan itself.
+
+A plan is a numbered list of tool calls ending in ``join()``::
+
+    1. search(query="Mount Everest")
+    2. math(expression="${1.height_m} / 2")
+    3. join()
+
+Argument values are JSON values, :class:`Ref` (``$1``, ``$1.field``, ``$1[0]``: task 1's result as a
+typed value) or :class:`Template` (a string with ``${k}`` interpolations, rendered as text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["JOIN", "Plan", "Ref", "Task", "Template", "Value", "iter_refs", "stringify"]
+
+#: The name of the plan's closing pseudo-tool.
+JOIN = "join"
+
+PathItem: TypeAlias = str | int
+#: An argument value: JSON data, possibly holding :class:`Ref` and :class:`Template` inside.
+Value: TypeAlias = Any
+
+
+def _path_text(path: tuple[PathItem, ...]) -> str:
+    out = []
+    for item in path:
+        if isinstance(item, int):
+            out.append(f"[{item}]")
+        else:
+            out.append(f".{item}")
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """Task ``task_id``'s result, or a part of it selected by ``path``.
+
+    >>> Ref(2, ("items", 0)).to_text()
+    '$2.items[0]'
+    """
+
+    task_id: int
+    path: tuple[PathItem, ...] = ()
+
+    def to_text(self) -> str:
+        """The reference as written in a plan, outside a string: ``$k.path``."""
+        return f"${self.task_id}{_path_text(self.path)}"
+
+    def to_template_text(self) -> str:
+        """The reference as written inside a string: ``${k.path}``."""
+        return f"${{{self.task_id}{_path_text(self.path)}}}"
+
+    def select(self, value: Any) -> Any:
+        """Pick this reference's path out of ``value``; raises ``LookupError`` or ``TypeError``."""
+        for item in self.path:
+            if isinstance(item, int):
+                if not isinstance(value, list | tuple):
+                    raise TypeError(f"cannot index {type(value).__name__} with [{item}]")
+                value = value[item]
+            elif isinstance(value, Mapping):
+                if item not in value:
+                    raise KeyError(item)
+                value = value[item]
+            elif hasattr(value, item) and not item.startswith("_"):
+                value = getattr(value, item)
+            else:
+                raise KeyError(item)
+        return value
+
+
+def stringify(value: Any) -> str:
+    """How a value is written into a ``${k}`` interpolation.
+
+    Strings go in as they are; ``None`` as ``null``, booleans as ``true``/``false``; integers and
+    floats as Python writes them (``3``, ``2.5``); anything else as compact JSON (lists, dicts,
+    pydantic models via ``model_dump``), falling back to ``str()``.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        value = dump(mode="json")
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string with ``${k}`` interpolations: literal text and :class:`Ref` parts, in order."""
+
+    parts: tuple[str | Ref, ...]
+
+    @property
+    def refs(self) -> tuple[Ref, ...]:
+        """The references inside the string, in order."""
+        return tuple(p for p in self.parts if isinstance(p, Ref))
+
+    def render(self, resolve: Callable[[Ref], Any]) -> str:
+        """The string with each reference replaced by ``stringify(resolve(ref))``."""
+        return "".join(p if isinstance(p, str) else stringify(resolve(p)) for p in self.parts)
+
+    def to_text(self) -> str:
+        """The template as a quoted plan string."""
+        body = []
+        for p in self.parts:
+            if isinstance(p, Ref):
+                body.append(p.to_template_text())
+            else:
+                body.append(json.dumps(p, ensure_ascii=False)[1:-1].replace("${", "\\u0024{"))
+        return '"' + "".join(body) + '"'
+
+
+def iter_refs(value: Value) -> Iterator[Ref]:
+    """Every :class:`Ref` in a value, including those inside templates, lists and dicts."""
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, Template):
+        yield from value.refs
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_refs(item)
+
+
+def value_to_text(value: Value) -> str:
+    """A value as written in a plan."""
+    if isinstance(value, Ref | Template):
+        return value.to_text()
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("${", "\\u0024{")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_to_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k, ensure_ascii=False)}: {value_to_text(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    return json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One tool call in a plan.
+
+    ``args`` are the positional arguments, ``kwargs`` the keyword ones, exactly as written.
+    Use :meth:`bind` to map them onto parameter names. ``line`` and ``column`` say where the task
+    starts in the plan text (0 when built by hand) and take no part in equality.
+    """
+
+    id: int
+    tool: str
+    args: tuple[Value, ...] = ()
+    kwargs: Mapping[str, Value] = field(default_factory=dict)
+    thought: str | None = None
+    line: int = field(default=0, compare=False)
+    column: int = field(default=0, compare=False)
+
+    @property
+    def deps(self) -> frozenset[int]:
+        """Ids of the tasks whose results this task uses."""
+        ids = {r.task_id for v in self.args for r in iter_refs(v)}
+        ids.update(r.task_id for v in self.kwargs.values() for r in iter_refs(v))
+        return frozenset(ids)
+
+    @property
+    def refs(self) -> tuple[Ref, ...]:
+        """Every reference in the arguments, in order of appearance."""
+        out = [r for v in self.args for r in iter_refs(v)]
+        out.extend(r for v in self.kwargs.values() for r in iter_refs(v))
+        return tuple(out)
+
+    def bind(self, param_names: list[str] | tuple[str, ...]) -> dict[str, Value]:
+        """Arguments by parameter name: positional ones take ``param_names`` in order.
+
+        Raises ``ValueError`` when there are more positional arguments than names, or a name is
+        given twice; plan validation reports these with line and column first.
+        """
+        if len(self.args) > len(param_names):
+            raise ValueError(
+                f"{self.tool} takes {len(param_names)} positional arguments, got {len(self.args)}"
+            )
+        out = dict(zip(param_names, self.args, strict=False))
+        for key, value in self.kwargs.items():
+            if key in out:
+                raise ValueError(f"{self.tool} got argument {key!r} twice")
+            out[key] = value
+        return out
+
+    def to_text(self) -> str:
+        """The task's line as written in a plan (without its Thought)."""
+        parts = [value_to_text(v) for v in self.args]
+        parts.extend(f"{k}={value_to_text(v)}" for k, v in self.kwargs.items())
+        return f"{self.id}. {self.tool}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A parsed plan: its tasks in order and, when present, the closing ``join()``."""
+
+    tasks: tuple[Task, ...] = ()
+    join_id: int | None = None
+    join_thought: str | None = None
+
+    @property
+    def joined(self) -> bool:
+        """Whether the plan ended with ``join()``."""
+        return self.join_id is not None
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The task ids, in order."""
+        return tuple(t.id for t in self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def task(self, task_id: int) -> Task:
+        """The task with id ``task_id``; ``KeyError`` if there is none."""
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def to_text(self) -> str:
+        """The plan in the text dialect; ``parse_plan(plan.to_text()) == plan``."""
+        lines = []
+        for t in self.tasks:
+            if t.thought is not None:
+                lines.append(f"Thought: {t.thought}")
+            lines.append(t.to_text())
+        if self.join_id is not None:
+            if self.join_thought is not None:
+                lines.append(f"Thought: {self.join_thought}")
+            lines.append(f"{self.join_id}. {JOIN}()")
+        return "\n".join(lines) + "\n"
+
+    # -- the plan as a graph --------------------------------------------------------------------
+
+    def graph(self) -> nx.DiGraph:
+        """The task DAG: a node per task id (attribute ``task``), an edge from each input to its user."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for t in self.tasks:
+            g.add_node(t.id, task=t)
+        for t in self.tasks:
+            for dep in t.deps:
+                if dep in g:
+                    g.add_edge(dep, t.id)
+        return g
+
+    def generations(self) -> list[list[int]]:
+        """Task ids grouped into waves: each wave needs only tasks of earlier waves."""
+        import networkx as nx
+
+        return [sorted(gen) for gen in nx.topological_generations(self.graph())]
+
+    def critical_path(
+        self, durations: Mapping[int, float] | Callable[[Task], float] | None = None
+    ) -> tuple[list[int], float]:
+        """The longest chain of dependent tasks and its total duration.
+
+        ``durations`` gives each task's duration, by id or as a function of the task; every task
+        counts 1 when it is omitted.
+        """
+        import networkx as nx
+
+        def duration(t: Task) -> float:
+            if durations is None:
+                return 1.0
+            if callable(durations):
+                return float(durations(t))
+            return float(durations.get(t.id, 0.0))
+
+        g = self.graph()
+        if not g:
+            return [], 0.0
+        finish: dict[int, float] = {}
+        best: dict[int, int | None] = {}
+        for node in nx.topological_sort(g):
+            preds = list(g.predecessors(node))
+            prev = max(preds, key=lambda p: finish[p]) if preds else None
+            start = finish[prev] if prev is not None else 0.0
+            finish[node] = start + duration(g.nodes[node]["task"])
+            best[node] = prev
+        end = max(finish, key=lambda n: finish[n])
+        path: list[int] = []
+        cur: int | None = end
+        while cur is not None:
+            path.append(cur)
+            cur = best[cur]
+        return path[::-1], finish[end]

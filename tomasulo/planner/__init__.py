@@ -1,0 +1,3 @@
+"""tomasulo.planner (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,233 @@
+"""A tool: a name, a description, JSON schemas for its input and output, a policy, and a callable."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from ..exceptions import ConfigError, FieldError, ToolArgumentError
+
+__all__ = ["DEFAULT_POLICY", "Tool", "ToolPolicy", "describe_value", "json_path"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPolicy:
+    """How the dispatcher runs a tool.
+
+    Attributes:
+        timeout: seconds one attempt may take (``None``: no per-call timeout; the run's deadline
+            still applies).
+        retries: extra attempts after the first one fails. Failures are retried only when the tool
+            is ``idempotent`` or the error is marked retryable.
+        max_concurrency: at most this many calls of the tool at once (``None``: no tool limit).
+        sequential: calls run one at a time, in plan order (for side-effecting tools).
+        idempotent: calling twice with the same arguments is harmless, so any failure may be retried.
+    """
+
+    timeout: float | None = None
+    retries: int = 0
+    max_concurrency: int | None = None
+    sequential: bool = False
+    idempotent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be 0 or more, got {self.retries!r}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency!r}")
+
+
+DEFAULT_POLICY = ToolPolicy()
+
+
+def json_path(path: Any) -> str:
+    """A jsonschema error path as ``a.b[0].c``."""
+    out = ""
+    for item in path:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        else:
+            out += f".{item}" if out else str(item)
+    return out
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a value for error messages: its JSON type and a clipped repr."""
+    kind = {
+        type(None): "null",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        tuple: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{kind} {text}"
+
+
+def _expected(err: ValidationError) -> str:
+    v = err.validator
+    vv = err.validator_value
+    if v == "type":
+        return " or ".join(vv) if isinstance(vv, list) else str(vv)
+    if v == "enum":
+        return "one of " + ", ".join(repr(x) for x in vv)
+    if v == "const":
+        return f"the constant {vv!r}"
+    if v == "required":
+        return "required property " + err.message.split(" is a required")[0]
+    if v == "additionalProperties":
+        return "no additional properties"
+    if v in ("anyOf", "oneOf"):
+        return f"a value matching {v}"
+    return f"{v} {vv!r}"
+
+
+@dataclass(eq=False)
+class Tool:
+    """A tool the planner may call.
+
+    Build one with the :func:`~tomasulo.tools.tool` decorator, or from a raw schema with
+    :meth:`Toolset.from_schemas <tomasulo.tools.Toolset.from_schemas>`.
+
+    Attributes:
+        name: the name the plan uses (``search``, ``math.factorial``, ``get-weather``).
+        description: what the tool does, for the planner's prompt.
+        input_schema: JSON schema of the arguments: an object whose ``properties`` are in
+            parameter order (positional arguments bind in this order).
+        output_schema: JSON schema of the result, when known.
+        policy: timeout, retries and concurrency.
+        fn: the callable, sync or async; ``None`` for a schema-only tool that cannot run.
+        takes_model: the callable wants one pydantic model or keyword arguments (set by ``@tool``).
+    """
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    output_schema: dict[str, Any] | None = None
+    policy: ToolPolicy = DEFAULT_POLICY
+    fn: Callable[..., Any] | None = None
+    #: Turns validated JSON arguments into the keyword arguments ``fn`` takes (pydantic models).
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        self._validator: Any = None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Parameter names in order: positional arguments bind to these."""
+        return tuple(self.input_schema.get("properties", {}))
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Names of the required parameters."""
+        return tuple(self.input_schema.get("required", ()))
+
+    @property
+    def is_async(self) -> bool:
+        """Whether calling the tool returns an awaitable."""
+        fn = self.fn
+        if fn is None:
+            return False
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+        )
+
+    def _get_validator(self) -> Any:
+        if self._validator is None:
+            cls = jsonschema.validators.validator_for(self.input_schema, jsonschema.Draft202012Validator)
+            self._validator = cls(self.input_schema)
+        return self._validator
+
+    def field_errors(self, args: Mapping[str, Any]) -> list[FieldError]:
+        """Every bad field in ``args`` (empty when they fit the input schema)."""
+        validator = self._get_validator()
+        errors: list[FieldError] = []
+        for err in sorted(validator.iter_errors(dict(args)), key=lambda e: list(map(str, e.path))):
+            path = json_path(err.absolute_path)
+            if err.validator == "required":
+                missing = err.message.split(" is a required")[0].strip("'\"")
+                errors.append(
+                    FieldError(path=f"{path}.{missing}" if path else missing, expected="a value", got="nothing")
+                )
+                continue
+            if err.validator == "additionalProperties":
+                extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+                for key in extra:
+                    errors.append(
+                        FieldError(
+                            path=f"{path}.{key}" if path else key,
+                            expected="no such property",
+                            got=describe_value(err.instance[key]),
+                        )
+                    )
+                continue
+            errors.append(FieldError(path=path, expected=_expected(err), got=describe_value(err.instance)))
+        return errors
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``args`` against the input schema and return them as a dict.
+
+        Raises:
+            ToolArgumentError: listing every bad field (path, expected, got).
+        """
+        errors = self.field_errors(args)
+        if errors:
+            raise ToolArgumentError(self.name, errors)
+        return dict(args)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The tool in OpenAI's function-calling format."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_schema,
+            },
+        }
+
+    def signature(self) -> str:
+        """A one-line signature for prompts: ``search(query: string, limit?: integer)``."""
+        props = self.input_schema.get("properties", {})
+        req = set(self.required)
+        parts = []
+        for name, schema in props.items():
+            opt = "" if name in req else "?"
+            parts.append(f"{name}{opt}: {_type_text(schema)}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return f"Tool({self.signature()})"
+
+
+def _type_text(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "any"
+    if "enum" in schema:
+        return " | ".join(repr(v) for v in schema["enum"])
+    if "const" in schema:
+        return repr(schema["const"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return " | ".join(_type_text(s) for s in schema[key])
+    t = schema.get("type")
+    if t == "array":
+        return f"array[{_type_text(schema.get('items', {}))}]"
+    if isinstance(t, list):
+        return " | ".join(str(x) for x in t)
+    return str(t) if t else "any"
