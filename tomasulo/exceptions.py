@@ -391,7 +391,15 @@ class RunCancelled(TomasuloError):
 
 
 class LLMError(TomasuloError):
-    """The LLM server did not give a usable answer."""
+    """The LLM server did not give a usable answer.
+
+    ``partial`` holds the text the server had streamed before the error ("" when none), so a
+    planner can resume after a dropped stream without re-running the tasks it already dispatched.
+    """
+
+    def __init__(self, message: str = "", *, partial: str = "") -> None:
+        self.partial = partial
+        super().__init__(message)
 
 
 class LLMConnectionError(LLMError, ConnectionError):
@@ -429,7 +437,7 @@ class BudgetExceeded(TomasuloError):
 # -- control flow -------------------------------------------------------------------------------
 
 
-class Interrupt(Exception):  # noqa: N818 - a signal, not an error
+class Interrupt(Exception):
     """Raised by a tool to stop and ask the planner for a new plan.
 
     The message reaches the planner as the interrupt's reason. ``value`` is kept as the task's
@@ -442,7 +450,7 @@ class Interrupt(Exception):  # noqa: N818 - a signal, not an error
         super().__init__(message)
 
 
-class Replan(Exception):  # noqa: N818 - a signal, not an error
+class Replan(Exception):
     """Raised inside a joiner to ask for a new plan, with feedback for the planner."""
 
     def __init__(self, feedback: str) -> None:

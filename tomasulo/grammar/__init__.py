@@ -1,5 +1,25 @@
-"""The plan language: AST, parser, streaming parser, and (later) grammars for constrained decoding."""
+"""The plan language: AST, parsers (text and JSON dialects, whole or streaming) and grammars."""
 
 from ._ast import JOIN, Plan, Ref, Task, Template, Value, iter_refs, stringify
+from ._json_dialect import JsonPlanStream, aiter_json_tasks, parse_json_plan
+from ._parser import END_OF_PLAN, parse_path
+from ._stream import PlanStream, aiter_tasks, parse_plan
 
-__all__ = ["JOIN", "Plan", "Ref", "Task", "Template", "Value", "iter_refs", "stringify"]
+__all__ = [
+    "END_OF_PLAN",
+    "JOIN",
+    "JsonPlanStream",
+    "Plan",
+    "PlanStream",
+    "Ref",
+    "Task",
+    "Template",
+    "Value",
+    "aiter_json_tasks",
+    "aiter_tasks",
+    "iter_refs",
+    "parse_json_plan",
+    "parse_path",
+    "parse_plan",
+    "stringify",
+]

@@ -1,0 +1,369 @@
+"""Syntax of one plan line: ``N. tool(positional, keyword=value)``.
+
+The line parser is a small recursive-descent reader over one line of text. Scalars go through
+the C-accelerated pieces of the ``json`` module (``scanstring``, the number regex), so a task
+line costs a few microseconds. It knows nothing of tools; :mod:`._check` validates the result.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from json.decoder import scanstring  # type: ignore[attr-defined]
+
+from ..exceptions import PlanSyntaxError
+from ._ast import PathItem, Ref, Template, Value
+
+__all__ = ["END_OF_PLAN", "ArgNode", "CallLine", "parse_call_line", "parse_path"]
+
+END_OF_PLAN = "<END_OF_PLAN>"
+
+_TASK_HEAD = re.compile(r"\s*(\d+)\s*\.\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\(")
+_IDENT_EQ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
+_WS = re.compile(r"[ \t\r]*")
+_DQ_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+_SQ_STRING = re.compile(r"'((?:[^'\\\n]|\\.)*)'")
+_REF = re.compile(r"\$(\d+)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)")
+_BRACED_REF = re.compile(r"\$\{(\d+)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)\}")
+_PATH_ITEM = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_COMPAT_BARE_REF = re.compile(r"\$(\d+)(?![\d{])")
+_COMPAT_INLINE_REF = re.compile(rf"{_BRACED_REF.pattern}|{_COMPAT_BARE_REF.pattern}")
+_KEYWORDS = {"true": True, "false": False, "null": None}
+_COMPAT_KEYWORDS = {"True": True, "False": False, "None": None}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_path(text: str) -> tuple[PathItem, ...]:
+    """``.a[0].b`` (a leading dot is optional) as ``("a", 0, "b")``; ``ValueError`` if malformed."""
+    if text and not text.startswith((".", "[")):
+        text = "." + text
+    items: list[PathItem] = []
+    pos = 0
+    while pos < len(text):
+        m = _PATH_ITEM.match(text, pos)
+        if m is None:
+            raise ValueError(f"bad path {text!r} at character {pos + 1}")
+        items.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    return tuple(items)
+
+
+@dataclass(slots=True)
+class ArgNode:
+    """One argument as written: its value, the keyword (if any) and its 0-based column."""
+
+    value: Value
+    column: int
+    keyword: str | None = None
+
+
+@dataclass(slots=True)
+class CallLine:
+    """A parsed task line, before any check against tools or numbering."""
+
+    task_id: int
+    id_column: int
+    tool: str
+    tool_column: int
+    args: list[ArgNode] = field(default_factory=list)
+    close_column: int = 0
+    rest: str = ""
+    rest_column: int = 0
+
+
+class _LineReader:
+    """Reads argument values from one line; ``pos`` is a 0-based index into ``text``."""
+
+    __slots__ = ("compat", "lineno", "pos", "task_id", "text")
+
+    def __init__(self, text: str, lineno: int, compat: bool, task_id: int) -> None:
+        self.text = text
+        self.lineno = lineno
+        self.compat = compat
+        self.task_id = task_id
+        self.pos = 0
+
+    def error(self, message: str, pos: int | None = None, hint: str | None = None) -> PlanSyntaxError:
+        col = (self.pos if pos is None else pos) + 1
+        return PlanSyntaxError(message, line=self.lineno, column=col, text=self.text, hint=hint)
+
+    def skip_ws(self) -> None:
+        m = _WS.match(self.text, self.pos)
+        if m is not None:
+            self.pos = m.end()
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def value(self) -> Value:
+        self.skip_ws()
+        c = self.peek()
+        if c == '"':
+            return self.string('"')
+        if c == "'" and self.compat:
+            return self.string("'")
+        if c == "$":
+            return self.reference()
+        if c == "[":
+            return self.array()
+        if c == "{":
+            return self.obj()
+        if c == "-" or c.isdigit():
+            return self.number()
+        m = _WORD.match(self.text, self.pos)
+        if m is not None:
+            word = m.group(0)
+            if word in _KEYWORDS:
+                self.pos = m.end()
+                return _KEYWORDS[word]
+            if self.compat and word in _COMPAT_KEYWORDS:
+                self.pos = m.end()
+                return _COMPAT_KEYWORDS[word]
+            hint = 'strings need double quotes, e.g. "text"; references are written $1'
+            if word in _COMPAT_KEYWORDS:
+                hint = "use JSON literals true, false and null"
+            raise self.error(f"unexpected word {word!r} where a value should be", hint=hint)
+        if not c:
+            raise self.error("the line ends where a value should be")
+        if c == "'":
+            raise self.error("single-quoted string", hint='strings use double quotes: "text"')
+        raise self.error(f"unexpected {c!r} where a value should be")
+
+    def number(self) -> int | float:
+        m = _NUMBER.match(self.text, self.pos)
+        if m is None:
+            raise self.error("malformed number")
+        self.pos = m.end()
+        if m.group(1) is None and m.group(2) is None:
+            return int(m.group(0))
+        return float(m.group(0))
+
+    def reference(self) -> Ref:
+        start = self.pos
+        m = _REF.match(self.text, self.pos)
+        if m is None and self.compat:
+            m = _BRACED_REF.match(self.text, self.pos)
+        if m is None:
+            raise self.error(
+                "malformed reference",
+                hint="write $k, $k.field or $k[0] for task k's result; ${k} only inside strings",
+            )
+        self.pos = m.end()
+        try:
+            return Ref(int(m.group(1)), parse_path(m.group(2)))
+        except ValueError as e:  # pragma: no cover - the regex admits only valid paths
+            raise self.error(str(e), pos=start) from None
+
+    def string(self, quote: str) -> Value:
+        start = self.pos
+        m = (_DQ_STRING if quote == '"' else _SQ_STRING).match(self.text, self.pos)
+        if m is None:
+            raise self.error("unterminated string", hint="close the string on the same line")
+        raw = m.group(1)
+        self.pos = m.end()
+        if quote == "'":
+            return self._compat_text(self._decode_single(raw, start), start)
+        if "${" not in raw:
+            text = self._decode(raw, start)
+            return self._compat_text(text, start) if self.compat and "$" in text else text
+        parts: list[str | Ref] = []
+        last = 0
+        for rm in _BRACED_REF.finditer(raw):
+            if rm.start() > last:
+                parts.append(self._decode(raw[last : rm.start()], start))
+            parts.append(Ref(int(rm.group(1)), parse_path(rm.group(2))))
+            last = rm.end()
+        if last < len(raw):
+            parts.append(self._decode(raw[last:], start))
+        if self.compat and len(parts) == 1 and isinstance(parts[0], Ref):
+            return parts[0]
+        if len(parts) == 1 and isinstance(parts[0], str):
+            return parts[0]
+        return Template(tuple(parts))
+
+    def _decode(self, raw: str, start: int) -> str:
+        if "\\" not in raw:
+            return raw
+        try:
+            decoded: str = scanstring(raw + '"', 0)[0]
+            return decoded
+        except json.JSONDecodeError as e:
+            raise self.error(f"bad escape in string: {e.msg}", pos=start + 1 + e.pos) from None
+
+    def _decode_single(self, raw: str, start: int) -> str:
+        if "\\" not in raw:
+            return raw
+        try:
+            out = ast.literal_eval("'" + raw + "'")
+        except (ValueError, SyntaxError):
+            raise self.error("bad escape in string", pos=start) from None
+        assert isinstance(out, str)
+        return out
+
+    def _compat_text(self, text: str, start: int) -> Value:
+        """LLMCompiler style: ``"$1"`` is task 1's result, ``"... $1 ..."`` interpolates it."""
+        if "$" not in text:
+            return text
+        whole = _REF.fullmatch(text) or _BRACED_REF.fullmatch(text)
+        if whole is not None and int(whole.group(1)) < self.task_id:
+            return Ref(int(whole.group(1)), parse_path(whole.group(2)))
+        parts: list[str | Ref] = []
+        last = 0
+        for m in _COMPAT_INLINE_REF.finditer(text):
+            braced = m.group(1) is not None
+            k = int(m.group(1) if braced else m.group(3))
+            if not braced and k >= self.task_id:
+                continue  # "$100" is money, not a reference to a later task
+            if m.start() > last:
+                parts.append(text[last : m.start()])
+            parts.append(Ref(k, parse_path(m.group(2)) if braced else ()))
+            last = m.end()
+        if not parts:
+            return text
+        if last < len(text):
+            parts.append(text[last:])
+        return Template(tuple(parts))
+
+    def array(self) -> list[Value]:
+        self.pos += 1
+        out: list[Value] = []
+        self.skip_ws()
+        if self.peek() == "]":
+            self.pos += 1
+            return out
+        while True:
+            out.append(self.value())
+            self.skip_ws()
+            c = self.peek()
+            if c == ",":
+                self.pos += 1
+                if self.compat:
+                    self.skip_ws()
+                    if self.peek() == "]":
+                        self.pos += 1
+                        return out
+                continue
+            if c == "]":
+                self.pos += 1
+                return out
+            raise self.error("expected ',' or ']' in the array" if c else "the line ends inside an array")
+
+    def obj(self) -> dict[str, Value]:
+        self.pos += 1
+        out: dict[str, Value] = {}
+        self.skip_ws()
+        if self.peek() == "}":
+            self.pos += 1
+            return out
+        while True:
+            self.skip_ws()
+            key_pos = self.pos
+            c = self.peek()
+            if c == '"' or (c == "'" and self.compat):
+                key = self.string(c)
+                if not isinstance(key, str):
+                    raise self.error("object keys cannot hold references", pos=key_pos)
+            else:
+                raise self.error(
+                    "expected a double-quoted key in the object" if c else "the line ends inside an object"
+                )
+            if key in out:
+                raise self.error(f"duplicate key {key!r} in the object", pos=key_pos)
+            self.skip_ws()
+            if self.peek() != ":":
+                raise self.error("expected ':' after the object key")
+            self.pos += 1
+            out[key] = self.value()
+            self.skip_ws()
+            c = self.peek()
+            if c == ",":
+                self.pos += 1
+                if self.compat:
+                    self.skip_ws()
+                    if self.peek() == "}":
+                        self.pos += 1
+                        return out
+                continue
+            if c == "}":
+                self.pos += 1
+                return out
+            raise self.error("expected ',' or '}' in the object" if c else "the line ends inside an object")
+
+
+def match_task_head(line: str) -> re.Match[str] | None:
+    """The ``N. tool(`` start of a task line, or ``None``."""
+    return _TASK_HEAD.match(line)
+
+
+def parse_call_line(line: str, lineno: int, *, compat: bool = False) -> CallLine:
+    """Parse ``N. tool(args)`` plus whatever follows the closing parenthesis (``rest``).
+
+    Raises:
+        PlanSyntaxError: the line is not a well-formed task line.
+    """
+    head = _TASK_HEAD.match(line)
+    if head is None:
+        stripped = line.lstrip()
+        col = len(line) - len(stripped) + 1
+        hint = None
+        m = re.match(r"\s*(\d+)\s*\.\s*", line)
+        if m is not None:
+            col = m.end() + 1
+            message = "expected a tool call `name(...)` after the task number"
+        elif stripped[:1].isdigit():
+            message = "expected `N.` at the start of a task line"
+            hint = "number each task like `1. search(...)`"
+        else:
+            message = f"unexpected text {stripped[:40]!r}"
+        raise PlanSyntaxError(message, line=lineno, column=col, text=line, hint=hint)
+    task_id = int(head.group(1))
+    call = CallLine(
+        task_id=task_id,
+        id_column=head.start(1) + 1,
+        tool=head.group(2),
+        tool_column=head.start(2) + 1,
+    )
+    r = _LineReader(line, lineno, compat, task_id)
+    r.pos = head.end()
+    r.skip_ws()
+    seen_keyword = False
+    if r.peek() == ")":
+        r.pos += 1
+    else:
+        while True:
+            r.skip_ws()
+            arg_pos = r.pos
+            kw = _IDENT_EQ.match(line, r.pos)
+            if kw is not None:
+                r.pos = kw.end()
+                call.args.append(ArgNode(r.value(), arg_pos + 1, kw.group(1)))
+                seen_keyword = True
+            else:
+                if seen_keyword:
+                    raise r.error(
+                        "positional argument after a keyword argument",
+                        hint="put positional arguments first, as in Python",
+                    )
+                call.args.append(ArgNode(r.value(), arg_pos + 1))
+            r.skip_ws()
+            c = r.peek()
+            if c == ",":
+                r.pos += 1
+                r.skip_ws()
+                if r.peek() == ")" and compat:
+                    r.pos += 1
+                    break
+                continue
+            if c == ")":
+                r.pos += 1
+                break
+            if not c:
+                raise r.error("the line ends before the closing ')'")
+            raise r.error(f"expected ',' or ')' after an argument, found {c!r}")
+    call.close_column = r.pos
+    call.rest = line[r.pos :]
+    call.rest_column = r.pos + 1
+    return call

@@ -1,0 +1,307 @@
+"""Streaming parse of the text dialect: tasks come out the moment their line is complete.
+
+A task line is complete at its closing parenthesis, so a task is handed over in the same
+``feed`` call that brings its ``)``, before the rest of the line (or the next line) arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import TYPE_CHECKING
+
+from ..exceptions import (
+    DuplicateJoinError,
+    IncompletePlanError,
+    PlanSyntaxError,
+    TaskIdError,
+    TextAfterJoinError,
+    TooManyTasksError,
+)
+from ._ast import JOIN, Plan, Task
+from ._check import check_refs, check_tool_call, make_task
+from ._parser import END_OF_PLAN, CallLine, match_task_head, parse_call_line
+
+if TYPE_CHECKING:
+    from ..tools import Toolset
+
+__all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
+
+_THOUGHT = "Thought:"
+
+
+class PlanStream:
+    """Incremental parser for the text dialect.
+
+    >>> s = PlanStream()
+    >>> s.feed('1. search(query="Everest")')
+    [Task(id=1, tool='search', args=(), kwargs={'query': 'Everest'}, thought=None)]
+    >>> s.feed("\\n2. join()\\n")
+    []
+    >>> s.close(); s.joined
+    []
+    True
+
+    Args:
+        tools: validate each task against these tools (``None``: syntax and references only).
+        compat: also read plans written for LLMCompiler (single quotes, ``True``/``None``,
+            ``"$1"`` strings as references, trailing commas).
+        start_id: the id of the first task (replans continue the numbering).
+        max_tasks: the most tasks a plan may hold (``None``: no cap).
+    """
+
+    def __init__(
+        self,
+        tools: Toolset | None = None,
+        *,
+        compat: bool = False,
+        start_id: int = 1,
+        max_tasks: int | None = None,
+    ) -> None:
+        self.tools = tools
+        self.compat = compat
+        self.start_id = start_id
+        self.max_tasks = max_tasks
+        self._buf = ""  # text of the current, unfinished line
+        self._lineno = 1
+        self._line_done = False  # the current line's task was already emitted at its ')'
+        self._tasks: list[Task] = []
+        self._thought: str | None = None
+        self._join_id: int | None = None
+        self._join_thought: str | None = None
+        self._ended = False  # <END_OF_PLAN> seen
+        self._closed = False
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[Task]:
+        """Tasks parsed so far."""
+        return list(self._tasks)
+
+    @property
+    def joined(self) -> bool:
+        """Whether ``join()`` has been read."""
+        return self._join_id is not None
+
+    @property
+    def next_id(self) -> int:
+        """The id the next task must have."""
+        return self.start_id + len(self._tasks)
+
+    @property
+    def plan(self) -> Plan:
+        """The plan so far."""
+        return Plan(tuple(self._tasks), self._join_id, self._join_thought)
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Take more text; return the tasks completed by it, in order.
+
+        Raises:
+            PlanError: the text so far cannot be a valid plan (the subclass says why).
+        """
+        if self._closed:
+            raise PlanSyntaxError("feed() after close()", line=self._lineno, column=1)
+        out: list[Task] = []
+        if "\n" not in chunk:
+            self._buf += chunk
+            if ")" in chunk and not self._line_done:
+                self._try_early(out)
+            return out
+        lines = (self._buf + chunk).split("\n")
+        self._buf = lines.pop()
+        for line in lines:
+            if self._line_done:
+                self._finish_early_line(line)
+            else:
+                self._line(line, out)
+            self._lineno += 1
+            self._line_done = False
+        if self._buf and ")" in self._buf:
+            self._try_early(out)
+        return out
+
+    def close(self) -> list[Task]:
+        """End of text: parse what is left and return any last task.
+
+        Raises:
+            IncompletePlanError: the text stopped in the middle of a task line.
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        out: list[Task] = []
+        line, self._buf = self._buf, ""
+        if self._line_done:
+            self._finish_early_line(line)
+        elif line.strip():
+            try:
+                self._line(line, out)
+            except PlanSyntaxError as e:
+                cut_off = e.column > len(line.rstrip()) or e.message == "unterminated string"
+                if cut_off and line.lstrip()[:1].isdigit():
+                    raise IncompletePlanError(
+                        "the plan ends in the middle of a task",
+                        line=e.line,
+                        column=e.column,
+                        text=line,
+                        hint="the model's output was cut off; ask for the rest or replan",
+                    ) from e
+                raise
+        return out
+
+    # -- lines ------------------------------------------------------------------------------------
+
+    def _try_early(self, out: list[Task]) -> None:
+        """The line may have just closed its call: parse it now if it did."""
+        line = self._buf
+        if not line.lstrip()[:1].isdigit() or self._join_id is not None or self._ended:
+            return
+        try:
+            call = parse_call_line(line, self._lineno, compat=self.compat)
+        except PlanSyntaxError:
+            return  # not complete yet (or wrong: the newline will tell)
+        self._accept_call(call, line, out)
+        self._line_done = True
+
+    def _finish_early_line(self, line: str) -> None:
+        """After an early emit, the rest of the line may hold only blanks or <END_OF_PLAN>."""
+        call = parse_call_line(line, self._lineno, compat=self.compat)
+        self._check_rest(call, line)
+
+    def _check_rest(self, call: CallLine, line: str) -> None:
+        rest = call.rest.strip()
+        if not rest:
+            return
+        if rest == END_OF_PLAN and (self._join_id is not None or self.compat):
+            self._ended = True
+            return
+        raise PlanSyntaxError(
+            f"unexpected text {rest[:40]!r} after the task",
+            line=self._lineno,
+            column=call.rest_column + len(call.rest) - len(call.rest.lstrip()),
+            text=line,
+            hint="one task per line",
+        )
+
+    def _line(self, line: str, out: list[Task]) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        if self._ended or self._join_id is not None:
+            if stripped == END_OF_PLAN and not self._ended:
+                self._ended = True
+                return
+            head = match_task_head(line)
+            if head is not None and head.group(2) == JOIN and self._join_id is not None:
+                raise DuplicateJoinError(
+                    f"a second join() (the plan already ended at task {self._join_id})",
+                    line=self._lineno,
+                    column=head.start(1) + 1,
+                    text=line,
+                )
+            raise TextAfterJoinError(
+                "text after the end of the plan" if self._ended else "text after join()",
+                line=self._lineno,
+                column=len(line) - len(line.lstrip()) + 1,
+                text=line,
+                hint=None if not self._ended else "nothing may follow <END_OF_PLAN>",
+            )
+        if stripped.startswith(_THOUGHT):
+            self._thought = stripped[len(_THOUGHT) :].strip()
+            return
+        if stripped == END_OF_PLAN:
+            if not self.compat:
+                raise PlanSyntaxError(
+                    "<END_OF_PLAN> before join()",
+                    line=self._lineno,
+                    column=len(line) - len(line.lstrip()) + 1,
+                    text=line,
+                    hint="end the plan with `N. join()`",
+                )
+            self._ended = True
+            return
+        if self.compat and not stripped[:1].isdigit():
+            return  # LLMCompiler-style prose around the plan
+        call = parse_call_line(line, self._lineno, compat=self.compat)
+        self._accept_call(call, line, out)
+        self._check_rest(call, line)
+
+    def _accept_call(self, call: CallLine, line: str, out: list[Task]) -> None:
+        lineno = self._lineno
+        expected = self.next_id
+        if call.task_id != expected:
+            what = "start at" if not self._tasks else "rise by one to"
+            raise TaskIdError(
+                f"task id {call.task_id} where {expected} was expected",
+                line=lineno,
+                column=call.id_column,
+                text=line,
+                hint=f"ids {what} {expected}",
+            )
+        thought, self._thought = self._thought, None
+        if call.tool == JOIN:
+            if call.args:
+                raise PlanSyntaxError(
+                    "join() takes no arguments", line=lineno, column=call.args[0].column, text=line
+                )
+            self._join_id = call.task_id
+            self._join_thought = thought
+            return
+        if self.max_tasks is not None and len(self._tasks) >= self.max_tasks:
+            raise TooManyTasksError(
+                f"more than {self.max_tasks} tasks in one plan",
+                line=lineno,
+                column=call.id_column,
+                text=line,
+                hint="end the plan with join() and continue after a replan",
+            )
+        check_refs(call, call.args, line, lineno)
+        if self.tools is not None:
+            check_tool_call(call, self.tools, line, lineno)
+        task = make_task(call, thought, lineno)
+        self._tasks.append(task)
+        out.append(task)
+
+
+def parse_plan(
+    text: str,
+    tools: Toolset | None = None,
+    *,
+    compat: bool = False,
+    start_id: int = 1,
+    max_tasks: int | None = None,
+) -> Plan:
+    """Parse a whole plan in the text dialect.
+
+    >>> plan = parse_plan('1. search(query="x")\\n2. math(expression="${1} * 2")\\n3. join()')
+    >>> [t.tool for t in plan], plan.joined
+    (['search', 'math'], True)
+
+    Raises:
+        PlanError: the first problem found, with line, column and a hint.
+    """
+    stream = PlanStream(tools, compat=compat, start_id=start_id, max_tasks=max_tasks)
+    stream.feed(text)
+    stream.close()
+    return stream.plan
+
+
+async def aiter_tasks(
+    chunks: AsyncIterable[str],
+    tools: Toolset | None = None,
+    *,
+    compat: bool = False,
+    start_id: int = 1,
+    max_tasks: int | None = None,
+    stream: PlanStream | None = None,
+) -> AsyncIterator[Task]:
+    """Turn a stream of text chunks into a stream of tasks, each as soon as its line completes.
+
+    Pass ``stream`` to keep a handle on the parser (for ``stream.plan`` and ``stream.joined``).
+    """
+    parser = stream or PlanStream(tools, compat=compat, start_id=start_id, max_tasks=max_tasks)
+    async for chunk in chunks:
+        for task in parser.feed(chunk):
+            yield task
+    for task in parser.close():
+        yield task
