@@ -1,6 +1,6 @@
 """The plan language: AST, parsers (text and JSON dialects, whole or streaming) and grammars."""
 
-from ._ast import JOIN, Plan, Ref, Task, Template, Value, iter_refs, stringify
+from ._ast import JOIN, Plan, Ref, Task, Template, Value, iter_refs, stringify, value_to_text
 from ._json_dialect import JsonPlanStream, aiter_json_tasks, parse_json_plan
 from ._parser import END_OF_PLAN, parse_path
 from ._stream import PlanStream, aiter_tasks, parse_plan
@@ -22,4 +22,5 @@ __all__ = [
     "parse_path",
     "parse_plan",
     "stringify",
+    "value_to_text",
 ]

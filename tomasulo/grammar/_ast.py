@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["JOIN", "Plan", "Ref", "Task", "Template", "Value", "iter_refs", "stringify"]
+__all__ = ["JOIN", "Plan", "Ref", "Task", "Template", "Value", "iter_refs", "stringify", "value_to_text"]
 
 #: The name of the plan's closing pseudo-tool.
 JOIN = "join"

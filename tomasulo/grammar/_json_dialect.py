@@ -60,7 +60,7 @@ class JsonPlanStream:
         self._last_string: tuple[int, int] | None = None
         self._key = ""
         self._tasks_depth: int | None = None  # depth inside the tasks array, once it opened
-        self._item_start: tuple[int, int, int] | None = None  # offset, line, column
+        self._item_start: tuple[int, int, int] | None = None  # offset, line, line's offset
         self._tasks: list[Task] = []
         self._joined = False
         self._closed = False
@@ -86,8 +86,11 @@ class JsonPlanStream:
         """Take more text; return the tasks whose objects it closed."""
         out: list[Task] = []
         base = len(self._buffer)
-        self._buffer += chunk
+        # keep the buffer's only reference local so CPython can grow it in place
         text = self._buffer
+        self._buffer = ""
+        text += chunk
+        self._buffer = text
         i = base
         n = len(text)
         while i < n:
@@ -138,7 +141,7 @@ class JsonPlanStream:
                 if c == "[" and self._depth == 2 and self._key == "tasks" and self._tasks_depth is None:
                     self._tasks_depth = 2
                 elif c == "{" and self._tasks_depth is not None and self._depth == 3 and not self._joined:
-                    self._item_start = (i, self._line, i - self._line_start + 1)
+                    self._item_start = (i, self._line, self._line_start)
             elif c in "}]":
                 if self._tasks_depth is not None and not self._joined:
                     if c == "}" and self._depth == 3 and self._item_start is not None:
@@ -173,8 +176,10 @@ class JsonPlanStream:
 
     def _task(self, raw: str) -> Task:
         assert self._item_start is not None
-        _, line, column = self._item_start
-        text = _line_of(self._buffer, line)
+        start, line, line_start = self._item_start
+        column = start - line_start + 1
+        end = self._buffer.find("\n", start)
+        text = self._buffer[line_start : end if end >= 0 else len(self._buffer)]
 
         def error(message: str, cls: type[PlanSyntaxError] = PlanSyntaxError) -> PlanSyntaxError:
             return cls(message, line=line, column=column, text=text)

@@ -1,4 +1,4 @@
-"""A tool: a name, a description, JSON schemas for its input and output, a policy, and a callable."""
+"""A tool: a name, a description, JSON schemas for its input and output, a policy, a callable."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from ..exceptions import ConfigError, FieldError, ToolArgumentError
+from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
 
 __all__ = ["DEFAULT_POLICY", "Tool", "ToolPolicy", "describe_value", "json_path"]
 
@@ -27,7 +27,8 @@ class ToolPolicy:
             is ``idempotent`` or the error is marked retryable.
         max_concurrency: at most this many calls of the tool at once (``None``: no tool limit).
         sequential: calls run one at a time, in plan order (for side-effecting tools).
-        idempotent: calling twice with the same arguments is harmless, so any failure may be retried.
+        idempotent: calling twice with the same arguments is harmless, so any failure may be
+            retried.
     """
 
     timeout: float | None = None
@@ -79,7 +80,7 @@ def describe_value(value: Any) -> str:
 
 def _expected(err: ValidationError) -> str:
     v = err.validator
-    vv = err.validator_value
+    vv: Any = err.validator_value
     if v == "type":
         return " or ".join(vv) if isinstance(vv, list) else str(vv)
     if v == "enum":
@@ -90,8 +91,8 @@ def _expected(err: ValidationError) -> str:
         return "required property " + err.message.split(" is a required")[0]
     if v == "additionalProperties":
         return "no additional properties"
-    if v in ("anyOf", "oneOf"):
-        return f"a value matching {v}"
+    if v in ("anyOf", "oneOf") and isinstance(vv, list):
+        return " or ".join(_type_text(s) for s in vv)
     return f"{v} {vv!r}"
 
 
@@ -149,7 +150,9 @@ class Tool:
 
     def _get_validator(self) -> Any:
         if self._validator is None:
-            cls = jsonschema.validators.validator_for(self.input_schema, jsonschema.Draft202012Validator)
+            cls = jsonschema.validators.validator_for(
+                self.input_schema, jsonschema.Draft202012Validator
+            )
             self._validator = cls(self.input_schema)
         return self._validator
 
@@ -162,7 +165,11 @@ class Tool:
             if err.validator == "required":
                 missing = err.message.split(" is a required")[0].strip("'\"")
                 errors.append(
-                    FieldError(path=f"{path}.{missing}" if path else missing, expected="a value", got="nothing")
+                    FieldError(
+                        path=f"{path}.{missing}" if path else missing,
+                        expected="a value",
+                        got="nothing",
+                    )
                 )
                 continue
             if err.validator == "additionalProperties":
@@ -176,7 +183,9 @@ class Tool:
                         )
                     )
                 continue
-            errors.append(FieldError(path=path, expected=_expected(err), got=describe_value(err.instance)))
+            errors.append(
+                FieldError(path=path, expected=_expected(err), got=describe_value(err.instance))
+            )
         return errors
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,6 +198,28 @@ class Tool:
         if errors:
             raise ToolArgumentError(self.name, errors)
         return dict(args)
+
+    def call(self, args: Mapping[str, Any]) -> Any:
+        """Call the function with validated JSON arguments, converted by :attr:`convert`.
+
+        Returns what the function returns: an awaitable when it is async.
+
+        Raises:
+            ToolDefinitionError: the tool has no callable (a schema-only tool).
+        """
+        if self.fn is None:
+            raise ToolDefinitionError(
+                f"tool {self.name!r} has no function to call; pass one in "
+                "Toolset.from_schemas(..., functions={name: fn})"
+            )
+        kwargs = self.convert(dict(args)) if self.convert is not None else dict(args)
+        return self.fn(**kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function directly, as if it had not been decorated."""
+        if self.fn is None:
+            raise ToolDefinitionError(f"tool {self.name!r} has no function to call")
+        return self.fn(*args, **kwargs)
 
     def to_openai(self) -> dict[str, Any]:
         """The tool in OpenAI's function-calling format."""

@@ -1,0 +1,34 @@
+"""The public names of each package are the documented ones, and each really exists."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PACKAGES = ["tomasulo", "tomasulo.grammar", "tomasulo.tools", "tomasulo.exceptions"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_names_exist_and_are_documented(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert len(exported) == len(set(exported)), "no duplicates in __all__"
+    for member in exported:
+        obj = getattr(module, member)
+        if callable(obj) or isinstance(obj, type):
+            assert obj.__doc__, f"{name}.{member} has no docstring"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_public_names_are_all_listed(name: str) -> None:
+    module = importlib.import_module(name)
+    public = {
+        n
+        for n, obj in vars(module).items()
+        if not n.startswith("_")
+        and not isinstance(obj, type(importlib))
+        and n != "annotations"
+        and getattr(obj, "__module__", name).startswith("tomasulo")
+    }
+    assert public <= set(module.__all__), f"public but not in __all__: {public - set(module.__all__)}"
