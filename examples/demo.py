@@ -1,99 +1,130 @@
-"""The offline demo: parse a streamed plan, validate it against tools, show its shape.
+"""The offline demo: the example workflows, run through the real ``tomasulo`` command.
 
-Run with ``make demo``. No LLM server and no network are needed.
+Run with ``make demo``. No network and no LLM server are needed: the last part starts
+``tomasulo simulate-llm`` (a scripted OpenAI-compatible server on 127.0.0.1) to show the planner.
+
+1. a fan-out / fan-in research plan over the bundled SQLite facts database, with a Gantt chart;
+2. a flaky tool retried, and a failure that skips its dependents, with a clear report;
+3. a batch over a JSONL file of inputs, run again to show it resumes;
+4. ``tomasulo ask``: a plan streamed by the (simulated) LLM, tasks starting while it streams.
+
+Pictures and results go to ``out/`` (git-ignored).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from tomasulo.grammar import PlanStream, value_to_text
-from tomasulo.tools import Toolset, tool
-
-
-@tool(timeout=5, retries=2, idempotent=True)
-async def search(query: str, limit: int = 3) -> list[str]:
-    """Search an encyclopedia.
-
-    Args:
-        query: what to look for.
-        limit: how many passages to return.
-    """
-    return [f"passage about {query}"] * limit
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+OUT = ROOT / "out"
+console = Console(highlight=False)
 
 
-@tool
-def math(expression: str, context: list[float] | None = None) -> float:
-    """Evaluate an arithmetic expression.
-
-    Args:
-        expression: the expression, e.g. "2 * 3".
-        context: numbers the expression may use.
-    """
-    raise NotImplementedError  # the demo only plans
-
-
-@tool(name="get-weather")
-def get_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict[str, float]:
-    """Current weather for a city.
-
-    Args:
-        city: the city's name.
-        unit: temperature unit.
-    """
-    raise NotImplementedError
+def tomasulo(*args: str, expect: int = 0) -> None:
+    """Run the real command, on this terminal, and check its exit code."""
+    shown = " ".join(a if " " not in a else repr(a) for a in args)
+    console.print(f"[bold cyan]$ tomasulo {shown}[/]")
+    done = subprocess.run([sys.executable, "-m", "tomasulo.cli", *args], cwd=ROOT, check=False)
+    if done.returncode != expect:
+        console.print(f"[red]demo: expected exit code {expect}, got {done.returncode}[/]")
+        sys.exit(1)
 
 
-PLAN = """Thought: The two heights are independent, so look both up at once.
-1. search(query="Mount Everest height in meters")
-2. search(query="Mount Kilimanjaro height in meters")
-3. get-weather(city="Kathmandu", unit="celsius")
-Thought: Compare the heights once both are known.
-4. math(expression="${1} / ${2}", context=[$1[0], $2[0]])
-5. math(expression="${4} * 100")
-6. join()
-"""
-
-DURATIONS = {"search": 0.5, "get-weather": 0.3, "math": 0.1}
+def simulated_llm() -> tuple[subprocess.Popen[str], str]:
+    """Start `tomasulo simulate-llm` with the scripted replies; return it and its base URL."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tomasulo.cli",
+            "simulate-llm",
+            "--port",
+            "0",
+            "--script",
+            str(EXAMPLES / "sim_replies.txt"),
+            "--ttft",
+            "0.3",
+            "--tokens-per-second",
+            "60",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stderr is not None
+    for line in server.stderr:  # its first line names the URL once it listens
+        if "serving on" in line:
+            return server, line.split("serving on", 1)[1].strip()
+    server.wait()
+    console.print("[red]demo: the simulated LLM did not start[/]")
+    sys.exit(1)
 
 
 def main() -> None:
-    console = Console()
-    tools = Toolset([search, math, get_weather])
-    console.rule("[bold]tomasulo demo: a plan streamed in 4-character chunks")
-    stream = PlanStream(tools)
-    for i in range(0, len(PLAN), 4):
-        chunk = PLAN[i : i + 4]
-        for task in stream.feed(chunk):
-            console.print(
-                f"  chars {i + len(chunk):>4}: task {task.id} [cyan]{task.tool}[/] ready to dispatch"
-            )
-    stream.close()
-    plan = stream.plan
+    started = time.monotonic()
+    OUT.mkdir(exist_ok=True)
+    os.environ.setdefault("COLUMNS", "110")
 
-    table = Table(title="Parsed and validated plan")
-    for col in ("id", "tool", "arguments", "needs", "thought"):
-        table.add_column(col)
-    for task in plan:
-        args = task.bind(tools[task.tool].param_names)
-        shown = ", ".join(f"{k}={value_to_text(v)}" for k, v in args.items())
-        needs = ", ".join(f"${d}" for d in sorted(task.deps)) or "-"
-        table.add_row(str(task.id), task.tool, shown, needs, task.thought or "")
-    console.print(table)
-    console.print(f"join: task {plan.join_id}")
-    console.print(f"waves (tasks that can run together): {plan.generations()}")
-    path, length = plan.critical_path(lambda t: DURATIONS[t.tool])
-    total = sum(DURATIONS[t.tool] for t in plan)
-    console.print(
-        f"critical path {' -> '.join(map(str, path))}: {length:.1f} s "
-        f"(run one after another: {total:.1f} s, {total / length:.1f}x longer)"
+    console.rule("[bold]1. Fan-out / fan-in: four lookups at once, then the comparisons")
+    tomasulo(
+        "run",
+        "examples/research.yaml",
+        "-i",
+        "first=Nepal",
+        "-i",
+        "second=Argentina",
+        "--gantt",
+        "out/demo-gantt.png",
     )
-    console.print("[dim]tools, as the planner sees them:[/]")
-    for t in tools:
-        console.print(f"  {t.signature()}  [dim]{t.description.splitlines()[0] if t.description else ''}[/]")
+
+    console.rule("[bold]2. A flaky tool is retried; a tool that is down skips only what needs it")
+    tomasulo("run", "examples/flaky.yaml", "--gantt", "out/demo-flaky.html")
+
+    console.rule("[bold]3. Batch: one run per JSONL line, 4 at a time, resumable")
+    results = OUT / "demo-batch.jsonl"
+    results.unlink(missing_ok=True)
+    batch = ("run", "examples/batch.yaml", "--inputs", "examples/batch_inputs.jsonl", "--out", str(results))
+    tomasulo(*batch, "-j", "4")
+    for line in results.read_text().splitlines()[:3]:
+        record = json.loads(line)
+        console.print(f"  {record['key']}: {record['outputs']}", markup=False)
+    console.print("  [dim]run it again: every line is already done, nothing reruns[/]")
+    tomasulo(*batch, "-j", "4")
+
+    console.rule("[bold]4. tomasulo ask: the planner streams a plan; tasks start before it ends")
+    server, base_url = simulated_llm()
+    try:
+        tomasulo(
+            "ask",
+            "How many times higher is Mount Everest than Mont Blanc?",
+            "--db",
+            "examples/facts.sql",
+            "--base-url",
+            base_url,
+            "--model",
+            "simulated",
+            "--dialect",
+            "vllm",
+            "--gantt",
+            "out/demo-ask.png",
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    console.rule()
+    console.print(
+        f"Done in {time.monotonic() - started:.1f}s. Gantt charts: out/demo-gantt.png (research), "
+        "out/demo-flaky.html, out/demo-ask.png; batch results: out/demo-batch.jsonl"
+    )
 
 
 if __name__ == "__main__":

@@ -417,9 +417,9 @@ class LLMRateLimitError(LLMError):
 class LLMStatusError(LLMError):
     """The LLM server answered with an error status."""
 
-    def __init__(self, message: str, *, status_code: int = 0) -> None:
+    def __init__(self, message: str, *, status_code: int = 0, partial: str = "") -> None:
         self.status_code = status_code
-        super().__init__(message)
+        super().__init__(message, partial=partial)
 
 
 class LLMResponseError(LLMError):

@@ -150,7 +150,7 @@ def test_callable_object_and_partial() -> None:
 
 def test_every_kind_of_hint() -> None:
     @tool
-    def f(
+    def f(  # type: ignore[no-untyped-def]
         text: str,
         n: int,
         ratio: float,
@@ -163,7 +163,7 @@ def test_every_kind_of_hint() -> None:
         pair: tuple[int, str],
         point: Point,
         anything: Any,
-        unannotated,  # type: ignore[no-untyped-def]
+        unannotated,
         limit: Annotated[int, Field(ge=1, le=10, description="at most this many")] = 5,
     ) -> None:
         pass
@@ -297,7 +297,7 @@ def test_convert_builds_models_enums_and_defaults() -> None:
         c: Color,
         pair: tuple[int, int],
         maybe: Color | None = None,
-        limit: int = Field(7, description="how many"),  # noqa: B008
+        limit: int = Field(7, description="how many"),
     ) -> None:
         seen.update(p=p, c=c, pair=pair, maybe=maybe, limit=limit)
 
@@ -451,9 +451,9 @@ def test_generators_are_rejected() -> None:
     def gen(n: int) -> Iterator[int]:
         yield n
 
-    with pytest.raises(ToolDefinitionError, match="async generator.*return a list"):
+    with pytest.raises(ToolDefinitionError, match=r"async generator.*return a list"):
         tool(agen)
-    with pytest.raises(ToolDefinitionError, match="is a generator.*return a list"):
+    with pytest.raises(ToolDefinitionError, match=r"is a generator.*return a list"):
         tool(gen)
 
 
@@ -517,3 +517,21 @@ def test_schema_only_tool_cannot_be_called() -> None:
     t = Tool(name="remote")
     with pytest.raises(ToolDefinitionError, match="no function to call"):
         t.call({})
+
+
+def test_methods_need_binding() -> None:
+    class Store:
+        def __init__(self) -> None:
+            self.items: dict[str, int] = {"a": 1}
+
+        def lookup(self, key: str) -> int:
+            """Look a key up."""
+            return self.items[key]
+
+    with pytest.raises(ToolDefinitionError, match=r"is a method.*tool\(instance.method\)"):
+        tool(Store.lookup)
+    bound = tool(Store().lookup)
+    assert bound.name == "lookup"
+    assert bound.param_names == ("key",)
+    assert bound.description == "Look a key up."
+    assert bound.call({"key": "a"}) == 1

@@ -1,3 +1,42 @@
-"""tomasulo.dispatcher (see DESIGN.md)."""
+"""The task fetching unit: DAG state, ready queue, limits, reference resolution, events."""
 
-__all__: list[str] = []
+from ._dispatcher import Dispatcher, EventCallback
+from ._events import (
+    Event,
+    InterruptRaised,
+    Outcome,
+    Status,
+    TaskCancelled,
+    TaskEvent,
+    TaskFailed,
+    TaskPlanned,
+    TaskReady,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+)
+from ._limits import DEFAULT_CANCEL_GRACE, DEFAULT_LIMITS, Limits
+from ._resolve import resolve_args
+
+__all__ = [
+    "DEFAULT_CANCEL_GRACE",
+    "DEFAULT_LIMITS",
+    "Dispatcher",
+    "Event",
+    "EventCallback",
+    "InterruptRaised",
+    "Limits",
+    "Outcome",
+    "Status",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskPlanned",
+    "TaskReady",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskSucceeded",
+    "resolve_args",
+]

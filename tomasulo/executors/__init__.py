@@ -1,3 +1,18 @@
-"""tomasulo.executors (see DESIGN.md)."""
+"""Executors run tool calls: on this process (:class:`LocalExecutor`), on worker processes
+(:class:`ProcessExecutor`) or on a Ray cluster (:class:`RayExecutor`, extra ``tomasulo[ray]``)."""
 
-__all__: list[str] = []
+from ._base import BaseExecutor, Executor, check_output, prepare_kwargs
+from ._local import DEFAULT_MAX_THREADS, LocalExecutor
+from ._process import ProcessExecutor
+from ._ray import RayExecutor
+
+__all__ = [
+    "DEFAULT_MAX_THREADS",
+    "BaseExecutor",
+    "Executor",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "check_output",
+    "prepare_kwargs",
+]

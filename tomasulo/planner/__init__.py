@@ -1,3 +1,40 @@
-"""tomasulo.planner (see DESIGN.md)."""
+"""The planner side: LLM backends and dialects, prompts, plan streaming, the joiner.
 
-__all__: list[str] = []
+``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
+the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
+replan; ``Usage`` and ``Prices`` meter tokens and cost.
+"""
+
+from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._planner import JoinDecision, Joiner, PlanRound, Planner, parse_decision
+from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
+from ._usage import Prices, Usage, estimate_tokens
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "DIALECTS",
+    "LLM",
+    "Dialect",
+    "GrammarSpec",
+    "JoinDecision",
+    "Joiner",
+    "Message",
+    "OutputFormat",
+    "PlanContext",
+    "PlanRound",
+    "Planner",
+    "Prices",
+    "RequestShape",
+    "RetryPolicy",
+    "TaskReport",
+    "Timeouts",
+    "Usage",
+    "estimate_tokens",
+    "joiner_messages",
+    "parse_decision",
+    "planner_messages",
+    "shape_request",
+    "tool_catalog",
+]

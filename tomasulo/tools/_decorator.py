@@ -18,7 +18,7 @@ from pydantic.json_schema import PydanticJsonSchemaWarning
 from ..exceptions import FieldError, SchemaError, ToolArgumentError, ToolDefinitionError
 from ._docstrings import DocInfo, read_docstring
 from ._schemas import check_tool_name, normalize_parameters, normalize_schema
-from ._tool import Tool, ToolPolicy, describe_value, json_path
+from ._tool import Tool, ToolPolicy, describe_value, function_ref, json_path
 
 __all__ = ["tool"]
 
@@ -200,6 +200,13 @@ def _build(
         raise ToolDefinitionError(
             f"cannot read the signature of {_label(fn)}: {err}; wrap it in a plain function"
         ) from None
+    first = next(iter(sig.parameters), None)
+    parts = getattr(fn, "__qualname__", "").split(".")
+    if inspect.isfunction(fn) and first in ("self", "cls") and len(parts) > 1 and parts[-2] != "<locals>":
+        raise ToolDefinitionError(
+            f"{_label(fn)} is a method; a tool cannot be given {first!r}: decorate the bound method "
+            "instead, tool(instance.method), or use a @staticmethod"
+        )
     try:
         hints = typing.get_type_hints(src, localns=localns, include_extras=True)
     except Exception as err:  # NameError for an undefined forward reference, and worse
@@ -215,19 +222,6 @@ def _build(
     input_schema = _input_schema(tool_name, model, annotations)
     output_schema = _output_schema(tool_name, sig, hints, doc)
 
-    def convert(args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            validated = model.model_validate(args)
-        except pydantic.ValidationError as err:
-            raise ToolArgumentError(
-                tool_name,
-                [
-                    FieldError(path=json_path(e["loc"]), expected=e["msg"], got=describe_value(e["input"]))
-                    for e in err.errors()
-                ],
-            ) from None
-        return {alias: getattr(validated, field) for field, alias in aliases.items()}
-
     return Tool(
         name=tool_name,
         description=description if description is not None else doc.description,
@@ -235,8 +229,49 @@ def _build(
         output_schema=output_schema,
         policy=policy,
         fn=fn,
-        convert=convert,
+        convert=_Converter(tool_name, fn, model, aliases),
     )
+
+
+class _Converter:
+    """Validated JSON arguments -> the keyword arguments the function takes (defaults filled).
+
+    Pickles by reference to the function (the arguments model is rebuilt on unpickling), so a
+    tool can travel to a worker process.
+    """
+
+    __slots__ = ("aliases", "fn", "model", "tool_name")
+
+    def __init__(
+        self, tool_name: str, fn: Callable[..., Any], model: type[BaseModel], aliases: dict[str, str]
+    ) -> None:
+        self.tool_name = tool_name
+        self.fn = fn
+        self.model = model
+        self.aliases = aliases
+
+    def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            validated = self.model.model_validate(args)
+        except pydantic.ValidationError as err:
+            raise ToolArgumentError(
+                self.tool_name,
+                [
+                    FieldError(path=json_path(e["loc"]), expected=e["msg"], got=describe_value(e["input"]))
+                    for e in err.errors()
+                ],
+            ) from None
+        return {alias: getattr(validated, field) for field, alias in self.aliases.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_converter, (self.tool_name, function_ref(self.fn)))
+
+
+def _rebuild_converter(tool_name: str, fn: Callable[..., Any]) -> _Converter:
+    src = _source(fn)
+    hints = typing.get_type_hints(src, include_extras=True)
+    model, aliases, _ = _arguments_model(tool_name, inspect.signature(fn), hints, read_docstring(src))
+    return _Converter(tool_name, fn, model, aliases)
 
 
 def _has_description(annotation: Any, default: Any) -> bool:
@@ -320,7 +355,7 @@ def _input_schema(tool_name: str, model: type[BaseModel], annotations: dict[str,
     except _SCHEMA_ERRORS as err:
         raise _blame(tool_name, annotations, err) from None
     try:
-        return normalize_parameters(raw, tool=tool_name, strip_titles=True)
+        return normalize_parameters(raw, tool=tool_name, strip_titles=True, check=False)
     except SchemaError as err:
         raise ToolDefinitionError(str(err)) from None
 
@@ -333,7 +368,7 @@ def _output_schema(
     try:
         adapter = TypeAdapter(hints["return"])
         raw = _json_schema(lambda: adapter.json_schema(mode="serialization"))
-        schema = normalize_schema(raw, tool=tool_name, strip_titles=True)
+        schema = normalize_schema(raw, tool=tool_name, strip_titles=True, check=False)
     except (*_SCHEMA_ERRORS, pydantic.PydanticUserError, SchemaError):
         return None  # the result is not JSON-describable: known only at run time
     if not isinstance(schema, dict):

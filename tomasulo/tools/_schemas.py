@@ -146,7 +146,7 @@ def _fits(value: Any, type_name: str) -> bool:
 
 def _ordered(schema: dict[str, Any]) -> dict[str, Any]:
     """The same schema with ``type``, ``properties`` and ``required`` first, for readers."""
-    head = {k: schema[k] for k in ("type", "properties", "required") if k in schema}
+    head: dict[str, Any] = {k: schema[k] for k in ("type", "properties", "required") if k in schema}
     return {**head, **{k: v for k, v in schema.items() if k not in head}}
 
 
@@ -236,8 +236,7 @@ class _Normalizer:
                 raise self.error(f"a type name must be a string, got {describe_value(name)}", where)
             if name.lower() not in _TYPE_NAMES:
                 raise self.error(
-                    f"unknown type {name!r}; use string, number, integer, boolean, object, array "
-                    "or null",
+                    f"unknown type {name!r}; use string, number, integer, boolean, object, array or null",
                     where,
                 )
             kind = _TYPE_NAMES[name.lower()]
@@ -255,20 +254,12 @@ class _Normalizer:
             )
         return [self.node(v, (*path, i)) for i, v in enumerate(value)]
 
-    def map_(
-        self, value: Any, path: tuple[str | int, ...], lifted: list[str] | None
-    ) -> dict[str, Any]:
+    def map_(self, value: Any, path: tuple[str | int, ...], lifted: list[str] | None) -> dict[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.error(
-                f"'{path[-1]}' must map names to schemas, got {describe_value(value)}", path
-            )
+            raise self.error(f"'{path[-1]}' must map names to schemas, got {describe_value(value)}", path)
         out: dict[str, Any] = {}
         for name, sub in value.items():
-            if (
-                lifted is not None
-                and isinstance(sub, Mapping)
-                and isinstance(sub.get("required"), bool)
-            ):
+            if lifted is not None and isinstance(sub, Mapping) and isinstance(sub.get("required"), bool):
                 if sub["required"]:
                     lifted.append(name)
                 sub = {k: v for k, v in sub.items() if k != "required"}
@@ -304,9 +295,7 @@ class _Normalizer:
 
     def enum(self, value: Any, path: tuple[str | int, ...]) -> list[Any]:
         if not isinstance(value, list) or not value:
-            raise self.error(
-                f"'enum' must be a non-empty list of values, got {describe_value(value)}", path
-            )
+            raise self.error(f"'enum' must be a non-empty list of values, got {describe_value(value)}", path)
         seen: set[str] = set()
         out = []
         for v in value:
@@ -423,7 +412,7 @@ class _Normalizer:
 
 
 def normalize_schema(
-    schema: Any, *, tool: str | None = None, at: str = "", strip_titles: bool = False
+    schema: Any, *, tool: str | None = None, at: str = "", strip_titles: bool = False, check: bool = True
 ) -> Any:
     """Normalize any JSON schema (see the module docstring for the rules).
 
@@ -432,6 +421,8 @@ def normalize_schema(
         tool: the tool's name, for error messages.
         at: the JSON pointer of ``schema`` inside what the user gave, for error messages.
         strip_titles: drop every ``title`` keyword (the ones pydantic generates are noise).
+        check: check the result against the JSON Schema metaschema (a few milliseconds; skipped
+            for schemas pydantic generated, which are valid by construction).
 
     Raises:
         SchemaError: naming the tool and the field (a JSON pointer) that cannot be normalized.
@@ -441,12 +432,13 @@ def normalize_schema(
     """
     n = _Normalizer(schema, tool=tool, at=at, strip_titles=strip_titles)
     result = n.node(schema, ())
-    n.check(result)
+    if check:
+        n.check(result)
     return result
 
 
 def normalize_parameters(
-    schema: Any, *, tool: str | None = None, at: str = "", strip_titles: bool = False
+    schema: Any, *, tool: str | None = None, at: str = "", strip_titles: bool = False, check: bool = True
 ) -> dict[str, Any]:
     """Normalize a tool's input schema: an object schema whose properties are its parameters.
 
@@ -485,7 +477,8 @@ def normalize_parameters(
         )
     result = _ordered({"properties": {}, **result, "type": "object"})
     result.setdefault("additionalProperties", False)
-    n.check(result)
+    if check:
+        n.check(result)
     return result
 
 
@@ -505,8 +498,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
     if entry.get("type") == "function" and "function" in entry:  # OpenAI chat completions
         if not isinstance(entry["function"], Mapping):
             raise SchemaError(
-                f"schema #{index}: 'function' must be an object, got "
-                f"{describe_value(entry['function'])}",
+                f"schema #{index}: 'function' must be an object, got {describe_value(entry['function'])}",
                 field="/function",
             )
         entry, at = entry["function"], "/function"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import jsonschema
@@ -13,7 +14,7 @@ from jsonschema.exceptions import ValidationError
 
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
 
-__all__ = ["DEFAULT_POLICY", "Tool", "ToolPolicy", "describe_value", "json_path"]
+__all__ = ["DEFAULT_POLICY", "Tool", "ToolPolicy", "describe_value", "function_ref", "json_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +117,7 @@ class Tool:
 
     name: str
     description: str = ""
-    input_schema: dict[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     output_schema: dict[str, Any] | None = None
     policy: ToolPolicy = DEFAULT_POLICY
     fn: Callable[..., Any] | None = None
@@ -150,9 +149,7 @@ class Tool:
 
     def _get_validator(self) -> Any:
         if self._validator is None:
-            cls = jsonschema.validators.validator_for(
-                self.input_schema, jsonschema.Draft202012Validator
-            )
+            cls = jsonschema.validators.validator_for(self.input_schema, jsonschema.Draft202012Validator)
             self._validator = cls(self.input_schema)
         return self._validator
 
@@ -183,9 +180,7 @@ class Tool:
                         )
                     )
                 continue
-            errors.append(
-                FieldError(path=path, expected=_expected(err), got=describe_value(err.instance))
-            )
+            errors.append(FieldError(path=path, expected=_expected(err), got=describe_value(err.instance)))
         return errors
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,6 +239,59 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.signature()})"
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # A module-level function decorated with @tool is shadowed by its Tool, so plain pickle
+        # cannot find it by name; send it as a reference that the receiving side resolves.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["fn"] = function_ref(self.fn)
+        return (_rebuild_tool, (state,))
+
+
+def _rebuild_tool(state: dict[str, Any]) -> Tool:
+    return Tool(**state)
+
+
+class _FunctionRef:
+    """Pickles as ``module:qualname`` and unpickles as the function behind the Tool found there."""
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_resolve_function, (self.module, self.qualname))
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _resolve_function(module: str, qualname: str) -> Any:
+    obj = _lookup(module, qualname)
+    return obj.fn if isinstance(obj, Tool) else obj
+
+
+def function_ref(fn: Any) -> Any:
+    """``fn``, or a picklable reference to it when a :class:`Tool` shadows it in its module."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<locals>" in qualname:
+        return fn
+    if module == "__main__":  # another process has another __main__: let cloudpickle copy it
+        return fn
+    try:
+        found = _lookup(module, qualname)
+    except (ImportError, AttributeError):
+        return fn
+    if isinstance(found, Tool) and found.fn is fn:
+        return _FunctionRef(module, qualname)
+    return fn
 
 
 def _type_text(schema: Any) -> str:

@@ -37,15 +37,13 @@ class Toolset:
         """Add a tool; a second tool with the same name is an error."""
         if not isinstance(tool, Tool):
             raise ToolsetError(
-                f"Toolset.add takes a Tool, got {type(tool).__name__}; "
-                "decorate the function with @tool"
+                f"Toolset.add takes a Tool, got {type(tool).__name__}; decorate the function with @tool"
             )
         if tool.name in RESERVED_NAMES:
             raise ToolsetError(f"the tool name {tool.name!r} is reserved by the plan language")
         if tool.name in self._tools:
             raise ToolsetError(
-                f"a tool named {tool.name!r} is already in the toolset; "
-                "give one of them another name"
+                f"a tool named {tool.name!r} is already in the toolset; give one of them another name"
             )
         self._tools[tool.name] = tool
         return tool

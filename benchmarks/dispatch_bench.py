@@ -1,0 +1,320 @@
+"""Dispatcher benchmark: latency, throughput, makespan against baselines, memory, Ray overhead.
+
+Run: ``.venv/bin/python benchmarks/dispatch_bench.py`` (``--quick`` for a smaller run,
+``--no-ray`` to leave Ray out). Prints every figure issue 4 asks for, with its goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tomasulo.dispatcher import Dispatcher, Outcome
+from tomasulo.executors import LocalExecutor, RayExecutor
+from tomasulo.grammar import Plan, Ref, Task
+from tomasulo.tools import Tool, Toolset
+
+SCHEMA = {"type": "object", "properties": {"xs": {"type": "array"}, "i": {"type": "integer"}}}
+
+
+async def instant(xs: Any = None, i: int = 0) -> int:
+    return i
+
+
+def make_latency_tool(seconds: float) -> Callable[..., Awaitable[int]]:
+    async def fixed(xs: Any = None, i: int = 0) -> int:
+        await anyio.sleep(seconds)
+        return i
+
+    return fixed
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def random_dag(n: int, seed: int, *, window: int = 50, max_deps: int = 3) -> Plan:
+    """Each task uses 0..max_deps results of tasks among the previous ``window`` ids."""
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(1, n + 1):
+        k = rng.randint(0, min(max_deps, i - 1))
+        deps = sorted(rng.sample(range(max(1, i - window), i), k)) if k else []
+        args: tuple[Any, ...] = ([Ref(d) for d in deps], i) if deps else ((), i)
+        tasks.append(Task(i, "t", args))
+    return Plan(tuple(tasks))
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def dispatch_latencies(plan: Plan, out: dict[int, Outcome]) -> list[float]:
+    """For each task with inputs: its start minus the moment both it and its last input existed."""
+    lat = []
+    for t in plan.tasks:
+        o = out[t.id]
+        if not t.deps or o.started_at is None or o.planned_at is None:
+            continue
+        avail = max([o.planned_at] + [out[d].finished_at or 0.0 for d in t.deps])
+        lat.append(o.started_at - avail)
+    return lat
+
+
+# -- baselines -------------------------------------------------------------------------------------
+
+
+def _args(task: Task, results: dict[int, Any]) -> dict[str, Any]:
+    xs, i = task.args
+    return {"xs": [results[r.task_id] for r in xs], "i": i}
+
+
+async def polling_scheduler(plan: Plan, fn: Callable[..., Awaitable[Any]]) -> float:
+    """The LLMCompiler reference's method: every 10 ms, start whatever has its inputs."""
+    results: dict[int, Any] = {}
+    pending = list(plan.tasks)
+    t0 = time.perf_counter()
+
+    async def run(task: Task) -> None:
+        results[task.id] = await fn(**_args(task, results))
+
+    async with anyio.create_task_group() as tg:
+        while pending or len(results) < len(plan):
+            still = []
+            for task in pending:
+                if all(d in results for d in task.deps):
+                    tg.start_soon(run, task)
+                else:
+                    still.append(task)
+            pending = still
+            if len(results) == len(plan):
+                break
+            await anyio.sleep(0.01)
+    return time.perf_counter() - t0
+
+
+async def wave_scheduler(plan: Plan, fn: Callable[..., Awaitable[Any]]) -> float:
+    """LlamaIndex's method: run the DAG level by level, each level waiting for the slowest."""
+    results: dict[int, Any] = {}
+    t0 = time.perf_counter()
+
+    async def run(task: Task) -> None:
+        results[task.id] = await fn(**_args(task, results))
+
+    for wave in plan.generations():
+        async with anyio.create_task_group() as tg:
+            for tid in wave:
+                tg.start_soon(run, plan.task(tid))
+    return time.perf_counter() - t0
+
+
+async def ours(plan: Plan, tools: Toolset) -> tuple[float, dict[int, Outcome]]:
+    t0 = time.perf_counter()
+    out = await Dispatcher.run_plan(tools, plan)
+    return time.perf_counter() - t0, out
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+
+async def section_instant(n: int, seeds: int) -> None:
+    tools = Toolset([Tool(name="t", input_schema=SCHEMA, fn=instant)])
+    burst: list[float] = []
+    walls: list[float] = []
+    for seed in range(seeds):
+        plan = random_dag(n, seed)
+        gc.collect()
+        wall, out = await ours(plan, tools)
+        assert all(o.ok for o in out.values())
+        walls.append(wall)
+        burst.extend(dispatch_latencies(plan, out))
+    tput = n / statistics.median(walls)
+
+    # The same DAG streamed: the planner yields to the loop between tasks, as a real stream does.
+    streamed: list[float] = []
+    for seed in range(seeds):
+        plan = random_dag(n, seed)
+
+        async def stream(plan: Plan = plan) -> Any:
+            for t in plan.tasks:
+                yield t
+                await anyio.lowlevel.checkpoint()
+
+        out = await Dispatcher.run_plan(tools, stream())
+        streamed.extend(dispatch_latencies(plan, out))
+
+    plan = random_dag(n, 0)
+    poll = await polling_scheduler(plan, instant)
+    wave = await wave_scheduler(plan, instant)
+    ours_wall = statistics.median(walls)
+    print(f"\n## Instant tools, random DAGs of {n} tasks ({seeds} seeds, up to 3 inputs each)")
+    print(f"throughput                 {tput:10.0f} tasks/s   (goal >= 20000)")
+    print(
+        f"dispatch latency, streamed p50 {pct(streamed, 0.5) * 1e6:7.1f} us  "
+        f"p99 {pct(streamed, 0.99) * 1e6:8.1f} us   (goal p50 <= 20, p99 <= 200)"
+    )
+    print(
+        f"dispatch latency, whole plan at once p50 {pct(burst, 0.5) * 1e6:7.1f} us  "
+        f"p99 {pct(burst, 0.99) * 1e6:9.1f} us   (queueing behind {n} ready-at-once tasks)"
+    )
+    print(
+        f"baselines on seed 0: ours {ours_wall * 1e3:7.1f} ms | 10 ms polling {poll * 1e3:7.1f} ms "
+        f"({poll / ours_wall:5.2f}x) | waves {wave * 1e3:7.1f} ms ({wave / ours_wall:5.2f}x)"
+    )
+
+
+async def section_makespan(n: int, latency: float, seeds: int) -> None:
+    fixed = make_latency_tool(latency)
+    tools = Toolset([Tool(name="t", input_schema=SCHEMA, fn=fixed)])
+    print(f"\n## Makespan, {latency * 1e3:.0f} ms tools, random DAGs of {n} tasks")
+    print(
+        "seed  critical path   ours (ratio)        10 ms polling (ratio)   waves (ratio)"
+        "   ours / measured-duration critical path"
+    )
+    ratios = []
+    for seed in range(seeds):
+        plan = random_dag(n, seed, window=8, max_deps=2)
+        _, cp = plan.critical_path(lambda t: latency)
+        wall, out = await ours(plan, tools)
+        assert all(o.ok for o in out.values())
+        poll = await polling_scheduler(plan, fixed)
+        wave = await wave_scheduler(plan, fixed)
+        ratios.append(wall / cp)
+        # The oracle with the durations the tools really took (timer overshoot, machine load).
+        _, real_cp = plan.critical_path({i: o.duration or 0.0 for i, o in out.items()})
+        print(
+            f"{seed:4d}  {cp * 1e3:10.1f} ms  {wall * 1e3:8.1f} ms ({wall / cp:5.3f})  "
+            f"{poll * 1e3:8.1f} ms ({poll / cp:5.3f})      {wave * 1e3:8.1f} ms ({wave / cp:5.3f})"
+            f"   {wall / real_cp:5.3f}"
+        )
+    print(
+        f"ours / critical path: median {statistics.median(ratios):.3f}, worst {max(ratios):.3f}"
+        "   (goal <= 1.01)"
+    )
+
+
+async def section_memory(n: int) -> None:
+    gate = anyio.Event()
+    all_started = anyio.Event()
+    started = 0
+
+    async def blocked(xs: Any = None, i: int = 0) -> int:
+        nonlocal started
+        started += 1
+        if started == n + 1:  # the warm-up call, then n calls
+            all_started.set()
+        await gate.wait()
+        return i
+
+    tools = Toolset([Tool(name="t", input_schema=SCHEMA, fn=blocked)])
+    tasks = [Task(i, "t", ((), i)) for i in range(1, n + 1)]
+    # Warm up (imports, caches, the worker pool's first growth) outside the measurement.
+    async with Dispatcher(tools) as warm:
+        warm.submit(Task(1, "t", ((), 1)))
+        gate.set()
+    gate = anyio.Event()
+    gc.collect()
+    tracemalloc.start()
+    async with Dispatcher(tools) as d:
+        base = tracemalloc.get_traced_memory()[0]
+        for t in tasks:
+            d.submit(t)
+        await all_started.wait()
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+        gate.set()
+    tracemalloc.stop()
+    print(f"\n## Memory: {n} tasks in flight at once")
+    print(
+        f"memory per in-flight task  {used / n / 1024:8.2f} KB   (goal <= 20 KB; tracemalloc,"
+        " everything the run holds: state, events, worker, coroutine)"
+    )
+
+
+async def section_ray(calls: int) -> None:
+    tools = Toolset([Tool(name="sq", input_schema={"type": "object"}, fn=square)])
+    flat = [Task(i, "sq", (), {"x": i}) for i in range(1, calls + 1)]
+    chain_n = min(200, calls)
+
+    async def timed(executor: Any, tasks: list[Task]) -> float:
+        t0 = time.perf_counter()
+        out = await Dispatcher.run_plan(tools, tasks, executor=executor)
+        assert all(o.ok for o in out.values()), [o.message for o in out.values() if not o.ok][:3]
+        return time.perf_counter() - t0
+
+    def chain(n: int) -> list[Task]:
+        return [Task(1, "sq", (), {"x": 1})] + [
+            Task(i, "sq", (), {"x": 1, "_": Ref(i - 1)}) for i in range(2, n + 1)
+        ]
+
+    loose = Toolset([Tool(name="sq", input_schema={"type": "object"}, fn=lambda x, _=None: x)])
+    async with LocalExecutor() as local:
+        local_flat = await timed(local, flat)
+        t0 = time.perf_counter()
+        await Dispatcher.run_plan(loose, chain(chain_n), executor=local)
+        local_chain = time.perf_counter() - t0
+    temp = tempfile.mkdtemp(prefix="tmray-", dir="/tmp")
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="tmhome-", dir="/tmp")  # keep Ray out of ~
+    t0 = time.perf_counter()
+    async with RayExecutor(num_cpus=min(4, os.cpu_count() or 2), temp_dir=temp) as ray_ex:
+        start = time.perf_counter() - t0
+        await timed(ray_ex, flat[:20])  # warm the workers
+        ray_flat = await timed(ray_ex, flat)
+        t0 = time.perf_counter()
+        loose_ray = Toolset([Tool(name="sq", input_schema={"type": "object"}, fn=_square_any)])
+        await Dispatcher.run_plan(loose_ray, chain(chain_n), executor=ray_ex)
+        ray_chain = time.perf_counter() - t0
+    print(f"\n## Ray against local execution ({calls} calls of a trivial sync tool)")
+    print(f"Ray start-up                 {start:8.2f} s")
+    print(
+        f"{calls} independent calls     local {local_flat * 1e3:8.1f} ms | Ray {ray_flat * 1e3:8.1f} ms"
+        f" | overhead {(ray_flat - local_flat) / calls * 1e6:8.1f} us per call (amortized)"
+    )
+    print(
+        f"{chain_n} dependent calls       local {local_chain * 1e3:8.1f} ms | Ray {ray_chain * 1e3:8.1f} ms"
+        f" | overhead {(ray_chain - local_chain) / chain_n * 1e6:8.1f} us per call (round trip)"
+    )
+
+
+def _square_any(x: int, _: Any = None) -> int:
+    return x * x
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller workloads")
+    parser.add_argument("--no-ray", action="store_true", help="leave the Ray section out")
+    parser.add_argument("--cores", type=int, default=1, help="CPUs for the local sections")
+    opts = parser.parse_args()
+    n = 2_000 if opts.quick else 10_000
+    seeds = 2 if opts.quick else 3
+    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if all_cpus and opts.cores:
+        os.sched_setaffinity(0, set(sorted(all_cpus)[: opts.cores]))
+    print(f"# dispatch_bench  python {sys.version.split()[0]}  cpus used {opts.cores}")
+    await section_instant(n, seeds)
+    await section_makespan(300 if opts.quick else 1000, 0.02, 2 if opts.quick else 3)
+    await section_memory(1000 if opts.quick else 5000)
+    if all_cpus:
+        os.sched_setaffinity(0, all_cpus)
+    if not opts.no_ray:
+        await section_ray(1000)
+
+
+if __name__ == "__main__":
+    anyio.run(main)

@@ -1,0 +1,62 @@
+"""Instrumented tools for the dispatcher tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from tomasulo.tools import Tool, ToolPolicy
+
+ANY = {"type": "object", "properties": {"x": {}, "y": {}}}
+
+
+def make_tool(
+    name: str,
+    fn: Callable[..., Any],
+    schema: dict[str, Any] | None = None,
+    **policy: Any,
+) -> Tool:
+    return Tool(name=name, input_schema=schema or ANY, fn=fn, policy=ToolPolicy(**policy))
+
+
+class Gate:
+    """An async tool that blocks until released, recording what runs when."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.started = anyio.Event()
+        self.calls: list[Any] = []
+
+    async def __call__(self, x: Any = None, y: Any = None) -> Any:
+        self.calls.append(x)
+        self.started.set()
+        await self.release.wait()
+        return x
+
+
+class Tracker:
+    """Counts concurrent calls per tool and overall, to check limits by instrumentation."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.total = 0
+        self.peak_total = 0
+        self.spans: dict[int, tuple[float, float]] = {}
+
+    def enter(self, name: str) -> None:
+        self.active[name] = self.active.get(name, 0) + 1
+        self.peak[name] = max(self.peak.get(name, 0), self.active[name])
+        self.total += 1
+        self.peak_total = max(self.peak_total, self.total)
+
+    def leave(self, name: str) -> None:
+        self.active[name] -= 1
+        self.total -= 1
+
+
+def now() -> float:
+    return time.monotonic()

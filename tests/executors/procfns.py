@@ -1,0 +1,61 @@
+"""Module-level tool functions for the process and Ray executor tests (they must pickle)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from tomasulo.tools import Tool, Toolset
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def pid(x: int = 0) -> int:
+    return os.getpid()
+
+
+def fail(x: int = 0) -> int:
+    raise ValueError(f"bad input {x}")
+
+
+def crash(x: int = 0) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def hang(x: int = 0) -> int:
+    threading.Event().wait()  # forever; only killing the worker ends it
+    return x
+
+
+def garbage(x: int = 0) -> Any:
+    return threading.Lock()  # cannot be pickled
+
+
+def slow_square(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
+X = {"type": "object", "properties": {"x": {"type": "integer"}}}
+
+
+def toolset(timeout: float | None = None) -> Toolset:
+    """The tools above; ``timeout`` applies to ``hang`` only, so slow worker start-up under load
+    cannot time out the others."""
+    from tomasulo.tools import ToolPolicy
+
+    return Toolset(
+        Tool(
+            name=f.__name__,
+            input_schema=X,
+            fn=f,
+            policy=ToolPolicy(timeout=timeout) if f is hang else ToolPolicy(),
+        )
+        for f in (square, pid, fail, crash, hang, garbage, slow_square)
+    )

@@ -1,0 +1,108 @@
+"""Tool.validate: every bad field is listed with its path, what was expected and what was given."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel
+
+from tomasulo.exceptions import FieldError, ToolArgumentError
+from tomasulo.tools import tool, tools_from_schemas
+
+
+class Item(BaseModel):
+    sku: str
+    qty: int
+
+
+@tool
+def order(
+    customer: str,
+    items: list[Item],
+    mode: Literal["air", "sea"],
+    priority: int | None = None,
+    note: str = "",
+) -> None:
+    """Place an order."""
+
+
+def test_valid_arguments_come_back_as_a_dict() -> None:
+    args = {"customer": "ann", "items": [{"sku": "a1", "qty": 2}], "mode": "sea"}
+    assert order.validate(args) == args
+    assert order.field_errors(args) == []
+
+
+def test_every_bad_field_is_listed() -> None:
+    bad = {
+        "items": [{"sku": 1, "qty": "2"}, {"qty": 3}],
+        "mode": "rail",
+        "priority": "high",
+        "bogus": 1,
+    }
+    with pytest.raises(ToolArgumentError) as info:
+        order.validate(bad)
+    err = info.value
+    assert err.tool == "order"
+    assert sorted(err.errors, key=lambda e: e.path) == [
+        FieldError(path="bogus", expected="no such property", got="integer 1"),
+        FieldError(path="customer", expected="a value", got="nothing"),
+        FieldError(path="items[0].qty", expected="integer", got="string '2'"),
+        FieldError(path="items[0].sku", expected="string", got="integer 1"),
+        FieldError(path="items[1].sku", expected="a value", got="nothing"),
+        FieldError(path="mode", expected="one of 'air', 'sea'", got="string 'rail'"),
+        FieldError(path="priority", expected="integer or null", got="string 'high'"),
+    ]
+    text = str(err)
+    assert text.startswith("invalid arguments for tool 'order':")
+    assert "  - items[0].qty: expected integer, got string '2'" in text
+
+
+def test_error_survives_pickling() -> None:
+    # executors in other processes send these back
+    with pytest.raises(ToolArgumentError) as info:
+        order.validate({})
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert copy.tool == "order" and copy.errors == info.value.errors
+
+
+def test_long_values_are_clipped() -> None:
+    with pytest.raises(ToolArgumentError) as info:
+        order.validate({"customer": "x" * 500, "items": [], "mode": "sea", "note": 7})
+    [e] = info.value.errors
+    assert e.path == "note" and e.got == "integer 7"
+    with pytest.raises(ToolArgumentError) as info:
+        order.validate({"customer": 1, "items": [], "mode": "sea", "note": "y" * 500})
+    [e] = info.value.errors
+    assert e.path == "customer"
+    with pytest.raises(ToolArgumentError) as info:
+        order.validate({"customer": ["z" * 500], "items": [], "mode": "sea"})
+    [e] = info.value.errors
+    assert len(e.got) < 80 and e.got.endswith("...")
+
+
+def test_validate_on_a_tool_from_a_raw_schema() -> None:
+    [t] = tools_from_schemas(
+        [
+            {
+                "name": "get-weather",
+                "parameters": {
+                    "properties": {
+                        "city": {"type": "String"},
+                        "days": {"type": "int", "minimum": 1},
+                        "units": {"enum": ["c", "f"]},
+                    },
+                    "required": ["city"],
+                },
+            }
+        ]
+    )
+    assert t.validate({"city": "Oslo", "days": 3}) == {"city": "Oslo", "days": 3}
+    with pytest.raises(ToolArgumentError) as info:
+        t.validate({"days": 0, "units": "k"})
+    assert sorted((e.path, e.expected) for e in info.value.errors) == [
+        ("city", "a value"),
+        ("days", "minimum 1"),
+        ("units", "one of 'c', 'f'"),
+    ]

@@ -1,0 +1,166 @@
+"""Outcomes and the typed events of a run.
+
+Every event carries ``run_id``, ``seq`` (strictly increasing within a run), ``ts``
+(``time.monotonic()``) and ``task_id`` (``None`` for run-wide events such as a deadline interrupt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "Event",
+    "InterruptRaised",
+    "Outcome",
+    "Status",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskPlanned",
+    "TaskReady",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskSucceeded",
+]
+
+Status: TypeAlias = Literal["succeeded", "failed", "skipped", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one task ended. Each task gets exactly one.
+
+    Attributes:
+        task_id: the task.
+        tool: the tool it called.
+        status: ``"succeeded"``, ``"failed"``, ``"skipped"`` or ``"cancelled"``.
+        value: the result (succeeded), or the partial value a tool passed with ``Interrupt``.
+        error: the exception (failed, skipped, cancelled), else ``None``.
+        error_type: the name of the error's type; for a tool that raised, the tool's own
+            exception type (``"ValueError"``).
+        message: one line saying what happened, naming the task and the cause.
+        attempts: how many times the tool was called (0 when it never ran).
+        planned_at, ready_at, started_at, finished_at: ``time.monotonic()`` when the task was
+            submitted, had all its inputs, first called its tool, and ended (``None`` where that
+            did not happen).
+        skipped_because: for a skipped task, the id of the failed or cancelled task that caused it.
+    """
+
+    task_id: int
+    tool: str
+    status: Status
+    value: Any = None
+    error: BaseException | None = None
+    error_type: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    planned_at: float | None = None
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    skipped_because: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the task succeeded."""
+        return self.status == "succeeded"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first call to the end, when the tool ran."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every dispatcher event."""
+
+    run_id: str
+    seq: int
+    ts: float
+    task_id: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent(Event):
+    """An event about one task; ``tool`` names its tool."""
+
+    task_id: int
+    tool: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskPlanned(TaskEvent):
+    """A task was submitted; ``deps`` are the ids of the tasks whose results it uses."""
+
+    deps: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskReady(TaskEvent):
+    """Every input of the task exists; it waits only for a free slot now."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(TaskEvent):
+    """The tool is being called (``attempt`` counts from 1)."""
+
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRetrying(TaskEvent):
+    """An attempt failed with a retryable error; the next one starts after ``delay`` seconds."""
+
+    attempt: int
+    error_type: str
+    message: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSucceeded(TaskEvent):
+    """The task ended with a value."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFailed(TaskEvent):
+    """The task ended with an error."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSkipped(TaskEvent):
+    """The task never ran because an input failed or was cancelled."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCancelled(TaskEvent):
+    """The task was cancelled (by the caller, or by the run's deadline)."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterruptRaised(Event):
+    """Something the planner should hear about: a task failed, a tool raised ``Interrupt``, or the
+    run's deadline passed.
+
+    Attributes:
+        kind: ``"failure"``, ``"interrupt"`` or ``"deadline"``.
+        reason: one line for the planner.
+        error: the exception behind it, if any.
+    """
+
+    kind: Literal["failure", "interrupt", "deadline"]
+    reason: str
+    error: BaseException | None = None

@@ -1,0 +1,109 @@
+"""The executor protocol and what every executor shares."""
+
+from __future__ import annotations
+
+import weakref
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import jsonschema
+
+from ..exceptions import ToolOutputError
+from ..tools import Tool
+from ..tools._tool import describe_value, json_path
+
+__all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs"]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs tool calls. The dispatcher enters it (``async with``) for the run.
+
+    ``call`` runs ``tool.fn(**args)`` (through ``tool.convert`` when it is set) and returns the
+    value, or raises: the tool's own exception, or a :class:`~tomasulo.exceptions.ToolError`
+    (``ToolCrashed`` when the worker died, ``ToolOutputError`` when the value cannot be carried
+    back). Cancelling the call must stop waiting at once.
+    """
+
+    async def call(self, tool: Tool, args: dict[str, Any], *, task_id: int, attempt: int) -> Any:
+        """Call ``tool`` with validated ``args``; ``task_id`` and ``attempt`` are for errors."""
+        ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
+class BaseExecutor:
+    """Start/stop bookkeeping: entering is counted, so one executor can serve many runs.
+
+    The first ``__aenter__`` calls :meth:`start`, the last ``__aexit__`` calls :meth:`stop`.
+    """
+
+    _entered: int = 0
+
+    async def start(self) -> None:
+        """Acquire resources (worker pools, cluster connections)."""
+
+    async def stop(self) -> None:
+        """Release what :meth:`start` acquired."""
+
+    async def __aenter__(self) -> Any:
+        if self._entered == 0:
+            await self.start()
+        self._entered += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._entered -= 1
+        if self._entered == 0:
+            await self.stop()
+        return None
+
+
+def prepare_kwargs(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for ``tool.fn``: ``tool.convert(args)`` when set, else ``args``."""
+    return tool.convert(args) if tool.convert is not None else args
+
+
+_output_validators: weakref.WeakKeyDictionary[Tool, Any] = weakref.WeakKeyDictionary()
+
+
+def check_output(tool: Tool, value: Any, *, task_id: int, attempt: int) -> Any:
+    """Return ``value`` when it fits ``tool.output_schema`` (or there is none).
+
+    Pydantic models are checked in their JSON form. Raises :class:`ToolOutputError` listing the
+    bad fields.
+    """
+    schema = tool.output_schema
+    if not schema:
+        return value
+    validator = _output_validators.get(tool)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+        validator = cls(schema)
+        _output_validators[tool] = validator
+    dump = getattr(value, "model_dump", None)
+    data = dump(mode="json") if callable(dump) else value
+    errors = list(validator.iter_errors(data))
+    if errors:
+        first = errors[0]
+        where = json_path(first.absolute_path) or "<result>"
+        raise ToolOutputError(
+            f"returned {describe_value(data)}, which does not fit the tool's output schema "
+            f"({where}: {first.message})",
+            tool=tool.name,
+            task_id=task_id,
+            attempt=attempt,
+        )
+    return value

@@ -1,0 +1,56 @@
+"""Run tools in this process: async tools on the event loop, sync tools on worker threads."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ..tools import Tool
+from ._base import BaseExecutor, prepare_kwargs
+
+__all__ = ["DEFAULT_MAX_THREADS", "LocalExecutor"]
+
+#: Sync tool calls running at once on worker threads, by default.
+DEFAULT_MAX_THREADS = 40
+
+
+class LocalExecutor(BaseExecutor):
+    """Async tools are awaited on the loop; sync tools run on worker threads.
+
+    At most ``max_threads`` sync calls run at once. A cancelled sync call is abandoned: the
+    dispatcher moves on at once and the thread finishes on its own.
+
+    >>> executor = LocalExecutor(max_threads=8)
+    """
+
+    def __init__(self, *, max_threads: int = DEFAULT_MAX_THREADS) -> None:
+        if max_threads < 1:
+            from ..exceptions import ConfigError
+
+            raise ConfigError(f"max_threads must be at least 1, got {max_threads!r}")
+        self.max_threads = max_threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def start(self) -> None:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+
+    async def call(self, tool: Tool, args: dict[str, Any], *, task_id: int, attempt: int) -> Any:
+        """Call the tool; see :class:`~tomasulo.executors.Executor`."""
+        fn = tool.fn
+        assert fn is not None, "the dispatcher rejects tools without a function"
+        kwargs = prepare_kwargs(tool, args)
+        if tool.is_async:
+            return await fn(**kwargs)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+        result = await anyio.to_thread.run_sync(
+            functools.partial(fn, **kwargs), abandon_on_cancel=True, limiter=self._limiter
+        )
+        if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
+            result = await result
+        return result

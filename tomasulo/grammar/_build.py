@@ -1,0 +1,717 @@
+"""Build the plan grammar for a toolset: one IR, emitted for every engine.
+
+The grammar admits exactly the strict text dialect's canonical layout::
+
+    Thought: <text>                      optional, before any task or the join, at most once each
+    1. search(query="x", limit=3)        `N. tool(` positional args, then keyword args `)` + "\\n"
+    2. math(expression="${1.n} * 2")
+    3. join()                            then optionally "\\n", "<END_OF_PLAN>", "\\n"
+
+- ids start at ``start_id`` and rise by one; at least one task, at most ``max_tasks``;
+- one space after ``N.``; arguments and collection items separated by ``", "``; object members
+  written ``"key": value``; a line ends with ``"\\n"``;
+- tool names are enumerated; positional arguments follow the schema's property order, keyword
+  arguments (any subset that holds every required parameter not given positionally) follow it too;
+- values are typed by each parameter's JSON schema (see :mod:`._schema_nodes` for what is kept and
+  what is widened), and any value position may instead hold a reference ``$k``, ``$k.field``,
+  ``$k[0]`` whose id ``k`` is smaller than the task's own (earlier tasks, and on a replan the
+  tasks of earlier plans); strings may hold ``${k...}`` interpolations likewise. Task 1 can
+  reference nothing.
+
+Typed value rules are shared by every tool and task that uses them; what is copied per task is
+small: the task's reference and interpolation lexemes (listing the earlier ids, so their total
+size is quadratic in ``max_tasks``) and thin per-task wrappers of the value rules that may hold
+references.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ..exceptions import ConfigError
+from ._ast import JOIN, value_to_text
+from ._ir import EMPTY, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, alt, opt, seq
+from ._parser import END_OF_PLAN
+
+if TYPE_CHECKING:
+    from ..tools import Toolset
+
+__all__ = [
+    "MAX_THOUGHT_CHARS",
+    "Node",
+    "PlanGrammar",
+    "build_grammar",
+    "joiner_schema",
+    "normalize",
+    "tool_params",
+]
+
+#: The longest ``Thought:`` text the grammar admits, in characters.
+MAX_THOUGHT_CHARS = 400
+#: Array length bounds up to this are kept exactly; larger ones are widened.
+_MAX_UNROLL = 64
+
+_CTRL = ((0x00, 0x1F),)  # raw control characters: JSON strings escape them
+_HEX = CharClass.of("", ranges=((0x30, 0x39), (0x41, 0x46), (0x61, 0x66)))
+_DIGIT = CharClass.of("", ranges=((0x30, 0x39),))
+_DIGIT19 = CharClass.of("", ranges=((0x31, 0x39),))
+# The separator is a rule of its own so that it never merges with the keyword or literal after
+# it: a lexeme ", note=" would be a prefix trap for ", null" in greedy lexers (llguidance).
+_COMMA = Ref("comma")
+
+
+class PlanGrammar:
+    """The plan grammar of one toolset, task cap and first id, with an emitter per engine.
+
+    Build it with :func:`build_grammar`. Emitted texts are computed once and kept.
+
+    >>> g = build_grammar(toolset)          # doctest: +SKIP
+    >>> g.gbnf()    # llama.cpp `grammar`, SGLang `ebnf`, vLLM (xgrammar)
+    >>> g.lark()    # OpenAI custom-tool grammar, vLLM guidance, llguidance, python-lark
+    >>> g.json_schema()   # the JSON plan dialect
+    """
+
+    def __init__(
+        self,
+        ir: Grammar,
+        *,
+        tools: Mapping[str, tuple[tuple[str, Node, bool], ...]],
+        max_tasks: int,
+        start_id: int,
+        fingerprint: str,
+    ) -> None:
+        self.ir = ir
+        self.tools = dict(tools)
+        self.max_tasks = max_tasks
+        self.start_id = start_id
+        self.fingerprint = fingerprint
+        self._cache: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _memo(self, key: str, make: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The tools a plan may call, in toolset order."""
+        return tuple(self.tools)
+
+    def lark(self) -> str:
+        """The grammar in the portable Lark subset (start rule ``start``).
+
+        Accepted by python-lark (``Lark(text, parser="earley", lexer="dynamic")``), llguidance
+        (``LLMatcher.grammar_from_lark``) and so OpenAI custom tools (``format: {type: "grammar",
+        syntax: "lark", definition: text}``) and vLLM's guidance backend. Uses only rules,
+        terminals written as one ``/regex/`` each (no lookaround, lazy quantifiers, flags or
+        ``\\d``-style classes), string literals, ``|``, ``?``, ``*``, ``+``; no ``%import``.
+        """
+        from ._emit_lark import emit_lark
+
+        return str(self._memo("lark", lambda: emit_lark(self.ir)))
+
+    def gbnf(self) -> str:
+        """The grammar in GBNF (root rule ``root``): llama.cpp ``grammar``, SGLang ``ebnf``, xgrammar."""
+        from ._emit_gbnf import emit_gbnf
+
+        return str(self._memo("gbnf", lambda: emit_gbnf(self.ir)))
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema of the JSON plan dialect for this toolset (see :func:`plan_json_schema`)."""
+        from ._emit_json import plan_json_schema
+
+        return dict(
+            self._memo(
+                "json",
+                lambda: plan_json_schema(self.tools, max_tasks=self.max_tasks, start_id=self.start_id),
+            )
+        )
+
+    def joiner_schema(self) -> dict[str, Any]:
+        """The joiner's structured-output schema (same for every toolset): :func:`joiner_schema`."""
+        return joiner_schema()
+
+    def __len__(self) -> int:
+        return len(self.ir)
+
+    def __repr__(self) -> str:
+        return (
+            f"PlanGrammar(tools={len(self.tools)}, max_tasks={self.max_tasks}, "
+            f"start_id={self.start_id}, rules={len(self.ir)})"
+        )
+
+
+def joiner_schema() -> dict[str, Any]:
+    """JSON Schema of the joiner's decision: finish with an answer, or replan with feedback.
+
+    ``{"thought": str, "action": "finish", "answer": str}`` or
+    ``{"thought": str, "action": "replan", "feedback": str}``.
+    """
+    return {
+        "title": "JoinerDecision",
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "thought": {"type": "string"},
+                    "action": {"const": "finish"},
+                    "answer": {"type": "string"},
+                },
+                "required": ["thought", "action", "answer"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "thought": {"type": "string"},
+                    "action": {"const": "replan"},
+                    "feedback": {"type": "string"},
+                },
+                "required": ["thought", "action", "feedback"],
+                "additionalProperties": False,
+            },
+        ],
+    }
+
+
+# -- building -----------------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple[str, int, int], PlanGrammar] = OrderedDict()
+_CACHE_SIZE = 64
+_CACHE_LOCK = threading.Lock()
+
+
+def build_grammar(tools: Toolset, *, max_tasks: int = 32, start_id: int = 1) -> PlanGrammar:
+    """The plan grammar for ``tools``: at most ``max_tasks`` tasks, numbered from ``start_id``.
+
+    Results are cached by ``(tools.fingerprint(), max_tasks, start_id)``, so a rebuild for an
+    unchanged toolset (and each emitter's output) costs a dictionary lookup. Replans pass
+    ``start_id`` = the previous plan's last id + 1; a task may reference any smaller id, so new
+    tasks can use the results of earlier plans.
+
+    Raises:
+        ConfigError: ``max_tasks`` below 1 or ``start_id`` below 1, or an empty toolset.
+    """
+    if max_tasks < 1:
+        raise ConfigError(f"max_tasks must be at least 1, got {max_tasks}")
+    if start_id < 1:
+        raise ConfigError(f"start_id must be at least 1, got {start_id}")
+    if len(tools) == 0:
+        raise ConfigError("cannot build a plan grammar for an empty toolset; add a tool first")
+    key = (tools.fingerprint(), max_tasks, start_id)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    params = {t.name: tool_params(t.input_schema) for t in tools}
+    ir = _Builder(params, max_tasks=max_tasks, start_id=start_id).build()
+    grammar = PlanGrammar(ir, tools=params, max_tasks=max_tasks, start_id=start_id, fingerprint=key[0])
+    with _CACHE_LOCK:
+        _CACHE[key] = grammar
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return grammar
+
+
+def clear_cache() -> None:
+    """Forget every cached grammar (benchmarks use this to time cold builds)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+class _Builder:
+    def __init__(
+        self,
+        tools: Mapping[str, tuple[tuple[str, Node, bool], ...]],
+        *,
+        max_tasks: int,
+        start_id: int,
+    ) -> None:
+        self.tools = tools
+        self.max_tasks = max_tasks
+        self.start = start_id
+        self.rules: dict[str, Rule] = {}
+        self.node_ids: dict[Node, int] = {}
+
+    # -- helpers --
+
+    def rule(self, name: str, body: Expr, *, token: bool = False) -> Ref:
+        if name not in self.rules:
+            self.rules[name] = Rule(name, body, token)
+        return Ref(name)
+
+    def node_id(self, node: Node) -> int:
+        return self.node_ids.setdefault(node, len(self.node_ids))
+
+    @staticmethod
+    def sfx(ctx: int | None) -> str:
+        return "" if ctx is None else f"_{ctx}"
+
+    # -- lexemes shared by all tasks --
+
+    def base(self) -> None:
+        self.rule("comma", Lit(", "))
+        escape = seq(
+            Lit("\\"),
+            alt(CharClass.of('"\\/bfnrt'), seq(Lit("u"), _HEX, _HEX, _HEX, _HEX)),
+        )
+        plain = CharClass.of('"\\$', negated=True, ranges=_CTRL)
+        not_brace = CharClass.of('"\\${', negated=True, ranges=_CTRL)
+        self.rule("str_item", alt(plain, escape), token=True)
+        self.rule("str_item_nb", alt(not_brace, escape), token=True)
+        # a string with no interpolation: "$" only where no "{" follows
+        self.rule(
+            "str_plain",
+            seq(
+                Lit('"'),
+                Repeat(alt(Ref("str_item"), seq(Repeat(Lit("$"), 1), Ref("str_item_nb"))), 0),
+                Repeat(Lit("$"), 0),
+                Lit('"'),
+            ),
+            token=True,
+        )
+        self.rule("str_chunk", Repeat(Ref("str_item"), 1), token=True)
+        self.rule("dollars", Repeat(Lit("$"), 1), token=True)
+        int_body = seq(opt(Lit("-")), alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0))))
+        self.rule("int", int_body, token=True)
+        self.rule("uint", alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0))), token=True)
+        self.rule(
+            "num",
+            seq(
+                int_body,
+                opt(seq(Lit("."), Repeat(_DIGIT, 1))),
+                opt(seq(CharClass.of("eE"), opt(CharClass.of("+-")), Repeat(_DIGIT, 1))),
+            ),
+            token=True,
+        )
+        ident = seq(
+            CharClass.of("_", ranges=((0x41, 0x5A), (0x61, 0x7A))),
+            Repeat(CharClass.of("_", ranges=((0x30, 0x39), (0x41, 0x5A), (0x61, 0x7A))), 0),
+        )
+        self.rule(
+            "path_item",
+            alt(seq(Lit("."), ident), seq(Lit("["), Ref("uint"), Lit("]"))),
+            token=True,
+        )
+        first = CharClass.of(" ", negated=True, ranges=_CTRL)
+        rest = CharClass.of("", negated=True, ranges=_CTRL)
+        self.rule("thought_text", seq(first, Repeat(rest, 0, MAX_THOUGHT_CHARS - 1)), token=True)
+        self.rule("thought", seq(Lit("Thought: "), Ref("thought_text"), Lit("\n")))
+
+    # -- per-task references --
+
+    def refs(self, ctx: int) -> None:
+        ids = alt(*(Lit(str(k)) for k in range(1, ctx)))
+        self.rule(f"ref_{ctx}", seq(Lit("$"), ids, Repeat(Ref("path_item"), 0)), token=True)
+        self.rule(
+            f"interp_{ctx}",
+            seq(Lit("${"), ids, Repeat(Ref("path_item"), 0), Lit("}")),
+            token=True,
+        )
+        # a string that may interpolate earlier results: a literal "$" is never followed by
+        # "{"; chunks are maximal, so each string has exactly one parse
+        sep = alt(Ref(f"interp_{ctx}"), seq(Ref("dollars"), Ref("str_item_nb")))
+        chunk = opt(Ref("str_chunk"))
+        self.rule(
+            f"tstr_{ctx}",
+            seq(Lit('"'), chunk, Repeat(seq(sep, chunk), 0), opt(Ref("dollars")), Lit('"')),
+        )
+
+    # -- values --
+
+    def string(self, ctx: int | None) -> Expr:
+        return Ref("str_plain") if ctx is None else Ref(f"tstr_{ctx}")
+
+    def value(self, node: Node, ctx: int | None) -> Expr:
+        """A value of shape ``node`` in task ``ctx`` (None: the first task, no references)."""
+        lit = self.literal(node, ctx)
+        if ctx is None:
+            return lit
+        return alt(lit, Ref(f"ref_{ctx}"))
+
+    def literal(self, node: Node, ctx: int | None) -> Expr:
+        kind = node[0]
+        if kind == "string":
+            return self.string(ctx)
+        if kind == "integer":
+            lo, hi = node[1], node[2]
+            if lo is None and hi is None:
+                return Ref("int")
+            if (lo, hi) == (0, None):
+                return Ref("uint")
+            return self.rule(f"int_{self.node_id(node)}", int_range(lo, hi), token=True)
+        if kind == "number":
+            return Ref("num")
+        if kind == "boolean":
+            return alt(Lit("true"), Lit("false"))
+        if kind == "null":
+            return Lit("null")
+        if kind == "enum":
+            return alt(*(Lit(t) for t in node[1]))
+        if kind == "union":
+            return alt(*(self.literal(n, ctx) for n in node[1]))
+        name = f"v{self.node_id(node)}{self.sfx(ctx)}"
+        if name in self.rules:
+            return Ref(name)
+        if kind == "any":
+            return self.any_value(ctx)
+        self.rules[name] = Rule(name, EMPTY)  # placeholder against recursion
+        if kind == "array":
+            body = self.array(node, ctx)
+        elif kind == "object":
+            body = self.members(node[1], ctx, open_="{", close="}", keyword=False)
+        else:  # object_any
+            body = self.object_any(ctx)
+        self.rules[name] = Rule(name, body)
+        return Ref(name)
+
+    def any_value(self, ctx: int | None) -> Expr:
+        name = f"any{self.sfx(ctx)}"
+        if name not in self.rules:
+            self.rules[name] = Rule(name, EMPTY)
+            val = Ref(name) if ctx is None else alt(Ref(name), Ref(f"ref_{ctx}"))
+            arr = seq(Lit("["), opt(seq(val, Repeat(seq(_COMMA, val), 0))), Lit("]"))
+            body = alt(
+                self.string(ctx),
+                Ref("num"),
+                Lit("true"),
+                Lit("false"),
+                Lit("null"),
+                arr,
+                self.object_any(ctx),
+            )
+            self.rules[name] = Rule(name, body)
+        return Ref(name)
+
+    def object_any(self, ctx: int | None) -> Expr:
+        name = f"obj{self.sfx(ctx)}"
+        if name not in self.rules:
+            self.rules[name] = Rule(name, EMPTY)
+            self.any_value(ctx)
+            val = self.value(ANY, ctx)
+            member = seq(Ref("str_plain"), Lit(": "), val)
+            body = seq(Lit("{"), opt(seq(member, Repeat(seq(_COMMA, member), 0))), Lit("}"))
+            self.rules[name] = Rule(name, body)
+        return Ref(name)
+
+    def array(self, node: Node, ctx: int | None) -> Expr:
+        _, item, lo, hi = node
+        val = self.value(item, ctx)
+        if hi is not None and hi > _MAX_UNROLL:
+            hi = None
+        if lo > _MAX_UNROLL:
+            lo = _MAX_UNROLL
+        if hi == 0:
+            return Lit("[]")
+        more = Repeat(seq(_COMMA, val), max(lo - 1, 0), None if hi is None else hi - 1)
+        items = seq(val, more)
+        return seq(Lit("["), items if lo > 0 else opt(items), Lit("]"))
+
+    def members(
+        self,
+        params: tuple[tuple[str, Node, bool], ...],
+        ctx: int | None,
+        *,
+        open_: str,
+        close: str,
+        keyword: bool,
+        positional: bool = False,
+    ) -> Expr:
+        """Arguments (``keyword=True``: ``name=value``) or object members (``"name": value``).
+
+        Members appear in schema order; optional ones may be left out. With ``positional``, a
+        prefix of the parameters may be given as bare values first.
+        """
+        n = len(params)
+
+        def item(j: int) -> Expr:
+            name, node, _ = params[j]
+            key = f"{name}=" if keyword else f"{_json_key(name)}: "
+            return seq(Lit(key), self.value(node, ctx))
+
+        # tail[j]: members j..n-1, each after ", " (required ones must be there)
+        tail: list[Expr] = [EMPTY] * (n + 1)
+        for j in range(n - 1, -1, -1):
+            one = seq(_COMMA, item(j))
+            tail[j] = seq(one if params[j][2] else opt(one), tail[j + 1])
+        # head[j]: members j..n-1 where the first present one has no ", " before it
+        head: list[Expr] = [EMPTY] * (n + 1)
+        for j in range(n - 1, -1, -1):
+            with_j = seq(item(j), tail[j + 1])
+            head[j] = with_j if params[j][2] else alt(with_j, head[j + 1])
+        if not positional:
+            return seq(Lit(open_), head[0], Lit(close))
+        # after[j]: j arguments given positionally; the rest by keyword or more positionals
+        after: list[Expr] = [EMPTY] * (n + 1)
+        after[n] = EMPTY
+        for j in range(n - 1, -1, -1):
+            after[j] = alt(tail[j], seq(_COMMA, self.value(params[j][1], ctx), after[j + 1]))
+        if n == 0:
+            return seq(Lit(open_), Lit(close))
+        body = alt(head[0], seq(self.value(params[0][1], ctx), after[1]))
+        return seq(Lit(open_), body, Lit(close))
+
+    # -- the plan --
+
+    def call(self, tool: str, ctx: int | None) -> Expr:
+        name = f"call{self.node_id(('tool', tool))}{self.sfx(ctx)}"
+        if name not in self.rules:
+            body = self.members(
+                self.tools[tool], ctx, open_=f"{tool}(", close=")", keyword=True, positional=True
+            )
+            self.rules[name] = Rule(name, body)
+        return Ref(name)
+
+    def build(self) -> Grammar:
+        self.base()
+        s, last = self.start, self.start + self.max_tasks
+        end = opt(seq(Lit("\n"), opt(seq(Lit(END_OF_PLAN), opt(Lit("\n"))))))
+        join = seq(Lit(f"{JOIN}()"), end)
+        for i in range(max(s, 2), last):
+            self.refs(i)
+        # calls first, so shared value rules come before the plan's lines in the output
+        for i in range(s, last):
+            ctx = None if i == 1 else i
+            calls = alt(*(self.call(t, ctx) for t in self.tools))
+            self.rule(f"tcall_{i}", calls)
+        lines: dict[int, Rule] = {}
+        lines[last] = Rule(f"line_{last}", seq(opt(Ref("thought")), Lit(f"{last}. "), join))
+        for i in range(last - 1, s - 1, -1):
+            task = seq(Ref(f"tcall_{i}"), Lit("\n"), Ref(f"line_{i + 1}"))
+            body = alt(task, join)  # a plan may be just join(): nothing (more) to do
+            lines[i] = Rule(f"line_{i}", seq(opt(Ref("thought")), Lit(f"{i}. "), body))
+        rules = {"plan": Rule("plan", Ref(f"line_{s}"))}
+        rules.update(self.rules)
+        for i in range(s, last + 1):
+            rules[lines[i].name] = lines[i]
+        return Grammar(rules, "plan")
+
+
+def _digits(n: int) -> Expr:
+    return EMPTY if n == 0 else _DIGIT if n == 1 else Repeat(_DIGIT, n, n)
+
+
+def _digits_between(x: str, y: str) -> Expr:
+    """Digit strings of one length from ``x`` to ``y`` (leading zeros allowed)."""
+    n = len(x)
+    if n == 0:
+        return EMPTY
+    if x == "0" * n and y == "9" * n:
+        return _digits(n)
+    if x[0] == y[0]:
+        return seq(Lit(x[0]), _digits_between(x[1:], y[1:]))
+    rest = n - 1
+    parts = [seq(Lit(x[0]), _digits_between(x[1:], "9" * rest))]
+    a, b = int(x[0]) + 1, int(y[0]) - 1
+    if a <= b:
+        parts.append(seq(CharClass(((48 + a, 48 + b),)), _digits(rest)))
+    parts.append(seq(Lit(y[0]), _digits_between("0" * rest, y[1:])))
+    return alt(*parts)
+
+
+def _nonneg_range(lo: int, hi: int | None) -> Expr:
+    """Canonical decimal integers from ``lo`` (>= 0) to ``hi`` (``None``: no upper bound)."""
+    parts: list[Expr] = []
+    length = len(str(lo))
+    while hi is None or length <= len(str(hi)):
+        first = 0 if length == 1 else 10 ** (length - 1)
+        last = 10**length - 1
+        a, b = max(lo, first), last if hi is None else min(hi, last)
+        if a <= b:
+            parts.append(_digits_between(str(a), str(b)))
+        if hi is None:
+            # every longer number
+            parts.append(seq(_DIGIT19, Repeat(_DIGIT, length, None)))
+            break
+        length += 1
+    return alt(*parts)
+
+
+def int_range(lo: int | None, hi: int | None) -> Expr:
+    """Canonical JSON integers ``lo <= n <= hi`` (either bound may be ``None``)."""
+    parts: list[Expr] = []
+    if hi is None or hi >= 0:
+        parts.append(_nonneg_range(max(lo, 0) if lo is not None else 0, hi))
+    if lo is None or lo < 0:
+        top = None if lo is None else -lo
+        bottom = 1 if hi is None or hi >= 0 else -hi
+        parts.append(seq(Lit("-"), _nonneg_range(bottom, top)))
+    if not parts:
+        raise ConfigError(f"no integer lies between {lo} and {hi}")
+    return alt(*parts)
+
+
+def _json_key(name: str) -> str:
+    return literal_text(name)
+
+
+# -- tool schemas as value shapes ----------------------------------------------------------------
+# Tool argument schemas reduced to the value shapes a grammar can express.
+#
+# A JSON schema is normalized into a small hashable :data:`Node` tree. What a grammar cannot
+# express exactly is widened (never narrowed), so the grammar admits a superset of valid values and
+# the parser's validation has the last word; the features kept are exactly the ones the plan
+# grammar enforces:
+#
+# - ``{"type": "string"}`` (any string; ``pattern``, ``format`` and length bounds are widened),
+# - ``integer`` with its bounds (``minimum``, ``maximum``, exclusive ones), ``number`` (bounds
+#   widened),
+#   ``boolean``, ``null``, type lists,
+# - ``enum`` and ``const`` of JSON values,
+# - ``array`` with ``items`` (``minItems`` / ``maxItems`` kept up to 64),
+# - ``object`` with ``properties`` and ``required`` (properties written in schema order),
+# - ``anyOf`` / ``oneOf`` (as a union; ``oneOf`` exclusivity is left to validation),
+# - local ``$ref`` into ``$defs`` / ``definitions`` (recursion widens to any value),
+# - anything else: any JSON value.
+
+
+#: ``("any",)``, ``("string",)``, ``("integer", lo, hi)``, ``("number",)``, ``("boolean",)``,
+#: ``("null",)``, ``("enum", texts)``, ``("array", item, min, max)``,
+#: ``("object", ((name, node, required), ...))``, ``("union", (node, ...))``.
+Node: TypeAlias = tuple[Any, ...]
+
+ANY: Node = ("any",)
+STRING: Node = ("string",)
+_MAX_DEPTH = 24
+
+
+def literal_text(value: Any) -> str:
+    """How a JSON value is written in a plan (the canonical form the parser reads back)."""
+    return value_to_text(value)
+
+
+def normalize(schema: Any, root: Mapping[str, Any] | None = None) -> Node:
+    """The :data:`Node` for ``schema``; ``root`` resolves local ``$ref`` s (default: ``schema``)."""
+    if root is None:
+        root = schema if isinstance(schema, Mapping) else {}
+    return _norm(schema, root, (), 0)
+
+
+def tool_params(schema: Mapping[str, Any]) -> tuple[tuple[str, Node, bool], ...]:
+    """A tool's parameters in order: ``(name, node, required)``."""
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    return tuple((name, normalize(sub, schema), name in required) for name, sub in props.items())
+
+
+def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _norm(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...], depth: int) -> Node:
+    if schema is True or schema is None or not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+        return ANY
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        target = _resolve(ref, root) if isinstance(ref, str) else None
+        if target is None or ref in seen:
+            return ANY
+        return _norm(target, root, (*seen, ref), depth + 1)
+    if "const" in schema:
+        return ("enum", (literal_text(schema["const"]),))
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        return ("enum", tuple(dict.fromkeys(literal_text(v) for v in schema["enum"])))
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return _union([_norm(o, root, seen, depth + 1) for o in options])
+    t = schema.get("type")
+    if isinstance(t, list):
+        return _union([_norm({**schema, "type": x}, root, seen, depth + 1) for x in t])
+    if t == "string":
+        return STRING
+    if t == "integer":
+        return ("integer", *_int_bounds(schema))
+    if t == "number":
+        return ("number",)
+    if t == "boolean":
+        return ("boolean",)
+    if t == "null":
+        return ("null",)
+    if t == "array":
+        items = schema.get("items")
+        item = _norm(items, root, seen, depth + 1) if isinstance(items, Mapping) else ANY
+        if "prefixItems" in schema:
+            item = ANY
+        lo = schema.get("minItems", 0)
+        hi = schema.get("maxItems")
+        lo = lo if isinstance(lo, int) and lo >= 0 else 0
+        hi = hi if isinstance(hi, int) and hi >= lo else None
+        return ("array", item, lo, hi)
+    if t == "object":
+        props = schema.get("properties")
+        if not isinstance(props, Mapping) or not props:
+            return ("object_any",)
+        required = set(schema.get("required") or ())
+        return (
+            "object",
+            tuple((name, _norm(sub, root, seen, depth + 1), name in required) for name, sub in props.items()),
+        )
+    return ANY
+
+
+def _int_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    def num(key: str) -> float | None:
+        v = schema.get(key)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    lo_vals = [v for v in (num("minimum"),) if v is not None]
+    hi_vals = [v for v in (num("maximum"),) if v is not None]
+    ex_lo, ex_hi = num("exclusiveMinimum"), num("exclusiveMaximum")
+    if ex_lo is not None:
+        lo_vals.append(math.floor(ex_lo) + 1)
+    if ex_hi is not None:
+        hi_vals.append(math.ceil(ex_hi) - 1)
+    lo = math.ceil(max(lo_vals)) if lo_vals else None
+    hi = math.floor(min(hi_vals)) if hi_vals else None
+    return lo, hi
+
+
+def _union(nodes: list[Node]) -> Node:
+    flat: list[Node] = []
+    for n in nodes:
+        flat.extend(n[1] if n[0] == "union" else (n,))
+    if any(n == ANY for n in flat):
+        return ANY
+    kinds = {n[0] for n in flat}
+    if "number" in kinds:  # every integer is a number
+        flat = [n for n in flat if n[0] != "integer"]
+    if "integer" in kinds:  # one integer rule covering every range
+        ints = [n for n in flat if n[0] == "integer"]
+        if len(ints) > 1:
+            lo = None if any(n[1] is None for n in ints) else min(n[1] for n in ints)
+            hi = None if any(n[2] is None for n in ints) else max(n[2] for n in ints)
+            flat = [n for n in flat if n[0] != "integer"] + [("integer", lo, hi)]
+    if "string" in kinds:
+        # a free string already admits every string enum value
+        flat = [
+            ("enum", tuple(t for t in n[1] if not t.startswith('"'))) if n[0] == "enum" else n for n in flat
+        ]
+        flat = [n for n in flat if n != ("enum", ())]
+    if "object_any" in kinds:
+        flat = [n for n in flat if n[0] != "object"]
+    arrays = [n for n in flat if n[0] == "array"]
+    if len(arrays) > 1:  # one array rule whose items take any of the item shapes
+        merged = ("array", _union([a[1] for a in arrays]), min(a[2] for a in arrays), None)
+        flat = [n for n in flat if n[0] != "array"] + [merged]
+    enums = [t for n in flat if n[0] == "enum" for t in n[1]]
+    rest = [n for n in flat if n[0] != "enum"]
+    if enums:
+        rest.append(("enum", tuple(dict.fromkeys(enums))))
+    out = list(dict.fromkeys(rest))
+    return out[0] if len(out) == 1 else ("union", tuple(out))

@@ -1,0 +1,534 @@
+"""LLM: a client for OpenAI-compatible servers with dialects, retries, timeouts and usage.
+
+The planner streams plans with :meth:`LLM.stream`; the joiner asks for structured output with
+:meth:`LLM.complete`. Both put the grammar where the server's dialect wants it (see
+``_dialects.py``), retry what can be retried, and add token usage and cost into ``LLM.usage`` and
+into the ``usage=`` meter the caller passes.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import anyio
+import httpx
+import openai
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+)
+
+from ..exceptions import (
+    ConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseError,
+    LLMStatusError,
+    LLMTimeout,
+)
+from ._dialects import Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._usage import Prices, Usage, estimate_tokens
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "LLM",
+    "Message",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+_log = structlog.get_logger("tomasulo.llm")
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of 429s, 5xx answers, connection errors and timeouts that happen before any text.
+
+    Waits grow exponentially from ``initial`` (doubling, capped at ``maximum``) with up to
+    ``jitter`` (a fraction) of random spread; a ``Retry-After`` from the server replaces the wait
+    (capped at ``max_retry_after``). No new attempt starts once ``total`` seconds have passed.
+    A stream that has produced text is never retried: see :meth:`LLM.stream`.
+    """
+
+    attempts: int = 4
+    initial: float = 0.5
+    maximum: float = 8.0
+    jitter: float = 0.5
+    total: float = 60.0
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
+        for name in ("initial", "maximum", "jitter", "total", "max_retry_after"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"RetryPolicy.{name} must be a finite number >= 0, got {value}")
+
+    def backoff(self, attempt: int, retry_after: float | None, rand: float) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        base = min(self.initial * 2.0 ** (attempt - 1), self.maximum)
+        return base * (1 + self.jitter * rand)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-request time limits, in seconds.
+
+    Attributes:
+        connect: to open a connection.
+        read: the longest wait for the next piece of an answer: the first token, any later
+            chunk of a stream (so a stalled stream fails), or a whole non-streamed answer.
+        total: a whole call, retries included (None: no limit).
+    """
+
+    connect: float = 10.0
+    read: float = 60.0
+    total: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"Timeouts.{name} must be a finite number > 0, got {value}")
+
+
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+class LLM:
+    """An OpenAI-compatible model behind ``base_url``, spoken to in one ``dialect``.
+
+    Example::
+
+        llm = LLM("http://127.0.0.1:8000/v1", model="qwen", dialect="vllm",
+                  prices=Prices(prompt=0.1, completion=0.4))
+        async with aclosing(llm.stream(messages, grammar=spec)) as chunks:
+            async for text in chunks:
+                plan_stream.feed(text)
+        print(llm.usage.total_tokens, llm.usage.cost)
+
+    Args:
+        base_url: the server's OpenAI base URL (ending in ``/v1``).
+        model: the model name to ask for.
+        dialect: where the server takes grammars: ``vllm``, ``llamacpp``, ``sglang``,
+            ``openai``, ``ollama`` or ``plain`` (no grammar).
+        api_key: sent as a bearer token.
+        http_client: an ``httpx.AsyncClient`` to send through (tests inject a transport);
+            the LLM does not close a client it was given.
+        prices: per-million-token prices for ``Usage.cost``.
+        retry, timeouts: see :class:`RetryPolicy` and :class:`Timeouts`.
+        custom_tools: whether an ``openai`` model takes Responses custom tools with Lark
+            grammars; when False the JSON plan dialect is used.
+        temperature: sent when not None.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        dialect: Dialect = "vllm",
+        api_key: str = "EMPTY",
+        http_client: httpx.AsyncClient | None = None,
+        prices: Prices | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        custom_tools: bool = True,
+        temperature: float | None = None,
+    ) -> None:
+        shape_request(dialect, None)  # validates the dialect name
+        self.base_url = base_url
+        self.model = model
+        self.dialect: Dialect = dialect
+        self.prices = prices or Prices()
+        self.retry = retry
+        self.timeouts = timeouts
+        self.custom_tools = custom_tools
+        self.temperature = temperature
+        self.usage = Usage()
+        backstop = timeouts.read + timeouts.connect
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            http_client=cast(Any, http_client),
+            max_retries=0,  # retries are ours (tenacity), so they can honour our policy
+            timeout=backstop,
+        )
+
+    async def __aenter__(self) -> LLM:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the underlying OpenAI client (not an injected ``http_client``)."""
+        await self._client.close()
+
+    def output_format(self, grammar: GrammarSpec | None) -> OutputFormat:
+        """Whether answers to ``grammar`` will be text plans or JSON plans on this dialect."""
+        return shape_request(self.dialect, grammar, custom_tools=self.custom_tools).output
+
+    def request_shape(self, grammar: GrammarSpec | None) -> RequestShape:
+        """How a request with ``grammar`` is sent on this dialect (see ``shape_request``)."""
+        return shape_request(self.dialect, grammar, custom_tools=self.custom_tools)
+
+    # -- the two calls --------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        grammar: GrammarSpec | None = None,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        usage: Usage | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield the model's text as it arrives.
+
+        Failures before the first text are retried per :class:`RetryPolicy`. Once text has
+        been yielded nothing is retried: a dropped connection raises
+        :class:`~tomasulo.exceptions.LLMConnectionError` and a stall past ``Timeouts.read``
+        raises :class:`~tomasulo.exceptions.LLMTimeout`, each with ``partial`` holding the
+        text received so far, so the caller can resume without repeating work. Close the
+        iterator (``contextlib.aclosing``) when you stop early, to release the connection.
+        """
+        shape = self.request_shape(grammar)
+        call = _Call(self, _as_messages(messages), shape, max_tokens, stop, stream=True)
+        received: list[str] = []
+        try:
+            first = await call.open()
+            if first:
+                received.append(first)
+                yield first
+            while (text := await call.next_text("".join(received))) is not None:
+                if text:
+                    received.append(text)
+                    yield text
+        finally:
+            with anyio.CancelScope(shield=True):
+                await call.close()
+            self._account(call, "".join(received), usage)
+
+    async def complete(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        grammar: GrammarSpec | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        usage: Usage | None = None,
+    ) -> str:
+        """The model's whole answer (not streamed), retried per :class:`RetryPolicy`.
+
+        ``json_schema`` is a shorthand for ``grammar=GrammarSpec(json_schema=...)``: each dialect
+        sends it in its JSON-schema field (``plain`` sends nothing; parse leniently).
+        """
+        if json_schema is not None:
+            if grammar is not None:
+                raise ConfigError("give complete() a grammar or a json_schema, not both")
+            grammar = GrammarSpec(json_schema=json_schema, name="answer")
+        shape = self.request_shape(grammar)
+        call = _Call(self, _as_messages(messages), shape, max_tokens, stop, stream=False)
+        text = ""
+        try:
+            text = await call.open()
+        finally:
+            self._account(call, text, usage)
+        return text
+
+    def _account(self, call: _Call, completion: str, usage: Usage | None) -> None:
+        delta = call.usage(completion)
+        delta.cost = self.prices.cost(delta.prompt_tokens, delta.completion_tokens)
+        self.usage.add(delta)
+        if usage is not None:
+            usage.add(delta)
+
+
+def _as_messages(messages: str | Sequence[Message]) -> list[dict[str, str]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return [dict(m) for m in messages]
+
+
+class _Call:
+    """One logical call: its attempts, its open stream, and what the server said it used."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        messages: list[dict[str, str]],
+        shape: RequestShape,
+        max_tokens: int | None,
+        stop: Sequence[str] | None,
+        *,
+        stream: bool,
+    ) -> None:
+        self.llm = llm
+        self.messages = messages
+        self.shape = shape
+        self.max_tokens = max_tokens
+        self.stop = list(stop) if stop else None
+        self.streaming = stream
+        self.started = anyio.current_time()
+        self.requests = 0
+        self.reported: tuple[int, int] | None = None
+        self._stream: Any = None
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def _budget(self) -> float:
+        """Seconds the next wait may take: ``read``, or less when ``total`` is near."""
+        budget = self.llm.timeouts.read
+        total = self.llm.timeouts.total
+        if total is not None:
+            budget = min(budget, total - (anyio.current_time() - self.started))
+        return max(budget, 0.0)
+
+    # -- opening, with retries ------------------------------------------------------------------
+
+    async def open(self) -> str:
+        """Send the request (retrying) and return the first text (the whole text if not streamed)."""
+        policy = self.llm.retry
+        total = policy.total
+        if self.llm.timeouts.total is not None:
+            total = min(total, self.llm.timeouts.total)
+        retrying = AsyncRetrying(
+            sleep=anyio.sleep,
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(total),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt()
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def _attempt(self) -> str:
+        self.requests += 1
+        try:
+            with anyio.fail_after(self._budget()):
+                if not self.streaming:
+                    return self._text_of(await self._create())
+                self._stream = await self._create()
+            while (first := await self.next_text("")) is not None:
+                if first:  # skip role-only and bookkeeping chunks: retry until real text
+                    return first
+            return ""
+        except LLMError:
+            await self.close()
+            raise
+        except TimeoutError:
+            await self.close()
+            raise LLMTimeout(self._where("gave no answer within the read timeout")) from None
+        except openai.OpenAIError as exc:
+            await self.close()
+            raise _map_error(exc, self._where) from exc
+
+    async def _create(self) -> Any:
+        client = self.llm._client
+        shape = self.shape
+        common: dict[str, Any] = {"model": self.llm.model, "stream": self.streaming}
+        if self.llm.temperature is not None:
+            common["temperature"] = self.llm.temperature
+        if shape.api == "responses":
+            if self.max_tokens is not None:
+                common["max_output_tokens"] = self.max_tokens
+            tool = cast(Any, shape.tool)
+            return await client.responses.create(
+                input=cast(Any, self.messages),
+                tools=[tool],
+                tool_choice=cast(Any, {"type": "custom", "name": tool["name"]}),
+                **common,
+            )
+        if self.max_tokens is not None:
+            common["max_tokens"] = self.max_tokens
+        if self.stop:
+            common["stop"] = self.stop
+        if self.streaming:
+            common["stream_options"] = {"include_usage": True}
+        if shape.response_format is not None:
+            common["response_format"] = shape.response_format
+        if shape.extra_body:
+            common["extra_body"] = shape.extra_body
+        return await client.chat.completions.create(messages=cast(Any, self.messages), **common)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after(exc)
+        rand = random.random()
+        return self.llm.retry.backoff(state.attempt_number, retry_after, rand)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        _log.warning(
+            "llm.retry",
+            attempt=state.attempt_number,
+            wait_s=round(wait, 3),
+            error=str(exc),
+            model=self.llm.model,
+        )
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def next_text(self, received: str) -> str | None:
+        """The next text piece of the open stream ('' for a chunk without text), None at the end."""
+        try:
+            with anyio.fail_after(self._budget()):
+                event = await self._stream.__anext__()
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            what = f"stopped sending for {self.llm.timeouts.read:g} s (read timeout)"
+            raise LLMTimeout(self._where(what), partial=received) from None
+        except openai.OpenAIError as exc:
+            raise _map_error(exc, self._where, partial=received) from exc
+        except httpx.TransportError as exc:
+            raise LLMConnectionError(self._where(f"dropped: {exc}"), partial=received) from exc
+        return self._piece(event)
+
+    def _piece(self, event: Any) -> str:
+        kind = getattr(event, "type", None)
+        if kind is None:  # a chat or completions chunk
+            if getattr(event, "usage", None) is not None:
+                self.reported = (event.usage.prompt_tokens, event.usage.completion_tokens)
+            if not event.choices:
+                return ""
+            choice = event.choices[0]
+            delta = getattr(choice, "delta", None)
+            text = getattr(delta, "content", None) if delta is not None else choice.text
+            return text or ""
+        if kind in ("response.custom_tool_call_input.delta", "response.output_text.delta"):
+            return str(event.delta)
+        if kind in ("response.completed", "response.incomplete"):
+            usage = getattr(event.response, "usage", None)
+            if usage is not None:
+                self.reported = (usage.input_tokens, usage.output_tokens)
+        if kind in ("response.failed", "error"):
+            raise LLMResponseError(self._where(f"reported an error: {event}"))
+        return ""
+
+    def _text_of(self, response: Any) -> str:
+        usage = getattr(response, "usage", None)
+        if self.shape.api == "responses":
+            if usage is not None:
+                self.reported = (usage.input_tokens, usage.output_tokens)
+            for item in response.output or ():
+                if getattr(item, "type", None) == "custom_tool_call":
+                    return str(item.input)
+            return str(response.output_text or "")
+        if usage is not None:
+            self.reported = (usage.prompt_tokens, usage.completion_tokens)
+        if not response.choices:
+            raise LLMResponseError(self._where("answered with no choices"))
+        return str(response.choices[0].message.content or "")
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.close()
+
+    # -- accounting -----------------------------------------------------------------------------
+
+    def usage(self, completion: str) -> Usage:
+        retries = max(self.requests - 1, 0)
+        if self.reported is not None:
+            prompt, done = self.reported
+            return Usage(prompt, done, requests=self.requests, retries=retries)
+        prompt_text = "\n".join(m.get("content", "") for m in self.messages)
+        return Usage(
+            estimate_tokens(prompt_text) if self.requests else 0,
+            estimate_tokens(completion),
+            requests=self.requests,
+            retries=retries,
+            estimated=1 if self.requests else 0,
+        )
+
+    def _where(self, what: str) -> str:
+        return f"LLM server {self.llm.base_url} (model {self.llm.model!r}) {what}"
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, LLMStatusError):
+        return exc.status_code >= 500
+    return isinstance(exc, LLMRateLimitError | LLMConnectionError | LLMTimeout)
+
+
+def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "") -> LLMError:
+    if isinstance(exc, openai.APIStatusError):
+        detail = _server_message(exc)
+        status = exc.status_code
+        if status == 429:
+            return LLMRateLimitError(
+                where(f"is rate limiting (429): {detail}; slow down or raise RetryPolicy"),
+                partial=partial,
+            )
+        hint = "; check the request (grammar, model name)" if status < 500 else ""
+        return LLMStatusError(
+            where(f"answered {status}: {detail}{hint}"), status_code=status, partial=partial
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout(where("timed out"), partial=partial)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return LLMConnectionError(where(f"connection failed or dropped: {cause!r}"), partial=partial)
+    return LLMResponseError(where(f"gave an unusable answer: {exc}"), partial=partial)
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return str(exc.message)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` on the HTTP answer behind ``exc``."""
+    cause = exc.__cause__ if exc is not None else None
+    if not isinstance(cause, openai.APIStatusError):
+        return None
+    headers = cause.response.headers
+    value: str | None = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None

@@ -1,0 +1,194 @@
+"""Prompts for the planner and the joiner, built from the toolset and the run so far."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..grammar import Plan, Task, stringify, value_to_text
+from ..tools import Tool, Toolset
+
+__all__ = [
+    "PlanContext",
+    "TaskReport",
+    "joiner_messages",
+    "planner_messages",
+    "render_results",
+    "tool_catalog",
+]
+
+#: Results longer than this are clipped in prompts (the full value stays addressable as $k).
+MAX_RESULT_CHARS = 1200
+
+TEXT_RULES = """\
+Write the plan in this exact format:
+- One task per line: `N. tool(arg, key=value)`. Task numbers start at {start_id} and rise by one.
+- Argument values are JSON literals: "double-quoted strings", numbers, true, false, null, [arrays],
+  {{"objects": 1}}. Positional arguments come first, in the order the tool lists them.
+- `$k` passes task k's result as a typed value; `$k.field` and `$k[0]` select a part of it.
+  "${{k}}" inside a string inserts task k's result as text. Refer only to tasks with smaller numbers.
+- Tasks that do not need each other's results must not refer to each other: they run in parallel.
+- A line `Thought: ...` before a task may say why it is needed.
+- End the plan with `N. join()` and write nothing after it.
+- Use at most {max_tasks} tasks."""
+
+JSON_RULES = """\
+Answer with one JSON object: {{"tasks": [{{"id": {start_id}, "tool": "name", "args": {{...}}}}, ...]}}.
+- Task ids start at {start_id} and rise by one; arguments are given by name in "args".
+- {{"$ref": k}} passes task k's result as a typed value; {{"$ref": k, "path": "field[0]"}} selects a
+  part of it; "${{k}}" inside a string inserts task k's result as text. Refer only to smaller ids.
+- Tasks that do not need each other's results must not refer to each other: they run in parallel.
+- The end of the "tasks" array ends the plan. Use at most {max_tasks} tasks."""
+
+TEXT_EXAMPLE = """\
+Example (with tools search(query) and math(expression)):
+Question: How many times taller is Mount Everest than Mount Kilimanjaro?
+Thought: The two heights are independent.
+1. search(query="Mount Everest height in meters")
+2. search(query="Mount Kilimanjaro height in meters")
+Thought: Divide once both are known.
+3. math(expression="${1} / ${2}")
+4. join()"""
+
+JSON_EXAMPLE = """\
+Example (with tools search(query) and math(expression)):
+Question: How many times taller is Mount Everest than Mount Kilimanjaro?
+{"tasks": [{"id": 1, "tool": "search", "args": {"query": "Mount Everest height in meters"}},
+           {"id": 2, "tool": "search", "args": {"query": "Mount Kilimanjaro height in meters"}},
+           {"id": 3, "tool": "math", "args": {"expression": "${1} / ${2}"}}]}"""
+
+MODE_RULES = {
+    "plan": "",
+    "react": (
+        "\nWork step by step: write exactly ONE task (then join()), or only `N. join()` when the "
+        "results so far answer the question."
+    ),
+    "parallel_fc": (
+        "\nWork in rounds: write the tasks that can run now, none of them referring to another task "
+        "of this round (they all run at once); earlier rounds' results may be used. Write only "
+        "`N. join()` when the results so far answer the question."
+    ),
+}
+
+
+def tool_catalog(tools: Toolset) -> str:
+    """Each tool's signature, description and parameter descriptions, for the planner's prompt."""
+    blocks = []
+    for t in tools:
+        lines = [f"- {t.signature()}"]
+        if t.description:
+            lines.append(f"  {_first_paragraph(t.description)}")
+        for name, schema in t.input_schema.get("properties", {}).items():
+            desc = schema.get("description") if isinstance(schema, dict) else None
+            if desc:
+                lines.append(f"    {name}: {desc}")
+        if t.output_schema:
+            lines.append(f"  returns: {_schema_brief(t.output_schema)}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def _first_paragraph(text: str) -> str:
+    return " ".join(text.strip().split("\n\n", 1)[0].split())
+
+
+def _schema_brief(schema: Mapping[str, Any]) -> str:
+    text = json.dumps(schema, separators=(",", ":"))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """What the planner and joiner are told about one task."""
+
+    task: Task
+    status: str  # succeeded, failed, skipped, cancelled, running, waiting
+    value: Any = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class PlanContext:
+    """Everything a (re)planning call needs to know about the run so far."""
+
+    question: str
+    start_id: int = 1
+    max_tasks: int = 32
+    plans: list[str] = field(default_factory=list)
+    reports: list[TaskReport] = field(default_factory=list)
+    interrupts: list[str] = field(default_factory=list)
+    feedback: str | None = None
+    mode: Literal["plan", "react", "parallel_fc"] = "plan"
+
+
+def _clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + f"... [{len(text) - limit + 15} more]"
+
+
+def render_results(reports: Sequence[TaskReport]) -> str:
+    """One line per task: id, call, and its result or what happened to it."""
+    lines = []
+    for r in reports:
+        call = r.task.to_text().split(". ", 1)[1]
+        if r.status == "succeeded":
+            body = _clip(stringify(r.value))
+        else:
+            body = r.status.upper() + (f": {r.message}" if r.message else "")
+        lines.append(f"${r.task.id} = {call} -> {body}")
+    return "\n".join(lines)
+
+
+def planner_messages(tools: Toolset, ctx: PlanContext, *, output: Literal["text", "json"]) -> list[dict[str, str]]:
+    """The chat messages asking for a plan (or, on a replan, for its continuation)."""
+    rules = (TEXT_RULES if output == "text" else JSON_RULES).format(
+        start_id=ctx.start_id, max_tasks=ctx.max_tasks
+    )
+    example = TEXT_EXAMPLE if output == "text" else JSON_EXAMPLE
+    system = (
+        "You are the planner of a parallel tool-calling system. Given a question, write a plan of "
+        "tool calls that answers it with as much parallelism as possible.\n\n"
+        f"Tools:\n{tool_catalog(tools)}\n\n{rules}{MODE_RULES[ctx.mode]}\n\n{example}"
+    )
+    user = [f"Question: {ctx.question}"]
+    if ctx.plans:
+        user.append("Plan so far:\n" + "\n".join(p.rstrip() for p in ctx.plans))
+    if ctx.reports:
+        user.append("Results so far:\n" + render_results(ctx.reports))
+    if ctx.interrupts:
+        user.append("Interrupted: " + "; ".join(ctx.interrupts))
+    if ctx.feedback:
+        user.append(f"Feedback: {ctx.feedback}")
+    if ctx.plans or ctx.reports:
+        user.append(
+            f"Continue the plan from task {ctx.start_id}. Earlier results stay available as $k; "
+            "do not repeat tasks that succeeded."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(user)}]
+
+
+def joiner_messages(question: str, plan: Plan | str, reports: Sequence[TaskReport], *, force_finish: bool = False) -> list[dict[str, str]]:
+    """The chat messages asking the joiner to finish with an answer or to ask for a replan."""
+    plan_text = plan if isinstance(plan, str) else plan.to_text()
+    how = (
+        'Answer with JSON: {"thought": "...", "action": "finish", "answer": "..."}'
+        if force_finish
+        else 'Answer with JSON: {"thought": "...", "action": "finish", "answer": "..."} when the '
+        'results answer the question, or {"thought": "...", "action": "replan", "feedback": "..."} '
+        "saying what is missing."
+    )
+    system = (
+        "You are the joiner of a parallel tool-calling system. Read the question, the plan and the "
+        f"results of its tasks, then decide.\n{how}"
+    )
+    user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def describe_tool_call(task: Task, tool: Tool | None) -> str:
+    """``tool(name=value, ...)`` with arguments bound to parameter names where the tool is known."""
+    if tool is None:
+        return task.to_text()
+    args = task.bind(tool.param_names)
+    return f"{task.tool}({', '.join(f'{k}={value_to_text(v)}' for k, v in args.items())})"

@@ -1,0 +1,174 @@
+"""The Orchestrator: planner + dispatcher + executors, wired for a question or a fixed plan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import get_args
+
+import anyio
+import anyio.abc
+
+from ..dispatcher import DEFAULT_LIMITS, Event, Limits
+from ..exceptions import ConfigError, UserError
+from ..executors import Executor
+from ..grammar import Plan, parse_plan
+from ..planner import LLM, Joiner, Planner
+from ..tools import Tool, Toolset
+from ._result import DEFAULT_BUDGET, Budget, RunResult
+from ._run import Mode, Run, iterate
+
+__all__ = ["Orchestrator", "RunHandle"]
+
+
+class RunHandle:
+    """A run in progress: watch its events, interrupt it, cancel it, await its result.
+
+    >>> async def main(orch: Orchestrator) -> None:      # doctest: +SKIP
+    ...     async with orch:
+    ...         run = orch.start("How tall is Everest in feet?")
+    ...         await run.interrupt("Use metres instead.")
+    ...         result = await run.result()
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._run.run_id
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended."""
+        return self._run.done.is_set()
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event of the run, from the first, until the run ends."""
+        return iterate(self._run.subscribe())
+
+    async def interrupt(self, message: str) -> None:
+        """Send a user message: a plan still streaming is preempted and the planner replans."""
+        self._run.user_message(message)
+
+    def cancel(self) -> None:
+        """Cancel the run: every call in flight is cancelled; the result says ``cancelled``."""
+        self._run.cancel()
+
+    async def result(self, timeout: float | None = None) -> RunResult:
+        """Wait for the run's result (at most ``timeout`` seconds; ``TimeoutError`` after that)."""
+        with anyio.fail_after(timeout):
+            await self._run.done.wait()
+        assert self._run.result is not None
+        return self._run.result
+
+
+class Orchestrator:
+    """Answers questions with tools: plan with an LLM, run tasks as soon as they can, replan.
+
+    >>> orch = Orchestrator(tools=[search, math], llm=LLM("http://127.0.0.1:8000/v1", model="m"))
+    ... # doctest: +SKIP
+    >>> result = await orch.run("How many times taller is Everest than Kilimanjaro?")  # doctest: +SKIP
+
+    Args:
+        tools: a :class:`Toolset` or tools.
+        llm: the model for planning and joining (``None``: only :meth:`execute_plan` works).
+        executor: where tool calls run (default: a local executor per run).
+        limits: the dispatcher's limits (concurrency, the tools' deadline).
+        budget: bounds on the run (replans, tokens, cost, wall time).
+        mode: ``stream`` (default: tasks start while the plan streams), ``plan_then_execute``,
+            or the baselines ``react`` (one tool call per LLM turn) and ``parallel_fc`` (one
+            batch of calls per turn).
+        max_tasks: the most tasks one plan may hold (the grammar enforces it).
+        max_turns: the most LLM turns in the baseline modes.
+        use_grammar: send the plan grammar to servers that take one.
+        on_event: called with every event of every run, in order.
+    """
+
+    def __init__(
+        self,
+        tools: Toolset | Iterable[Tool],
+        llm: LLM | None = None,
+        *,
+        executor: Executor | None = None,
+        limits: Limits | None = None,
+        budget: Budget | None = None,
+        mode: Mode = "stream",
+        max_tasks: int = 32,
+        max_turns: int = 16,
+        use_grammar: bool = True,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        if mode not in get_args(Mode):
+            raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}")
+        if max_tasks < 1 or max_turns < 1:
+            raise ConfigError("max_tasks and max_turns must be at least 1")
+        self.tools = tools if isinstance(tools, Toolset) else Toolset(tools)
+        self.llm = llm
+        self.executor = executor
+        self.limits = limits or DEFAULT_LIMITS
+        self.budget = budget or DEFAULT_BUDGET
+        self.mode: Mode = mode
+        self.max_tasks = max_tasks
+        self.max_turns = max_turns
+        self.on_event = on_event
+        self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
+        self.joiner = Joiner(llm) if llm is not None else None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Orchestrator:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        tg, self._tg = self._tg, None
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, query: str, *, mode: Mode | None = None) -> RunResult:
+        """Answer ``query``; returns when the run ends (its status says how)."""
+        return await Run(self, query, mode=mode or self.mode).drive()
+
+    def run_sync(self, query: str, *, mode: Mode | None = None) -> RunResult:
+        """:meth:`run` for code that is not async."""
+        return anyio.run(lambda: self.run(query, mode=mode))
+
+    def start(self, query: str, *, mode: Mode | None = None) -> RunHandle:
+        """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
+        if self._tg is None:
+            raise UserError(
+                "start() runs in the background: use it inside `async with orchestrator:`, "
+                "or await orchestrator.run(query)"
+            )
+        run = Run(self, query, mode=mode or self.mode)
+        self._tg.start_soon(run.drive)
+        return RunHandle(run)
+
+    async def stream(self, query: str, *, mode: Mode | None = None) -> AsyncIterator[Event]:
+        """The events of a new run, as they happen (inside ``async with orchestrator:``)."""
+        handle = self.start(query, mode=mode)
+        try:
+            async for event in handle.events():
+                yield event
+        finally:
+            if not handle.done:
+                handle.cancel()
+
+    async def execute_plan(self, plan: str | Plan, *, compat: bool = False) -> RunResult:
+        """Run a fixed plan with no LLM; the answer is the last task's result as text.
+
+        Raises:
+            PlanError: the plan text is invalid (nothing runs).
+        """
+        if isinstance(plan, str):
+            plan = parse_plan(plan, self.tools, compat=compat)
+        return await Run(self, "", mode="plan_then_execute").execute(plan)

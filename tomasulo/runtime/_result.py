@@ -1,0 +1,154 @@
+"""What a run gives back: the answer, every task with its outcome and timings, plans, usage."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..dispatcher import Event, Outcome
+from ..exceptions import ConfigError
+from ..planner import Usage
+
+__all__ = ["DEFAULT_BUDGET", "Budget", "RunResult", "RunStatus", "TaskRecord"]
+
+#: ``finished``: the joiner answered. ``stopped``: a bound was hit; the answer is the best at hand.
+#: ``failed``: the LLM or the run broke (``reason`` says how). ``cancelled``: the caller cancelled.
+RunStatus = Literal["finished", "stopped", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Bounds on one run; when one is hit, the run ends with the best answer it has.
+
+    Attributes:
+        max_replans: new plans after the first (interrupts, joiner feedback, repairs).
+        max_tokens: prompt plus completion tokens across every LLM call of the run.
+        max_cost: currency units, from the LLM's prices.
+        max_seconds: wall time of the whole run, LLM calls included; when it passes everything
+            is cancelled at once and no further LLM call is made.
+        answer_grace: seconds the joiner gets to give a final answer after the tools' deadline
+            (``Limits.deadline``) or the replan bound stopped the work.
+    """
+
+    max_replans: int = 3
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    max_seconds: float | None = None
+    answer_grace: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_replans < 0:
+            raise ConfigError(f"max_replans must be 0 or more, got {self.max_replans}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost >= 0):
+            raise ConfigError(f"max_cost must be a finite number >= 0, got {self.max_cost}")
+        for name in ("max_seconds", "answer_grace"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+
+    def exhausted(self, usage: Usage) -> str | None:
+        """Which token or cost bound ``usage`` has reached, as a reason, or ``None``."""
+        if self.max_tokens is not None and usage.total_tokens >= self.max_tokens:
+            return f"token budget reached ({usage.total_tokens} of {self.max_tokens} tokens)"
+        if self.max_cost is not None and usage.cost >= self.max_cost:
+            return f"cost budget reached ({usage.cost:.4f} of {self.max_cost:.4f})"
+        return None
+
+
+DEFAULT_BUDGET = Budget()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task of a run: what it called, how it ended, when (seconds from the run's start)."""
+
+    id: int
+    tool: str
+    args: dict[str, Any]
+    plan: int
+    status: str
+    value: Any = None
+    error_type: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    planned: float | None = None
+    ready: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    @classmethod
+    def from_outcome(cls, outcome: Outcome, args: dict[str, Any], plan: int, t0: float) -> TaskRecord:
+        """Build from a dispatcher outcome, with times relative to ``t0``."""
+
+        def rel(x: float | None) -> float | None:
+            return None if x is None else x - t0
+
+        return cls(
+            id=outcome.task_id,
+            tool=outcome.tool,
+            args=args,
+            plan=plan,
+            status=outcome.status,
+            value=outcome.value,
+            error_type=outcome.error_type,
+            message=outcome.message,
+            attempts=outcome.attempts,
+            planned=rel(outcome.planned_at),
+            ready=rel(outcome.ready_at),
+            started=rel(outcome.started_at),
+            finished=rel(outcome.finished_at),
+        )
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The result of a run.
+
+    Attributes:
+        run_id: the run's id (every log line and event carries it).
+        query: the question.
+        answer: the joiner's answer (or, when a bound stopped the run, the best one at hand).
+        status: see :data:`RunStatus`; ``reason`` says why a run stopped or failed.
+        tasks: every task of every plan, in id order.
+        plans: each plan's text, in the text dialect.
+        replans: how many plans followed the first.
+        interrupts: what caused each replan, in order.
+        usage: tokens, requests and cost of every LLM call of the run.
+        llm_calls: planner and joiner calls made.
+        makespan: seconds from the start to the answer.
+        timeline: every event of the run, in order.
+    """
+
+    run_id: str
+    query: str
+    answer: str | None = None
+    status: RunStatus = "finished"
+    reason: str | None = None
+    tasks: list[TaskRecord] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
+    replans: int = 0
+    interrupts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    llm_calls: int = 0
+    makespan: float = 0.0
+    timeline: list[Event] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run finished with the joiner's answer."""
+        return self.status == "finished"
+
+    def task(self, task_id: int) -> TaskRecord:
+        """The record of task ``task_id``."""
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    @property
+    def results(self) -> dict[int, Any]:
+        """Values of the tasks that succeeded, by id."""
+        return {t.id: t.value for t in self.tasks if t.status == "succeeded"}
