@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
+LLAMA  := $(VENV)/.llamacpp-stamp
+
 .PHONY: demo test bench lint typecheck clean
 
 $(STAMP): pyproject.toml
@@ -12,14 +14,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
+# llama.cpp's own grammar engine checks our GBNF; built from PyPI's source package (pip caches the wheel).
+$(LLAMA): $(STAMP) scripts/install-llamacpp.sh
+	bash scripts/install-llamacpp.sh $(PY)
+	touch $(LLAMA)
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(LLAMA)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) benchmarks/parse_bench.py
+	$(PY) benchmarks/grammar_bench.py
+	$(PY) benchmarks/dispatch_bench.py
+	$(PY) benchmarks/e2e_bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 
-PACKAGES = ["tomasulo", "tomasulo.grammar", "tomasulo.tools", "tomasulo.exceptions"]
+PACKAGES = [
+    "tomasulo",
+    "tomasulo.dispatcher",
+    "tomasulo.exceptions",
+    "tomasulo.executors",
+    "tomasulo.grammar",
+    "tomasulo.planner",
+    "tomasulo.runtime",
+    "tomasulo.testing",
+    "tomasulo.tools",
+    "tomasulo.tools.builtins",
+    "tomasulo.workflows",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -16,7 +29,7 @@ def test_all_names_exist_and_are_documented(name: str) -> None:
     assert len(exported) == len(set(exported)), "no duplicates in __all__"
     for member in exported:
         obj = getattr(module, member)
-        if callable(obj) or isinstance(obj, type):
+        if inspect.isclass(obj) or inspect.isfunction(obj):
             assert obj.__doc__, f"{name}.{member} has no docstring"
 
 

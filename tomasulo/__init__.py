@@ -1,7 +1,8 @@
 """tomasulo: a parallel function-calling orchestrator.
 
 An LLM planner streams a plan (a numbered DAG of tool calls) under grammar-constrained decoding;
-a dispatcher starts each task the moment its inputs exist, while the plan is still streaming.
+a dispatcher starts each task the moment its inputs exist, while the plan is still streaming;
+interrupts replan without throwing away work.
 
 >>> from tomasulo import Toolset, parse_plan, tool
 >>> @tool
@@ -14,19 +15,33 @@ a dispatcher starts each task the moment its inputs exist, while the plan is sti
 """
 
 from . import exceptions
+from ._logging import configure_logging
+from .dispatcher import Dispatcher, Event, Limits, Outcome
 from .exceptions import Interrupt, PlanError, Replan, TomasuloError, ToolError, UserError
-from .grammar import Plan, PlanStream, Ref, Task, Template, parse_plan
+from .grammar import Plan, PlanStream, Ref, Task, Template, build_grammar, parse_plan
+from .planner import LLM, Prices, Usage
+from .runtime import Budget, Orchestrator, RunHandle, RunResult
 from .tools import Tool, ToolPolicy, Toolset, tool
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LLM",
+    "Budget",
+    "Dispatcher",
+    "Event",
     "Interrupt",
+    "Limits",
+    "Orchestrator",
+    "Outcome",
     "Plan",
     "PlanError",
     "PlanStream",
+    "Prices",
     "Ref",
     "Replan",
+    "RunHandle",
+    "RunResult",
     "Task",
     "Template",
     "TomasuloError",
@@ -34,8 +49,11 @@ __all__ = [
     "ToolError",
     "ToolPolicy",
     "Toolset",
+    "Usage",
     "UserError",
     "__version__",
+    "build_grammar",
+    "configure_logging",
     "exceptions",
     "parse_plan",
     "tool",

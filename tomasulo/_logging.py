@@ -47,11 +47,12 @@ _PROCESSORS: list[Any] = [
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger over ``logging.getLogger(name)``; bind ``run_id``/``task_id`` on it."""
-    return structlog.wrap_logger(
+    logger: structlog.stdlib.BoundLogger = structlog.wrap_logger(
         logging.getLogger(name),
         processors=_PROCESSORS,
         wrapper_class=structlog.stdlib.BoundLogger,
     )
+    return logger
 
 
 def configure_logging(level: int | str = "INFO", stream: TextIO | None = None) -> None:

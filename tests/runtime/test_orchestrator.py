@@ -199,7 +199,7 @@ async def test_user_interrupt_while_the_plan_streams() -> None:
                         break
             await run.interrupt("use denali instead of kilimanjaro")
             lab.gate.set()
-            result = await run.result(timeout=15)
+            result = await run.result()
     assert result.status == "finished", result.reason
     assert lab.calls["search:kilimanjaro"] == 0, "the preempted plan's later tasks never ran"
     assert lab.calls["search:everest"] == 1
@@ -216,9 +216,7 @@ async def test_user_interrupt_while_the_plan_streams() -> None:
 async def test_replan_bound_stops_cleanly_with_the_best_answer() -> None:
     lab = Lab()
     lab.broken.add("kilimanjaro")
-    sim = SimulatedLLM(
-        [PLAN, finish("best guess: Everest is 8849 m; Kilimanjaro unknown")], latency=FAST
-    )
+    sim = SimulatedLLM([PLAN, finish("best guess: Everest is 8849 m; Kilimanjaro unknown")], latency=FAST)
     with anyio.fail_after(20):
         async with served(sim) as llm:
             result = await Orchestrator(lab.tools, llm, budget=Budget(max_replans=0)).run("ratio?")
@@ -278,7 +276,11 @@ async def test_llm_down_fails_the_run_with_a_clear_reason() -> None:
 async def test_stall_hits_the_read_timeout_then_replans() -> None:
     lab = Lab()
     sim = SimulatedLLM(
-        [Reply.stall(PLAN, after_tokens=TASK1_TOKENS, seconds=5), '2. search(query="kilimanjaro")\n3. join()\n', finish("ok")],
+        [
+            Reply.stall(PLAN, after_tokens=TASK1_TOKENS, seconds=5),
+            '2. search(query="kilimanjaro")\n3. join()\n',
+            finish("ok"),
+        ],
         latency=FAST,
     )
     with anyio.fail_after(20):
@@ -350,3 +352,25 @@ def test_run_sync() -> None:
     lab = Lab()
     result = Orchestrator(lab.tools).run_sync("q")  # no LLM: a clear failure, not a hang
     assert result.status == "failed" and "needs an LLM" in (result.reason or "")
+
+
+async def test_plain_dialect_repair_round_shows_the_model_its_error() -> None:
+    lab = Lab()
+
+    def script(req: RecordedRequest) -> Reply | str:
+        if req.index == 0:  # LLMCompiler style, with a misspelt tool on line 2
+            return "1. search('everest')\n2. serch('kilimanjaro')\n3. join()<END_OF_PLAN>"
+        if req.index == 1:
+            assert "the plan was invalid at line 2, column 4: unknown tool 'serch'" in req.prompt
+            assert "Continue the plan from task 2" in req.prompt
+            return "2. search('kilimanjaro')\n3. math('${1} / ${2}')\n4. join()<END_OF_PLAN>"
+        return finish("1.5011")
+
+    sim = SimulatedLLM(script, latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim, "plain") as llm:
+            result = await Orchestrator(lab.tools, llm).run("ratio?")
+    assert result.status == "finished", result.reason
+    assert result.results == {1: 8849.0, 2: 5895.0, 3: 1.5011}
+    assert lab.calls["search:everest"] == 1
+    assert result.replans == 1

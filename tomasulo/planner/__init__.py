@@ -7,7 +7,7 @@ replan; ``Usage`` and ``Prices`` meter tokens and cost.
 
 from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
-from ._planner import JoinDecision, Joiner, PlanRound, Planner, parse_decision
+from ._planner import JoinDecision, Joiner, Planner, PlanRound, parse_decision
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
 from ._usage import Prices, Usage, estimate_tokens
 

@@ -12,7 +12,7 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -202,7 +202,7 @@ class LLM:
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         usage: Usage | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield the model's text as it arrives.
 
         Failures before the first text are retried per :class:`RetryPolicy`. Once text has

@@ -9,8 +9,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
 
-
-
 from .._logging import get_logger
 from ..exceptions import LLMResponseError
 from ..grammar import JsonPlanStream, Plan, PlanStream, Task, build_grammar

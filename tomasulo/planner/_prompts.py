@@ -140,7 +140,9 @@ def render_results(reports: Sequence[TaskReport]) -> str:
     return "\n".join(lines)
 
 
-def planner_messages(tools: Toolset, ctx: PlanContext, *, output: Literal["text", "json"]) -> list[dict[str, str]]:
+def planner_messages(
+    tools: Toolset, ctx: PlanContext, *, output: Literal["text", "json"]
+) -> list[dict[str, str]]:
     """The chat messages asking for a plan (or, on a replan, for its continuation)."""
     rules = (TEXT_RULES if output == "text" else JSON_RULES).format(
         start_id=ctx.start_id, max_tasks=ctx.max_tasks
@@ -168,7 +170,9 @@ def planner_messages(tools: Toolset, ctx: PlanContext, *, output: Literal["text"
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(user)}]
 
 
-def joiner_messages(question: str, plan: Plan | str, reports: Sequence[TaskReport], *, force_finish: bool = False) -> list[dict[str, str]]:
+def joiner_messages(
+    question: str, plan: Plan | str, reports: Sequence[TaskReport], *, force_finish: bool = False
+) -> list[dict[str, str]]:
     """The chat messages asking the joiner to finish with an answer or to ask for a replan."""
     plan_text = plan if isinstance(plan, str) else plan.to_text()
     how = (

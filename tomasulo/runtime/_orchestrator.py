@@ -56,10 +56,9 @@ class RunHandle:
         """Cancel the run: every call in flight is cancelled; the result says ``cancelled``."""
         self._run.cancel()
 
-    async def result(self, timeout: float | None = None) -> RunResult:
-        """Wait for the run's result (at most ``timeout`` seconds; ``TimeoutError`` after that)."""
-        with anyio.fail_after(timeout):
-            await self._run.done.wait()
+    async def result(self) -> RunResult:
+        """Wait for the run's result; bound the wait with ``anyio.fail_after`` if you need to."""
+        await self._run.done.wait()
         assert self._run.result is not None
         return self._run.result
 

@@ -11,7 +11,6 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._logging import get_logger
@@ -32,7 +31,7 @@ Mode = Literal["stream", "plan_then_execute", "react", "parallel_fc"]
 log = get_logger("tomasulo.run")
 
 
-class _Stop(Exception):  # noqa: N818 - internal control flow
+class _Stop(Exception):
     """Ends the run loop with a status and reason."""
 
     def __init__(self, status: RunStatus, reason: str, *, answer_from_joiner: bool = False) -> None:
@@ -184,7 +183,9 @@ class Run:
             self.emit(RunFinished, status=status, reason=reason)
             self.result = self._build_result(status, reason)
             self._close_streams()
-            self.log.info("run finished", status=status, reason=reason, makespan=round(self.result.makespan, 4))
+            self.log.info(
+                "run finished", status=status, reason=reason, makespan=round(self.result.makespan, 4)
+            )
         return self.result
 
     async def _run(self) -> None:
@@ -344,7 +345,7 @@ class Run:
             reports=self._reports(d) if d is not None else [],
             interrupts=self._interrupts[-3:] if self._plans else [],
             feedback=feedback,
-            mode="plan" if self.mode in ("stream", "plan_then_execute") else self.mode,
+            mode="react" if self.mode == "react" else "parallel_fc" if self.mode == "parallel_fc" else "plan",
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:
@@ -433,7 +434,10 @@ class Run:
         reason: str | None = None
         try:
             async with Dispatcher(
-                self.orch.tools, self.orch.executor, limits=self.orch.limits, run_id=self.run_id,
+                self.orch.tools,
+                self.orch.executor,
+                limits=self.orch.limits,
+                run_id=self.run_id,
                 on_event=self._on_dispatch,
             ) as d:
                 self._dispatcher = d
