@@ -17,7 +17,13 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["bound_context", "configure_logging", "get_logger"]
+
+
+def bound_context(**fields: Any) -> Any:
+    """Bind fields (``run_id=...``) to every tomasulo log line written in this task and its children."""
+    return structlog.contextvars.bound_contextvars(**fields)
+
 
 _console = structlog.dev.ConsoleRenderer(colors=False)
 _json = structlog.processors.JSONRenderer(sort_keys=True)
@@ -37,6 +43,7 @@ def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
 
 _PROCESSORS: list[Any] = [
     structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

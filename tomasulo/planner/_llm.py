@@ -19,7 +19,6 @@ from typing import Any, cast
 import anyio
 import httpx
 import openai
-import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -28,6 +27,7 @@ from tenacity import (
     stop_before_delay,
 )
 
+from .._logging import get_logger
 from ..exceptions import (
     ConfigError,
     LLMConnectionError,
@@ -49,7 +49,7 @@ __all__ = [
     "Timeouts",
 ]
 
-_log = structlog.get_logger("tomasulo.llm")
+_log = get_logger("tomasulo.llm")
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""

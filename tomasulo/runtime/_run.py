@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._logging import get_logger
+from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, TaskPlanned
 from ..exceptions import LLMError, PlanError, TomasuloError, UserError
 from ..grammar import Plan, Task, stringify
@@ -161,6 +161,8 @@ class Run:
         reason: str | None = None
         budget = self.orch.budget
         self.log.info("run started", mode=self.mode, query=self.query[:200])
+        context = bound_context(run_id=self.run_id)
+        context.__enter__()
         try:
             with anyio.CancelScope() as cancel_scope:
                 self._cancel_scope = cancel_scope
@@ -186,6 +188,7 @@ class Run:
             self.log.info(
                 "run finished", status=status, reason=reason, makespan=round(self.result.makespan, 4)
             )
+            context.__exit__(None, None, None)
         return self.result
 
     async def _run(self) -> None:
