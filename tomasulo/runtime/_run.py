@@ -192,14 +192,7 @@ class Run:
         return self.result
 
     async def _run(self) -> None:
-        orch = self.orch
-        async with Dispatcher(
-            orch.tools,
-            orch.executor,
-            limits=orch.limits,
-            run_id=self.run_id,
-            on_event=self._on_dispatch,
-        ) as d:
+        async with self._new_dispatcher() as d:
             self._dispatcher = d
             try:
                 if self.mode in ("react", "parallel_fc"):
@@ -209,6 +202,12 @@ class Run:
             finally:
                 d.cancel()  # nothing outlives the run
                 d.close_input()
+
+    def _new_dispatcher(self) -> Dispatcher:
+        orch = self.orch
+        return Dispatcher(
+            orch.tools, orch.executor, limits=orch.limits, run_id=self.run_id, on_event=self._on_dispatch
+        )
 
     def _require_llm(self) -> Any:
         if self.orch.planner is None or self.orch.joiner is None:
@@ -436,13 +435,7 @@ class Run:
         status: RunStatus = "finished"
         reason: str | None = None
         try:
-            async with Dispatcher(
-                self.orch.tools,
-                self.orch.executor,
-                limits=self.orch.limits,
-                run_id=self.run_id,
-                on_event=self._on_dispatch,
-            ) as d:
+            async with self._new_dispatcher() as d:
                 self._dispatcher = d
                 self._plans.append(plan.to_text())
                 for task in plan.tasks:
