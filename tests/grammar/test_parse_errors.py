@@ -164,3 +164,23 @@ def test_malformed_json_plan(text: str, error: type[PlanError], line: int, colum
         parse_json_plan(text, TOOLS)
     assert type(info.value) is error, str(info.value)
     assert (info.value.line, info.value.column) == (line, column), str(info.value)
+
+
+def test_literal_check_follows_refs_into_the_tool_schemas_definitions() -> None:
+    from tomasulo.tools import Tool, Toolset
+
+    tool = Tool(
+        name="place",
+        input_schema={
+            "type": "object",
+            "$defs": {
+                "Point": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+            },
+            "properties": {"at": {"$ref": "#/$defs/Point"}},
+            "required": ["at"],
+        },
+    )
+    tools = Toolset([tool])
+    assert parse_plan('1. place({"x": 1})', tools).tasks[0].args == ({"x": 1},)
+    with pytest.raises(ArgumentTypeError, match=r"at\.x"):
+        parse_plan('1. place({"x": "one"})', tools)

@@ -81,21 +81,25 @@ def _has_deferred(value: Any) -> bool:
     return False
 
 
-_validators: dict[tuple[int, str], Any] = {}
+_validators: dict[tuple[int, str], tuple[Mapping[str, Any], Any]] = {}
 
 
 def _validator(tool: Tool, param: str, schema: Mapping[str, Any]) -> Any:
     key = (id(tool), param)
-    v = _validators.get(key)
-    if v is None or v.schema is not schema:
-        cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    hit = _validators.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
 
-        def is_array(checker: Any, instance: Any) -> bool:
-            return isinstance(instance, list | tuple)
+    def is_array(checker: Any, instance: Any) -> bool:
+        return isinstance(instance, list | tuple)
 
-        type_checker = cls.TYPE_CHECKER.redefine("array", is_array)
-        v = jsonschema.validators.extend(cls, type_checker=type_checker)(schema)  # type: ignore[no-untyped-call]
-        _validators[key] = v
+    type_checker = cls.TYPE_CHECKER.redefine("array", is_array)
+    # a parameter's schema may point into the tool schema's own definitions ("#/$defs/X")
+    root = tool.input_schema
+    full = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
+    v = jsonschema.validators.extend(cls, type_checker=type_checker)(full)  # type: ignore[no-untyped-call]
+    _validators[key] = (schema, v)
     return v
 
 
