@@ -1,68 +1,49 @@
-"""A plain step runner for workflow tests, until the Orchestrator drives workflows.
-
-It runs a plan's tasks one after another with real tools: references are resolved by the
-dispatcher's ``resolve_args``, idempotent tools are retried per their policy, and a task whose
-input failed is skipped with the cause. (Concurrency is the dispatcher's business, tested there.)
-"""
+"""Workflow tests run steps with the real Orchestrator; servers they need run on loopback."""
 
 from __future__ import annotations
 
-import inspect
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
-from tomasulo.dispatcher._resolve import resolve_args
-from tomasulo.grammar import Plan
-from tomasulo.tools import Toolset
-from tomasulo.workflows import ModelConfig, RunLimits, StepResult
+from tomasulo.workflows import OrchestratorRunner
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-class SequentialRunner:
-    def __init__(self) -> None:
-        self.plans: list[Plan] = []
-        self.questions: list[str] = []
-
-    async def run_plan(self, plan: Plan, toolset: Toolset, limits: RunLimits, *, step: str) -> StepResult:
-        self.plans.append(plan)
-        out = StepResult()
-        for task in plan.tasks:
-            failed = sorted(d for d in task.deps if d not in out.values)
-            if failed:
-                out.errors[task.id] = f"skipped because task {failed[0]} did not succeed"
-                continue
-            tool = toolset[task.tool]
-            try:
-                args = resolve_args(task, tool, out.values.__getitem__)
-            except Exception as exc:
-                out.errors[task.id] = str(exc)
-                continue
-            if tool.convert is not None:
-                args = tool.convert(args)
-            attempts = 1 + (tool.policy.retries if tool.policy.idempotent else 0)
-            for attempt in range(1, attempts + 1):
-                assert tool.fn is not None
-                try:
-                    value = tool.fn(**args)
-                    if inspect.isawaitable(value):
-                        value = await value
-                except Exception as exc:
-                    if attempt == attempts:
-                        out.errors[task.id] = f"{type(exc).__name__}: {exc}"
-                else:
-                    out.values[task.id] = value
-                    break
-        return out
-
-    async def run_query(
-        self, question: str, toolset: Toolset, model: ModelConfig | None, limits: RunLimits, *, step: str
-    ) -> StepResult:
-        self.questions.append(question)
-        return StepResult(answer=f"answered: {question}")
+@pytest.fixture
+def runner() -> OrchestratorRunner:
+    return OrchestratorRunner()
 
 
 @pytest.fixture
-def runner() -> SequentialRunner:
-    return SequentialRunner()
+def serve_app() -> Iterator[Callable[[Any], str]]:
+    """Serve ASGI apps with uvicorn in background threads; returns ``http://127.0.0.1:PORT``.
+
+    The socket listens before the thread starts, so requests queue until the server accepts them
+    (no waiting for start-up).
+    """
+    started: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+
+    def serve(app: Any) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="none")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        started.append((server, thread, sock))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield serve
+    for server, thread, sock in started:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

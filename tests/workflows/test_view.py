@@ -61,7 +61,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
     lines = buf.getvalue().splitlines()
     assert "task 1 fetch: retrying: attempt 1 failed: busy" in lines
     assert "task 2 legacy: failed (0.25s): legacy system is down" in lines
-    assert "task 3 echo: skipped: skipped: task 2 failed" in lines
+    assert "task 3 echo: skipped: task 2 failed" in lines
     assert lines[-1] == "task 1 fetch: done (0.50s)"
     assert view.board.counts() == {"done": 1, "failed": 1, "skipped": 1}
 

@@ -13,7 +13,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import anyio
 from anyio import CancelScope, CapacityLimiter, WouldBlock
@@ -36,66 +36,75 @@ from ._events import (
     Event,
     InterruptRaised,
     Outcome,
-    TaskCancelled,
-    TaskEvent,
-    TaskFailed,
-    TaskPlanned,
-    TaskReady,
     TaskRetrying,
-    TaskSkipped,
-    TaskStarted,
-    TaskSucceeded,
+    make_outcome,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._resolve import resolve_args
+from ._log import ENDED, PLANNED, READY, EventCallback, EventLog
+from ._resolve import BoundArgs, checker_for
 
 __all__ = ["Dispatcher", "EventCallback"]
 
 logger = logging.getLogger("tomasulo.dispatcher")
 
-EventCallback = Callable[[Event], None]
 _now = time.monotonic
+#: A worker yields to the event loop after this many calls in a row (see ``_worker``).
+_STREAK = 64
 
 
-_SCALARS = (str, int, float, bool, type(None))
+class _ToolInfo:
+    """What the dispatcher needs of a tool on every call, looked up once per run."""
+
+    __slots__ = (
+        "checker",
+        "checks_output",
+        "limited",
+        "name",
+        "param_names",
+        "policy",
+        "sequential",
+        "tool",
+    )
+
+    def __init__(self, tool: Tool) -> None:
+        self.tool = tool
+        self.name = tool.name
+        self.policy = tool.policy
+        self.sequential = tool.policy.sequential
+        self.limited = tool.policy.max_concurrency is not None
+        self.checks_output = bool(tool.output_schema)
+        self.param_names = tool.param_names
+        self.checker = checker_for(tool)
 
 
-def _deps(task: Task) -> frozenset[int] | tuple[()]:
-    """``task.deps``, with a fast path for tasks whose arguments are all plain scalars."""
-    for value in task.args:
-        if not isinstance(value, _SCALARS):
-            return task.deps
-    for value in task.kwargs.values():
-        if not isinstance(value, _SCALARS):
-            return task.deps
-    return ()
-
-
-class _Node:
-    """A task's state in the run."""
+class _Node(BoundArgs):
+    """A task's state in the run: its bound arguments, inputs, times and outcome."""
 
     __slots__ = (
         "attempts",
         "data_ready",
         "dependents",
         "done",
+        "info",
+        "name",
         "outcome",
         "planned_at",
         "queued",
         "ready_at",
         "scope",
         "started_at",
-        "task",
-        "tool",
+        "tid",
         "waiting",
     )
 
-    def __init__(self, task: Task, tool: Tool, planned_at: float) -> None:
-        self.task = task
-        self.tool = tool
+    def __init__(self, task: Task, info: _ToolInfo, planned_at: float) -> None:
+        super().__init__(task, info.tool, info.param_names, info.checker)
+        self.tid = task.id
+        self.info = info
+        self.name = info.name
         self.planned_at = planned_at
         self.waiting = 0  # inputs without an outcome yet
-        self.dependents: list[_Node] = []
+        self.dependents: list[_Node] | None = None  # created with the first one
         self.outcome: Outcome | None = None
         self.ready_at: float | None = None
         self.started_at: float | None = None
@@ -104,44 +113,6 @@ class _Node:
         self.done: anyio.Event | None = None
         self.data_ready = False  # inputs done (a sequential task may still wait for its turn)
         self.queued = False
-
-
-class _Subscription:
-    """One consumer's queue of events; iterating ends when the run's events end."""
-
-    def __init__(self, owner: Dispatcher, backlog: Iterable[Event]) -> None:
-        self._owner = owner
-        self._buffer: deque[Event] = deque(backlog)
-        self._wakeup: anyio.Event | None = None
-        self._closed = False
-
-    def _push(self, event: Event) -> None:
-        self._buffer.append(event)
-        if self._wakeup is not None:
-            self._wakeup.set()
-            self._wakeup = None
-
-    def _close(self) -> None:
-        self._closed = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-            self._wakeup = None
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        while not self._buffer:
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-        return self._buffer.popleft()
-
-    async def aclose(self) -> None:
-        """Stop receiving events."""
-        self._close()
-        self._owner._unsubscribe(self)
 
 
 class Dispatcher:
@@ -158,7 +129,9 @@ class Dispatcher:
     Tasks may be submitted at any time while the dispatcher runs, including after earlier ones
     finished (a replan continues the numbering and may use old results). Each task ends exactly
     once: succeeded, failed, skipped (an input failed or was cancelled) or cancelled. Events go to
-    ``on_event`` (called synchronously, in order) and to every :meth:`events` iterator.
+    ``on_event`` (called synchronously, in order) and to every :meth:`events` iterator; with
+    neither, they are built when :attr:`history` is first read (same objects, same ``seq`` and
+    ``ts``), which saves their cost in runs nobody watches.
 
     Leaving the ``async with`` block normally waits for every submitted task; leaving it with an
     exception cancels what is unfinished. The dispatcher enters the executor for the run
@@ -179,7 +152,6 @@ class Dispatcher:
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
-        self._on_event = on_event
         self._nodes: dict[int, _Node] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
@@ -190,9 +162,7 @@ class Dispatcher:
         self._unfinished = 0
         self._idle: anyio.Event | None = None
         self._workers_done: anyio.Event | None = None
-        self._seq = 0
-        self._history: list[Event] = []
-        self._subscribers: list[_Subscription] = []
+        self._log = EventLog(self.run_id, on_event)
         self._tool_limiters: dict[str, CapacityLimiter] = {}
         self._tool_waiting: dict[str, deque[_Node]] = {}
         self._lanes: dict[str, deque[_Node]] = {}
@@ -201,6 +171,8 @@ class Dispatcher:
         self._expired = False
         self._tg: anyio.abc.TaskGroup | None = None
         self._stop_watch: anyio.Event | None = None
+        self._infos: dict[Tool, _ToolInfo] = {}
+        self._new_event: Callable[[], anyio.Event] = anyio.Event
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -217,7 +189,7 @@ class Dispatcher:
     @property
     def history(self) -> tuple[Event, ...]:
         """Every event of the run so far, in order."""
-        return tuple(self._history)
+        return tuple(self._log.history())
 
     @property
     def pending(self) -> int:
@@ -242,6 +214,8 @@ class Dispatcher:
             await self.executor.__aexit__(None, None, None)
             raise
         self._state = "running"
+        # The running backend's own Event class: creating it skips anyio's backend lookup.
+        self._new_event = type(anyio.Event())
         if self.limits.deadline is not None:
             self._stop_watch = anyio.Event()
             self._tg.start_soon(self._watch_deadline, self.limits.deadline, self._stop_watch)
@@ -265,7 +239,7 @@ class Dispatcher:
             self._state = "closed"
             if self._stop_watch is not None:
                 self._stop_watch.set()
-            self._close_subscribers()
+            self._log.close()
             try:
                 if self._busy:
                     await self._await_workers()
@@ -299,7 +273,7 @@ class Dispatcher:
     def _expire(self, seconds: float) -> None:
         self._expired = True
         reason = f"the run's deadline of {seconds:g} s passed"
-        self._emit(InterruptRaised(**self._stamp(None), kind="deadline", reason=reason))
+        self._log.emit(InterruptRaised(**self._stamp(None), kind="deadline", reason=reason))
         self._cancel_nodes(None, reason)
 
     # -- input ----------------------------------------------------------------------------------
@@ -334,7 +308,11 @@ class Dispatcher:
                 f"task {tid} calls tool {tool.name!r}, which has no function to run; "
                 "give the toolset a callable for it"
             )
-        deps = _deps(task)
+        info = self._infos.get(tool)
+        if info is None:
+            info = self._infos[tool] = _ToolInfo(tool)
+        node = _Node(task, info, _now())
+        deps = node.deps
         nodes = self._nodes
         for dep in deps:
             if dep >= tid:
@@ -344,21 +322,11 @@ class Dispatcher:
                 )
             if dep not in nodes:
                 raise DispatchError(f"task {tid} references ${dep}, which was never submitted")
-        now = _now()
-        node = _Node(task, tool, now)
+        now = node.planned_at
         nodes[tid] = node
         self._unfinished += 1
-        self._emit(
-            TaskPlanned(
-                run_id=self.run_id,
-                seq=self._next_seq(),
-                ts=now,
-                task_id=tid,
-                tool=tool.name,
-                deps=tuple(sorted(deps)),
-            )
-        )
-        if tool.policy.sequential:
+        self._log.task(PLANNED, node)
+        if info.sequential:
             self._lanes.setdefault(tool.name, deque()).append(node)
         if self._expired:
             self._finish(node, self._cancelled_outcome(node, "the run's deadline had passed"))
@@ -368,7 +336,10 @@ class Dispatcher:
         for dep in deps:
             up = nodes[dep]
             if up.outcome is None:
-                up.dependents.append(node)
+                if up.dependents is None:
+                    up.dependents = [node]
+                else:
+                    up.dependents.append(node)
                 node.waiting += 1
             elif up.outcome.status != "succeeded" and cause is None:
                 cause = up
@@ -381,16 +352,40 @@ class Dispatcher:
         self._pump()
 
     def submit_all(self, tasks: Iterable[Task]) -> None:
-        """Submit several tasks, in order."""
+        """Submit several tasks, in order (``join()`` is left out).
+
+        Of the tasks that are ready at once, those heading the longest chains of dependents
+        start first (critical path first, counting tasks: durations are not known in advance).
+        None of them starts before this returns, so the order is the only difference.
+        """
+        ready = self._ready
+        mark = len(ready)
+        nodes = self._nodes
+        batch: list[_Node] = []
         for task in tasks:
             if task.tool != JOIN:
                 self.submit(task)
+                batch.append(nodes[task.id])
+        if len(ready) - mark > 1:
+            self._order_by_chain(batch, mark)
+
+    def _order_by_chain(self, batch: list[_Node], mark: int) -> None:
+        """Sort the ready queue from ``mark`` on by the length of the chains the tasks head."""
+        height: dict[_Node, int] = {}
+        for node in reversed(batch):  # dependents come later in a batch
+            deps = node.dependents
+            height[node] = 1 + max([height[d] for d in deps if d in height], default=0) if deps else 1
+        ready = self._ready
+        fresh = [ready.pop() for _ in range(len(ready) - mark)]
+        fresh.reverse()
+        fresh.sort(key=lambda n: -height.get(n, 0))
+        ready.extend(fresh)
 
     def close_input(self) -> None:
         """No more tasks will come; once every task has an outcome, event iterators end."""
         self._input_closed = True
         if self._unfinished == 0:
-            self._close_subscribers()
+            self._log.close()
 
     async def wait(self, ids: Iterable[int] | None = None) -> None:
         """Wait until the given tasks (default: every task submitted) have outcomes."""
@@ -444,16 +439,8 @@ class Dispatcher:
         With ``replay`` (the default) it starts with every event so far. It ends when the run's
         events end: the input is closed and every task has an outcome, or the dispatcher exits.
         """
-        sub = _Subscription(self, self._history if replay else ())
-        if self._state == "closed" or (self._input_closed and self._unfinished == 0):
-            sub._close()
-        else:
-            self._subscribers.append(sub)
-        return sub
-
-    def _unsubscribe(self, sub: _Subscription) -> None:
-        if sub in self._subscribers:
-            self._subscribers.remove(sub)
+        ended = self._state == "closed" or (self._input_closed and self._unfinished == 0)
+        return self._log.subscribe(replay=replay, ended=ended)
 
     @classmethod
     async def run_plan(
@@ -481,46 +468,15 @@ class Dispatcher:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def _stamp(self, task_id: int | None) -> dict[str, Any]:
-        return {"run_id": self.run_id, "seq": self._next_seq(), "ts": _now(), "task_id": task_id}
-
-    def _emit(self, event: Event) -> None:
-        self._history.append(event)
-        for sub in self._subscribers:
-            sub._push(event)
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("run %s: on_event callback raised on %r", self.run_id, event)
-
-    def _close_subscribers(self) -> None:
-        subs, self._subscribers = self._subscribers, []
-        for sub in subs:
-            sub._close()
-
-    def _task_event(self, cls: type[TaskEvent], node: _Node, ts: float, **fields: Any) -> None:
-        self._emit(
-            cls(
-                run_id=self.run_id,
-                seq=self._next_seq(),
-                ts=ts,
-                task_id=node.task.id,
-                tool=node.tool.name,
-                **fields,
-            )
-        )
+        return {"run_id": self.run_id, "seq": self._log.next_seq(), "ts": _now(), "task_id": task_id}
 
     # -- scheduling -----------------------------------------------------------------------------
 
     def _make_ready(self, node: _Node, now: float) -> None:
         node.data_ready = True
-        if node.tool.policy.sequential:
-            lane = self._lanes[node.tool.name]
+        if node.info.sequential:
+            lane = self._lanes[node.name]
             if lane[0] is not node:
                 return  # an earlier call of this tool has not finished yet
         self._enqueue(node, now)
@@ -528,7 +484,7 @@ class Dispatcher:
     def _enqueue(self, node: _Node, now: float) -> None:
         node.queued = True
         node.ready_at = now
-        self._task_event(TaskReady, node, now)
+        self._log.task(READY, node)
         self._ready.append(node)
 
     def _take(self) -> _Node | None:
@@ -538,26 +494,36 @@ class Dispatcher:
             node = ready.popleft()
             if node.outcome is not None:
                 continue
-            limit = node.tool.policy.max_concurrency
-            if limit is not None:
-                limiter = self._tool_limiters.get(node.tool.name)
+            if node.info.limited:
+                limiter = self._tool_limiters.get(node.name)
                 if limiter is None:
-                    limiter = self._tool_limiters[node.tool.name] = CapacityLimiter(limit)
+                    limit = node.info.policy.max_concurrency
+                    assert limit is not None
+                    limiter = self._tool_limiters[node.name] = CapacityLimiter(limit)
                 try:
                     limiter.acquire_on_behalf_of_nowait(node)
                 except WouldBlock:
-                    self._tool_waiting.setdefault(node.tool.name, deque()).append(node)
+                    self._tool_waiting.setdefault(node.name, deque()).append(node)
                     continue
             return node
         return None
 
     def _pump(self) -> None:
-        """Wake (or start) enough workers for the ready tasks the run's limit lets start."""
-        if self._tg is None or self._state == "closed":
+        """Wake (or start) workers for the ready tasks that the run's limit lets start.
+
+        As many workers wake at once as are busy (at least one): calls that never suspend keep
+        one worker busy, so it runs a burst of them back to back and few wake in vain, while
+        calls that block keep their workers busy, so the number woken doubles each loop step
+        and a burst of them starts in a few steps.
+        """
+        ready = len(self._ready)
+        waking = self._waking
+        if waking >= ready or self._tg is None or self._state == "closed":
             return
+        need = min(ready, max(self._busy, 1)) - waking
         limit = self.limits.max_concurrency
-        free = len(self._ready) if limit is None else min(len(self._ready), limit - self._busy)
-        need = free - self._waking
+        if limit is not None:
+            need = min(need, limit - self._busy - waking)
         idle = self._idle_workers
         while need > 0:
             need -= 1
@@ -565,41 +531,55 @@ class Dispatcher:
             if idle:
                 idle.pop().set()
             else:
-                self._tg.start_soon(self._worker)
+                self._tg.start_soon(self._worker, name=f"tomasulo dispatcher {self.run_id}")
 
     async def _worker(self) -> None:
         """Take ready tasks and run them; park on an event when there are none.
 
-        Workers live for the whole run, so starting a task costs a wake-up, not a new task.
+        Workers live for the whole run, so starting a task costs a wake-up, not a new task. A
+        worker holds one cancel scope across the calls it runs (``cancel()`` cancels the scope of
+        the call's worker), and replaces it only after a cancellation used it up.
         """
         self._waking -= 1
         limit = self.limits.max_concurrency
+        ready = self._ready
+        streak = 0
         while True:
-            node = self._take() if limit is None or self._busy < limit else None
-            if node is None:
-                if self._state == "closed":
-                    return
-                wake = anyio.Event()
-                self._idle_workers.append(wake)
-                await wake.wait()
-                self._waking -= 1
-                continue
-            self._busy += 1
-            if self._ready:
-                self._pump()
-            try:
-                await self._run(node)
-            finally:
-                self._busy -= 1
-                if self._busy == 0 and self._workers_done is not None:
-                    self._workers_done.set()
+            with CancelScope() as scope:
+                while not scope.cancel_called:
+                    node = self._take() if limit is None or self._busy < limit else None
+                    if node is None:
+                        if self._state == "closed":
+                            return
+                        streak = 0
+                        wake = self._new_event()
+                        self._idle_workers.append(wake)
+                        await wake.wait()
+                        self._waking -= 1
+                        continue
+                    self._busy += 1
+                    if ready:
+                        self._pump()
+                    node.scope = scope
+                    try:
+                        await self._run(node)
+                    finally:
+                        node.scope = None
+                        self._busy -= 1
+                        if self._busy == 0 and self._workers_done is not None:
+                            self._workers_done.set()
+                    streak += 1
+                    if streak == _STREAK:
+                        # Calls that never suspend would otherwise hold the loop for a whole burst.
+                        streak = 0
+                        await anyio.lowlevel.checkpoint()
 
     def _release_tool_slot(self, node: _Node) -> None:
-        limiter = self._tool_limiters.get(node.tool.name)
-        if limiter is None or node.tool.policy.max_concurrency is None:
+        limiter = self._tool_limiters.get(node.name)
+        if limiter is None:
             return
         limiter.release_on_behalf_of(node)
-        waiting = self._tool_waiting.get(node.tool.name)
+        waiting = self._tool_waiting.get(node.name)
         while waiting:
             nxt = waiting.popleft()
             if nxt.outcome is None:
@@ -609,19 +589,17 @@ class Dispatcher:
     # -- running one task -----------------------------------------------------------------------
 
     async def _run(self, node: _Node) -> None:
-        task, tool = node.task, node.tool
-        scope = node.scope = CancelScope()
+        info = node.info
         try:
-            with scope:
-                try:
-                    args = resolve_args(task, tool, self._lookup)
-                except (ReferenceResolutionError, ToolArgumentError) as exc:
-                    self._fail(node, exc, "failure")
-                    return
-                if tool.policy.retries == 0:
-                    value = await self._attempt(node, args, 1)
-                else:
-                    value = await self._with_retries(node, args)
+            try:
+                args = node.resolve(self._lookup)
+            except (ReferenceResolutionError, ToolArgumentError) as exc:
+                self._fail(node, exc, "failure")
+                return
+            if info.policy.retries == 0:
+                value = await self._attempt(node, args, 1)
+            else:
+                value = await self._with_retries(node, args)
             if node.outcome is None:
                 self._succeed(node, value)
         except Interrupt as exc:
@@ -629,8 +607,7 @@ class Dispatcher:
         except Exception as exc:
             self._fail(node, self._wrap(exc, node), "failure")
         finally:
-            node.scope = None
-            if tool.policy.max_concurrency is not None:
+            if info.limited:
                 self._release_tool_slot(node)
 
     def _lookup(self, task_id: int) -> Any:
@@ -642,9 +619,9 @@ class Dispatcher:
         node.attempts = attempt
         if node.started_at is None:
             node.started_at = now
-        self._task_event(TaskStarted, node, now, attempt=attempt)
-        timeout = tool.policy.timeout
-        tid = node.task.id
+        self._log.started(node, now, attempt)
+        timeout = node.info.policy.timeout
+        tid = node.tid
         if timeout is None:
             value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
         else:
@@ -657,7 +634,7 @@ class Dispatcher:
                     task_id=tid,
                     attempt=attempt,
                 )
-        if tool.output_schema:
+        if node.info.checks_output:
             check_output(tool, value, task_id=tid, attempt=attempt)
         return value
 
@@ -675,14 +652,15 @@ class Dispatcher:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
-            self._task_event(
-                TaskRetrying,
-                node,
-                _now(),
-                attempt=state.attempt_number,
-                error_type=type(exc).__name__,
-                message=str(exc),
-                delay=delay,
+            self._log.emit(
+                TaskRetrying(
+                    **self._stamp(node.tid),
+                    tool=node.name,
+                    attempt=state.attempt_number,
+                    error_type=type(exc).__name__,
+                    message=str(exc),
+                    delay=delay,
+                )
             )
 
         retrying = AsyncRetrying(
@@ -719,20 +697,24 @@ class Dispatcher:
     # -- outcomes -------------------------------------------------------------------------------
 
     def _succeed(self, node: _Node, value: Any) -> None:
-        self._finish(
-            node,
-            Outcome(
-                task_id=node.task.id,
-                tool=node.tool.name,
-                status="succeeded",
-                value=value,
-                attempts=node.attempts,
-                planned_at=node.planned_at,
-                ready_at=node.ready_at,
-                started_at=node.started_at,
-                finished_at=_now(),
-            ),
+        # Every field of Outcome, in order: task_id, tool, status, value, error, error_type,
+        # message, attempts, planned_at, ready_at, started_at, finished_at, skipped_because.
+        outcome = make_outcome(
+            node.tid,
+            node.name,
+            "succeeded",
+            value,
+            None,
+            None,
+            None,
+            node.attempts,
+            node.planned_at,
+            node.ready_at,
+            node.started_at,
+            _now(),
+            None,
         )
+        self._finish(node, outcome)
 
     def _fail(self, node: _Node, error: BaseException, kind: Literal["failure", "interrupt"]) -> None:
         if node.outcome is not None:
@@ -762,7 +744,7 @@ class Dispatcher:
             finished_at=_now(),
         )
         self._finish(node, outcome)
-        self._emit(InterruptRaised(**self._stamp(node.task.id), kind=kind, reason=message, error=error))
+        self._log.emit(InterruptRaised(**self._stamp(node.tid), kind=kind, reason=message, error=error))
 
     def _cancelled_outcome(self, node: _Node, reason: str) -> Outcome:
         return Outcome(
@@ -797,13 +779,6 @@ class Dispatcher:
             skipped_because=root,
         )
 
-    _EVENT_FOR: ClassVar[dict[str, type[TaskEvent]]] = {
-        "succeeded": TaskSucceeded,
-        "failed": TaskFailed,
-        "skipped": TaskSkipped,
-        "cancelled": TaskCancelled,
-    }
-
     def _finish(self, node: _Node, outcome: Outcome) -> None:
         """Record an outcome (once), release dependents, and skip them when it was not a success."""
         stack = [(node, outcome)]
@@ -812,21 +787,22 @@ class Dispatcher:
             if node.outcome is not None:
                 continue
             node.outcome = outcome
-            tid = node.task.id
+            tid = node.tid
             self._outcomes[tid] = outcome
-            ok = outcome.status == "succeeded"
+            status = outcome.status
+            ok = status == "succeeded"
             if ok:
                 self._results[tid] = outcome.value
-            assert outcome.finished_at is not None
             now = outcome.finished_at
-            self._task_event(self._EVENT_FOR[outcome.status], node, now, outcome=outcome)
+            assert now is not None
+            self._log.task(ENDED, node)
             self._unfinished -= 1
             if node.done is not None:
                 node.done.set()
-            if node.tool.policy.sequential:
+            if node.info.sequential:
                 self._advance_lane(node, now)
-            dependents, node.dependents = node.dependents, []
-            for dep in dependents:
+            dependents, node.dependents = node.dependents, None
+            for dep in dependents or ():
                 if dep.outcome is not None:
                     continue
                 if ok:
@@ -840,7 +816,7 @@ class Dispatcher:
                 self._idle.set()
                 self._idle = None
             if self._input_closed:
-                self._close_subscribers()
+                self._log.close()
 
     def _advance_lane(self, node: _Node, now: float) -> None:
         lane = self._lanes[node.tool.name]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from ..exceptions import ReferenceResolutionError, ToolArgumentError
 from ..grammar import Ref, Task, Template, iter_refs
@@ -31,6 +31,8 @@ class _RefFailed(Exception):
 def _resolve_value(value: Any, lookup: Lookup) -> Any:
     if isinstance(value, Ref):
         try:
+            if not value.path:
+                return lookup(value.task_id)
             return value.select(lookup(value.task_id))
         except (LookupError, TypeError, AttributeError) as exc:
             raise _RefFailed(value, exc) from exc
@@ -50,16 +52,6 @@ def _resolve_value(value: Any, lookup: Lookup) -> Any:
     return value
 
 
-def _has_refs(value: Any) -> bool:
-    if isinstance(value, Ref | Template):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_has_refs(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_refs(v) for v in value.values())
-    return False
-
-
 def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return f"no key {exc.args[0]!r}" if exc.args else "no such key"
@@ -75,47 +67,120 @@ def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
     task, the argument and the reference when a path does not fit the upstream value, or when a
     resolved value does not fit the schema; :class:`ToolArgumentError` for bad literal arguments.
     """
-    try:
-        bound = task.bind(tool.param_names)
-    except ValueError as exc:
-        raise ReferenceResolutionError(str(exc), tool=tool.name, task_id=task.id) from exc
-    resolved: dict[str, Any] = {}
-    from_refs: set[str] = set()
-    for name, value in bound.items():
-        if isinstance(value, str | int | float | bool) or value is None:
-            resolved[name] = value
-            continue
-        if _has_refs(value):
-            from_refs.add(name)
-        try:
-            resolved[name] = _resolve_value(value, lookup)
-        except _RefFailed as exc:
-            ref = exc.ref
+    return BoundArgs(task, tool).resolve(lookup)
+
+
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+
+
+def _scan(value: Any, deps: set[int]) -> bool:
+    """Add the ids of the references in ``value`` to ``deps``; whether it holds any."""
+    if isinstance(value, Ref):
+        deps.add(value.task_id)
+        return True
+    if isinstance(value, Template):
+        deps.update(p.task_id for p in value.parts if isinstance(p, Ref))
+        return True
+    found = False
+    if isinstance(value, list | tuple):
+        for item in value:
+            if not isinstance(item, _SCALAR_TYPES) and _scan(item, deps):
+                found = True
+    elif isinstance(value, dict):
+        for item in value.values():
+            if not isinstance(item, _SCALAR_TYPES) and _scan(item, deps):
+                found = True
+    return found
+
+
+class BoundArgs:
+    """A task's arguments bound to the tool's parameter names once, to resolve at call time.
+
+    The dispatcher builds one per task when it is submitted: binding, finding the references
+    (:attr:`deps`) and picking the schema check happen once, so :meth:`resolve` only copies the
+    arguments, fills in the references and validates. ``resolve_args(task, tool, lookup)`` is
+    ``BoundArgs(task, tool).resolve(lookup)``.
+    """
+
+    __slots__ = ("_bind_error", "_bound", "_checker", "_from_refs", "_nested", "deps", "task", "tool")
+
+    def __init__(
+        self,
+        task: Task,
+        tool: Tool,
+        param_names: tuple[str, ...] | None = None,
+        checker: Checker | Literal[False] | None = False,
+    ) -> None:
+        self.task = task
+        self.tool = tool
+        self._checker = checker_for(tool) if checker is False else checker
+        self._bind_error: ValueError | None = None
+        deps: set[int] = set()
+        nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
+        from_refs: list[str] = []
+        names = tool.param_names if param_names is None else param_names
+        args = task.args
+        if not task.kwargs and len(args) <= len(names):
+            bound = dict(zip(names, args, strict=False))  # Task.bind's result, without its checks
+        else:
+            try:
+                bound = task.bind(names)
+            except ValueError as exc:
+                self._bind_error = exc
+                bound = {}
+                deps.update(task.deps)
+        for name, value in bound.items():
+            if isinstance(value, _SCALAR_TYPES):
+                continue
+            nested.append(name)
+            if _scan(value, deps):
+                from_refs.append(name)
+        self._bound = bound
+        self._nested = tuple(nested) if nested else ()
+        self._from_refs = tuple(from_refs) if from_refs else ()
+        #: Ids of the tasks whose results the arguments use, in order.
+        self.deps = tuple(sorted(deps)) if deps else ()
+
+    def resolve(self, lookup: Lookup) -> dict[str, Any]:
+        """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
+        task, tool = self.task, self.tool
+        if self._bind_error is not None:
             raise ReferenceResolutionError(
-                f"argument {name!r}: cannot take {ref.to_text()} from the result of task "
-                f"{ref.task_id}: {_describe_error(exc.cause)}",
+                str(self._bind_error), tool=tool.name, task_id=task.id
+            ) from self._bind_error
+        resolved = dict(self._bound)
+        for name in self._nested:
+            try:
+                resolved[name] = _resolve_value(resolved[name], lookup)
+            except _RefFailed as exc:
+                ref = exc.ref
+                raise ReferenceResolutionError(
+                    f"argument {name!r}: cannot take {ref.to_text()} from the result of task "
+                    f"{ref.task_id}: {_describe_error(exc.cause)}",
+                    tool=tool.name,
+                    task_id=task.id,
+                ) from exc.cause
+        checker = self._checker
+        if checker is not None and checker(resolved):
+            return resolved
+        from_refs = self._from_refs
+        try:
+            return tool.validate(resolved)
+        except ToolArgumentError as exc:
+            bad = [e for e in exc.errors if e.path.split(".")[0].split("[")[0] in from_refs]
+            if not bad:
+                raise
+            lines = "; ".join(str(e) for e in bad)
+            origin = ", ".join(
+                f"{name} <- {' '.join(r.to_text() for r in _refs_in(self._bound[name]))}"
+                for name in sorted(from_refs)
+                if any(e.path.split(".")[0].split("[")[0] == name for e in bad)
+            )
+            raise ReferenceResolutionError(
+                f"an upstream result does not fit the tool's arguments: {lines} (from {origin})",
                 tool=tool.name,
                 task_id=task.id,
-            ) from exc.cause
-    if _fast_valid(tool, resolved):
-        return resolved
-    try:
-        return tool.validate(resolved)
-    except ToolArgumentError as exc:
-        bad = [e for e in exc.errors if e.path.split(".")[0].split("[")[0] in from_refs]
-        if not bad:
-            raise
-        lines = "; ".join(str(e) for e in bad)
-        origin = ", ".join(
-            f"{name} <- {' '.join(r.to_text() for r in _refs_in(bound[name]))}"
-            for name in sorted(from_refs)
-            if any(e.path.split(".")[0].split("[")[0] == name for e in bad)
-        )
-        raise ReferenceResolutionError(
-            f"an upstream result does not fit the tool's arguments: {lines} (from {origin})",
-            tool=tool.name,
-            task_id=task.id,
-        ) from exc
+            ) from exc
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -190,12 +255,13 @@ def _compile_checker(schema: dict[str, Any]) -> Checker | None:
     return checker
 
 
-def _fast_valid(tool: Tool, args: dict[str, Any]) -> bool:
+def checker_for(tool: Tool) -> Checker | None:
+    """The fast accept-test for the tool's input schema (cached per tool), or ``None``."""
     try:
-        checker = _checkers[tool]
+        return _checkers[tool]
     except KeyError:
         checker = _checkers[tool] = _compile_checker(tool.input_schema)
-    return checker is not None and checker(args)
+        return checker
 
 
 def _refs_in(value: Any) -> list[Ref]:

@@ -10,12 +10,13 @@ import anyio
 import anyio.to_thread
 
 from ..tools import Tool
-from ._base import BaseExecutor, prepare_kwargs
+from ._base import BaseExecutor
 
 __all__ = ["DEFAULT_MAX_THREADS", "LocalExecutor"]
 
 #: Sync tool calls running at once on worker threads, by default.
 DEFAULT_MAX_THREADS = 40
+_KIND_CACHE_SIZE = 1024
 
 
 class LocalExecutor(BaseExecutor):
@@ -34,6 +35,9 @@ class LocalExecutor(BaseExecutor):
             raise ConfigError(f"max_threads must be at least 1, got {max_threads!r}")
         self.max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
+        # Whether each tool's function is async, keyed by the tool and checked against its
+        # current function: ``inspect`` costs more than a small tool call.
+        self._kinds: dict[Tool, tuple[Any, bool]] = {}
 
     async def start(self) -> None:
         if self._limiter is None:
@@ -43,8 +47,13 @@ class LocalExecutor(BaseExecutor):
         """Call the tool; see :class:`~tomasulo.executors.Executor`."""
         fn = tool.fn
         assert fn is not None, "the dispatcher rejects tools without a function"
-        kwargs = prepare_kwargs(tool, args)
-        if tool.is_async:
+        kind = self._kinds.get(tool)
+        if kind is None or kind[0] is not fn:
+            if len(self._kinds) >= _KIND_CACHE_SIZE:
+                self._kinds.clear()
+            kind = self._kinds[tool] = (fn, tool.is_async)
+        kwargs = args if tool.convert is None else tool.convert(args)
+        if kind[1]:
             return await fn(**kwargs)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_threads)

@@ -14,11 +14,10 @@ import random
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
-import openai
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -39,6 +38,9 @@ from ..exceptions import (
 )
 from ._dialects import Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._usage import Prices, Usage, estimate_tokens
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -155,6 +157,8 @@ class LLM:
         custom_tools: bool = True,
         temperature: float | None = None,
     ) -> None:
+        import openai  # imported on first use: it is slow to import
+
         shape_request(dialect, None)  # validates the dialect name
         self.base_url = base_url
         self.model = model
@@ -327,6 +331,8 @@ class _Call:
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def _attempt(self) -> str:
+        import openai  # imported on first use: it is slow to import
+
         self.requests += 1
         try:
             with anyio.fail_after(self._budget()):
@@ -396,6 +402,8 @@ class _Call:
 
     async def next_text(self, received: str) -> str | None:
         """The next text piece of the open stream ('' for a chunk without text), None at the end."""
+        import openai  # imported on first use: it is slow to import
+
         try:
             with anyio.fail_after(self._budget()):
                 event = await self._stream.__anext__()
@@ -481,6 +489,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "") -> LLMError:
+    import openai  # imported on first use: it is slow to import
+
     if isinstance(exc, openai.APIStatusError):
         detail = _server_message(exc)
         status = exc.status_code
@@ -514,6 +524,8 @@ def _server_message(exc: openai.APIStatusError) -> str:
 
 def _retry_after(exc: BaseException | None) -> float | None:
     """Seconds from ``retry-after-ms`` / ``Retry-After`` on the HTTP answer behind ``exc``."""
+    import openai  # imported on first use: it is slow to import
+
     cause = exc.__cause__ if exc is not None else None
     if not isinstance(cause, openai.APIStatusError):
         return None

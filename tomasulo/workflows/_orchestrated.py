@@ -124,7 +124,7 @@ def _step_result(run: RunResult) -> StepResult:
     out = StepResult(values=run.results, answer=run.answer if run.ok else None)
     for t in run.tasks:
         if t.status != "succeeded":
-            out.errors[t.id] = t.message or t.status
+            out.errors[t.id] = (t.message or t.status).removeprefix(f"task {t.id} ({t.tool}) ")
     if not run.ok:
         out.failure = f"the run {run.status}: {run.reason}" if run.reason else f"the run {run.status}"
     return out

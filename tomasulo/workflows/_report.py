@@ -61,5 +61,6 @@ def report_lines(runs: Sequence[StepRun] | RunResult) -> list[str]:
                 lines.append(f"  task {t.id} {t.tool}: succeeded after {t.attempts} attempts")
             elif t.status != "succeeded":
                 why = (t.message or "no message").removeprefix(f"task {t.id} ({t.tool}) ")
+                why = why.removeprefix(f"{t.status}: ")
                 lines.append(f"  task {t.id} {t.tool}: {t.status}: {why}")
     return lines

@@ -69,7 +69,8 @@ class TaskRow:
 
 def _short(message: str, row: TaskRow) -> str:
     """``message`` without the ``task 3 (tool)`` the row already shows."""
-    return message.removeprefix(f"task {row.task_id} ({row.tool}) ").strip()
+    short = message.removeprefix(f"task {row.task_id} ({row.tool}) ").strip()
+    return short.removeprefix(f"{row.state}: ").removeprefix("skipped: ")
 
 
 class TaskBoard:
