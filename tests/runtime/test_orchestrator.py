@@ -287,7 +287,7 @@ async def test_stall_hits_the_read_timeout_then_replans() -> None:
         latency=FAST,
     )
     with anyio.fail_after(20):
-        async with served(sim, timeouts=Timeouts(connect=2, read=0.3, total=10)) as llm:
+        async with served(sim, timeouts=Timeouts(connect=2, read=1.5, total=15)) as llm:
             result = await Orchestrator(lab.tools, llm).run("heights?")
     assert result.status == "finished", result.reason
     assert lab.calls["search:everest"] == 1 and lab.calls["search:kilimanjaro"] == 1
