@@ -41,14 +41,9 @@ def rich_tools() -> Toolset:
                 name="crm.create-contact",
                 input_schema={
                     "type": "object",
-                    "$defs": {"Address": address},
                     "properties": {
                         "name": {"type": "string"},
-                        "addresses": {
-                            "type": "array",
-                            "items": {"$ref": "#/$defs/Address"},
-                            "maxItems": 3,
-                        },
+                        "addresses": {"type": "array", "items": address, "maxItems": 3},
                         "kind": {"enum": ["person", "company", 7, None]},
                         "score": {"type": "number"},
                         "active": {"type": "boolean"},
@@ -143,7 +138,11 @@ def judge(text: str, tools: Toolset, *, max_tasks: int, start_id: int = 1) -> bo
 
 def _training_text() -> list[str]:
     lines: list[str] = []
-    for name in ("hotpotqa_comparison.json", "movie_recommendations_formatted.json", "parallelqa_dataset.json"):
+    for name in (
+        "hotpotqa_comparison.json",
+        "movie_recommendations_formatted.json",
+        "parallelqa_dataset.json",
+    ):
         path = DATASETS / name
         if path.exists():
             lines.extend(str(item["question"]) for item in json.loads(path.read_text()))
@@ -157,7 +156,7 @@ def _training_text() -> list[str]:
         )
         lines.append(f"Thought: {' '.join(rng.choices(words or ['x'], k=6))}")
     # random character soup lets the BPE learn enough merges for a large vocabulary
-    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-$.{}[]()\"=, "
+    alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-$.{}[]()"=, '
     for _ in range(30000):
         lines.append("".join(rng.choices(alphabet, k=rng.randint(8, 24))))
     return lines
@@ -231,20 +230,36 @@ def llg_accepts(grammar: PlanGrammar, kind: str, text: str) -> bool:
     return bool(m.consume_tokens(ids)) and bool(m.is_accepting())
 
 
-def plan_logits(vocab_size: int, seed: int) -> Callable[[Any], Any]:
-    """Random logits, nudged towards tokens that close things so that plans end soon."""
+def plan_logits(vocab_size: int, seed: int, tools: Toolset | None = None) -> Callable[[Any], Any]:
+    """Random logits, nudged towards tokens that close things so that plans end soon.
+
+    With ``tools``, pieces of tool and parameter names get a smaller nudge, so that the best few
+    tokens usually hold an allowed one where a name is being spelled out.
+    """
     tok = tokenizer(vocab_size)
     rng = np.random.default_rng(seed)
     bias = np.zeros(vocab_size)
+    closers = {'"', '")', ")", "]", "}", "\n", ")\n", '")\n', '"]', '"}', '",', "join", "()"}
+    words = "Thought: join()"
+    if tools is not None:
+        words += " ".join(
+            [t.name + "(" for t in tools]
+            + [p + "=" for t in tools for p in t.input_schema.get("properties", {})]
+        )
     for i in range(vocab_size):
         piece = tok.decode([i])
-        if any(c in piece for c in '")]}\n') or i == 0:
-            bias[i] = 4.0
-        if "join" in piece:
+        if piece in closers or i == 0:
+            bias[i] = 7.0
+        elif any(c in piece for c in '")]}\n'):
             bias[i] = 2.0
+        elif len(piece) > 1 and piece in words:
+            bias[i] = 3.0
+
+    # a pool of noise rows, drawn from at random: fresh noise each step costs more than the mask
+    pool = rng.normal(0.0, 1.0, (256, vocab_size)) + bias
 
     def logits(_tokens: Any) -> Any:
-        return rng.normal(0.0, 1.0, vocab_size) + bias
+        return pool[rng.integers(256)]
 
     return logits
 
@@ -337,7 +352,7 @@ class LlamaGrammarEngine:
             self.lib.llama_sampler_free(smpl)
 
     def sample(
-        self, gbnf: str, logits_fn: Callable[[Any], Any], max_tokens: int, top_k: int = 256
+        self, gbnf: str, logits_fn: Callable[[Any], Any], max_tokens: int, top_k: int = 48
     ) -> tuple[list[int], bool]:
         """Greedy decoding of random logits under llama.cpp's mask.
 
@@ -349,12 +364,16 @@ class LlamaGrammarEngine:
         try:
             for _ in range(max_tokens):
                 scores = np.asarray(logits_fn(out), dtype=np.float32)
-                order = np.argsort(-scores)
-                allowed = self._allowed(smpl, scores, order[:top_k])
-                if not allowed.any():
+                # the best top_k, then the best 8 * top_k, then all: llama.cpp's cost grows
+                # with the number of candidates it checks
+                ranked = np.argsort(-scores)
+                for k in (top_k, 8 * top_k, self.n_vocab):
+                    order = ranked[:k]
                     allowed = self._allowed(smpl, scores, order)
-                    if not allowed.any():
-                        return out, False
+                    if allowed.any():
+                        break
+                else:
+                    return out, False
                 t = int(order[int(np.flatnonzero(allowed)[0])])
                 if t == self.eos:
                     return out, True

@@ -7,21 +7,29 @@ The grammar admits exactly the strict text dialect's canonical layout::
     2. math(expression="${1.n} * 2")
     3. join()                            then optionally "\\n", "<END_OF_PLAN>", "\\n"
 
-- ids start at ``start_id`` and rise by one; at least one task, at most ``max_tasks``;
+- ids start at ``start_id`` and rise by one; from no task (just ``join()``) to ``max_tasks``;
 - one space after ``N.``; arguments and collection items separated by ``", "``; object members
   written ``"key": value``; a line ends with ``"\\n"``;
 - tool names are enumerated; positional arguments follow the schema's property order, keyword
   arguments (any subset that holds every required parameter not given positionally) follow it too;
-- values are typed by each parameter's JSON schema (see :mod:`._schema_nodes` for what is kept and
-  what is widened), and any value position may instead hold a reference ``$k``, ``$k.field``,
-  ``$k[0]`` whose id ``k`` is smaller than the task's own (earlier tasks, and on a replan the
-  tasks of earlier plans); strings may hold ``${k...}`` interpolations likewise. Task 1 can
-  reference nothing.
+- values are typed by each parameter's JSON schema (see "tool schemas as value shapes" below for
+  what is kept and what is widened), and any value position may instead hold a reference
+  ``$k``, ``$k.field``, ``$k[0]`` whose id ``k`` is smaller than the task's own (earlier tasks,
+  and on a replan the tasks of earlier plans); strings may hold ``${k...}`` interpolations
+  likewise. Task 1 can reference nothing.
 
-Typed value rules are shared by every tool and task that uses them; what is copied per task is
-small: the task's reference and interpolation lexemes (listing the earlier ids, so their total
-size is quadratic in ``max_tasks``) and thin per-task wrappers of the value rules that may hold
-references.
+Size. A context-free grammar can only tie "ids below i" to task i by giving each task its own
+copies of the rules that hold a value, so the grammar is built to make those copies thin:
+
+- task i's references are one lexeme (``REF_i``: ``$`` + an id below i, written as a digit-range
+  regex, + a path), and so are its strings with interpolations (``TSTR_i``);
+- a typed value in task i is ``literal | REF_i``; literal lexemes (numbers, plain strings,
+  integer ranges, enums) are shared by all tasks;
+- argument lists nest (positional prefix, then the keyword tail) instead of listing
+  combinations; a tool whose values are all regular (no free-form JSON) is one lexeme per task,
+  and all such tools of a task are one lexeme together (``CALLS_i``), so the parser sees one
+  symbol per task line;
+- the per-task rules are one template (see :data:`._ir.CTX`), emitted once and copied as text.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..exceptions import ConfigError
 from ._ast import JOIN, value_to_text
-from ._ir import EMPTY, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, alt, opt, seq
+from ._ir import CTX, EMPTY, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, alt, opt, seq
 from ._parser import END_OF_PLAN
 
 if TYPE_CHECKING:
@@ -62,6 +70,19 @@ _DIGIT19 = CharClass.of("", ranges=((0x31, 0x39),))
 # The separator is a rule of its own so that it never merges with the keyword or literal after
 # it: a lexeme ", note=" would be a prefix trap for ", null" in greedy lexers (llguidance).
 _COMMA = Ref("comma")
+_ESCAPE = seq(Lit("\\"), alt(CharClass.of('"\\/bfnrt'), seq(Lit("u"), _HEX, _HEX, _HEX, _HEX)))
+# one string character other than "$" / other than "$" and "{"
+_STR_ITEM = alt(CharClass.of('"\\$', negated=True, ranges=_CTRL), _ESCAPE)
+_STR_NB = alt(CharClass.of('"\\${', negated=True, ranges=_CTRL), _ESCAPE)
+_DOLLARS = Repeat(Lit("$"), 1)
+_TAIL = seq(Repeat(Lit("$"), 0), Lit('"'))  # a string may end in dollars
+_UINT = alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0)))
+_INT = seq(opt(Lit("-")), _UINT)
+_IDENT = seq(
+    CharClass.of("_", ranges=((0x41, 0x5A), (0x61, 0x7A))),
+    Repeat(CharClass.of("_", ranges=((0x30, 0x39), (0x41, 0x5A), (0x61, 0x7A))), 0),
+)
+_PATH_ITEM = alt(seq(Lit("."), _IDENT), seq(Lit("["), _UINT, Lit("]")))
 
 
 class PlanGrammar:
@@ -227,6 +248,8 @@ def clear_cache() -> None:
 
 
 class _Builder:
+    """Builds the IR. Names: ``*_<i>`` rules belong to task ``i``'s context (references < i)."""
+
     def __init__(
         self,
         tools: Mapping[str, tuple[tuple[str, Node, bool], ...]],
@@ -239,6 +262,7 @@ class _Builder:
         self.start = start_id
         self.rules: dict[str, Rule] = {}
         self.node_ids: dict[Node, int] = {}
+        self.regular_memo: dict[Node, bool] = {}
 
     # -- helpers --
 
@@ -251,53 +275,43 @@ class _Builder:
         return self.node_ids.setdefault(node, len(self.node_ids))
 
     @staticmethod
-    def sfx(ctx: int | None) -> str:
+    def sfx(ctx: str | None) -> str:
         return "" if ctx is None else f"_{ctx}"
+
+    def regular(self, node: Node) -> bool:
+        """Whether values of ``node`` form a regular language (no unbounded nesting)."""
+        hit = self.regular_memo.get(node)
+        if hit is None:
+            kind = node[0]
+            if kind in ("any", "object_any"):
+                hit = False
+            elif kind == "array":
+                hit = self.regular(node[1])
+            elif kind == "object":
+                hit = all(self.regular(sub) for _, sub, _ in node[1])
+            elif kind == "union":
+                hit = all(self.regular(sub) for sub in node[1])
+            else:
+                hit = True
+            self.regular_memo[node] = hit
+        return hit
 
     # -- lexemes shared by all tasks --
 
     def base(self) -> None:
         self.rule("comma", Lit(", "))
-        escape = seq(
-            Lit("\\"),
-            alt(CharClass.of('"\\/bfnrt'), seq(Lit("u"), _HEX, _HEX, _HEX, _HEX)),
-        )
-        plain = CharClass.of('"\\$', negated=True, ranges=_CTRL)
-        not_brace = CharClass.of('"\\${', negated=True, ranges=_CTRL)
-        self.rule("str_item", alt(plain, escape), token=True)
-        self.rule("str_item_nb", alt(not_brace, escape), token=True)
-        # a string with no interpolation: "$" only where no "{" follows
         self.rule(
-            "str_plain",
-            seq(
-                Lit('"'),
-                Repeat(alt(Ref("str_item"), seq(Repeat(Lit("$"), 1), Ref("str_item_nb"))), 0),
-                Repeat(Lit("$"), 0),
-                Lit('"'),
-            ),
-            token=True,
+            "str_plain", seq(Lit('"'), Repeat(alt(_STR_ITEM, seq(_DOLLARS, _STR_NB)), 0), _TAIL), token=True
         )
-        self.rule("str_chunk", Repeat(Ref("str_item"), 1), token=True)
-        self.rule("dollars", Repeat(Lit("$"), 1), token=True)
-        int_body = seq(opt(Lit("-")), alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0))))
-        self.rule("int", int_body, token=True)
-        self.rule("uint", alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0))), token=True)
+        self.rule("int", _INT, token=True)
+        self.rule("uint", _UINT, token=True)
         self.rule(
             "num",
             seq(
-                int_body,
+                _INT,
                 opt(seq(Lit("."), Repeat(_DIGIT, 1))),
                 opt(seq(CharClass.of("eE"), opt(CharClass.of("+-")), Repeat(_DIGIT, 1))),
             ),
-            token=True,
-        )
-        ident = seq(
-            CharClass.of("_", ranges=((0x41, 0x5A), (0x61, 0x7A))),
-            Repeat(CharClass.of("_", ranges=((0x30, 0x39), (0x41, 0x5A), (0x61, 0x7A))), 0),
-        )
-        self.rule(
-            "path_item",
-            alt(seq(Lit("."), ident), seq(Lit("["), Ref("uint"), Lit("]"))),
             token=True,
         )
         first = CharClass.of(" ", negated=True, ranges=_CTRL)
@@ -305,48 +319,41 @@ class _Builder:
         self.rule("thought_text", seq(first, Repeat(rest, 0, MAX_THOUGHT_CHARS - 1)), token=True)
         self.rule("thought", seq(Lit("Thought: "), Ref("thought_text"), Lit("\n")))
 
-    # -- per-task references --
+    # -- per-task references: one lexeme each --
 
     def refs(self, ctx: int) -> None:
-        ids = alt(*(Lit(str(k)) for k in range(1, ctx)))
-        self.rule(f"ref_{ctx}", seq(Lit("$"), ids, Repeat(Ref("path_item"), 0)), token=True)
-        self.rule(
-            f"interp_{ctx}",
-            seq(Lit("${"), ids, Repeat(Ref("path_item"), 0), Lit("}")),
-            token=True,
-        )
-        # a string that may interpolate earlier results: a literal "$" is never followed by
-        # "{"; chunks are maximal, so each string has exactly one parse
-        sep = alt(Ref(f"interp_{ctx}"), seq(Ref("dollars"), Ref("str_item_nb")))
-        chunk = opt(Ref("str_chunk"))
-        self.rule(
-            f"tstr_{ctx}",
-            seq(Lit('"'), chunk, Repeat(seq(sep, chunk), 0), opt(Ref("dollars")), Lit('"')),
-        )
+        ids = self.rule(f"ids_{ctx}", int_range(1, ctx - 1), token=True)
+        path = Repeat(self.rule("path_item", _PATH_ITEM, token=True), 0)
+        self.rule(f"ref_{ctx}", seq(Lit("$"), ids, path), token=True)
+        # a string that may interpolate earlier results; a literal "$" is never followed by "{"
+        interp = seq(Lit("${"), ids, path, Lit("}"))
+        chars = self.rule("str_char", alt(_STR_ITEM, seq(_DOLLARS, _STR_NB)), token=True)
+        self.rule(f"tstr_{ctx}", seq(Lit('"'), Repeat(alt(chars, interp), 0), _TAIL), token=True)
 
     # -- values --
 
-    def string(self, ctx: int | None) -> Expr:
-        return Ref("str_plain") if ctx is None else Ref(f"tstr_{ctx}")
-
-    def value(self, node: Node, ctx: int | None) -> Expr:
+    def value(self, node: Node, ctx: str | None) -> Expr:
         """A value of shape ``node`` in task ``ctx`` (None: the first task, no references)."""
-        lit = self.literal(node, ctx)
         if ctx is None:
-            return lit
-        return alt(lit, Ref(f"ref_{ctx}"))
+            return self.literal(node, None)
+        name = f"v{self.node_id(node)}_{ctx}"
+        if name not in self.rules:
+            self.rules[name] = Rule(name, EMPTY)  # placeholder against recursion
+            body = alt(self.literal(node, ctx), Ref(f"ref_{ctx}"))
+            self.rules[name] = Rule(name, body, self.regular(node))
+        return Ref(name)
 
-    def literal(self, node: Node, ctx: int | None) -> Expr:
+    def literal(self, node: Node, ctx: str | None) -> Expr:
         kind = node[0]
         if kind == "string":
-            return self.string(ctx)
+            return Ref("str_plain") if ctx is None else Ref(f"tstr_{ctx}")
         if kind == "integer":
             lo, hi = node[1], node[2]
             if lo is None and hi is None:
                 return Ref("int")
             if (lo, hi) == (0, None):
                 return Ref("uint")
-            return self.rule(f"int_{self.node_id(node)}", int_range(lo, hi), token=True)
+            return self.rule(f"int{self.node_id(node)}", int_range(lo, hi), token=True)
         if kind == "number":
             return Ref("num")
         if kind == "boolean":
@@ -357,29 +364,30 @@ class _Builder:
             return alt(*(Lit(t) for t in node[1]))
         if kind == "union":
             return alt(*(self.literal(n, ctx) for n in node[1]))
-        name = f"v{self.node_id(node)}{self.sfx(ctx)}"
-        if name in self.rules:
-            return Ref(name)
         if kind == "any":
             return self.any_value(ctx)
-        self.rules[name] = Rule(name, EMPTY)  # placeholder against recursion
-        if kind == "array":
-            body = self.array(node, ctx)
-        elif kind == "object":
-            body = self.members(node[1], ctx, open_="{", close="}", keyword=False)
-        else:  # object_any
-            body = self.object_any(ctx)
-        self.rules[name] = Rule(name, body)
+        if kind == "object_any":
+            return self.object_any(ctx)
+        name = f"c{self.node_id(node)}{self.sfx(ctx)}"
+        if name not in self.rules:
+            token = self.regular(node)
+            sep = Lit(", ") if token else _COMMA
+            self.rules[name] = Rule(name, EMPTY)
+            if kind == "array":
+                body = self.array(node, ctx, sep)
+            else:
+                body = self.members(node[1], ctx, sep, open_="{", close="}", keyword=False)
+            self.rules[name] = Rule(name, body, token)
         return Ref(name)
 
-    def any_value(self, ctx: int | None) -> Expr:
+    def any_value(self, ctx: str | None) -> Expr:
         name = f"any{self.sfx(ctx)}"
         if name not in self.rules:
             self.rules[name] = Rule(name, EMPTY)
             val = Ref(name) if ctx is None else alt(Ref(name), Ref(f"ref_{ctx}"))
             arr = seq(Lit("["), opt(seq(val, Repeat(seq(_COMMA, val), 0))), Lit("]"))
             body = alt(
-                self.string(ctx),
+                self.literal(STRING, ctx),
                 Ref("num"),
                 Lit("true"),
                 Lit("false"),
@@ -390,18 +398,18 @@ class _Builder:
             self.rules[name] = Rule(name, body)
         return Ref(name)
 
-    def object_any(self, ctx: int | None) -> Expr:
+    def object_any(self, ctx: str | None) -> Expr:
         name = f"obj{self.sfx(ctx)}"
         if name not in self.rules:
             self.rules[name] = Rule(name, EMPTY)
             self.any_value(ctx)
-            val = self.value(ANY, ctx)
+            val = Ref(f"any{self.sfx(ctx)}") if ctx is None else alt(Ref(f"any_{ctx}"), Ref(f"ref_{ctx}"))
             member = seq(Ref("str_plain"), Lit(": "), val)
             body = seq(Lit("{"), opt(seq(member, Repeat(seq(_COMMA, member), 0))), Lit("}"))
             self.rules[name] = Rule(name, body)
         return Ref(name)
 
-    def array(self, node: Node, ctx: int | None) -> Expr:
+    def array(self, node: Node, ctx: str | None, sep: Expr) -> Expr:
         _, item, lo, hi = node
         val = self.value(item, ctx)
         if hi is not None and hi > _MAX_UNROLL:
@@ -410,14 +418,15 @@ class _Builder:
             lo = _MAX_UNROLL
         if hi == 0:
             return Lit("[]")
-        more = Repeat(seq(_COMMA, val), max(lo - 1, 0), None if hi is None else hi - 1)
+        more = Repeat(seq(sep, val), max(lo - 1, 0), None if hi is None else hi - 1)
         items = seq(val, more)
         return seq(Lit("["), items if lo > 0 else opt(items), Lit("]"))
 
     def members(
         self,
         params: tuple[tuple[str, Node, bool], ...],
-        ctx: int | None,
+        ctx: str | None,
+        sep: Expr,
         *,
         open_: str,
         close: str,
@@ -427,60 +436,85 @@ class _Builder:
         """Arguments (``keyword=True``: ``name=value``) or object members (``"name": value``).
 
         Members appear in schema order; optional ones may be left out. With ``positional``, a
-        prefix of the parameters may be given as bare values first.
+        prefix of the parameters may be given as bare values first. The expression nests (no
+        alternative repeats a whole tail), so it is small for the usual handful of parameters.
         """
         n = len(params)
+        if n == 0:
+            return Lit(open_ + close)
+        values = [self.value(node, ctx) for _, node, _ in params]
+        keys = [Lit(f"{name}=" if keyword else f"{_json_key(name)}: ") for name, _, _ in params]
+        required = [req for _, _, req in params]
 
-        def item(j: int) -> Expr:
-            name, node, _ = params[j]
-            key = f"{name}=" if keyword else f"{_json_key(name)}: "
-            return seq(Lit(key), self.value(node, ctx))
-
-        # tail[j]: members j..n-1, each after ", " (required ones must be there)
+        # tail[j]: members j..n-1 by name, each after a separator
         tail: list[Expr] = [EMPTY] * (n + 1)
         for j in range(n - 1, -1, -1):
-            one = seq(_COMMA, item(j))
-            tail[j] = seq(one if params[j][2] else opt(one), tail[j + 1])
-        # head[j]: members j..n-1 where the first present one has no ", " before it
-        head: list[Expr] = [EMPTY] * (n + 1)
+            one = seq(sep, keys[j], values[j])
+            tail[j] = seq(one if required[j] else opt(one), tail[j + 1])
+        # head: the first member given has no separator before it
+        head: Expr = EMPTY
         for j in range(n - 1, -1, -1):
-            with_j = seq(item(j), tail[j + 1])
-            head[j] = with_j if params[j][2] else alt(with_j, head[j + 1])
+            with_j = seq(keys[j], values[j], tail[j + 1])
+            head = with_j if required[j] else alt(with_j, head) if head != EMPTY else opt(with_j)
         if not positional:
-            return seq(Lit(open_), head[0], Lit(close))
-        # after[j]: j arguments given positionally; the rest by keyword or more positionals
-        after: list[Expr] = [EMPTY] * (n + 1)
-        after[n] = EMPTY
-        for j in range(n - 1, -1, -1):
-            after[j] = alt(tail[j], seq(_COMMA, self.value(params[j][1], ctx), after[j + 1]))
-        if n == 0:
-            return seq(Lit(open_), Lit(close))
-        body = alt(head[0], seq(self.value(params[0][1], ctx), after[1]))
-        return seq(Lit(open_), body, Lit(close))
+            return seq(Lit(open_), head, Lit(close))
+        # after[j]: j arguments given positionally; then more positionals or the named tail
+        after: Expr = EMPTY
+        for j in range(n - 1, 0, -1):
+            if j == n - 1:  # the last one, by position or by name: `, name=`? value
+                one = seq(sep, opt(keys[j]), values[j])
+                after = one if required[j] else opt(one)
+            else:
+                after = alt(seq(sep, values[j], after), tail[j])
+        if required[0] and n == 1:
+            return seq(Lit(open_), opt(keys[0]), values[0], Lit(close))
+        return seq(Lit(open_), alt(head, seq(values[0], after)), Lit(close))
 
     # -- the plan --
 
-    def call(self, tool: str, ctx: int | None) -> Expr:
+    def call(self, tool: str, ctx: str | None) -> Ref:
+        params = self.tools[tool]
         name = f"call{self.node_id(('tool', tool))}{self.sfx(ctx)}"
         if name not in self.rules:
+            token = all(self.regular(node) for _, node, _ in params)
             body = self.members(
-                self.tools[tool], ctx, open_=f"{tool}(", close=")", keyword=True, positional=True
+                params,
+                ctx,
+                Lit(", ") if token else _COMMA,
+                open_=f"{tool}(",
+                close=")",
+                keyword=True,
+                positional=True,
             )
-            self.rules[name] = Rule(name, body)
+            self.rules[name] = Rule(name, body, token)
         return Ref(name)
+
+    def tcall(self, name: str, ctx: str | None) -> None:
+        calls = [self.call(t, ctx) for t in self.tools]
+        lexemes = [c for c in calls if self.rules[c.name].token]
+        options: list[Expr] = [c for c in calls if not self.rules[c.name].token]
+        if len(lexemes) > 1:
+            # the regular calls of a task form one lexeme, written in place: the parser sees
+            # one symbol, and llguidance compiles one terminal instead of one per tool
+            bodies = [self.rules.pop(c.name).body for c in lexemes]
+            options.insert(0, self.rule(f"calls{self.sfx(ctx)}", alt(*bodies), token=True))
+        else:
+            options[:0] = lexemes
+        self.rule(name, alt(*options))
 
     def build(self) -> Grammar:
         self.base()
         s, last = self.start, self.start + self.max_tasks
         end = opt(seq(Lit("\n"), opt(seq(Lit(END_OF_PLAN), opt(Lit("\n"))))))
         join = seq(Lit(f"{JOIN}()"), end)
-        for i in range(max(s, 2), last):
+        # task 1 references nothing; every later task's rules are copies of one template
+        contexts = tuple(range(max(s, 2), last))
+        for i in contexts:
             self.refs(i)
-        # calls first, so shared value rules come before the plan's lines in the output
-        for i in range(s, last):
-            ctx = None if i == 1 else i
-            calls = alt(*(self.call(t, ctx) for t in self.tools))
-            self.rule(f"tcall_{i}", calls)
+        if s == 1:
+            self.tcall("tcall_1", None)
+        if contexts:
+            self.tcall(f"tcall_{CTX}", CTX)
         lines: dict[int, Rule] = {}
         lines[last] = Rule(f"line_{last}", seq(opt(Ref("thought")), Lit(f"{last}. "), join))
         for i in range(last - 1, s - 1, -1):
@@ -491,7 +525,7 @@ class _Builder:
         rules.update(self.rules)
         for i in range(s, last + 1):
             rules[lines[i].name] = lines[i]
-        return Grammar(rules, "plan")
+        return Grammar(rules, "plan", contexts)
 
 
 def _digits(n: int) -> Expr:

@@ -97,7 +97,7 @@ def _validator(tool: Tool, param: str, schema: Mapping[str, Any]) -> Any:
     type_checker = cls.TYPE_CHECKER.redefine("array", is_array)
     # a parameter's schema may point into the tool schema's own definitions ("#/$defs/X")
     root = tool.input_schema
-    full = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
+    full: dict[str, Any] = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
     v = jsonschema.validators.extend(cls, type_checker=type_checker)(full)  # type: ignore[no-untyped-call]
     _validators[key] = (schema, v)
     return v

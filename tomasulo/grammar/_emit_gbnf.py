@@ -7,7 +7,7 @@ Token rules are ordinary rules here: GBNF engines match characters, not lexemes.
 
 from __future__ import annotations
 
-from ._ir import Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Seq
+from ._ir import CTX, Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Seq
 
 __all__ = ["emit_gbnf"]
 
@@ -59,18 +59,14 @@ def emit_gbnf(grammar: Grammar) -> str:
             return body if top else f"({body})"
         assert isinstance(e, Repeat)
         item = atom(e.item)
-        lo, hi = e.min, e.max
-        if (lo, hi) == (0, 1):
+        least, most = e.min, e.max
+        if most is None:
+            return f"{item}*" if least == 0 else f"{item}+" if least == 1 else f"{item}{{{least},}}"
+        if least == 0 and most == 1:
             return f"{item}?"
-        if (lo, hi) == (0, None):
-            return f"{item}*"
-        if (lo, hi) == (1, None):
-            return f"{item}+"
-        if hi is None:
-            return f"{item}{{{lo},}}"
-        if lo == hi:
-            return f"{item}{{{lo}}}"
-        return f"{item}{{{lo},{hi}}}"
+        if least == most:
+            return f"{item}{{{least}}}"
+        return f"{item}{{{least},{most}}}"
 
     def atom(e: Expr) -> str:
         text = expr(e)
@@ -79,5 +75,10 @@ def emit_gbnf(grammar: Grammar) -> str:
         return text
 
     lines = [f"root ::= {_name(grammar.start)}"]
-    lines.extend(f"{_name(r.name)} ::= {expr(r.body, top=True)}" for r in grammar)
+    templates: list[str] = []
+    for r in grammar:
+        (templates if CTX in r.name else lines).append(f"{_name(r.name)} ::= {expr(r.body, top=True)}")
+    if templates and grammar.contexts:  # written once, copied per context as text
+        parts = "\n".join(templates).split(CTX)
+        lines.extend(str(i).join(parts) for i in grammar.contexts)
     return "\n".join(lines) + "\n"

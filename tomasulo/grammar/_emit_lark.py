@@ -11,7 +11,7 @@ Rust's ``regex`` read them the same way.
 
 from __future__ import annotations
 
-from ._ir import Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Seq
+from ._ir import CTX, Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, Seq, refs_in
 
 __all__ = ["emit_lark", "regex_of"]
 
@@ -56,56 +56,66 @@ def _rx_quant(lo: int, hi: int | None) -> str:
     return f"{{{lo},{hi}}}"
 
 
-def _width(e: Expr, grammar: Grammar) -> tuple[int, float]:
-    """The shortest and longest match of a token expression (``inf``: unbounded)."""
-    if isinstance(e, Lit):
-        return len(e.text), len(e.text)
-    if isinstance(e, CharClass):
-        return 1, 1
-    if isinstance(e, Seq):
-        lo, hi = 0, 0.0
-        for item in e.items:
-            a, b = _width(item, grammar)
-            lo, hi = lo + a, hi + b
-        return lo, hi
-    if isinstance(e, Alt):
-        widths = [_width(o, grammar) for o in e.options]
-        return min(w[0] for w in widths), max(w[1] for w in widths)
-    if isinstance(e, Repeat):
-        a, b = _width(e.item, grammar)
-        return a * e.min, (float("inf") if e.max is None and b > 0 else b * (e.max or 0))
-    return _width(grammar.rules[e.name].body, grammar)
+class _Regexes:
+    """Regular expressions (and match widths) of token rules, each computed once."""
 
+    def __init__(self, grammar: Grammar) -> None:
+        self.grammar = grammar
+        self.widths: dict[str, tuple[int, float]] = {}
+        self.texts: dict[str, str] = {}
 
-def _width_key(e: Expr, grammar: Grammar) -> tuple[float, int]:
-    lo, hi = _width(e, grammar)
-    return -hi, -lo
+    def width(self, e: Expr) -> tuple[int, float]:
+        """The shortest and longest match of a token expression (``inf``: unbounded)."""
+        if isinstance(e, Lit):
+            return len(e.text), len(e.text)
+        if isinstance(e, CharClass):
+            return 1, 1
+        if isinstance(e, Seq):
+            lo, hi = 0, 0.0
+            for item in e.items:
+                a, b = self.width(item)
+                lo, hi = lo + a, hi + b
+            return lo, hi
+        if isinstance(e, Alt):
+            widths = [self.width(o) for o in e.options]
+            return min(w[0] for w in widths), max(w[1] for w in widths)
+        if isinstance(e, Repeat):
+            a, b = self.width(e.item)
+            return a * e.min, (float("inf") if e.max is None and b > 0 else b * (e.max or 0))
+        hit = self.widths.get(e.name)
+        if hit is None:
+            hit = self.widths[e.name] = self.width(self.grammar.lookup(e.name).body)
+        return hit
 
+    def _key(self, e: Expr) -> tuple[float, int]:
+        lo, hi = self.width(e)
+        return -hi, -lo
 
-def regex_of(expr: Expr, grammar: Grammar) -> str:
-    """A regular expression for a token expression (token rules it refers to are inlined)."""
-
-    def go(e: Expr) -> str:
+    def regex(self, e: Expr) -> str:
         if isinstance(e, Lit):
             return "".join(_rx_char(ord(c)) for c in e.text)
         if isinstance(e, CharClass):
             return _rx_class(e)
         if isinstance(e, Seq):
-            return "".join(go(i) for i in e.items)
+            return "".join(self.regex(i) for i in e.items)
         if isinstance(e, Alt):
             # leftmost-first engines (Python re, which python-lark's lexer uses) take the first
             # alternative that matches, not the longest: try the longest alternatives first
-            opts = sorted(e.options, key=lambda o: _width_key(o, grammar))
-            return "(?:" + "|".join(go(o) for o in opts) + ")"
+            opts = sorted(e.options, key=self._key)
+            return "(?:" + "|".join(self.regex(o) for o in opts) + ")"
         if isinstance(e, Repeat):
-            inner = go(e.item)
+            inner = self.regex(e.item)
             atomic = isinstance(e.item, CharClass) or (isinstance(e.item, Lit) and len(e.item.text) == 1)
-            base = inner if atomic else f"(?:{inner})"
-            return base + _rx_quant(e.min, e.max)
-        rule = grammar.rules[e.name]
-        return "(?:" + go(rule.body) + ")"
+            return (inner if atomic else f"(?:{inner})") + _rx_quant(e.min, e.max)
+        hit = self.texts.get(e.name)
+        if hit is None:
+            hit = self.texts[e.name] = "(?:" + self.regex(self.grammar.lookup(e.name).body) + ")"
+        return hit
 
-    return go(expr)
+
+def regex_of(expr: Expr, grammar: Grammar) -> str:
+    """A regular expression for a token expression (token rules it refers to are inlined)."""
+    return _Regexes(grammar).regex(expr)
 
 
 def _lit(text: str) -> str:
@@ -127,10 +137,14 @@ def _lit(text: str) -> str:
 
 
 def emit_lark(grammar: Grammar) -> str:
-    """The grammar as Lark text with start rule ``start``."""
+    """The grammar as Lark text with start rule ``start``.
+
+    A token rule made of other token rules is written in terms of them (Lark composes
+    terminals), so that a lexeme shared by many others is written once; the other token rules
+    are one ``/regex/`` each. Templates are written once and copied per context as text.
+    """
     grammar.check()
-    used_tokens: set[str] = set()
-    lines: list[str] = []
+    lookup = grammar.lookup
 
     def expr(e: Expr, top: bool = False) -> str:
         if isinstance(e, Lit):
@@ -138,11 +152,7 @@ def emit_lark(grammar: Grammar) -> str:
         if isinstance(e, CharClass):
             return "/" + _rx_class(e) + "/"
         if isinstance(e, Ref):
-            target = grammar.rules[e.name]
-            if target.token:
-                used_tokens.add(e.name)
-                return e.name.upper()
-            return e.name
+            return e.name.upper() if lookup(e.name).token else e.name
         if isinstance(e, Seq):
             return " ".join(atom(i) for i in e.items)
         if isinstance(e, Alt):
@@ -153,7 +163,7 @@ def emit_lark(grammar: Grammar) -> str:
             return body if top else f"({body})"
         # Repeat
         lo, hi = e.min, e.max
-        item = atom(e.item)
+        item = atom(e.item, inner=True)
         if (lo, hi) == (0, 1):
             return f"{item}?"
         if (lo, hi) == (0, None):
@@ -171,19 +181,27 @@ def emit_lark(grammar: Grammar) -> str:
                 parts.append(tail)
         return " ".join(parts) if parts else '""'
 
-    def atom(e: Expr) -> str:
+    def atom(e: Expr, inner: bool = False) -> str:
+        # a repetition is an atom in a sequence, but needs parentheses to be repeated again
         text = expr(e)
-        if isinstance(e, Seq | Repeat) or (isinstance(e, Alt) and text.endswith("?")):
+        if isinstance(e, Seq) or (inner and (isinstance(e, Repeat) or text.endswith("?"))):
             return f"({text})"
         return text
 
-    if grammar.start != "start":
-        lines.append(f"start: {grammar.start}")
+    rx = _Regexes(grammar)
+
+    def line(rule: Rule) -> str:
+        if not rule.token:
+            return f"{rule.name}: {expr(rule.body, top=True)}"
+        if any(True for _ in refs_in(rule.body)):  # a token refers to tokens only
+            return f"{rule.name.upper()}: {expr(rule.body, top=True)}"
+        return f"{rule.name.upper()}: /{rx.regex(rule.body)}/"
+
+    lines = [] if grammar.start == "start" else [f"start: {grammar.start}"]
+    templates: list[str] = []
     for rule in grammar:
-        if rule.token:
-            continue
-        lines.append(f"{rule.name}: {expr(rule.body, top=True)}")
-    term_lines = [
-        f"{name.upper()}: /{regex_of(grammar.rules[name].body, grammar)}/" for name in sorted(used_tokens)
-    ]
-    return "\n".join(lines + sorted(term_lines)) + "\n"
+        (templates if CTX in rule.name else lines).append(line(rule))
+    if templates and grammar.contexts:
+        parts = "\n".join(templates).split(CTX)
+        lines.extend(str(i).join(parts) for i in grammar.contexts)
+    return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "CTX",
     "Alt",
     "CharClass",
     "Expr",
@@ -93,6 +94,9 @@ class Ref:
 
 Expr = Lit | CharClass | Seq | Alt | Repeat | Ref
 
+#: Stands for the context number in the names of template rules (never appears in emitted text).
+CTX = "\x00"
+
 EMPTY = Lit("")
 
 
@@ -140,16 +144,40 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Grammar:
-    """Named rules and the start rule's name. Rule names match ``[a-z][a-z0-9_]*``."""
+    """Named rules, the start rule's name and the contexts templates are copied for.
+
+    Rule names match ``[a-z][a-z0-9_]*``, templates' names hold :data:`CTX` too; an instance
+    of template ``name`` is ``name.replace(CTX, str(i))`` for each ``i`` in ``contexts``.
+    """
 
     rules: Mapping[str, Rule]
     start: str
+    contexts: tuple[int, ...] = ()
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules.values())
 
     def __len__(self) -> int:
-        return len(self.rules)
+        """The number of rules, counting each copy of a template."""
+        templates = sum(1 for name in self.rules if CTX in name)
+        return len(self.rules) - templates + templates * len(self.contexts)
+
+    def lookup(self, name: str) -> Rule:
+        """The rule called ``name``: a plain rule, a template, or (for an instance) its template.
+
+        Raises ``KeyError`` when there is none.
+        """
+        rule = self.rules.get(name)
+        if rule is not None:
+            return rule
+        if CTX in name:  # a template name whose instances are plain rules
+            if self.contexts:
+                return self.rules[name.replace(CTX, str(self.contexts[0]))]
+            raise KeyError(name)
+        head, _, num = name.rpartition("_")
+        if num.isdigit() and int(num) in self.contexts:
+            return self.rules[f"{head}_{CTX}"]
+        raise KeyError(name)
 
     def check(self) -> None:
         """Raise ``ValueError`` for a dangling reference or a token rule that uses a non-token rule."""
@@ -157,11 +185,18 @@ class Grammar:
             raise ValueError(f"no start rule {self.start!r}")
         for rule in self.rules.values():
             for name in refs_in(rule.body):
-                target = self.rules.get(name)
-                if target is None:
-                    raise ValueError(f"rule {rule.name!r} refers to missing rule {name!r}")
-                if rule.token and not target.token:
-                    raise ValueError(f"token rule {rule.name!r} refers to non-token rule {name!r}")
+                names = [name]
+                if CTX in name and CTX not in rule.name:
+                    raise ValueError(f"rule {rule.name!r} refers to template {name!r} outside a template")
+                if CTX in name and name not in self.rules:
+                    names = [name.replace(CTX, str(i)) for i in self.contexts]
+                for n in names:
+                    try:
+                        target = self.lookup(n)
+                    except KeyError:
+                        raise ValueError(f"rule {rule.name!r} refers to missing rule {n!r}") from None
+                    if rule.token and not target.token:
+                        raise ValueError(f"token rule {rule.name!r} refers to non-token rule {n!r}")
 
 
 def refs_in(expr: Expr) -> Iterator[str]:

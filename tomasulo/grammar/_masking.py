@@ -252,11 +252,9 @@ def constrained_generate(
         if temperature == 0:
             token = int(ids[int(np.argmax(scores))])
         else:
-            z = scores / temperature
-            z -= z.max()
-            p = np.exp(z)
-            p /= p.sum()
-            token = int(ids[int(rng.choice(ids.size, p=p))])
+            # Gumbel-max: argmax(z + Gumbel noise) is a draw from softmax(z)
+            z = scores / temperature + rng.gumbel(size=ids.size)
+            token = int(ids[int(np.argmax(z))])
         if token == eos:
             break
         masker.accept(token)

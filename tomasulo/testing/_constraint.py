@@ -118,9 +118,13 @@ class GrammarConstraint:
         error = llguidance.LLMatcher.validate_grammar(self._grammar, _tokenizer())
         if error:
             raise InvalidGrammar(field, error.strip())
+        self._proto: Any = None
 
     def _matcher(self) -> Any:
-        return llguidance.LLMatcher(_tokenizer(), self._grammar, log_level=0)
+        # compiling a matcher costs milliseconds; a fresh copy of a compiled one costs nothing
+        if self._proto is None:
+            self._proto = llguidance.LLMatcher(_tokenizer(), self._grammar, log_level=0)
+        return self._proto.deep_copy()
 
     def check(self, text: str) -> GrammarMismatch | None:
         """Return None when ``text`` is a complete match, else where it goes wrong."""
@@ -203,7 +207,15 @@ def find_constraint(path: str, body: Mapping[str, Any]) -> GrammarConstraint | N
         names = ", ".join(field for field, _, _ in found)
         raise InvalidGrammar(names, "a request may carry one grammar, not several")
     field, kind, source = found[0]
-    return GrammarConstraint(kind, source, field=field)
+    text = source if isinstance(source, str) else json.dumps(source)
+    return _compiled(kind, text, field)
+
+
+@lru_cache(maxsize=64)
+def _compiled(kind: ConstraintKind, text: str, field: str) -> GrammarConstraint:
+    """Compile each distinct grammar once: requests of a run repeat the same grammar, and its
+    conversion takes a tenth of a second or more, which would stall the server's event loop."""
+    return GrammarConstraint(kind, text, field=field)
 
 
 _Found = list[tuple[str, ConstraintKind, Any]]
