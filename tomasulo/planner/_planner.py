@@ -9,6 +9,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio
+
 from .._logging import get_logger
 from ..exceptions import LLMResponseError
 from ..grammar import JsonPlanStream, Plan, PlanStream, Task, build_grammar
@@ -34,19 +36,30 @@ class PlanRound:
         self.planner = planner
         self.ctx = ctx
         self.usage = usage
-        llm = planner.llm
         self.grammar: GrammarSpec | None = None
-        if planner.use_grammar and llm.dialect != "plain":
-            g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
-            self.grammar = GrammarSpec(gbnf=g.gbnf(), lark=g.lark(), json_schema=g.json_schema())
-        self.output: Literal["text", "json"] = llm.output_format(self.grammar)
-        self.compat = llm.dialect == "plain"
-        self._parser: PlanStream | JsonPlanStream = (
-            PlanStream(planner.tools, compat=self.compat, start_id=ctx.start_id, max_tasks=ctx.max_tasks)
-            if self.output == "text"
-            else JsonPlanStream(planner.tools, start_id=ctx.start_id, max_tasks=ctx.max_tasks)
-        )
+        self.compat = planner.llm.dialect == "plain"
+        self.output: Literal["text", "json"] = "text"
+        self._parser: PlanStream | JsonPlanStream = self._make_parser()
         self._chunks: list[str] = []
+
+    def _make_parser(self) -> PlanStream | JsonPlanStream:
+        ctx, tools = self.ctx, self.planner.tools
+        if self.output == "text":
+            return PlanStream(tools, compat=self.compat, start_id=ctx.start_id, max_tasks=ctx.max_tasks)
+        return JsonPlanStream(tools, start_id=ctx.start_id, max_tasks=ctx.max_tasks)
+
+    async def _prepare(self) -> None:
+        """Build the grammar (off the event loop: a first build takes milliseconds) and the parser."""
+        planner, ctx = self.planner, self.ctx
+        if planner.use_grammar and not self.compat:
+
+            def build() -> GrammarSpec:
+                g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
+                return GrammarSpec(gbnf=g.gbnf(), lark=g.lark(), json_schema=g.json_schema())
+
+            self.grammar = await anyio.to_thread.run_sync(build)
+        self.output = planner.llm.output_format(self.grammar)
+        self._parser = self._make_parser()
 
     @property
     def text(self) -> str:
@@ -83,6 +96,7 @@ class PlanRound:
                 a server ignores it); tasks before the error were already yielded.
             LLMError: the server failed; ``partial`` holds the text received.
         """
+        await self._prepare()
         messages = planner_messages(self.planner.tools, self.ctx, output=self.output)
         stream = self.planner.llm.stream(messages, grammar=self.grammar, usage=self.usage)
         async with aclosing(stream) as chunks:
@@ -90,8 +104,10 @@ class PlanRound:
                 self._chunks.append(chunk)
                 for task in self._parser.feed(chunk):
                     yield task
-                if self._parser.joined and self.output == "text":
-                    break  # nothing after join() matters; stop paying for tokens
+                if self._parser.joined and self.compat:
+                    # without a grammar the model may ramble on: stop paying for tokens. With one,
+                    # the server stops right after join() and sends its usage report, so read on.
+                    break
         for task in self._parser.close():
             yield task
 

@@ -1,0 +1,350 @@
+"""Workloads for ``e2e_bench.py``: questions, their plans per mode, the tools, and the oracle.
+
+Three shapes from the LLMCompiler paper, read from ``../shared/datasets`` (never copied here):
+
+- ``parallelqa``: ``branch`` searches, each followed by a math step, then a final math step;
+- ``hotpotqa``: two independent searches, then join;
+- ``movie``: one search per movie named in the question (8, sometimes 9), then join.
+
+Every question gets one DAG of :class:`Step` s. The scripted model answers each mode from it: the
+whole plan (``stream``, ``plan_then_execute``), one call per turn in id order (``react``), or one
+batch per turn, a batch being the steps whose inputs all come from earlier turns (``parallel_fc``).
+Ids are the same in every mode, so a run's task ``k`` is the DAG's step ``k`` whatever the mode.
+
+The tools sleep for a log-normal time (median and sigma from the flags) drawn from a hash of the
+call's own content, so every mode sees the same latency for the same call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tomasulo.testing import split_tokens
+from tomasulo.tools import Tool, Toolset, tool
+
+WORKLOADS = ("parallelqa", "hotpotqa", "movie")
+FILES = {
+    "parallelqa": "parallelqa_dataset.json",
+    "hotpotqa": "hotpotqa_comparison.json",
+    "movie": "movie_recommendations_formatted.json",
+}
+#: Words that start questions and are capitalised without naming anything.
+_STOP = frozenset(
+    "a after among an are between both can compare could considering did do does find given had has "
+    "have how if in is of on take the these this were what when where which who whose why with would".split()
+)
+_CAPITALISED = re.compile(r"[A-Z][\w'.&-]*(?:\s+(?:of|the|de|del|la|in|for)?\s*[A-Z0-9][\w'.&-]*)*")
+_MOVIES = re.compile(r"Find a movie similar to (.*)\nOptions:\n(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One tool call of a question's DAG: ``search(entity=key)`` or ``math(problem=key, context=[deps])``."""
+
+    id: int
+    tool: str
+    key: str
+    deps: tuple[int, ...] = ()
+    level: int = 0  # the parallel_fc turn it belongs to (0-based)
+
+    def line(self) -> str:
+        """The step in the plan language."""
+        key = json.dumps(self.key, ensure_ascii=False)
+        if self.tool == "search":
+            return f"{self.id}. search(entity={key})"
+        refs = ", ".join(f"${d}" for d in self.deps)
+        return f"{self.id}. math(problem={key}, context=[{refs}])"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One question with its DAG; ``thoughts`` adds a one-line thought to every model turn."""
+
+    workload: str
+    id: str
+    question: str
+    answer: str
+    steps: tuple[Step, ...]
+    thoughts: bool = False
+
+    @property
+    def name(self) -> str:
+        """``workload:id``."""
+        return f"{self.workload}:{self.id}"
+
+    @property
+    def join_id(self) -> int:
+        """The id of the plan's ``join()``."""
+        return len(self.steps) + 1
+
+    def plan_text(self) -> str:
+        """The whole plan, as the streaming and plan-then-execute planner writes it."""
+        lines = [f"Thought: {self._why(self.steps)}"] if self.thoughts else []
+        lines += [s.line() for s in self.steps]
+        return "\n".join([*lines, f"{self.join_id}. join()"]) + "\n"
+
+    def turn(self, mode: str, start_id: int) -> str:
+        """The reply to a ``react`` or ``parallel_fc`` turn that continues from ``start_id``."""
+        todo = [s for s in self.steps if s.id >= start_id]
+        if not todo:
+            head = [f"Thought: {self._why(())}"] if self.thoughts else []
+            return "\n".join([*head, f"{start_id}. join()"]) + "\n"
+        batch = todo[:1] if mode == "react" else [s for s in todo if s.level == todo[0].level]
+        head = [f"Thought: {self._why(batch)}"] if self.thoughts else []
+        lines = [*head, *(s.line() for s in batch)]
+        return "\n".join([*lines, f"{batch[-1].id + 1}. join()"]) + "\n"
+
+    def joiner_reply(self) -> str:
+        """The joiner's decision: finish with the dataset's answer."""
+        return json.dumps(
+            {"thought": "The results answer the question.", "action": "finish", "answer": self.answer},
+            ensure_ascii=False,
+        )
+
+    @staticmethod
+    def _why(steps: Sequence[Step]) -> str:
+        if not steps:
+            return "The results so far answer the question."
+        tools = sorted({s.tool for s in steps})
+        return f"I need {len(steps)} {' and '.join(tools)} call{'s' if len(steps) > 1 else ''} next."
+
+
+# -- the questions ------------------------------------------------------------------------------
+
+
+def _entities(question: str, need: int) -> list[str]:
+    """Capitalised names in ``question`` (leading question words dropped), padded to ``need``."""
+    found: list[str] = []
+    for span in _CAPITALISED.findall(question):
+        words = span.split()
+        while words and words[0].lower() in _STOP:
+            words.pop(0)
+        name = " ".join(words).strip(" .,'?")
+        if len(name) > 1 and name not in found:
+            found.append(name)
+    while len(found) < need:
+        found.append(f"subject {len(found) + 1} of {question[:40].rstrip()}")
+    return found[:need]
+
+
+def build_steps(workload: str, question: str, branch: int = 2) -> tuple[Step, ...]:
+    """The DAG the paper's planner writes for a question of ``workload``."""
+    if workload == "movie":
+        m = _MOVIES.match(question)
+        names = []
+        if m is not None:
+            names = [x.strip() for x in m.group(1).split(",") if x.strip()]
+            names += [x.strip() for x in m.group(2).split("\n") if x.strip()]
+        if not names:
+            names = _entities(question, 8)
+        return tuple(Step(i, "search", n) for i, n in enumerate(names, 1))
+    if workload == "hotpotqa":
+        return tuple(Step(i, "search", n) for i, n in enumerate(_entities(question, 2), 1))
+    if workload == "parallelqa":
+        names = _entities(question, branch)
+        steps = [Step(i, "search", n) for i, n in enumerate(names, 1)]
+        steps += [
+            Step(branch + i, "math", f"the quantity the question asks about for {n}", (i,), 1)
+            for i, n in enumerate(names, 1)
+        ]
+        final = tuple(range(branch + 1, 2 * branch + 1))
+        steps.append(Step(2 * branch + 1, "math", "which one answers the question", final, 2))
+        return tuple(steps)
+    raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def load_items(workload: str, n: int, *, datasets: Path, seed: int = 0, thoughts: bool = False) -> list[Item]:
+    """``n`` questions of ``workload`` (a seeded sample, distinct questions) with their DAGs."""
+    path = datasets / FILES[workload]
+    try:
+        rows: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SystemExit(f"dataset not found: {path} (pass --datasets DIR)") from None
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(str(row["question"]).strip(), row)
+    unique = list(seen.values())
+    picked = random.Random(f"{seed}:{workload}").sample(unique, min(n, len(unique)))
+    return [
+        Item(
+            workload,
+            str(row["id"]),
+            str(row["question"]).strip(),
+            str(row["answer"]).strip(),
+            build_steps(workload, str(row["question"]).strip(), int(row.get("branch", 2))),
+            thoughts,
+        )
+        for row in picked
+    ]
+
+
+# -- the scripted model -------------------------------------------------------------------------
+
+
+def classify(body: Mapping[str, Any]) -> tuple[str, str, int]:
+    """From a chat request: (``join``/``plan``/``react``/``parallel_fc``, the user message, start id)."""
+    messages = body.get("messages") or []
+    system = str(messages[0].get("content", "")) if messages else ""
+    user = str(messages[-1].get("content", "")) if messages else ""
+    if system.startswith("You are the joiner"):
+        return "join", user, 0
+    m = re.search(r"Continue the plan from task (\d+)", user)
+    start = int(m.group(1)) if m else 1
+    if "Work step by step" in system:
+        return "react", user, start
+    if "Work in rounds" in system:
+        return "parallel_fc", user, start
+    return "plan", user, start
+
+
+def make_replier(items: Sequence[Item]) -> Callable[[Mapping[str, Any]], tuple[Item, str, str]]:
+    """A function of a request body giving (the question's item, the call's kind, the reply)."""
+    longest_first = sorted(items, key=lambda it: -len(it.question))
+
+    def reply(body: Mapping[str, Any]) -> tuple[Item, str, str]:
+        kind, user, start = classify(body)
+        for item in longest_first:
+            if user.startswith(f"Question: {item.question}"):
+                break
+        else:
+            raise LookupError(f"no benchmark question matches the prompt {user[:120]!r}")
+        if kind == "join":
+            return item, kind, item.joiner_reply()
+        if kind == "plan":
+            return item, kind, item.plan_text()
+        return item, kind, item.turn(kind, start)
+
+    return reply
+
+
+# -- the tools ----------------------------------------------------------------------------------
+
+
+def tool_delay(name: str, key: str, *, median: float, sigma: float, seed: int) -> float:
+    """A log-normal delay (``median``, ``sigma``) drawn from the call's content: same call, same delay."""
+    digest = hashlib.sha256(f"{seed}|{name}|{key}".encode()).digest()
+    u = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
+    return median * math.exp(sigma * _normal_quantile(u))
+
+
+def _normal_quantile(u: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(u)
+
+
+def _synthetic_article(entity: str) -> str:
+    h = int.from_bytes(hashlib.sha256(entity.encode()).digest()[:4], "big")
+    year, size = 1850 + h % 170, 10 + h % 9000
+    return (
+        f"{entity} is widely described in reference works and is known by that name. "
+        f"It first became notable in {year}, and accounts since then agree on its main facts. "
+        f"Its best-known measured quantity is about {size} in the usual unit. "
+        f"{entity} is often compared with others of its kind, ranking around {1 + h % 50} among them. "
+        f"It has been the subject of studies, articles and popular attention for many years."
+    )
+
+
+def make_tools(*, median: float, sigma: float, seed: int) -> Toolset:
+    """``search(entity)`` and ``math(problem, context)`` with the benchmark's latency model."""
+
+    @tool
+    async def search(entity: str) -> str:
+        """Search an encyclopedia and return the first sentences of the entity's article.
+
+        Args:
+            entity: the name of the person, place, thing or work to look up.
+        """
+        await anyio.sleep(tool_delay("search", entity, median=median, sigma=sigma, seed=seed))
+        return _synthetic_article(entity)
+
+    @tool
+    async def math(problem: str, context: list[str] | None = None) -> str:
+        """Solve a math problem stated in words, using the given context.
+
+        Args:
+            problem: the problem, in words.
+            context: results of earlier tasks the problem needs.
+        """
+        await anyio.sleep(tool_delay("math", problem, median=median, sigma=sigma, seed=seed))
+        h = int.from_bytes(hashlib.sha256(f"{problem}|{context}".encode()).digest()[:4], "big")
+        return f"{h % 100000 / 10:g}"
+
+    tools: list[Tool] = [search, math]
+    return Toolset(tools)
+
+
+# -- the oracle ---------------------------------------------------------------------------------
+
+
+def token_times(text: str, *, ttft: float, tps: float) -> tuple[list[str], list[float]]:
+    """The simulator's tokens of ``text`` and when each is due after the request (no jitter)."""
+    tokens = split_tokens(text)
+    return tokens, [ttft + i / tps for i in range(len(tokens))]
+
+
+def emitted_at(text: str, ends: Sequence[int], *, ttft: float, tps: float) -> list[float]:
+    """For each character offset in ``ends``, when the token holding the character before it is due."""
+    tokens, times = token_times(text, ttft=ttft, tps=tps)
+    out = []
+    for end in ends:
+        pos, index = 0, 0
+        for index, tok in enumerate(tokens):  # noqa: B007 - index is used after the loop
+            pos += len(tok)
+            if pos >= end:
+                break
+        out.append(times[index])
+    return out
+
+
+def call_time(text: str, *, ttft: float, tps: float) -> float:
+    """Seconds from a request to the last token of a reply of ``text``."""
+    n = max(len(split_tokens(text)), 1)
+    return ttft + (n - 1) / tps
+
+
+@dataclass(frozen=True, slots=True)
+class Oracle:
+    """The lower bound of one run: each task at ``max(line emitted, inputs done)``, then the joiner."""
+
+    makespan: float
+    starts: dict[int, float] = field(default_factory=dict)
+    plan_done: float = 0.0
+    join_start: float = 0.0
+
+
+def oracle(item: Item, durations: Mapping[int, float], *, ttft: float, tps: float) -> Oracle:
+    """The streaming schedule's makespan with the run's own tool durations (a true lower bound).
+
+    The plan is streamed from time 0 at the model's rate; task ``i`` starts when the token closing
+    its call is out and every task it references has finished; the joiner is asked once every task
+    is done and the plan's ``join()`` is out, and takes its own time to first token plus its reply.
+    """
+    text = item.plan_text()
+    ends = []
+    for step in item.steps:
+        line = step.line()
+        ends.append(text.index(line) + len(line))
+    join_line = f"{item.join_id}. join()"
+    ends.append(text.index(join_line) + len(join_line))
+    times = emitted_at(text, ends, ttft=ttft, tps=tps)
+    starts: dict[int, float] = {}
+    finish: dict[int, float] = {}
+    for step, emitted in zip(item.steps, times, strict=False):
+        start = max([emitted, *(finish[d] for d in step.deps)])
+        starts[step.id] = start
+        finish[step.id] = start + durations[step.id]
+    plan_done = times[-1]
+    join_start = max([plan_done, *finish.values()])
+    total = join_start + call_time(item.joiner_reply(), ttft=ttft, tps=tps)
+    return Oracle(total, starts, plan_done, join_start)
