@@ -50,6 +50,9 @@ logger = logging.getLogger("tomasulo.dispatcher")
 _now = time.monotonic
 #: A worker yields to the event loop after this many calls in a row (see ``_worker``).
 _STREAK = 64
+#: At most this many idle workers stay parked; more return (a burst of blocking calls needs a
+#: worker each, and tearing hundreds down at once would add milliseconds to the run's end).
+_MAX_PARKED = 32
 
 
 class _ToolInfo:
@@ -243,7 +246,14 @@ class Dispatcher:
             try:
                 if self._busy:
                     await self._await_workers()
-                self._tg.cancel_scope.cancel()  # parked workers
+                # Parked workers see the closed state when woken and return; waking them is far
+                # cheaper than cancelling hundreds of them. Calls still running after the grace
+                # (an async tool ignoring cancellation) are cancelled with the whole group.
+                idle, self._idle_workers = self._idle_workers, []
+                for wake in idle:
+                    wake.set()
+                if self._busy:
+                    self._tg.cancel_scope.cancel()
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
             finally:
@@ -285,29 +295,8 @@ class Dispatcher:
         was cancelled is skipped at once. Raises :class:`DispatchError` for a task id that is
         taken, a reference to an unknown or later task, an unknown tool, or a closed input.
         """
-        if self._state != "running":
-            raise DispatchError(
-                "submit() needs a running dispatcher: use `async with Dispatcher(...) as d:`"
-                if self._state == "new"
-                else "this dispatcher's run has ended; create a new one"
-            )
-        if self._input_closed:
-            raise DispatchError(f"task {task.id} submitted after close_input()")
         tid = task.id
-        if tid in self._nodes:
-            raise DispatchError(
-                f"task id {tid} is already taken in run {self.run_id}; ids must be unique "
-                "(a replan continues the numbering)"
-            )
-        tool = self.tools.get(task.tool)
-        if tool is None:
-            known = ", ".join(self.tools.names) or "none"
-            raise DispatchError(f"task {tid} calls unknown tool {task.tool!r} (known tools: {known})")
-        if tool.fn is None:
-            raise DispatchError(
-                f"task {tid} calls tool {tool.name!r}, which has no function to run; "
-                "give the toolset a callable for it"
-            )
+        tool = self._check_task(task)
         info = self._infos.get(tool)
         if info is None:
             info = self._infos[tool] = _ToolInfo(tool)
@@ -368,6 +357,33 @@ class Dispatcher:
                 batch.append(nodes[task.id])
         if len(ready) - mark > 1:
             self._order_by_chain(batch, mark)
+
+    def _check_task(self, task: Task) -> Tool:
+        """The task's tool; :class:`DispatchError` if the run cannot take the task."""
+        if self._state != "running":
+            raise DispatchError(
+                "submit() needs a running dispatcher: use `async with Dispatcher(...) as d:`"
+                if self._state == "new"
+                else "this dispatcher's run has ended; create a new one"
+            )
+        if self._input_closed:
+            raise DispatchError(f"task {task.id} submitted after close_input()")
+        tid = task.id
+        if tid in self._nodes:
+            raise DispatchError(
+                f"task id {tid} is already taken in run {self.run_id}; ids must be unique "
+                "(a replan continues the numbering)"
+            )
+        tool = self.tools.get(task.tool)
+        if tool is None:
+            known = ", ".join(self.tools.names) or "none"
+            raise DispatchError(f"task {tid} calls unknown tool {task.tool!r} (known tools: {known})")
+        if tool.fn is None:
+            raise DispatchError(
+                f"task {tid} calls tool {tool.name!r}, which has no function to run; "
+                "give the toolset a callable for it"
+            )
+        return tool
 
     def _order_by_chain(self, batch: list[_Node], mark: int) -> None:
         """Sort the ready queue from ``mark`` on by the length of the chains the tasks head."""
@@ -552,6 +568,8 @@ class Dispatcher:
                         if self._state == "closed":
                             return
                         streak = 0
+                        if len(self._idle_workers) >= _MAX_PARKED:
+                            return  # enough parked already: exit now, not all at the run's end
                         wake = self._new_event()
                         self._idle_workers.append(wake)
                         await wake.wait()
