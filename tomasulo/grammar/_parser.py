@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 
@@ -227,38 +228,41 @@ class _LineReader:
             parts.append(text[last:])
         return Template(tuple(parts))
 
-    def array(self) -> list[Value]:
+    def _items(self, close: str, what: str, item: Callable[[], None]) -> None:
+        """Read ``item, item, ...`` up to ``close`` (a trailing comma only in compat mode)."""
         self.pos += 1
-        out: list[Value] = []
         self.skip_ws()
-        if self.peek() == "]":
+        if self.peek() == close:
             self.pos += 1
-            return out
+            return
         while True:
-            out.append(self.value())
+            item()
             self.skip_ws()
             c = self.peek()
             if c == ",":
                 self.pos += 1
                 if self.compat:
                     self.skip_ws()
-                    if self.peek() == "]":
+                    if self.peek() == close:
                         self.pos += 1
-                        return out
+                        return
                 continue
-            if c == "]":
+            if c == close:
                 self.pos += 1
-                return out
-            raise self.error("expected ',' or ']' in the array" if c else "the line ends inside an array")
+                return
+            raise self.error(
+                f"expected ',' or '{close}' in the {what}" if c else f"the line ends inside an {what}"
+            )
+
+    def array(self) -> list[Value]:
+        out: list[Value] = []
+        self._items("]", "array", lambda: out.append(self.value()))
+        return out
 
     def obj(self) -> dict[str, Value]:
-        self.pos += 1
         out: dict[str, Value] = {}
-        self.skip_ws()
-        if self.peek() == "}":
-            self.pos += 1
-            return out
-        while True:
+
+        def member() -> None:
             self.skip_ws()
             key_pos = self.pos
             c = self.peek()
@@ -277,20 +281,9 @@ class _LineReader:
                 raise self.error("expected ':' after the object key")
             self.pos += 1
             out[key] = self.value()
-            self.skip_ws()
-            c = self.peek()
-            if c == ",":
-                self.pos += 1
-                if self.compat:
-                    self.skip_ws()
-                    if self.peek() == "}":
-                        self.pos += 1
-                        return out
-                continue
-            if c == "}":
-                self.pos += 1
-                return out
-            raise self.error("expected ',' or '}' in the object" if c else "the line ends inside an object")
+
+        self._items("}", "object", member)
+        return out
 
 
 def match_task_head(line: str) -> re.Match[str] | None:
