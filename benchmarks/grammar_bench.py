@@ -4,6 +4,12 @@
 
 Goals (issue 3): mask mean <= 50 us and p99 <= 500 us per token; build + compile <= 50 ms for 20
 tools at 32 tasks; a cached rebuild <= 1 ms.
+
+Two forms are compiled by llguidance: the portable ``.lark()`` (what servers get) and
+``.llguidance()`` (what TokenMasker compiles in-process: same language, one shared call lexeme).
+The 50 ms build + compile goal is measured on the llguidance form (column ``build+llgform+llg``,
+``build_grammar`` + ``.llguidance()`` + ``LLMatcher``); ``build+lark+llg`` is the portable form's
+figure, printed next to it.
 """
 
 from __future__ import annotations
@@ -80,10 +86,14 @@ def ms(seconds: float) -> str:
 
 
 def bench_build(lltok: Any) -> None:
-    print("build times (ms, best of 3 cold runs): build, lark, gbnf, json_schema, llguidance compile, cached")
+    print(
+        "build times (ms, best of 3 cold runs): build, lark, gbnf, json_schema, llguidance compile of "
+        ".lark(), .llguidance() emit and its llguidance compile, cached rebuild"
+    )
     print(
         f"{'tools':>5} {'tasks':>5} {'rules':>6} {'build':>8} {'lark':>8} {'gbnf':>8} {'json':>8} "
-        f"{'llg':>8} {'cached':>8} {'build+lark+llg':>14}"
+        f"{'llg':>8} {'llgform':>8} {'llg':>8} {'cached':>8} {'build+lark+llg':>14} "
+        f"{'build+llgform+llg':>17}"
     )
     for n in (5, 20, 50):
         tools = synthetic_tools(n)
@@ -102,10 +112,15 @@ def bench_build(lltok: Any) -> None:
                 t4 = time.perf_counter()
                 m = llguidance.LLMatcher(lltok, llguidance.LLMatcher.grammar_from_lark(lark), log_level=0)
                 t5 = time.perf_counter()
-                run = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]
+                form = g.llguidance()
+                t6 = time.perf_counter()
+                m2 = llguidance.LLMatcher(lltok, llguidance.LLMatcher.grammar_from_lark(form), log_level=0)
+                t7 = time.perf_counter()
+                run = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6]
                 best = run if not best else [min(a, b) for a, b in zip(best, run, strict=True)]
-            t_build, t_lark, t_gbnf, t_json, t_llg = best
+            t_build, t_lark, t_gbnf, t_json, t_llg, t_form, t_llg2 = best
             llg = ms(t_llg) if not m.is_error() else "   error"  # e.g. too many symbols
+            llg2 = ms(t_llg2) if not m2.is_error() else "   error"
             reps = 1000
             c0 = time.perf_counter()
             for _ in range(reps):
@@ -113,14 +128,16 @@ def bench_build(lltok: Any) -> None:
             cached = (time.perf_counter() - c0) / reps
             print(
                 f"{n:>5} {max_tasks:>5} {len(g):>6} {ms(t_build)} {ms(t_lark)} {ms(t_gbnf)} "
-                f"{ms(t_json)} {llg} {ms(cached)} {ms(t_build + t_lark + t_llg):>14}"
+                f"{ms(t_json)} {llg} {ms(t_form)} {llg2} {ms(cached)} {ms(t_build + t_lark + t_llg):>14} "
+                f"{ms(t_build + t_form + t_llg2):>17}"
             )
+    print("goal: build+llgform+llg <= 50 ms at 20 tools x 32 tasks (the form TokenMasker compiles)")
 
 
-def bench_mask(tok: Any, plans: int) -> None:
+def bench_mask(tok: Any, plans: int, form: str) -> None:
     tools = synthetic_tools(20)
     g = build_grammar(tools, max_tasks=32)
-    masker = TokenMasker(tok, g)
+    masker = TokenMasker(tok, g if form == "llguidance" else g.lark())
     vocab = masker.vocab_size
     rng = np.random.default_rng(0)
     bias = np.zeros(vocab)
@@ -150,7 +167,7 @@ def bench_mask(tok: Any, plans: int) -> None:
     us = [t * 1e6 for t in times]
     p99 = us[min(len(us) - 1, int(len(us) * 0.99))]
     print(
-        f"mask time per token, {vocab}-token vocabulary, 20 tools, max_tasks 32, "
+        f"mask time per token, .{form}() form, {vocab}-token vocabulary, 20 tools, max_tasks 32, "
         f"{plans} plans, {len(us)} masks: mean {statistics.fmean(us):.1f} us, "
         f"p99 {p99:.1f} us, max {us[-1]:.1f} us"
     )
@@ -165,7 +182,8 @@ def main() -> None:
     lltok = llguidance.LLTokenizer(tok.to_str())
     print(f"32k tokenizer trained and loaded in {time.perf_counter() - t0:.1f} s (vocab {lltok.vocab_size})")
     bench_build(lltok)
-    bench_mask(tok, args.plans)
+    bench_mask(tok, args.plans, "llguidance")
+    bench_mask(tok, args.plans, "lark")
 
 
 if __name__ == "__main__":

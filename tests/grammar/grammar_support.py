@@ -204,8 +204,10 @@ def lark_accepts(grammar: PlanGrammar, text: str) -> bool:
 def llg_grammar(grammar: PlanGrammar, kind: str) -> str:
     import llguidance
 
-    if kind == "lark":
+    if kind == "lark":  # the portable form (servers)
         return str(llguidance.LLMatcher.grammar_from_lark(grammar.lark()))
+    if kind == "llguidance":  # llguidance's own form (TokenMasker)
+        return str(llguidance.LLMatcher.grammar_from_lark(grammar.llguidance()))
     return str(llguidance.grammar_from("gbnf", grammar.gbnf()))
 
 

@@ -1,7 +1,8 @@
 """Every grammar engine we can run agrees with our strict parser.
 
-Engines: python-lark on ``.lark()``; llguidance on ``.lark()`` and on ``.gbnf()``; llama.cpp's own
-grammar sampler on ``.gbnf()`` (``-m llamacpp``, needs llama-cpp-python built by ``make test``).
+Engines: python-lark on ``.lark()``; llguidance on ``.lark()``, on ``.gbnf()`` and on its own form
+``.llguidance()`` (what :class:`TokenMasker` compiles); llama.cpp's own grammar sampler on
+``.gbnf()`` (``-m llamacpp``, needs llama-cpp-python built by ``make test``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from tomasulo.grammar import Plan, Ref, Task, Template, TokenMasker, build_grammar, constrained_generate
 from tomasulo.grammar._build import Node, tool_params
+from tomasulo.tools import Toolset
 
 from . import grammar_support as gs
 
@@ -75,7 +77,9 @@ def test_corpus_parser_agrees_with_labels(case: str, text: str, valid: bool) -> 
     assert gs.judge(text, gs.toolset("plan"), max_tasks=MAX_TASKS) is valid
 
 
-@pytest.mark.parametrize("engine", ["python-lark", "llguidance-lark", "llguidance-gbnf"])
+@pytest.mark.parametrize(
+    "engine", ["python-lark", "llguidance-lark", "llguidance-gbnf", "llguidance-llguidance"]
+)
 def test_corpus_every_engine_agrees_with_parser(engine: str) -> None:
     g = corpus_grammar()
     disagree = []
@@ -87,6 +91,37 @@ def test_corpus_every_engine_agrees_with_parser(engine: str) -> None:
         if got is not valid:
             disagree.append(case)
     assert disagree == []
+
+
+# a replan: ids continue from 4, and tasks may reference the earlier plans' results
+REPLAN: list[tuple[str, str, bool]] = [
+    ("continues", '4. search("a")\n5. math(expression=$3)\n6. search($5.x)\n7. join()\n', True),
+    ("earlier plan in a string", '4. search("${1.name} and ${3}")\n5. join()\n', True),
+    ("single regular tool", "4. math.factorial(n=$2)\n5. math.factorial($4)\n6. join()\n", True),
+    ("self reference", "4. search($4)\n5. join()\n", False),
+    ("forward in a string", '4. search("a")\n5. search("x ${6} y")\n6. join()\n', False),
+    ("longer id", '4. search("a")\n5. search($41)\n6. join()\n', False),
+    ("restarts at 1", '1. search("a")\n2. join()\n', False),
+    ("too many tasks", "4. now()\n5. now()\n6. now()\n7. now()\n8. join()\n", False),
+]
+
+
+@pytest.mark.parametrize("kind", ["lark", "gbnf", "llguidance"])
+def test_replan_numbering_every_form_agrees_with_parser(kind: str) -> None:
+    tools = gs.toolset("plan")
+    g = build_grammar(tools, max_tasks=3, start_id=4)
+    one_tool = build_grammar(Toolset([tools["math.factorial"]]), max_tasks=3, start_id=4)
+    disagree = []
+    for case, text, valid in REPLAN:
+        grammar = one_tool if case == "single regular tool" else g
+        assert gs.judge(text, grammar_tools(grammar, tools), max_tasks=3, start_id=4) is valid, case
+        if gs.llg_accepts(grammar, kind, text) is not valid:
+            disagree.append(case)
+    assert disagree == []
+
+
+def grammar_tools(grammar: Any, tools: Toolset) -> Toolset:
+    return Toolset([tools[name] for name in grammar.tool_names])
 
 
 @functools.cache
@@ -125,12 +160,14 @@ N_PLANS = 300
 SAMPLE_TASKS = 3
 
 
-@pytest.mark.parametrize("kind", ["lark", "gbnf"])
+@pytest.mark.parametrize("kind", ["lark", "gbnf", "llguidance"])
 @pytest.mark.parametrize("toolset", sorted(gs.TOOLSETS))
 def test_llguidance_random_plans_all_parse(toolset: str, kind: str) -> None:
     tools = gs.toolset(toolset)
     g = build_grammar(tools, max_tasks=SAMPLE_TASKS)
-    masker = TokenMasker(gs.tokenizer(4096), g.lark() if kind == "lark" else g.gbnf())
+    # a PlanGrammar itself is compiled from its llguidance form
+    source = {"lark": g.lark(), "gbnf": g.gbnf(), "llguidance": g}[kind]
+    masker = TokenMasker(gs.tokenizer(4096), source)
     logits = gs.plan_logits(4096, seed=zlib.crc32(f"{toolset}-{kind}".encode()) % 1000, tools=tools)
     bad, complete, seen_refs = [], 0, 0
     for i in range(N_PLANS * 5 // 4):  # some random walks hit max_tokens; 300 must finish
@@ -276,6 +313,7 @@ def test_parser_accepted_plans_are_accepted_by_every_grammar(toolset: str) -> No
         assert gs.judge(text, tools, max_tasks=MAX_TASKS), text
         assert gs.llg_accepts(g, "lark", text), text
         assert gs.llg_accepts(g, "gbnf", text), text
+        assert gs.llg_accepts(g, "llguidance", text), text
         assert gs.lark_accepts(g, text), text
 
     check()

@@ -42,7 +42,23 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..exceptions import ConfigError
 from ._ast import JOIN, value_to_text
-from ._ir import CTX, EMPTY, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, alt, opt, seq
+from ._ir import (
+    CTX,
+    EMPTY,
+    And,
+    CharClass,
+    Expr,
+    Grammar,
+    Lit,
+    Not,
+    Ref,
+    Repeat,
+    Rule,
+    alt,
+    opt,
+    refs_in,
+    seq,
+)
 from ._parser import END_OF_PLAN
 
 if TYPE_CHECKING:
@@ -93,6 +109,7 @@ class PlanGrammar:
     >>> g = build_grammar(toolset)          # doctest: +SKIP
     >>> g.gbnf()    # llama.cpp `grammar`, SGLang `ebnf`, vLLM (xgrammar)
     >>> g.lark()    # OpenAI custom-tool grammar, vLLM guidance, llguidance, python-lark
+    >>> g.llguidance()    # llguidance only (TokenMasker): same language, compiles faster
     >>> g.json_schema()   # the JSON plan dialect
     """
 
@@ -104,8 +121,10 @@ class PlanGrammar:
         max_tasks: int,
         start_id: int,
         fingerprint: str,
+        builder: _Builder | None = None,
     ) -> None:
         self.ir = ir
+        self._builder = builder
         self.tools = dict(tools)
         self.max_tasks = max_tasks
         self.start_id = start_id
@@ -136,6 +155,23 @@ class PlanGrammar:
         from ._emit_lark import emit_lark
 
         return str(self._memo("lark", lambda: emit_lark(self.ir)))
+
+    def llguidance(self) -> str:
+        """The grammar for llguidance (Lark syntax with llguidance's lexeme ``&`` and ``~``).
+
+        Same language as :meth:`lark`, but each task's call lexeme is written as one shared
+        lexeme of calls intersected with "no reference to this task or a later one", instead
+        of a copy per task, so llguidance compiles it several times faster. Only llguidance
+        (``LLMatcher.grammar_from_lark``) reads it; :class:`TokenMasker` uses it.
+        """
+        from ._emit_lark import emit_lark
+
+        def make() -> str:
+            ir = self.ir if self._builder is None else self._builder.llguidance(self.ir)
+            self._builder = None  # done with it: let it go
+            return emit_lark(ir)
+
+        return str(self._memo("llguidance", make))
 
     def gbnf(self) -> str:
         """The grammar in GBNF (root rule ``root``): llama.cpp ``grammar``, SGLang ``ebnf``, xgrammar."""
@@ -232,8 +268,11 @@ def build_grammar(tools: Toolset, *, max_tasks: int = 32, start_id: int = 1) -> 
             _CACHE.move_to_end(key)
             return hit
     params = {t.name: tool_params(t.input_schema) for t in tools}
-    ir = _Builder(params, max_tasks=max_tasks, start_id=start_id).build()
-    grammar = PlanGrammar(ir, tools=params, max_tasks=max_tasks, start_id=start_id, fingerprint=key[0])
+    builder = _Builder(params, max_tasks=max_tasks, start_id=start_id)
+    ir = builder.build()
+    grammar = PlanGrammar(
+        ir, tools=params, max_tasks=max_tasks, start_id=start_id, fingerprint=key[0], builder=builder
+    )
     with _CACHE_LOCK:
         _CACHE[key] = grammar
         while len(_CACHE) > _CACHE_SIZE:
@@ -263,6 +302,8 @@ class _Builder:
         self.rules: dict[str, Rule] = {}
         self.node_ids: dict[Node, int] = {}
         self.regular_memo: dict[Node, bool] = {}
+        # context -> the rule holding that context's regular calls as one lexeme
+        self.call_lexemes: dict[str | None, str] = {}
 
     # -- helpers --
 
@@ -321,8 +362,10 @@ class _Builder:
 
     # -- per-task references: one lexeme each --
 
-    def refs(self, ctx: int) -> None:
-        ids = self.rule(f"ids_{ctx}", int_range(1, ctx - 1), token=True)
+    def refs(self, ctx: int | str) -> None:
+        """``ref_<ctx>`` and ``tstr_<ctx>``; ids below ``ctx``, or any id for ``ctx="any"``."""
+        bound = int_range(1, None) if ctx == _ANY_CTX else int_range(1, int(ctx) - 1)
+        ids = self.rule(f"ids_{ctx}", bound, token=True)
         path = Repeat(self.rule("path_item", _PATH_ITEM, token=True), 0)
         self.rule(f"ref_{ctx}", seq(Lit("$"), ids, path), token=True)
         # a string that may interpolate earlier results; a literal "$" is never followed by "{"
@@ -500,7 +543,45 @@ class _Builder:
             options.insert(0, self.rule(f"calls{self.sfx(ctx)}", alt(*bodies), token=True))
         else:
             options[:0] = lexemes
+        if lexemes and isinstance(options[0], Ref):
+            self.call_lexemes[ctx] = options[0].name
         self.rule(name, alt(*options))
+
+    def llguidance(self, ir: Grammar) -> Grammar:
+        """The llguidance form of ``ir``: the same language, with one copy of the call lexeme.
+
+        Task ``i``'s call lexeme becomes ``CALLS_ANY & ~BAD_i``: the calls with references to any
+        id, minus the texts that reference an id ``>= i`` (outside strings ``$k``, inside them
+        ``${k``). llguidance builds lexeme automata lazily, so each task then costs one small
+        regex instead of a full copy of every tool's argument lexemes.
+        """
+        if not self.call_lexemes:
+            return ir
+        self.refs(_ANY_CTX)
+        self.tcall(f"tcall_{_ANY_CTX}", _ANY_CTX)
+        calls_any = self.call_lexemes[_ANY_CTX]
+        rules = dict(ir.rules)
+        rules.update((k, v) for k, v in self.rules.items() if k.endswith(f"_{_ANY_CTX}"))
+        # BAD_i: texts that reference an id >= i. In a call, every "$" outside a string starts a
+        # reference and every "${" inside one an interpolation, and ids are canonical, so a
+        # digit prefix >= i means the whole id is.
+        rules["bad_lead"] = Rule("bad_lead", _BAD_LEAD, True)
+        rules["bad_tail"] = Rule("bad_tail", Repeat(_ANY_CHAR, 0), True)
+
+        def not_bad(name: str, i: int) -> None:
+            rules[f"ge_{i}"] = Rule(f"ge_{i}", int_range(i, None), True)
+            rules[f"bad_{i}"] = Rule(f"bad_{i}", seq(Ref("bad_lead"), Ref(f"ge_{i}"), Ref("bad_tail")), True)
+            rules[name] = Rule(name, And(Ref(calls_any), Not(Ref(f"bad_{i}"))), True)
+
+        first = self.call_lexemes.get(None)
+        if first is not None and self.start == 1:  # task 1: no reference at all
+            not_bad(first, 1)
+        template = self.call_lexemes.get(CTX)
+        if template is not None:
+            del rules[template]
+            for i in ir.contexts:
+                not_bad(template.replace(CTX, str(i)), i)
+        return _prune(Grammar(rules, ir.start, ir.contexts))
 
     def build(self) -> Grammar:
         self.base()
@@ -526,6 +607,39 @@ class _Builder:
         for i in range(s, last + 1):
             rules[lines[i].name] = lines[i]
         return Grammar(rules, "plan", contexts)
+
+
+#: The llguidance form's context whose references may name any id.
+_ANY_CTX = "any"
+_ANY_CHAR = CharClass(((0, 0x10FFFF),))
+# one character inside a JSON string: not a quote, or an escape; outside strings, strings whole
+_IN_STR = alt(CharClass.of('"\\', negated=True), seq(Lit("\\"), _ANY_CHAR))
+_OUT_STR = alt(CharClass.of('"', negated=True), seq(Lit('"'), Repeat(_IN_STR, 0), Lit('"')))
+
+
+# text up to where a reference's id starts: after "$" outside a string, after "${" inside one
+_BAD_LEAD = seq(Repeat(_OUT_STR, 0), alt(Lit("$"), seq(Lit('"'), Repeat(_IN_STR, 0), Lit("${"))))
+
+
+def _prune(grammar: Grammar) -> Grammar:
+    """``grammar`` without the rules its start rule cannot reach."""
+    rules = grammar.rules
+    seen: set[str] = set()
+    todo = [grammar.start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in rules:
+            continue
+        seen.add(name)
+        for ref in refs_in(rules[name].body):
+            if ref in rules:
+                todo.append(ref)
+            elif CTX in ref:  # a template's rule held as one concrete rule per context
+                todo.extend(r for i in grammar.contexts if (r := ref.replace(CTX, str(i))) in rules)
+            else:  # a concrete context's name for a template rule
+                head, _, _num = ref.rpartition("_")
+                todo.append(f"{head}_{CTX}")
+    return Grammar({k: v for k, v in rules.items() if k in seen}, grammar.start, grammar.contexts)
 
 
 def _digits(n: int) -> Expr:

@@ -7,7 +7,7 @@ Token rules are ordinary rules here: GBNF engines match characters, not lexemes.
 
 from __future__ import annotations
 
-from ._ir import CTX, Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Seq
+from ._ir import CTX, Alt, And, CharClass, Expr, Grammar, Lit, Not, Ref, Repeat, Seq
 
 __all__ = ["emit_gbnf"]
 
@@ -57,7 +57,8 @@ def emit_gbnf(grammar: Grammar) -> str:
             if len(opts) < len(e.options):
                 return f"({body})?"
             return body if top else f"({body})"
-        assert isinstance(e, Repeat)
+        if isinstance(e, And | Not):
+            raise ValueError("GBNF has no lexeme intersection or complement (llguidance form only)")
         item = atom(e.item)
         least, most = e.min, e.max
         if most is None:

@@ -11,7 +11,7 @@ Rust's ``regex`` read them the same way.
 
 from __future__ import annotations
 
-from ._ir import CTX, Alt, CharClass, Expr, Grammar, Lit, Ref, Repeat, Rule, Seq, refs_in
+from ._ir import CTX, Alt, And, CharClass, Expr, Grammar, Lit, Not, Ref, Repeat, Rule, Seq, refs_in
 
 __all__ = ["emit_lark", "regex_of"]
 
@@ -79,6 +79,8 @@ class _Regexes:
         if isinstance(e, Alt):
             widths = [self.width(o) for o in e.options]
             return min(w[0] for w in widths), max(w[1] for w in widths)
+        if isinstance(e, And | Not):
+            raise ValueError("a lexeme with & or ~ has no plain regular expression")
         if isinstance(e, Repeat):
             a, b = self.width(e.item)
             return a * e.min, (float("inf") if e.max is None and b > 0 else b * (e.max or 0))
@@ -103,6 +105,8 @@ class _Regexes:
             # alternative that matches, not the longest: try the longest alternatives first
             opts = sorted(e.options, key=self._key)
             return "(?:" + "|".join(self.regex(o) for o in opts) + ")"
+        if isinstance(e, And | Not):
+            raise ValueError("a lexeme with & or ~ has no plain regular expression")
         if isinstance(e, Repeat):
             inner = self.regex(e.item)
             atomic = isinstance(e.item, CharClass) or (isinstance(e.item, Lit) and len(e.item.text) == 1)
@@ -161,7 +165,10 @@ def emit_lark(grammar: Grammar) -> str:
             if len(opts) < len(e.options):
                 return f"({body})?"
             return body if top else f"({body})"
-        # Repeat
+        if isinstance(e, And):  # llguidance lexemes only (see emit_llguidance)
+            return f"{atom(e.left)} & {atom(e.right)}"
+        if isinstance(e, Not):
+            return f"~{atom(e.item)}"
         lo, hi = e.min, e.max
         item = atom(e.item, inner=True)
         if (lo, hi) == (0, 1):
@@ -184,7 +191,7 @@ def emit_lark(grammar: Grammar) -> str:
     def atom(e: Expr, inner: bool = False) -> str:
         # a repetition is an atom in a sequence, but needs parentheses to be repeated again
         text = expr(e)
-        if isinstance(e, Seq) or (inner and (isinstance(e, Repeat) or text.endswith("?"))):
+        if isinstance(e, Seq | And) or (inner and (isinstance(e, Repeat) or text.endswith("?"))):
             return f"({text})"
         return text
 

@@ -8,12 +8,15 @@ Expressions are immutable values::
     Alt((a, b))                         a or b
     Repeat(a, 0, None)                  a, between ``min`` and ``max`` times (``None``: unbounded)
     Ref("value_int")                    the rule of that name
+    And(a, b), Not(a)                   llguidance only, in lexemes: both match / a does not match
 
 A :class:`Grammar` holds named :class:`Rule` s and a start rule. A rule marked ``token=True`` is a
 lexeme: its language is regular (it may only refer to other token rules) and it must be
 greedy-safe (no valid continuation of a match also extends the match), so lexer-based engines
 (Lark terminals, llguidance lexemes) can match it as one regular expression. Emitters that have no
-lexer (GBNF) treat token rules like any other rule.
+lexer (GBNF) treat token rules like any other rule. :class:`And` and :class:`Not` exist only in
+the llguidance form of a grammar (llguidance's lexeme ``&`` and ``~``); the portable emitters
+never see them.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from dataclasses import dataclass
 __all__ = [
     "CTX",
     "Alt",
+    "And",
     "CharClass",
     "Expr",
     "Grammar",
     "Lit",
+    "Not",
     "Ref",
     "Repeat",
     "Rule",
@@ -92,7 +97,22 @@ class Ref:
     name: str
 
 
-Expr = Lit | CharClass | Seq | Alt | Repeat | Ref
+@dataclass(frozen=True, slots=True)
+class And:
+    """Text that both ``left`` and ``right`` match (llguidance lexemes only)."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """Any text that ``item`` does not match (llguidance lexemes only)."""
+
+    item: Expr
+
+
+Expr = Lit | CharClass | Seq | Alt | Repeat | Ref | And | Not
 
 #: Stands for the context number in the names of template rules (never appears in emitted text).
 CTX = "\x00"
@@ -209,5 +229,8 @@ def refs_in(expr: Expr) -> Iterator[str]:
     elif isinstance(expr, Alt):
         for item in expr.options:
             yield from refs_in(item)
-    elif isinstance(expr, Repeat):
+    elif isinstance(expr, Repeat | Not):
         yield from refs_in(expr.item)
+    elif isinstance(expr, And):
+        yield from refs_in(expr.left)
+        yield from refs_in(expr.right)
