@@ -380,3 +380,29 @@ async def test_plain_dialect_repair_round_shows_the_model_its_error() -> None:
     assert result.results == {1: 8849.0, 2: 5895.0, 3: 1.5011}
     assert lab.calls["search:everest"] == 1
     assert result.replans == 1
+
+
+async def test_a_task_the_dispatcher_refuses_is_replanned_not_fatal() -> None:
+    """$4 is the first plan's join(), not a task: the dispatcher refuses it and the run replans."""
+    lab = Lab(delay=0.2)
+    lab.broken.add("kilimanjaro")
+
+    def script(req: RecordedRequest) -> Reply | str:
+        if req.index == 0:
+            return PLAN
+        if req.index == 1:
+            return '5. math(expression="${4} / 2")\n6. join()\n'
+        if req.index == 2:
+            assert "task 5 was refused" in req.prompt and "never submitted" in req.prompt
+            assert "Continue the plan from task 6" in req.prompt, "ids are never reused"
+            return '6. search(query="denali")\n7. math(expression="${1} / ${6}")\n8. join()\n'
+        return finish("1.4296")
+
+    sim = SimulatedLLM(script, latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim) as llm:
+            result = await Orchestrator(lab.tools, llm).run("ratio?")
+    assert result.status == "finished", result.reason
+    assert result.task(7).value == 1.4296
+    assert 5 not in {t.id for t in result.tasks}
+    assert result.replans == 2

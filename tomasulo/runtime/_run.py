@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, TaskPlanned
-from ..exceptions import LLMError, PlanError, TomasuloError, UserError
+from ..exceptions import DispatchError, LLMError, PlanError, TomasuloError, UserError
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, TaskReport, Usage
 from ._events import JoinerDecided, PlanFinished, PlanStarted, RunFinished, UserMessage
@@ -264,12 +264,10 @@ class Run:
             try:
                 async with aclosing(rnd.tasks()) as tasks:
                     async for task in tasks:
-                        self._task_plan[task.id] = plan_no
-                        self._tasks[task.id] = task
                         if self.mode == "plan_then_execute":
                             held.append(task)
-                        else:
-                            d.submit(task)
+                        elif (problem := self._submit(d, task, plan_no)) is not None:
+                            break
             except PlanError as e:
                 problem = f"the plan was invalid at line {e.line}, column {e.column}: {e.message}"
                 self.log.warning("plan error", error=str(e))
@@ -281,8 +279,20 @@ class Run:
             finally:
                 self._preempt = None
         for task in held:
-            d.submit(task)
+            if problem is None:
+                problem = self._submit(d, task, plan_no)
         return scope.cancelled_caught, problem
+
+    def _submit(self, d: Dispatcher, task: Task, plan_no: int) -> str | None:
+        """Hand a task to the dispatcher; a task it refuses becomes a problem for the replan."""
+        try:
+            d.submit(task)
+        except DispatchError as e:
+            self.log.warning("task refused", task_id=task.id, error=str(e))
+            return f"task {task.id} was refused: {e}"
+        self._task_plan[task.id] = plan_no
+        self._tasks[task.id] = task
+        return None
 
     async def _wait_or_interrupt(self, d: Dispatcher) -> list[str]:
         """Wait until every task has an outcome, or an interrupt arrives (returned)."""
