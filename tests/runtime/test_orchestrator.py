@@ -406,3 +406,23 @@ async def test_a_task_the_dispatcher_refuses_is_replanned_not_fatal() -> None:
     assert result.task(7).value == 1.4296
     assert 5 not in {t.id for t in result.tasks}
     assert result.replans == 2
+
+
+async def test_cancel_through_the_handle_ends_the_run_quickly() -> None:
+    lab = Lab()
+    lab.gate = anyio.Event()  # tools hang until cancelled
+    sim = SimulatedLLM([PLAN, finish("x")], latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim) as llm, Orchestrator(lab.tools, llm) as orch:
+            run = orch.start("ratio?")
+            async with aclosing(run.events()) as stream:
+                async for event in stream:
+                    if isinstance(event, TaskStarted):
+                        break
+            t0 = anyio.current_time()
+            run.cancel()
+            result = await run.result()
+            elapsed = anyio.current_time() - t0
+    assert result.status == "cancelled"
+    assert elapsed < 0.5
+    assert all(t.status in ("cancelled", "skipped") for t in result.tasks)
