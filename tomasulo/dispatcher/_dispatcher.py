@@ -41,7 +41,7 @@ from ._events import (
 )
 from ._limits import DEFAULT_LIMITS, Limits
 from ._log import ENDED, PLANNED, READY, EventCallback, EventLog
-from ._resolve import BoundArgs, checker_for
+from ._resolve import BoundArgs, checker_for, task_deps
 
 __all__ = ["Dispatcher", "EventCallback"]
 
@@ -53,6 +53,10 @@ _STREAK = 64
 #: At most this many idle workers stay parked; more return (a burst of blocking calls needs a
 #: worker each, and tearing hundreds down at once would add milliseconds to the run's end).
 _MAX_PARKED = 32
+#: ``run_plan`` lets the loop run after this many submits of a whole plan (the heads of the
+#: longest chains start then), and again after every ``_SUBMIT_BATCH``.
+_FIRST_BATCH = 16
+_SUBMIT_BATCH = 128
 
 
 class _ToolInfo:
@@ -341,22 +345,83 @@ class Dispatcher:
         self._pump()
 
     def submit_all(self, tasks: Iterable[Task]) -> None:
-        """Submit several tasks, in order (``join()`` is left out).
+        """Submit several tasks (``join()`` is left out), critical path first.
 
-        Of the tasks that are ready at once, those heading the longest chains of dependents
-        start first (critical path first, counting tasks: durations are not known in advance).
-        None of them starts before this returns, so the order is the only difference.
+        The tasks without inputs go first, those heading the longest chains of dependents first
+        (counting tasks: durations are not known in advance); the rest follow in plan order.
+        None of them starts before this returns. Calls of a ``sequential`` tool still run in
+        plan order, and a batch that :meth:`submit` would reject is submitted in plan order, so
+        the error comes at the same task.
         """
-        ready = self._ready
-        mark = len(ready)
+        for task in self._plan_order(tasks):
+            self.submit(task)
+
+    async def _submit_plan(self, tasks: Iterable[Task]) -> None:
+        """:meth:`submit_all`, letting the first tasks start while the rest are submitted.
+
+        Submitting costs microseconds a task, so a plan of thousands would hold back its first
+        call by milliseconds; instead the loop gets a turn after the first few submits (the
+        heads of the longest chains, which start at once) and then after every batch.
+        """
+        checkpoint = anyio.lowlevel.checkpoint
+        count = 0
+        for task in self._plan_order(tasks):
+            self.submit(task)
+            count += 1
+            if count == _FIRST_BATCH or count % _SUBMIT_BATCH == 0:
+                await checkpoint()
+
+    def _plan_order(self, tasks: Iterable[Task]) -> list[Task]:
+        """The batch in submit order: ready tasks by chain length first, then plan order.
+
+        A task of a ``sequential`` tool moves ahead only if it is its tool's first call in the
+        batch, so each lane still fills in plan order. Returns plan order unchanged when some
+        task would be rejected (a repeated id, a reference to a later or unknown task).
+        """
+        batch = [t for t in tasks if t.tool != JOIN]
+        if len(batch) < 2:
+            return batch
         nodes = self._nodes
-        batch: list[_Node] = []
-        for task in tasks:
-            if task.tool != JOIN:
-                self.submit(task)
-                batch.append(nodes[task.id])
-        if len(ready) - mark > 1:
-            self._order_by_chain(batch, mark)
+        index: dict[int, int] = {}
+        deps_of: list[set[int]] = []
+        first: list[int] = []  # ready at once, so they may move ahead
+        sequential: dict[str, bool] = {}
+        seen_lanes: set[str] = set()
+        for i, task in enumerate(batch):
+            tid = task.id
+            if tid in index or tid in nodes:
+                return batch
+            deps = task_deps(task)
+            for dep in deps:
+                if dep >= tid or (dep not in index and dep not in nodes):
+                    return batch
+            index[tid] = i
+            deps_of.append(deps)
+            name = task.tool
+            seq = sequential.get(name)
+            if seq is None:
+                tool = self.tools.get(name)
+                seq = sequential[name] = tool is not None and tool.policy.sequential
+            if seq:
+                if name in seen_lanes:
+                    continue
+                seen_lanes.add(name)
+            if not deps:
+                first.append(i)
+        if not first:
+            return batch
+        height = [1] * len(batch)
+        for i in range(len(batch) - 1, -1, -1):
+            deps = deps_of[i]
+            if deps:
+                up = height[i] + 1
+                for dep in deps:
+                    j = index.get(dep)
+                    if j is not None and height[j] < up:
+                        height[j] = up
+        first.sort(key=lambda i: -height[i])  # stable: plan order among equals
+        moved = set(first)
+        return [batch[i] for i in first] + [t for i, t in enumerate(batch) if i not in moved]
 
     def _check_task(self, task: Task) -> Tool:
         """The task's tool; :class:`DispatchError` if the run cannot take the task."""
@@ -384,18 +449,6 @@ class Dispatcher:
                 "give the toolset a callable for it"
             )
         return tool
-
-    def _order_by_chain(self, batch: list[_Node], mark: int) -> None:
-        """Sort the ready queue from ``mark`` on by the length of the chains the tasks head."""
-        height: dict[_Node, int] = {}
-        for node in reversed(batch):  # dependents come later in a batch
-            deps = node.dependents
-            height[node] = 1 + max([height[d] for d in deps if d in height], default=0) if deps else 1
-        ready = self._ready
-        fresh = [ready.pop() for _ in range(len(ready) - mark)]
-        fresh.reverse()
-        fresh.sort(key=lambda n: -height.get(n, 0))
-        ready.extend(fresh)
 
     def close_input(self) -> None:
         """No more tasks will come; once every task has an outcome, event iterators end."""
@@ -477,7 +530,7 @@ class Dispatcher:
                     if task.tool != JOIN:
                         d.submit(task)
             else:
-                d.submit_all(source)
+                await d._submit_plan(source)
             d.close_input()
             await d.wait()
         return dict(d._outcomes)

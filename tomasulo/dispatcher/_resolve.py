@@ -93,6 +93,19 @@ def _scan(value: Any, deps: set[int]) -> bool:
     return found
 
 
+def task_deps(task: Task) -> set[int]:
+    """``task.deps`` as a set, found faster (literal scalars are skipped without a look inside)."""
+    deps: set[int] = set()
+    for value in task.args:
+        if not isinstance(value, _SCALAR_TYPES):
+            _scan(value, deps)
+    if task.kwargs:
+        for value in task.kwargs.values():
+            if not isinstance(value, _SCALAR_TYPES):
+                _scan(value, deps)
+    return deps
+
+
 class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 

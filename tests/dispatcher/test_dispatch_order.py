@@ -1,0 +1,86 @@
+"""Submission order of a whole plan: critical path first, first calls early, lanes in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from dtools import make_tool
+
+from tomasulo.dispatcher import Dispatcher, Limits
+from tomasulo.exceptions import DispatchError
+from tomasulo.grammar import Ref, Task
+from tomasulo.tools import Toolset
+
+pytestmark = pytest.mark.anyio
+
+
+async def ident(x: Any = None, y: Any = None) -> Any:
+    return x
+
+
+def late_long_chain(n_short: int, chain: int) -> list[Task]:
+    """``n_short`` independent tasks, then a root (listed last) heading a chain of ``chain``."""
+    tasks = [Task(i, "ident", (i,)) for i in range(1, n_short + 1)]
+    head = n_short + 1
+    tasks.append(Task(head, "ident", (head,)))
+    tasks += [Task(head + k, "ident", (Ref(head + k - 1),)) for k in range(1, chain)]
+    return tasks
+
+
+async def test_the_head_of_the_longest_chain_starts_first() -> None:
+    started: list[int] = []
+
+    async def record(x: Any = None, y: Any = None) -> Any:
+        started.append(x)
+        return x
+
+    tools = Toolset([make_tool("ident", record)])
+    plan = late_long_chain(20, 5)
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(tools, plan, limits=Limits(max_concurrency=1))
+    assert all(o.ok for o in out.values())
+    assert started[0] == 21  # listed after 20 ready tasks, yet it heads the critical path
+
+
+async def test_a_big_plan_starts_calling_before_it_is_all_submitted() -> None:
+    tools = Toolset([make_tool("ident", ident)])
+    plan = late_long_chain(2000, 3)
+    with anyio.fail_after(10):
+        out = await Dispatcher.run_plan(tools, plan)
+    first_start = min(o.started_at for o in out.values() if o.started_at is not None)
+    last_planned = max(o.planned_at for o in out.values() if o.planned_at is not None)
+    assert first_start < last_planned
+    assert out[2001].started_at == first_start
+
+
+async def test_sequential_calls_keep_plan_order_when_a_later_one_heads_a_long_chain() -> None:
+    calls: list[Any] = []
+
+    def seq(x: Any = None, y: Any = None) -> Any:
+        calls.append(x)
+        return x
+
+    tools = Toolset([make_tool("ident", ident), make_tool("seq", seq, sequential=True)])
+    plan = [
+        Task(1, "ident", ("a",)),
+        Task(2, "seq", ("first", Ref(1))),  # the lane's first call waits for an input
+        Task(3, "seq", ("second",)),  # ready at once and heads the longest chain
+        *[Task(k, "ident", (Ref(k - 1),)) for k in range(4, 10)],
+    ]
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(tools, plan)
+    assert all(o.ok for o in out.values())
+    assert calls == ["first", "second"]
+
+
+async def test_a_bad_reference_fails_at_the_same_task_as_in_plan_order() -> None:
+    tools = Toolset([make_tool("ident", ident)])
+    plan = [Task(1, "ident", (1,)), Task(2, "ident", (Ref(3),)), Task(3, "ident", (3,))]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools) as d:
+            with pytest.raises(DispatchError, match=r"task 2 references \$3"):
+                d.submit_all(plan)
+            await d.wait()
+            assert sorted(d.outcomes) == [1]  # task 3 was not moved ahead of the error
