@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ._build import Node
+from ._shapes import Node
 
 __all__ = ["plan_json_schema"]
 
