@@ -41,7 +41,8 @@ from ._events import (
 )
 from ._limits import DEFAULT_LIMITS, Limits
 from ._log import ENDED, PLANNED, READY, EventCallback, EventLog
-from ._resolve import BoundArgs, checker_for, task_deps
+from ._node import TaskNode, ToolInfo
+from ._order import plan_order
 
 __all__ = ["Dispatcher", "EventCallback"]
 
@@ -57,69 +58,6 @@ _MAX_PARKED = 32
 #: longest chains start then), and again after every ``_SUBMIT_BATCH``.
 _FIRST_BATCH = 16
 _SUBMIT_BATCH = 128
-
-
-class _ToolInfo:
-    """What the dispatcher needs of a tool on every call, looked up once per run."""
-
-    __slots__ = (
-        "checker",
-        "checks_output",
-        "limited",
-        "name",
-        "param_names",
-        "policy",
-        "sequential",
-        "tool",
-    )
-
-    def __init__(self, tool: Tool) -> None:
-        self.tool = tool
-        self.name = tool.name
-        self.policy = tool.policy
-        self.sequential = tool.policy.sequential
-        self.limited = tool.policy.max_concurrency is not None
-        self.checks_output = bool(tool.output_schema)
-        self.param_names = tool.param_names
-        self.checker = checker_for(tool)
-
-
-class _Node(BoundArgs):
-    """A task's state in the run: its bound arguments, inputs, times and outcome."""
-
-    __slots__ = (
-        "attempts",
-        "data_ready",
-        "dependents",
-        "done",
-        "info",
-        "name",
-        "outcome",
-        "planned_at",
-        "queued",
-        "ready_at",
-        "scope",
-        "started_at",
-        "tid",
-        "waiting",
-    )
-
-    def __init__(self, task: Task, info: _ToolInfo, planned_at: float) -> None:
-        super().__init__(task, info.tool, info.param_names, info.checker)
-        self.tid = task.id
-        self.info = info
-        self.name = info.name
-        self.planned_at = planned_at
-        self.waiting = 0  # inputs without an outcome yet
-        self.dependents: list[_Node] | None = None  # created with the first one
-        self.outcome: Outcome | None = None
-        self.ready_at: float | None = None
-        self.started_at: float | None = None
-        self.attempts = 0
-        self.scope: CancelScope | None = None
-        self.done: anyio.Event | None = None
-        self.data_ready = False  # inputs done (a sequential task may still wait for its turn)
-        self.queued = False
 
 
 class Dispatcher:
@@ -159,10 +97,10 @@ class Dispatcher:
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
-        self._nodes: dict[int, _Node] = {}
+        self._nodes: dict[int, TaskNode] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
-        self._ready: deque[_Node] = deque()
+        self._ready: deque[TaskNode] = deque()
         self._busy = 0  # workers running a task
         self._waking = 0  # workers woken or started that have not looked at the queue yet
         self._idle_workers: list[anyio.Event] = []
@@ -171,14 +109,14 @@ class Dispatcher:
         self._workers_done: anyio.Event | None = None
         self._log = EventLog(self.run_id, on_event)
         self._tool_limiters: dict[str, CapacityLimiter] = {}
-        self._tool_waiting: dict[str, deque[_Node]] = {}
-        self._lanes: dict[str, deque[_Node]] = {}
+        self._tool_waiting: dict[str, deque[TaskNode]] = {}
+        self._lanes: dict[str, deque[TaskNode]] = {}
         self._state: Literal["new", "running", "closed"] = "new"
         self._input_closed = False
         self._expired = False
         self._tg: anyio.abc.TaskGroup | None = None
         self._stop_watch: anyio.Event | None = None
-        self._infos: dict[Tool, _ToolInfo] = {}
+        self._infos: dict[Tool, ToolInfo] = {}
         self._new_event: Callable[[], anyio.Event] = anyio.Event
 
     # -- public state ---------------------------------------------------------------------------
@@ -303,8 +241,8 @@ class Dispatcher:
         tool = self._check_task(task)
         info = self._infos.get(tool)
         if info is None:
-            info = self._infos[tool] = _ToolInfo(tool)
-        node = _Node(task, info, _now())
+            info = self._infos[tool] = ToolInfo(tool)
+        node = TaskNode(task, info, _now())
         deps = node.deps
         nodes = self._nodes
         for dep in deps:
@@ -325,7 +263,7 @@ class Dispatcher:
             self._finish(node, self._cancelled_outcome(node, "the run's deadline had passed"))
             self._pump()
             return
-        cause: _Node | None = None
+        cause: TaskNode | None = None
         for dep in deps:
             up = nodes[dep]
             if up.outcome is None:
@@ -372,56 +310,13 @@ class Dispatcher:
                 await checkpoint()
 
     def _plan_order(self, tasks: Iterable[Task]) -> list[Task]:
-        """The batch in submit order: ready tasks by chain length first, then plan order.
+        """The batch in submit order (see :func:`plan_order`)."""
 
-        A task of a ``sequential`` tool moves ahead only if it is its tool's first call in the
-        batch, so each lane still fills in plan order. Returns plan order unchanged when some
-        task would be rejected (a repeated id, a reference to a later or unknown task).
-        """
-        batch = [t for t in tasks if t.tool != JOIN]
-        if len(batch) < 2:
-            return batch
-        nodes = self._nodes
-        index: dict[int, int] = {}
-        deps_of: list[set[int]] = []
-        first: list[int] = []  # ready at once, so they may move ahead
-        sequential: dict[str, bool] = {}
-        seen_lanes: set[str] = set()
-        for i, task in enumerate(batch):
-            tid = task.id
-            if tid in index or tid in nodes:
-                return batch
-            deps = task_deps(task)
-            for dep in deps:
-                if dep >= tid or (dep not in index and dep not in nodes):
-                    return batch
-            index[tid] = i
-            deps_of.append(deps)
-            name = task.tool
-            seq = sequential.get(name)
-            if seq is None:
-                tool = self.tools.get(name)
-                seq = sequential[name] = tool is not None and tool.policy.sequential
-            if seq:
-                if name in seen_lanes:
-                    continue
-                seen_lanes.add(name)
-            if not deps:
-                first.append(i)
-        if not first:
-            return batch
-        height = [1] * len(batch)
-        for i in range(len(batch) - 1, -1, -1):
-            deps = deps_of[i]
-            if deps:
-                up = height[i] + 1
-                for dep in deps:
-                    j = index.get(dep)
-                    if j is not None and height[j] < up:
-                        height[j] = up
-        first.sort(key=lambda i: -height[i])  # stable: plan order among equals
-        moved = set(first)
-        return [batch[i] for i in first] + [t for i, t in enumerate(batch) if i not in moved]
+        def sequential(name: str) -> bool:
+            tool = self.tools.get(name)
+            return tool is not None and tool.policy.sequential
+
+        return plan_order(tasks, self._nodes, sequential)
 
     def _check_task(self, task: Task) -> Tool:
         """The task's tool; :class:`DispatchError` if the run cannot take the task."""
@@ -542,7 +437,7 @@ class Dispatcher:
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    def _make_ready(self, node: _Node, now: float) -> None:
+    def _make_ready(self, node: TaskNode, now: float) -> None:
         node.data_ready = True
         if node.info.sequential:
             lane = self._lanes[node.name]
@@ -550,13 +445,13 @@ class Dispatcher:
                 return  # an earlier call of this tool has not finished yet
         self._enqueue(node, now)
 
-    def _enqueue(self, node: _Node, now: float) -> None:
+    def _enqueue(self, node: TaskNode, now: float) -> None:
         node.queued = True
         node.ready_at = now
         self._log.task(READY, node)
         self._ready.append(node)
 
-    def _take(self) -> _Node | None:
+    def _take(self) -> TaskNode | None:
         """The next ready task that may start now (taking its tool slot), or ``None``."""
         ready = self._ready
         while ready:
@@ -645,7 +540,7 @@ class Dispatcher:
                         streak = 0
                         await anyio.lowlevel.checkpoint()
 
-    def _release_tool_slot(self, node: _Node) -> None:
+    def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
         if limiter is None:
             return
@@ -659,7 +554,7 @@ class Dispatcher:
 
     # -- running one task -----------------------------------------------------------------------
 
-    async def _run(self, node: _Node) -> None:
+    async def _run(self, node: TaskNode) -> None:
         info = node.info
         try:
             try:
@@ -684,7 +579,7 @@ class Dispatcher:
     def _lookup(self, task_id: int) -> Any:
         return self._results[task_id]
 
-    async def _attempt(self, node: _Node, args: dict[str, Any], attempt: int) -> Any:
+    async def _attempt(self, node: TaskNode, args: dict[str, Any], attempt: int) -> Any:
         tool = node.tool
         now = _now()
         node.attempts = attempt
@@ -709,7 +604,7 @@ class Dispatcher:
             check_output(tool, value, task_id=tid, attempt=attempt)
         return value
 
-    async def _with_retries(self, node: _Node, args: dict[str, Any]) -> Any:
+    async def _with_retries(self, node: TaskNode, args: dict[str, Any]) -> Any:
         policy = node.tool.policy
         backoff = self.limits.retry_backoff
 
@@ -748,7 +643,7 @@ class Dispatcher:
                 value = await self._attempt(node, args, attempt.retry_state.attempt_number)
         return value
 
-    def _wrap(self, exc: Exception, node: _Node) -> Exception:
+    def _wrap(self, exc: Exception, node: TaskNode) -> Exception:
         if isinstance(exc, ToolError):
             if exc.task_id is None:
                 exc.task_id = node.task.id
@@ -767,7 +662,7 @@ class Dispatcher:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def _succeed(self, node: _Node, value: Any) -> None:
+    def _succeed(self, node: TaskNode, value: Any) -> None:
         # Every field of Outcome, in order: task_id, tool, status, value, error, error_type,
         # message, attempts, planned_at, ready_at, started_at, finished_at, skipped_because.
         outcome = make_outcome(
@@ -787,7 +682,7 @@ class Dispatcher:
         )
         self._finish(node, outcome)
 
-    def _fail(self, node: _Node, error: BaseException, kind: Literal["failure", "interrupt"]) -> None:
+    def _fail(self, node: TaskNode, error: BaseException, kind: Literal["failure", "interrupt"]) -> None:
         if node.outcome is not None:
             return
         if isinstance(error, Interrupt):
@@ -817,7 +712,7 @@ class Dispatcher:
         self._finish(node, outcome)
         self._log.emit(InterruptRaised(**self._stamp(node.tid), kind=kind, reason=message, error=error))
 
-    def _cancelled_outcome(self, node: _Node, reason: str) -> Outcome:
+    def _cancelled_outcome(self, node: TaskNode, reason: str) -> Outcome:
         return Outcome(
             task_id=node.task.id,
             tool=node.tool.name,
@@ -831,7 +726,7 @@ class Dispatcher:
             finished_at=_now(),
         )
 
-    def _skipped_outcome(self, node: _Node, upstream: _Node) -> Outcome:
+    def _skipped_outcome(self, node: TaskNode, upstream: TaskNode) -> Outcome:
         up = upstream.outcome
         assert up is not None
         root = up.skipped_because if up.status == "skipped" else upstream.task.id
@@ -850,7 +745,7 @@ class Dispatcher:
             skipped_because=root,
         )
 
-    def _finish(self, node: _Node, outcome: Outcome) -> None:
+    def _finish(self, node: TaskNode, outcome: Outcome) -> None:
         """Record an outcome (once), release dependents, and skip them when it was not a success."""
         stack = [(node, outcome)]
         while stack:
@@ -889,7 +784,7 @@ class Dispatcher:
             if self._input_closed:
                 self._log.close()
 
-    def _advance_lane(self, node: _Node, now: float) -> None:
+    def _advance_lane(self, node: TaskNode, now: float) -> None:
         lane = self._lanes[node.tool.name]
         was_head = bool(lane) and lane[0] is node
         lane.remove(node)

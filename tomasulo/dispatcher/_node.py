@@ -1,0 +1,76 @@
+"""Per-run state of tools and tasks inside the dispatcher."""
+
+from __future__ import annotations
+
+import anyio
+from anyio import CancelScope
+
+from ..grammar import Task
+from ..tools import Tool
+from ._events import Outcome
+from ._resolve import BoundArgs, checker_for
+
+__all__ = ["TaskNode", "ToolInfo"]
+
+
+class ToolInfo:
+    """What the dispatcher needs of a tool on every call, looked up once per run."""
+
+    __slots__ = (
+        "checker",
+        "checks_output",
+        "limited",
+        "name",
+        "param_names",
+        "policy",
+        "sequential",
+        "tool",
+    )
+
+    def __init__(self, tool: Tool) -> None:
+        self.tool = tool
+        self.name = tool.name
+        self.policy = tool.policy
+        self.sequential = tool.policy.sequential
+        self.limited = tool.policy.max_concurrency is not None
+        self.checks_output = bool(tool.output_schema)
+        self.param_names = tool.param_names
+        self.checker = checker_for(tool)
+
+
+class TaskNode(BoundArgs):
+    """A task's state in the run: its bound arguments, inputs, times and outcome."""
+
+    __slots__ = (
+        "attempts",
+        "data_ready",
+        "dependents",
+        "done",
+        "info",
+        "name",
+        "outcome",
+        "planned_at",
+        "queued",
+        "ready_at",
+        "scope",
+        "started_at",
+        "tid",
+        "waiting",
+    )
+
+    def __init__(self, task: Task, info: ToolInfo, planned_at: float) -> None:
+        super().__init__(task, info.tool, info.param_names, info.checker)
+        self.tid = task.id
+        self.info = info
+        self.name = info.name
+        self.planned_at = planned_at
+        self.waiting = 0  # inputs without an outcome yet
+        self.dependents: list[TaskNode] | None = None  # created with the first one
+        self.outcome: Outcome | None = None
+        self.ready_at: float | None = None
+        self.started_at: float | None = None
+        self.attempts = 0
+        self.scope: CancelScope | None = None
+        self.done: anyio.Event | None = None
+        self.data_ready = False  # inputs done (a sequential task may still wait for its turn)
+        self.queued = False
