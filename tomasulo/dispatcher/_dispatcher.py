@@ -7,11 +7,13 @@ Nothing polls and nothing sleeps: the only waits are on anyio events, limiters a
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
@@ -58,6 +60,21 @@ _MAX_PARKED = 32
 #: longest chains start then), and again after every ``_SUBMIT_BATCH``.
 _FIRST_BATCH = 16
 _SUBMIT_BATCH = 128
+
+
+def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
+    """``anyio.lowlevel.checkpoint`` without its per-call backend lookup.
+
+    On asyncio, anyio's checkpoint is ``asyncio.sleep(0)`` (cancellation reaches the task at any
+    await); on other backends, anyio's own.
+    """
+    try:
+        on_asyncio = asyncio.current_task() is not None
+    except RuntimeError:  # no asyncio loop running in this thread
+        on_asyncio = False
+    if on_asyncio:
+        return functools.partial(asyncio.sleep, 0)
+    return anyio.lowlevel.checkpoint
 
 
 class Dispatcher:
@@ -118,6 +135,7 @@ class Dispatcher:
         self._stop_watch: anyio.Event | None = None
         self._infos: dict[Tool, ToolInfo] = {}
         self._new_event: Callable[[], anyio.Event] = anyio.Event
+        self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -161,6 +179,7 @@ class Dispatcher:
         self._state = "running"
         # The running backend's own Event class: creating it skips anyio's backend lookup.
         self._new_event = type(anyio.Event())
+        self._checkpoint = _backend_checkpoint()
         if self.limits.deadline is not None:
             self._stop_watch = anyio.Event()
             self._tg.start_soon(self._watch_deadline, self.limits.deadline, self._stop_watch)
@@ -301,7 +320,7 @@ class Dispatcher:
         call by milliseconds; instead the loop gets a turn after the first few submits (the
         heads of the longest chains, which start at once) and then after every batch.
         """
-        checkpoint = anyio.lowlevel.checkpoint
+        checkpoint = self._checkpoint
         count = 0
         for task in self._plan_order(tasks):
             self.submit(task)
@@ -507,7 +526,9 @@ class Dispatcher:
         self._waking -= 1
         limit = self.limits.max_concurrency
         ready = self._ready
+        checkpoint = self._checkpoint
         streak = 0
+        lingered = False
         while True:
             with CancelScope() as scope:
                 while not scope.cancel_called:
@@ -516,6 +537,18 @@ class Dispatcher:
                         if self._state == "closed":
                             return
                         streak = 0
+                        if not lingered:
+                            # Stay awake for one loop step before parking: a task submitted or
+                            # made ready meanwhile (a streamed plan's next task) starts without
+                            # the cost of a wake-up. Counted as waking, so _pump wakes no other.
+                            lingered = True
+                            self._waking += 1
+                            try:
+                                await checkpoint()
+                            finally:
+                                self._waking -= 1
+                            continue
+                        lingered = False
                         if len(self._idle_workers) >= _MAX_PARKED:
                             return  # enough parked already: exit now, not all at the run's end
                         wake = self._new_event()
@@ -523,6 +556,7 @@ class Dispatcher:
                         await wake.wait()
                         self._waking -= 1
                         continue
+                    lingered = False
                     self._busy += 1
                     if ready:
                         self._pump()
@@ -538,7 +572,7 @@ class Dispatcher:
                     if streak == _STREAK:
                         # Calls that never suspend would otherwise hold the loop for a whole burst.
                         streak = 0
-                        await anyio.lowlevel.checkpoint()
+                        await checkpoint()
 
     def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
@@ -558,7 +592,7 @@ class Dispatcher:
         info = node.info
         try:
             try:
-                args = node.resolve(self._lookup)
+                args = node.resolve(self._results.__getitem__)
             except (ReferenceResolutionError, ToolArgumentError) as exc:
                 self._fail(node, exc, "failure")
                 return
@@ -575,9 +609,6 @@ class Dispatcher:
         finally:
             if info.limited:
                 self._release_tool_slot(node)
-
-    def _lookup(self, task_id: int) -> Any:
-        return self._results[task_id]
 
     async def _attempt(self, node: TaskNode, args: dict[str, Any], attempt: int) -> Any:
         tool = node.tool

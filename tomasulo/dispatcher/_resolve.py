@@ -9,7 +9,7 @@ inside lists and dicts. The resolved arguments are then validated against the to
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from ..exceptions import ReferenceResolutionError, ToolArgumentError
@@ -93,6 +93,23 @@ def _scan(value: Any, deps: set[int]) -> bool:
     return found
 
 
+def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
+    """The id of a whole-value ``$k`` (or the ids of a list of them), else ``None``.
+
+    Such arguments resolve with one lookup each, without walking the value.
+    """
+    if type(value) is Ref:
+        return None if value.path else value.task_id
+    if type(value) is list or type(value) is tuple:
+        ids = []
+        for item in value:
+            if type(item) is not Ref or item.path:
+                return None
+            ids.append(item.task_id)
+        return tuple(ids) if ids else None
+    return None
+
+
 def task_deps(task: Task) -> set[int]:
     """``task.deps`` as a set, found faster (literal scalars are skipped without a look inside)."""
     deps: set[int] = set()
@@ -115,7 +132,17 @@ class BoundArgs:
     ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
-    __slots__ = ("_bind_error", "_bound", "_checker", "_from_refs", "_nested", "deps", "task", "tool")
+    __slots__ = (
+        "_bind_error",
+        "_bound",
+        "_checker",
+        "_direct",
+        "_from_refs",
+        "_nested",
+        "deps",
+        "task",
+        "tool",
+    )
 
     def __init__(
         self,
@@ -130,6 +157,7 @@ class BoundArgs:
         self._bind_error: ValueError | None = None
         deps: set[int] = set()
         nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
+        direct: list[tuple[str, int | tuple[int, ...]]] = []  # whole-value refs (or lists of them)
         from_refs: list[str] = []
         names = tool.param_names if param_names is None else param_names
         args = task.args
@@ -145,10 +173,20 @@ class BoundArgs:
         for name, value in bound.items():
             if isinstance(value, _SCALAR_TYPES):
                 continue
+            ids = _whole_refs(value)
+            if ids is not None:
+                if type(ids) is int:
+                    deps.add(ids)
+                else:
+                    deps.update(ids)  # type: ignore[arg-type]
+                from_refs.append(name)
+                direct.append((name, ids))
+                continue
             nested.append(name)
             if _scan(value, deps):
                 from_refs.append(name)
         self._bound = bound
+        self._direct = tuple(direct) if direct else ()
         self._nested = tuple(nested) if nested else ()
         self._from_refs = tuple(from_refs) if from_refs else ()
         #: Ids of the tasks whose results the arguments use, in order.
@@ -162,17 +200,19 @@ class BoundArgs:
                 str(self._bind_error), tool=tool.name, task_id=task.id
             ) from self._bind_error
         resolved = dict(self._bound)
-        for name in self._nested:
+        if self._direct:
             try:
-                resolved[name] = _resolve_value(resolved[name], lookup)
-            except _RefFailed as exc:
-                ref = exc.ref
-                raise ReferenceResolutionError(
-                    f"argument {name!r}: cannot take {ref.to_text()} from the result of task "
-                    f"{ref.task_id}: {_describe_error(exc.cause)}",
-                    tool=tool.name,
-                    task_id=task.id,
-                ) from exc.cause
+                for name, ids in self._direct:
+                    if type(ids) is int:
+                        resolved[name] = lookup(ids)
+                    else:
+                        resolved[name] = [lookup(i) for i in ids]  # type: ignore[union-attr]
+            except (LookupError, TypeError, AttributeError):
+                # The general path below gives the error its message.
+                resolved.update((name, self._bound[name]) for name, _ in self._direct)
+                self._resolve_names(resolved, [name for name, _ in self._direct], lookup)
+        if self._nested:
+            self._resolve_names(resolved, self._nested, lookup)
         checker = self._checker
         if checker is not None and checker(resolved):
             return resolved
@@ -194,6 +234,20 @@ class BoundArgs:
                 tool=tool.name,
                 task_id=task.id,
             ) from exc
+
+    def _resolve_names(self, resolved: dict[str, Any], names: Iterable[str], lookup: Lookup) -> None:
+        """Resolve the named arguments in place, walking their values."""
+        for name in names:
+            try:
+                resolved[name] = _resolve_value(resolved[name], lookup)
+            except _RefFailed as exc:
+                ref = exc.ref
+                raise ReferenceResolutionError(
+                    f"argument {name!r}: cannot take {ref.to_text()} from the result of task "
+                    f"{ref.task_id}: {_describe_error(exc.cause)}",
+                    tool=self.tool.name,
+                    task_id=self.task.id,
+                ) from exc.cause
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

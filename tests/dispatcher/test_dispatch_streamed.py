@@ -1,0 +1,90 @@
+"""Streamed dispatch: whole-value references and the worker that stays awake for the next task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from dtools import ANY, make_tool
+
+from tomasulo.dispatcher import Dispatcher, Limits
+from tomasulo.dispatcher._resolve import resolve_args
+from tomasulo.exceptions import ReferenceResolutionError
+from tomasulo.grammar import Ref, Task
+from tomasulo.tools import Toolset
+
+pytestmark = pytest.mark.anyio
+
+
+async def ident(x: Any = None, y: Any = None) -> Any:
+    return x
+
+
+def test_whole_value_refs_pass_upstream_values_as_they_are() -> None:
+    tool = make_tool("ident", ident)
+    shared = {"k": [1, 2]}
+    results = {1: shared, 2: "two", 3: 3}
+    assert resolve_args(Task(4, "ident", (Ref(1),)), tool, results.__getitem__)["x"] is shared
+    args = resolve_args(Task(4, "ident", ([Ref(2), Ref(3)], (Ref(3), Ref(2)))), tool, results.__getitem__)
+    assert args == {"x": ["two", 3], "y": [3, "two"]}  # a tuple of refs becomes a list, as before
+    mixed = resolve_args(Task(4, "ident", ([Ref(2), 5], Ref(1, ("k", 1)))), tool, results.__getitem__)
+    assert mixed == {"x": ["two", 5], "y": 2}
+
+
+def test_a_whole_value_ref_without_a_result_names_the_argument() -> None:
+    tool = make_tool("ident", ident)
+    with pytest.raises(ReferenceResolutionError, match=r"argument 'y': cannot take \$7 from"):
+        resolve_args(Task(9, "ident", (1, [Ref(7)])), tool, {}.__getitem__)
+
+
+async def test_streamed_tasks_start_on_the_awake_worker_and_it_parks_when_idle() -> None:
+    workers: list[int] = []
+
+    async def where(x: Any = None, y: Any = None) -> Any:
+        workers.append(anyio.get_current_task().id)
+        return x
+
+    tools = Toolset([make_tool("where", where, ANY)])
+    with anyio.fail_after(10):
+        async with Dispatcher(tools) as d:
+            d.submit(Task(1, "where", (1,)))
+            for i in range(2, 30):
+                await anyio.lowlevel.checkpoint()
+                await anyio.lowlevel.checkpoint()
+                d.submit(Task(i, "where", (Ref(i - 1),)))
+            await d.wait()
+            assert [d.results[i] for i in range(1, 30)] == [1] * 29
+            assert len(set(workers)) == 1  # one worker ran the whole stream
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            # Idle, it parks (no busy loop) and counts as neither busy nor waking.
+            assert len(d._idle_workers) == 1 and d._waking == 0 and d._busy == 0
+            d.submit(Task(30, "where", (Ref(29),)))
+            await d.wait([30])
+            assert d.results[30] == 1 and len(set(workers)) == 1
+
+
+async def test_an_awake_worker_respects_the_run_limit() -> None:
+    running = 0
+    most = 0
+
+    async def slow(x: Any = None, y: Any = None) -> Any:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        running -= 1
+        return x
+
+    tools = Toolset([make_tool("slow", slow, ANY)])
+    with anyio.fail_after(10):
+        async with Dispatcher(tools, limits=Limits(max_concurrency=2)) as d:
+            for i in range(1, 41):
+                d.submit(Task(i, "slow", (i,)))
+                if i % 3 == 0:
+                    await anyio.lowlevel.checkpoint()
+            await d.wait()
+    assert most == 2
+    assert all(o.ok for o in d.outcomes.values()) and len(d.outcomes) == 40
