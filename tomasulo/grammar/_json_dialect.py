@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import IncompletePlanError, PlanSyntaxError, TaskIdError, TooManyTasksError
 from ._ast import Plan, Ref, Task, Template, Value
 from ._check import check_refs, check_tool_call, make_task
-from ._parser import _BRACED_REF, ArgNode, CallLine, parse_path
+from ._parser import ArgNode, CallLine, parse_path, split_interpolations
 
 if TYPE_CHECKING:
     from ..tools import Toolset
@@ -247,17 +247,9 @@ def _from_json(value: Any) -> Value:
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     if isinstance(value, str) and "${" in value:
-        parts: list[str | Ref] = []
-        last = 0
-        for m in _BRACED_REF.finditer(value):
-            if m.start() > last:
-                parts.append(value[last : m.start()])
-            parts.append(Ref(int(m.group(1)), parse_path(m.group(2))))
-            last = m.end()
-        if not parts:
+        parts = split_interpolations(value)
+        if len(parts) == 1 and isinstance(parts[0], str):
             return value
-        if last < len(value):
-            parts.append(value[last:])
         return Template(tuple(parts))
     return value
 

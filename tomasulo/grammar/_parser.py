@@ -52,6 +52,20 @@ def parse_path(text: str) -> tuple[PathItem, ...]:
     return tuple(items)
 
 
+def split_interpolations(text: str, decode: Callable[[str], str] = str) -> list[str | Ref]:
+    """``"a ${1.x} b"`` as ``["a ", Ref(1, ("x",)), " b"]``; ``decode`` maps each literal piece."""
+    parts: list[str | Ref] = []
+    last = 0
+    for m in _BRACED_REF.finditer(text):
+        if m.start() > last:
+            parts.append(decode(text[last : m.start()]))
+        parts.append(Ref(int(m.group(1)), parse_path(m.group(2))))
+        last = m.end()
+    if last < len(text):
+        parts.append(decode(text[last:]))
+    return parts
+
+
 @dataclass(slots=True)
 class ArgNode:
     """One argument as written: its value, the keyword (if any) and its 0-based column."""
@@ -170,15 +184,7 @@ class _LineReader:
         if "${" not in raw:
             text = self._decode(raw, start)
             return self._compat_text(text, start) if self.compat and "$" in text else text
-        parts: list[str | Ref] = []
-        last = 0
-        for rm in _BRACED_REF.finditer(raw):
-            if rm.start() > last:
-                parts.append(self._decode(raw[last : rm.start()], start))
-            parts.append(Ref(int(rm.group(1)), parse_path(rm.group(2))))
-            last = rm.end()
-        if last < len(raw):
-            parts.append(self._decode(raw[last:], start))
+        parts = split_interpolations(raw, lambda segment: self._decode(segment, start))
         if self.compat and len(parts) == 1 and isinstance(parts[0], Ref):
             return parts[0]
         if len(parts) == 1 and isinstance(parts[0], str):
