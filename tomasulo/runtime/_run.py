@@ -14,7 +14,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._logging import bound_context, get_logger
-from ..dispatcher import Dispatcher, Event, InterruptRaised, TaskPlanned
+from ..dispatcher import Dispatcher, Event, InterruptRaised
 from ..exceptions import DispatchError, LLMError, PlanError, TomasuloError, UserError
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, TaskReport, Usage
@@ -34,10 +34,9 @@ log = get_logger("tomasulo.run")
 class _Stop(Exception):
     """Ends the run loop with a status and reason."""
 
-    def __init__(self, status: RunStatus, reason: str, *, answer_from_joiner: bool = False) -> None:
+    def __init__(self, status: RunStatus, reason: str) -> None:
         self.status: RunStatus = status
         self.reason = reason
-        self.answer_from_joiner = answer_from_joiner
         super().__init__(reason)
 
 
@@ -474,6 +473,3 @@ async def iterate(recv: MemoryObjectReceiveStream[Event]) -> AsyncIterator[Event
     async with recv:
         async for event in recv:
             yield event
-
-
-_ = TaskPlanned  # re-exported event types are used by consumers through tomasulo.dispatcher
