@@ -9,6 +9,7 @@ references are checked at dispatch, when they exist); references name only earli
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -81,12 +82,18 @@ def _has_deferred(value: Any) -> bool:
     return False
 
 
-_validators: dict[tuple[int, str], tuple[Mapping[str, Any], Any]] = {}
+#: Per tool, per parameter: (the schema it was built from, its validator). Keyed weakly by the
+#: tool, so the validators go when the tool does (a long-lived process builds many toolsets).
+_validators: weakref.WeakKeyDictionary[Tool, dict[str, tuple[Mapping[str, Any], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _validator(tool: Tool, param: str, schema: Mapping[str, Any]) -> Any:
-    key = (id(tool), param)
-    hit = _validators.get(key)
+    cache = _validators.get(tool)
+    if cache is None:
+        cache = _validators[tool] = {}
+    hit = cache.get(param)
     if hit is not None and hit[0] is schema:
         return hit[1]
     cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
@@ -99,7 +106,7 @@ def _validator(tool: Tool, param: str, schema: Mapping[str, Any]) -> Any:
     root = tool.input_schema
     full: dict[str, Any] = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
     v = jsonschema.validators.extend(cls, type_checker=type_checker)(full)  # type: ignore[no-untyped-call]
-    _validators[key] = (schema, v)
+    cache[param] = (schema, v)  # holds no reference to the tool, or it would never go
     return v
 
 

@@ -26,6 +26,7 @@ from ..exceptions import IncompletePlanError, PlanSyntaxError, TaskIdError, TooM
 from ._ast import Plan, Ref, Task, Template, Value
 from ._check import check_refs, check_tool_call, make_task
 from ._parser import ArgNode, CallLine, parse_path, split_interpolations
+from ._stream import aiter_parsed
 
 if TYPE_CHECKING:
     from ..tools import Toolset
@@ -264,7 +265,7 @@ def parse_json_plan(
     return stream.plan
 
 
-async def aiter_json_tasks(
+def aiter_json_tasks(
     chunks: AsyncIterable[str],
     tools: Toolset | None = None,
     *,
@@ -274,8 +275,4 @@ async def aiter_json_tasks(
 ) -> AsyncIterator[Task]:
     """Async adapter: JSON text chunks in, tasks out as each object closes."""
     parser = stream or JsonPlanStream(tools, start_id=start_id, max_tasks=max_tasks)
-    async for chunk in chunks:
-        for task in parser.feed(chunk):
-            yield task
-    for task in parser.close():
-        yield task
+    return aiter_parsed(chunks, parser)

@@ -7,7 +7,7 @@ A task line is complete at its closing parenthesis, so a task is handed over in 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..exceptions import (
     DuplicateJoinError,
@@ -286,7 +286,31 @@ def parse_plan(
     return stream.plan
 
 
-async def aiter_tasks(
+class TaskParser(Protocol):
+    """A streaming plan parser, as :func:`aiter_parsed` drives it (:class:`PlanStream` is one)."""
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Take more text; return the tasks it completed."""
+        ...
+
+    def close(self) -> list[Task]:
+        """End of text; return any last task."""
+        ...
+
+
+async def aiter_parsed(chunks: AsyncIterable[str], parser: TaskParser) -> AsyncIterator[Task]:
+    """Feed ``chunks`` to ``parser``, yielding each task as it completes, then close the parser.
+
+    The one async adapter behind :func:`aiter_tasks` and ``aiter_json_tasks``.
+    """
+    async for chunk in chunks:
+        for task in parser.feed(chunk):
+            yield task
+    for task in parser.close():
+        yield task
+
+
+def aiter_tasks(
     chunks: AsyncIterable[str],
     tools: Toolset | None = None,
     *,
@@ -300,8 +324,4 @@ async def aiter_tasks(
     Pass ``stream`` to keep a handle on the parser (for ``stream.plan`` and ``stream.joined``).
     """
     parser = stream or PlanStream(tools, compat=compat, start_id=start_id, max_tasks=max_tasks)
-    async for chunk in chunks:
-        for task in parser.feed(chunk):
-            yield task
-    for task in parser.close():
-        yield task
+    return aiter_parsed(chunks, parser)

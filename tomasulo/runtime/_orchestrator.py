@@ -166,7 +166,9 @@ class Orchestrator:
         """Run a fixed plan with no LLM; the answer is the last task's result as text.
 
         Raises:
-            PlanError: the plan text is invalid (nothing runs).
+            PlanError: the plan text is invalid, or the dispatcher refuses a task of the plan
+                (unknown tool, a reference to a task that is not an earlier one, a repeated
+                id); the message names the task. Nothing runs in either case.
         """
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)

@@ -283,7 +283,12 @@ class Run:
         return scope.cancelled_caught, problem
 
     def _submit(self, d: Dispatcher, task: Task, plan_no: int) -> str | None:
-        """Hand a task to the dispatcher; a task it refuses becomes a problem for the replan."""
+        """Hand a task to the dispatcher and record it; every mode submits through here.
+
+        A task the dispatcher refuses (unknown tool, a reference to a task that was never
+        submitted, a repeated id) is not recorded; the returned text says why, for the planner
+        (streaming and turn modes replan with it) or for the error :meth:`execute` raises.
+        """
         try:
             d.submit(task)
         except DispatchError as e:
@@ -393,13 +398,16 @@ class Run:
             self.emit(PlanFinished, plan=turn, tasks=len(tasks), joined=rnd.joined)
             if not tasks:
                 break
+            problem: str | None = None
             for task in tasks:  # the whole turn is known before any call runs, as in function calling
-                self._task_plan[task.id] = turn
-                self._tasks[task.id] = task
-                d.submit(task)
+                if (problem := self._submit(d, task, turn)) is not None:
+                    break  # as in streaming mode: the calls before it run, the rest are dropped
             await d.wait()
             self._drain_signals()
-            start_id = ctx.start_id + len(tasks)  # turns number their calls without gaps
+            start_id = ctx.start_id + len(tasks)  # turns number their calls; ids are never reused
+            if problem is not None:  # the next turn hears why, as a replan would
+                self._interrupts.append(problem)
+                self._replan_allowed(problem)
         else:
             raise _Stop("stopped", f"turn bound reached ({max_turns})")
         decision = await self._join(d)
@@ -440,17 +448,24 @@ class Run:
         )
 
     async def execute(self, plan: Plan) -> RunResult:
-        """Run a fixed plan with no LLM at all."""
+        """Run a fixed plan with no LLM at all.
+
+        Raises:
+            PlanError: the dispatcher refused a task (the message names it and says why);
+                nothing ran, since every task is submitted before any call starts.
+        """
         status: RunStatus = "finished"
         reason: str | None = None
         try:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
                 self._plans.append(plan.to_text())
-                for task in plan.tasks:
-                    self._task_plan[task.id] = 1
-                    self._tasks[task.id] = task
-                    d.submit(task)
+                for index, task in enumerate(plan.tasks):
+                    problem = self._submit(d, task, 1)
+                    if problem is not None:
+                        d.cancel()  # no call has started: nothing was awaited since the first submit
+                        status, reason = "failed", problem
+                        raise _refused(plan, index, problem)
                 d.close_input()
                 await d.wait()
             failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
@@ -466,6 +481,22 @@ class Run:
             self.result = self._build_result(status, reason)
             self._close_streams()
         return self.result
+
+
+def _refused(plan: Plan, index: int, problem: str) -> PlanError:
+    """The error for a fixed plan's task the dispatcher refused, placed like a parse error.
+
+    A parsed task knows its line; one built by hand is placed in ``plan.to_text()``.
+    """
+    task = plan.tasks[index]
+    line = task.line or sum(1 + (t.thought is not None) for t in plan.tasks[: index + 1])
+    return PlanError(
+        problem,
+        line=line,
+        column=task.column or 1,
+        text=task.to_text(),
+        hint="fix the plan and run it again; no task of it ran",
+    )
 
 
 async def iterate(recv: MemoryObjectReceiveStream[Event]) -> AsyncIterator[Event]:
