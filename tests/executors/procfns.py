@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -42,12 +43,33 @@ def slow_square(x: int) -> int:
     return x * x
 
 
+def exit_worker(x: int = 0) -> int:
+    os._exit(3)  # the worker process ends without a word
+
+
+async def ahang(x: int = 0) -> int:
+    await asyncio.Event().wait()  # forever; only cancelling the call ends it
+    return x
+
+
+async def nap(x: int = 0) -> int:
+    """An async tool that sleeps 0.3 s and says which process it ran on."""
+    await asyncio.sleep(0.3)
+    return os.getpid()
+
+
+def sync_nap(x: int = 0) -> int:
+    """A sync tool that sleeps 0.3 s and says which process it ran on."""
+    time.sleep(0.3)
+    return os.getpid()
+
+
 X = {"type": "object", "properties": {"x": {"type": "integer"}}}
 
 
 def toolset(timeout: float | None = None) -> Toolset:
-    """The tools above; ``timeout`` applies to ``hang`` only, so slow worker start-up under load
-    cannot time out the others."""
+    """The tools above; ``timeout`` applies to ``hang`` and ``ahang`` only, so slow worker
+    start-up under load cannot time out the others."""
     from tomasulo.tools import ToolPolicy
 
     return Toolset(
@@ -55,7 +77,19 @@ def toolset(timeout: float | None = None) -> Toolset:
             name=f.__name__,
             input_schema=X,
             fn=f,
-            policy=ToolPolicy(timeout=timeout) if f is hang else ToolPolicy(),
+            policy=ToolPolicy(timeout=timeout) if f in (hang, ahang) else ToolPolicy(),
         )
-        for f in (square, pid, fail, crash, hang, garbage, slow_square)
+        for f in (
+            square,
+            pid,
+            fail,
+            crash,
+            hang,
+            garbage,
+            slow_square,
+            exit_worker,
+            ahang,
+            nap,
+            sync_nap,
+        )
     )
