@@ -155,7 +155,9 @@ def test_bad_configuration_is_refused(kwargs: dict[str, object], named: str) -> 
 
 
 async def test_actors_the_cluster_cannot_place_fail_start_within_its_timeout(ray_instance: None) -> None:
-    executor = RayExecutor(mode="actors", actor_options={"resources": {"no-such-resource": 1}}, start_timeout=1.5)
+    executor = RayExecutor(
+        mode="actors", actor_options={"resources": {"no-such-resource": 1}}, start_timeout=1.5
+    )
     t0 = time.perf_counter()
     with anyio.fail_after(30), pytest.raises(ConfigError, match=r"did not start within 1.5 s"):
         async with executor:

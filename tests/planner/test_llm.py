@@ -164,7 +164,7 @@ async def test_retries_are_bounded() -> None:
 
 
 async def test_a_disconnect_mid_stream_raises_with_the_partial_text() -> None:
-    sim = SimulatedLLM([Reply.disconnect(PLAN, after_tokens=6), PLAN])
+    sim = SimulatedLLM([Reply.disconnect(PLAN, after_tokens=count_tokens("1. search()\n")), PLAN])
     received: list[str] = []
     with anyio.fail_after(10):
         async with served(sim, dialect="llamacpp") as llm:
@@ -188,7 +188,7 @@ async def test_a_disconnect_before_any_text_is_retried() -> None:
 
 
 async def test_a_stall_hits_the_read_timeout() -> None:
-    sim = SimulatedLLM([Reply.stall(PLAN, after_tokens=6, seconds=30)])
+    sim = SimulatedLLM([Reply.stall(PLAN, after_tokens=count_tokens("1. search()\n"), seconds=30)])
     timeouts = Timeouts(read=0.3)
     with anyio.fail_after(10):
         async with served(sim, dialect="vllm", timeouts=timeouts) as llm:
