@@ -75,10 +75,11 @@ async def test_history_built_later_equals_events_seen_live() -> None:
     tools = Toolset([make_tool("ident", ident)])
     seen: list[Event] = []
     with anyio.fail_after(5):
-        live = await Dispatcher.run_plan(tools, chain_plan(), on_event=seen.append, run_id="a")
+        async with Dispatcher(tools, on_event=seen.append, run_id="a") as live:
+            live.submit_all(chain_plan())
         async with Dispatcher(tools, run_id="b") as quiet:
             quiet.submit_all(chain_plan())
-    assert {k: o.value for k, o in live.items()} == {k: o.value for k, o in quiet.outcomes.items()}
+    assert {k: o.value for k, o in live.outcomes.items()} == {k: o.value for k, o in quiet.outcomes.items()}
     history = quiet.history
     # Same kinds, tasks, seq numbers and fields in the same order; only the clock differs.
     assert strip_ts(history) == strip_ts(seen)

@@ -84,3 +84,27 @@ async def test_a_bad_reference_fails_at_the_same_task_as_in_plan_order() -> None
                 d.submit_all(plan)
             await d.wait()
             assert sorted(d.outcomes) == [1]  # task 3 was not moved ahead of the error
+
+
+async def test_each_of_a_plans_first_ready_tasks_starts_before_the_next_is_submitted() -> None:
+    gate = anyio.Event()
+
+    async def held(x: Any = None, y: Any = None) -> Any:
+        await gate.wait()
+        return x
+
+    seen: list[tuple[str, int]] = []
+
+    def on_event(event: Any) -> None:
+        if type(event).__name__ in ("TaskPlanned", "TaskStarted"):
+            seen.append((type(event).__name__, event.task_id))
+            if len([1 for kind, _ in seen if kind == "TaskStarted"]) == 10:
+                gate.set()
+
+    tools = Toolset([make_tool("ident", held)])
+    plan = [Task(i, "ident", (i,)) for i in range(1, 11)]
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(tools, plan, on_event=on_event)
+    assert all(o.ok for o in out.values())
+    for k in range(1, 10):
+        assert seen.index(("TaskStarted", k)) < seen.index(("TaskPlanned", k + 1)), seen

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
@@ -51,14 +52,23 @@ __all__ = ["Dispatcher", "EventCallback"]
 logger = logging.getLogger("tomasulo.dispatcher")
 
 _now = time.monotonic
+_RUN_PREFIX = os.urandom(3).hex()
+_run_numbers = itertools.count(1)
+
+
+def _new_run_id() -> str:
+    """12 hex digits: random per process, then a counter (cheaper than a uuid on the hot path)."""
+    return f"{_RUN_PREFIX}{next(_run_numbers) & 0xFFFFFF:06x}"
+
+
 #: A worker yields to the event loop after this many calls in a row (see ``_worker``).
 _STREAK = 64
 #: At most this many idle workers stay parked; more return (a burst of blocking calls needs a
 #: worker each, and tearing hundreds down at once would add milliseconds to the run's end).
-_MAX_PARKED = 32
-#: ``run_plan`` lets the loop run after this many submits of a whole plan (the heads of the
-#: longest chains start then), and again after every ``_SUBMIT_BATCH``.
-_FIRST_BATCH = 16
+_MAX_PARKED = 8
+#: ``run_plan`` lets each of a whole plan's first ``_EAGER`` tasks that can start start before
+#: it submits the next, then lets the loop run once every ``_SUBMIT_BATCH`` submits.
+_EAGER = 32
 _SUBMIT_BATCH = 128
 
 
@@ -113,7 +123,7 @@ class Dispatcher:
         self.tools = tools
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.limits = limits if limits is not None else DEFAULT_LIMITS
-        self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
+        self.run_id = run_id if run_id is not None else _new_run_id()
         self._nodes: dict[int, TaskNode] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
@@ -211,6 +221,7 @@ class Dispatcher:
                 # cheaper than cancelling hundreds of them. Calls still running after the grace
                 # (an async tool ignoring cancellation) are cancelled with the whole group.
                 idle, self._idle_workers = self._idle_workers, []
+                self._waking += len(idle)
                 for wake in idle:
                     wake.set()
                 if self._busy:
@@ -317,15 +328,17 @@ class Dispatcher:
         """:meth:`submit_all`, letting the first tasks start while the rest are submitted.
 
         Submitting costs microseconds a task, so a plan of thousands would hold back its first
-        call by milliseconds; instead the loop gets a turn after the first few submits (the
-        heads of the longest chains, which start at once) and then after every batch.
+        calls by milliseconds. Instead, for the first ``_EAGER`` submits (the heads of the
+        longest chains come first), the loop gets a turn whenever a submit woke a worker, so
+        each of them starts before the next is submitted; after that, once every
+        ``_SUBMIT_BATCH`` submits, so the rest of the plan is in place before early calls end.
         """
         checkpoint = self._checkpoint
         count = 0
         for task in self._plan_order(tasks):
             self.submit(task)
             count += 1
-            if count == _FIRST_BATCH or count % _SUBMIT_BATCH == 0:
+            if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
                 await checkpoint()
 
     def _plan_order(self, tasks: Iterable[Task]) -> list[Task]:
@@ -534,8 +547,8 @@ class Dispatcher:
                 while not scope.cancel_called:
                     node = self._take() if limit is None or self._busy < limit else None
                     if node is None:
-                        if self._state == "closed":
-                            return
+                        if self._state == "closed" or (self._input_closed and not self._unfinished):
+                            return  # the run is over: nothing can become ready again
                         streak = 0
                         if not lingered:
                             # Stay awake for one loop step before parking: a task submitted or
@@ -814,6 +827,12 @@ class Dispatcher:
                 self._idle = None
             if self._input_closed:
                 self._log.close()
+                # Nothing can become ready again: parked workers may return now, while the
+                # caller takes the results, rather than when the run is closed.
+                idle, self._idle_workers = self._idle_workers, []
+                self._waking += len(idle)
+                for wake in idle:
+                    wake.set()
 
     def _advance_lane(self, node: TaskNode, now: float) -> None:
         lane = self._lanes[node.tool.name]

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 
-from ..grammar import JOIN, Task
+from ..grammar import JOIN, Ref, Task
 from ._resolve import task_deps
 
 __all__ = ["plan_order"]
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _deps(task: Task) -> Iterable[int]:
+    """The ids ``task`` references (repeats allowed); plain ``$k`` and lists of them looked at directly."""
+    found: list[int] = []
+    for value in task.args:
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is Ref:
+            found.append(value.task_id)
+        elif kind is list or kind is tuple:
+            for item in value:
+                if type(item) is Ref:
+                    found.append(item.task_id)
+                elif type(item) not in _SCALARS:
+                    return task_deps(task)
+        else:
+            return task_deps(task)
+    if task.kwargs:
+        for value in task.kwargs.values():
+            kind = type(value)
+            if kind in _SCALARS:
+                continue
+            if kind is Ref:
+                found.append(value.task_id)
+            else:
+                return task_deps(task)
+    return found
 
 
 def plan_order(
@@ -22,22 +53,26 @@ def plan_order(
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
         return batch
-    nodes = submitted
     index: dict[int, int] = {}
-    deps_of: list[set[int]] = []
+    inputs: list[list[int]] = []  # for each task: the positions in the batch of its inputs
     first: list[int] = []  # ready at once, so they may move ahead
     sequential: dict[str, bool] = {}
     seen_lanes: set[str] = set()
     for i, task in enumerate(batch):
         tid = task.id
-        if tid in index or tid in nodes:
+        if tid in index or tid in submitted:
             return batch
-        deps = task_deps(task)
-        for dep in deps:
-            if dep >= tid or (dep not in index and dep not in nodes):
+        here: list[int] = []
+        has_deps = False
+        for dep in _deps(task):
+            has_deps = True
+            j = index.get(dep)
+            if j is not None:
+                here.append(j)
+            elif dep >= tid or dep not in submitted:
                 return batch
         index[tid] = i
-        deps_of.append(deps)
+        inputs.append(here)
         name = task.tool
         seq = sequential.get(name)
         if seq is None:
@@ -46,18 +81,17 @@ def plan_order(
             if name in seen_lanes:
                 continue
             seen_lanes.add(name)
-        if not deps:
+        if not has_deps:
             first.append(i)
     if not first:
         return batch
     height = [1] * len(batch)
     for i in range(len(batch) - 1, -1, -1):
-        deps = deps_of[i]
-        if deps:
+        here = inputs[i]
+        if here:
             up = height[i] + 1
-            for dep in deps:
-                j = index.get(dep)
-                if j is not None and height[j] < up:
+            for j in here:
+                if height[j] < up:
                     height[j] = up
     first.sort(key=lambda i: -height[i])  # stable: plan order among equals
     moved = set(first)
