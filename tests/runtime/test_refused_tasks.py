@@ -157,3 +157,28 @@ async def test_execute_plan_text_with_a_refused_task_points_at_its_line() -> Non
         await Orchestrator(with_forecast(lab)).execute_plan(text)
     assert info.value.line == 3 and "task 2 was refused" in str(info.value)
     assert lab.calls["search:everest"] == 0
+
+
+@pytest.mark.parametrize("mode", ["react", "parallel_fc"])
+async def test_a_turn_invalid_before_its_first_call_is_retried_with_the_error(mode: str) -> None:
+    lab = Lab()
+
+    def script(req: RecordedRequest) -> Reply | str:
+        if req.index == 0:  # no grammar in the plain dialect: a misspelt tool on the first line
+            return "1. serch('everest')\n2. join()<END_OF_PLAN>"
+        if req.index == 1:
+            assert "unknown tool 'serch'" in req.prompt
+            return "1. search('everest')\n2. join()<END_OF_PLAN>"
+        if req.index == 2:
+            return "2. join()<END_OF_PLAN>"
+        return finish("8849")
+
+    sim = SimulatedLLM(script, latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim, "plain") as llm:
+            result = await Orchestrator(lab.tools, llm, mode=mode).run("height of everest?")  # type: ignore[arg-type]
+    assert result.status == "finished", result.reason
+    assert result.answer == "8849"
+    assert lab.calls["search:everest"] == 1
+    assert result.replans == 1
+    assert "unknown tool 'serch'" in result.interrupts[0]

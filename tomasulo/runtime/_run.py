@@ -388,16 +388,24 @@ class Run:
             rnd = planner.start(ctx, self.usage)
             self._llm_calls += 1
             tasks: list[Task] = []
+            invalid: str | None = None
             try:
                 async with aclosing(rnd.tasks()) as stream:
                     async for task in stream:
                         tasks.append(task)
             except PlanError as e:
-                self._interrupts.append(f"invalid turn: {e.message}")
+                invalid = f"the turn was invalid at line {e.line}, column {e.column}: {e.message}"
+                self._interrupts.append(invalid)
+                self.log.warning("turn error", error=str(e))
             self._plans.append(rnd.plan_text())
             self.emit(PlanFinished, plan=turn, tasks=len(tasks), joined=rnd.joined)
             if not tasks:
-                break
+                if invalid is None:
+                    break  # the model called no tool: time to answer
+                # As in streaming mode, a turn that broke before its first call is retried with
+                # the error (bounded by max_replans), not taken as the end of the run.
+                self._replan_allowed(invalid)
+                continue
             problem: str | None = None
             for task in tasks:  # the whole turn is known before any call runs, as in function calling
                 if (problem := self._submit(d, task, turn)) is not None:
