@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -108,3 +109,37 @@ async def test_each_of_a_plans_first_ready_tasks_starts_before_the_next_is_submi
     assert all(o.ok for o in out.values())
     for k in range(1, 10):
         assert seen.index(("TaskStarted", k)) < seen.index(("TaskPlanned", k + 1)), seen
+
+
+async def test_after_a_burst_only_a_few_idle_workers_stay_and_none_outlive_the_run() -> None:
+    gate = anyio.Event()
+    all_started = anyio.Event()
+    started = 0
+
+    async def held(x: Any = None, y: Any = None) -> Any:
+        nonlocal started
+        started += 1
+        if started == 50:
+            all_started.set()
+        await gate.wait()
+        return x
+
+    def workers(run_id: str) -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_name() == f"tomasulo dispatcher {run_id}")
+
+    tools = Toolset([make_tool("ident", held)])
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, run_id="burst") as d:
+            for i in range(1, 51):
+                d.submit(Task(i, "ident", (i,)))
+            await all_started.wait()
+            assert workers("burst") == 50  # a blocking call holds a worker each
+            gate.set()
+            await d.wait()
+            for _ in range(5):  # idle workers linger a loop step, then park or return
+                await anyio.lowlevel.checkpoint()
+            assert 1 <= workers("burst") <= 8, "the rest of the burst's workers returned"
+            d.submit(Task(51, "ident", (51,)))  # a parked worker serves a later task
+            await d.wait([51])
+            assert d.outcomes[51].value == 51
+        assert workers("burst") == 0
