@@ -19,6 +19,7 @@ class ToolInfo:
     __slots__ = (
         "checker",
         "checks_output",
+        "direct",
         "limited",
         "name",
         "param_names",
@@ -36,6 +37,11 @@ class ToolInfo:
         self.checks_output = bool(tool.output_schema)
         self.param_names = tool.param_names
         self.checker = checker_for(tool)
+        #: The async function a local run may await directly: no conversion, timeout, retries
+        #: or output check to go through (the dispatcher also checks the executor is local).
+        policy = tool.policy
+        plain = tool.convert is None and policy.timeout is None and policy.retries == 0
+        self.direct = tool.fn if plain and not self.checks_output and tool.is_async else None
 
 
 class TaskNode(BoundArgs):
