@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import PlanError
+from tomasulo.exceptions import IncompletePlanError
 from tomasulo.grammar import JsonPlanStream, PlanStream, aiter_json_tasks, aiter_tasks
 
 from .plan_tools import plan_tools
@@ -54,7 +54,7 @@ async def test_adapter_reports_a_cut_off_plan_after_the_complete_tasks(dialect: 
     text, adapter, _ = DIALECTS[dialect]
     cut = text[: text.index("math") + 8]  # inside task 3
     got: list[int] = []
-    with anyio.fail_after(5), pytest.raises(PlanError):
+    with anyio.fail_after(5), pytest.raises(IncompletePlanError):
         async for task in adapter(chunked(cut), TOOLS, start_id=1):
             got.append(task.id)
     assert got == [1, 2]

@@ -162,7 +162,10 @@ class JsonPlanStream:
         try:
             doc = json.loads(self._buffer)
         except json.JSONDecodeError as e:
-            cls = IncompletePlanError if e.pos >= len(self._buffer.rstrip()) else PlanSyntaxError
+            # Cut off: the error is at the end, or the text ends inside a string (JSON reports
+            # an unterminated string where the string starts).
+            cut = self._in_string or e.pos >= len(self._buffer.rstrip())
+            cls = IncompletePlanError if cut else PlanSyntaxError
             raise cls(
                 f"not valid JSON: {e.msg}",
                 line=e.lineno,

@@ -137,7 +137,12 @@ class PlanStream:
             try:
                 self._line(line, out)
             except PlanSyntaxError as e:
-                cut_off = e.column > len(line.rstrip()) or e.message == "unterminated string"
+                tail = line.rstrip()[e.column - 1 :]
+                cut_off = (
+                    e.column > len(line.rstrip())
+                    or e.message == "unterminated string"
+                    or (tail.isidentifier() and "(" in line)  # a word cut off inside the call
+                )
                 if cut_off and line.lstrip()[:1].isdigit():
                     raise IncompletePlanError(
                         "the plan ends in the middle of a task",
