@@ -10,6 +10,11 @@ real HTTP, against a SimulatedLLM served from its own process (``_simserver.py``
 workload and mode it prints the mean makespan, the mean oracle lower bound, makespan over oracle,
 speedups, LLM calls and tokens (as the simulator counted them), then the issue's four goals, and
 draws a Gantt chart of one run per mode into ``out/gantt-<workload>-<mode>.png``.
+
+The ``react`` and ``parallel_fc`` modes end with a turn that only says ``join()`` and a joiner
+call that writes the answer: one LLM call more than ReAct and OpenAI function calling, which
+answer in their last turn. The speed goals are judged against the baselines with that turn's
+time taken out (measured per run, see :func:`answered_in_last_turn`); both figures are printed.
 """
 
 from __future__ import annotations
@@ -222,6 +227,22 @@ def draw(row: Row, args: argparse.Namespace, out: Path) -> Path | None:
     return draw_gantt(bars, out / f"gantt-{row.item.workload}-{row.mode}.png", title=title)
 
 
+def answered_in_last_turn(row: Row) -> float:
+    """The makespan of a turn baseline had its last turn written the answer, as the real methods do.
+
+    Our ``react`` and ``parallel_fc`` end with a turn that only says ``join()`` and then a joiner
+    call that writes the answer; ReAct and OpenAI function calling answer in that last turn. So
+    the time from sending that turn to sending the joiner call is dropped, as measured in the
+    run (the joiner call itself stands for the answering turn).
+    """
+    joins: list[float] = [c["t"] for c in row.calls if c["kind"] == "join"]
+    turns: list[float] = [c["t"] for c in row.calls if c["kind"] not in ("join", "plan")]
+    if not joins or not turns:
+        return row.result.makespan
+    last_turn = max(t for t in turns if t < joins[-1])
+    return row.result.makespan - (joins[-1] - last_turn)
+
+
 def table(workload: str, by_mode: dict[Mode, list[Row]]) -> list[dict[str, Any]]:
     stats = []
     for mode, rows in by_mode.items():
@@ -232,6 +253,7 @@ def table(workload: str, by_mode: dict[Mode, list[Row]]) -> list[dict[str, Any]]
             "runs": len(good),
             "failed": len(rows) - len(good),
             "makespan": mean([r.result.makespan for r in good]),
+            "makespan_faithful": mean([answered_in_last_turn(r) for r in good]),
             "oracle": mean([r.bound.makespan for r in good if r.bound]),
             "calls": mean([len(r.calls) for r in good]),
             "prompt": mean([r.prompt_tokens for r in good]),
@@ -243,6 +265,12 @@ def table(workload: str, by_mode: dict[Mode, list[Row]]) -> list[dict[str, Any]]
         s["ratio"] = s["makespan"] / s["oracle"]
         s["vs_react"] = by["react"]["makespan"] / s["makespan"] if "react" in by else float("nan")
         s["vs_fc"] = by["parallel_fc"]["makespan"] / s["makespan"] if "parallel_fc" in by else float("nan")
+        s["vs_react_faithful"] = (
+            by["react"]["makespan_faithful"] / s["makespan"] if "react" in by else float("nan")
+        )
+        s["vs_fc_faithful"] = (
+            by["parallel_fc"]["makespan_faithful"] / s["makespan"] if "parallel_fc" in by else float("nan")
+        )
         s["tokens"] = s["prompt"] + s["completion"]
     print(f"\n{workload} ({stats[0]['runs'] + stats[0]['failed']} questions; means per question)")
     head = f"{'mode':<18}{'makespan':>9}{'oracle':>8}{'ratio':>7}{'vsReAct':>8}{'vsPFC':>7}{'calls':>7}"
@@ -254,6 +282,14 @@ def table(workload: str, by_mode: dict[Mode, list[Row]]) -> list[dict[str, Any]]
             f"{s['prompt']:>8.0f}{s['completion']:>7.0f}{s['tokens']:>8.0f}"
             + (f"  ({s['failed']} runs not comparable)" if s["failed"] else "")
         )
+    turn_modes = [s for s in stats if s["mode"] in ("react", "parallel_fc")]
+    if turn_modes and "stream" in by:
+        parts = [
+            f"{s['mode']} {s['makespan_faithful']:.2f}s "
+            f"(stream {s['makespan_faithful'] / by['stream']['makespan']:.2f}x faster)"
+            for s in turn_modes
+        ]
+        print("turn baselines answering in their last turn, as the real methods do: " + ", ".join(parts))
     stream = [r for r in by_mode.get("stream", []) if r.bound is not None and r.calls]
     if stream:
         ask = mean([r.calls[0]["t"] - r.t0 for r in stream])
@@ -279,13 +315,19 @@ def goals(stats: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
             ("streaming makespan / oracle <= 1.05 (worst workload)", f"{worst:.3f} ({where})", worst <= 1.05)
         )
     if ("movie", "stream") in get and ("movie", "react") in get:
-        x = get["movie", "stream"]["vs_react"]
-        ceiling = get["movie", "react"]["makespan"] / get["movie", "stream"]["oracle"]
-        value = f"{x:.2f}x (ceiling at this model speed, react / oracle: {ceiling:.2f}x)"
+        x = get["movie", "stream"]["vs_react_faithful"]
+        nominal = get["movie", "stream"]["vs_react"]
+        ceiling = get["movie", "react"]["makespan_faithful"] / get["movie", "stream"]["oracle"]
+        value = (
+            f"{x:.2f}x against a react that answers in its last turn ({nominal:.2f}x against ours); "
+            f"ceiling at this model speed, react / oracle: {ceiling:.2f}x"
+        )
         out.append(("movie: streaming >= 3.7x faster than react", value, x >= 3.7))
     if ("parallelqa", "stream") in get and ("parallelqa", "parallel_fc") in get:
-        x = get["parallelqa", "stream"]["vs_fc"]
-        out.append(("parallelqa: streaming >= 1.35x faster than parallel_fc", f"{x:.2f}x", x >= 1.35))
+        x = get["parallelqa", "stream"]["vs_fc_faithful"]
+        nominal = get["parallelqa", "stream"]["vs_fc"]
+        value = f"{x:.2f}x against parallel_fc answering in its last turn ({nominal:.2f}x against ours)"
+        out.append(("parallelqa: streaming >= 1.35x faster than parallel_fc", value, x >= 1.35))
     pairs = [
         (w, get[w, "stream"]["tokens"], get[w, "react"]["tokens"])
         for w in WORKLOADS
