@@ -57,8 +57,8 @@ _run_numbers = itertools.count(1)
 
 
 def _new_run_id() -> str:
-    """12 hex digits: random per process, then a counter (cheaper than a uuid on the hot path)."""
-    return f"{_RUN_PREFIX}{next(_run_numbers) & 0xFFFFFF:06x}"
+    """Hex digits, random per process, then a counter: cheaper than a uuid, never repeated."""
+    return f"{_RUN_PREFIX}{next(_run_numbers):06x}"
 
 
 #: A worker yields to the event loop after this many calls in a row (see ``_worker``).
