@@ -143,3 +143,22 @@ async def test_after_a_burst_only_a_few_idle_workers_stay_and_none_outlive_the_r
             await d.wait([51])
             assert d.outcomes[51].value == 51
         assert workers("burst") == 0
+
+
+async def test_a_forward_reference_to_a_task_listed_earlier_keeps_plan_order() -> None:
+    seen: list[int] = []
+
+    async def record(x: Any = None, y: Any = None) -> Any:
+        seen.append(x)
+        return x
+
+    tools = Toolset([make_tool("ident", record)])
+    # Task 3 is listed after task 5 but references it: the dispatcher refuses task 3, and no
+    # root listed after it (task 4) may have been moved ahead and submitted first.
+    plan = [Task(5, "ident", (5,)), Task(3, "ident", (Ref(5),)), Task(4, "ident", (4,))]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools) as d:
+            with pytest.raises(DispatchError, match=r"task 3 references \$5"):
+                d.submit_all(plan)
+    assert set(d.outcomes) == {5}
+    assert seen == [5]

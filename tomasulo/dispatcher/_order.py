@@ -66,10 +66,12 @@ def plan_order(
         has_deps = False
         for dep in _deps(task):
             has_deps = True
+            if dep >= tid:
+                return batch
             j = index.get(dep)
             if j is not None:
                 here.append(j)
-            elif dep >= tid or dep not in submitted:
+            elif dep not in submitted:
                 return batch
         index[tid] = i
         inputs.append(here)
