@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from toy_grammar import GBNF, LARK, SCHEMA
 
 from tomasulo.exceptions import (
     ConfigError,
@@ -32,24 +33,6 @@ from tomasulo.testing import Latency, Reply, SimulatedLLM, count_tokens
 
 pytestmark = pytest.mark.anyio
 
-LARK = 'start: task+ "join()"\ntask: ID ". " TOOL "()\\n"\nID: /[1-9][0-9]?/\nTOOL: "search" | "math"'
-GBNF = 'root ::= task+ "join()"\ntask ::= [1-9] [0-9]? ". " ("search" | "math") "()\\n"'
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "tasks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"tool": {"enum": ["search", "math"]}},
-                "required": ["tool"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["tasks"],
-    "additionalProperties": False,
-}
 SPEC = GrammarSpec(gbnf=GBNF, lark=LARK, json_schema=SCHEMA)
 PLAN = "1. search()\n2. math()\njoin()"
 BAD_PLAN = "1. search()\n2. maths()\njoin()"

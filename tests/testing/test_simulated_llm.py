@@ -12,6 +12,7 @@ import lark
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from toy_grammar import GBNF, LARK, SCHEMA
 
 from tomasulo.testing import (
     GrammarConstraint,
@@ -26,24 +27,6 @@ from tomasulo.testing import (
 
 pytestmark = pytest.mark.anyio
 
-LARK = 'start: task+ "join()"\ntask: ID ". " TOOL "()\\n"\nID: /[1-9][0-9]?/\nTOOL: "search" | "math"'
-GBNF = 'root ::= task+ "join()"\ntask ::= [1-9] [0-9]? ". " ("search" | "math") "()\\n"'
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "tasks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"tool": {"enum": ["search", "math"]}},
-                "required": ["tool"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["tasks"],
-    "additionalProperties": False,
-}
 PLAN = "1. search()\n2. math()\njoin()"
 BAD_PLAN = "1. search()\n2. maths()\njoin()"  # offset 19: the "s" after "math"
 JSON_PLAN = '{"tasks": [{"tool": "search"}]}'
