@@ -221,10 +221,7 @@ class Dispatcher:
                 # Parked workers see the closed state when woken and return; waking them is far
                 # cheaper than cancelling hundreds of them. Calls still running after the grace
                 # (an async tool ignoring cancellation) are cancelled with the whole group.
-                idle, self._idle_workers = self._idle_workers, []
-                self._waking += len(idle)
-                for wake in idle:
-                    wake.set()
+                self._wake_idle_workers()
                 if self._busy:
                     self._tg.cancel_scope.cancel()
                 # The body's own exception (if any) propagates by itself, not inside a group.
@@ -838,10 +835,14 @@ class Dispatcher:
                 self._log.close()
                 # Nothing can become ready again: parked workers may return now, while the
                 # caller takes the results, rather than when the run is closed.
-                idle, self._idle_workers = self._idle_workers, []
-                self._waking += len(idle)
-                for wake in idle:
-                    wake.set()
+                self._wake_idle_workers()
+
+    def _wake_idle_workers(self) -> None:
+        """Wake every parked worker; with nothing left to take, each returns."""
+        idle, self._idle_workers = self._idle_workers, []
+        self._waking += len(idle)
+        for wake in idle:
+            wake.set()
 
     def _advance_lane(self, node: TaskNode, now: float) -> None:
         lane = self._lanes[node.tool.name]

@@ -4,41 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 
-from ..grammar import JOIN, Ref, Task
+from ..grammar import JOIN, Task
 from ._resolve import task_deps
 
 __all__ = ["plan_order"]
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _deps(task: Task) -> Iterable[int]:
-    """The ids ``task`` references (repeats allowed); plain ``$k`` and lists of them looked at directly."""
-    found: list[int] = []
-    for value in task.args:
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is Ref:
-            found.append(value.task_id)
-        elif kind is list or kind is tuple:
-            for item in value:
-                if type(item) is Ref:
-                    found.append(item.task_id)
-                elif type(item) not in _SCALARS:
-                    return task_deps(task)
-        else:
-            return task_deps(task)
-    if task.kwargs:
-        for value in task.kwargs.values():
-            kind = type(value)
-            if kind in _SCALARS:
-                continue
-            if kind is Ref:
-                found.append(value.task_id)
-            else:
-                return task_deps(task)
-    return found
 
 
 def plan_order(
@@ -64,7 +33,7 @@ def plan_order(
             return batch
         here: list[int] = []
         has_deps = False
-        for dep in _deps(task):
+        for dep in task_deps(task):
             has_deps = True
             if dep >= tid:
                 return batch

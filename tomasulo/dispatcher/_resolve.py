@@ -71,6 +71,7 @@ def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
 
 
 _SCALAR_TYPES = (str, int, float, bool, type(None))
+_SCALAR_KINDS = frozenset(_SCALAR_TYPES)
 
 
 def _scan(value: Any, deps: set[int]) -> bool:
@@ -111,15 +112,20 @@ def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
 
 
 def task_deps(task: Task) -> set[int]:
-    """``task.deps`` as a set, found faster (literal scalars are skipped without a look inside)."""
+    """``task.deps`` as a set, found faster: literal scalars and plain ``$k`` are read by their
+    type, without a look inside; anything else is walked."""
     deps: set[int] = set()
-    for value in task.args:
-        if not isinstance(value, _SCALAR_TYPES):
-            _scan(value, deps)
+    values: Iterable[Any] = task.args
     if task.kwargs:
-        for value in task.kwargs.values():
-            if not isinstance(value, _SCALAR_TYPES):
-                _scan(value, deps)
+        values = (*task.args, *task.kwargs.values())
+    for value in values:
+        kind = type(value)
+        if kind in _SCALAR_KINDS:
+            continue
+        if kind is Ref:
+            deps.add(value.task_id)
+        else:
+            _scan(value, deps)
     return deps
 
 
