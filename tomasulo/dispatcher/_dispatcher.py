@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import itertools
 import logging
 import os
@@ -70,6 +71,10 @@ _MAX_PARKED = 8
 #: it submits the next, then lets the loop run once every ``_SUBMIT_BATCH`` submits.
 _EAGER = 32
 _SUBMIT_BATCH = 128
+#: At most this many workers are woken (or started) and not yet running at once. A burst of
+#: hundreds of ready tasks then starts over many short loop steps, not one long one, so calls
+#: that finish meanwhile are seen within a step; ready tasks wait in rank order, not in the loop.
+_MAX_WAKING = 16
 
 
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
@@ -128,7 +133,8 @@ class Dispatcher:
         self._nodes: dict[int, TaskNode] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
-        self._ready: deque[TaskNode] = deque()
+        self._ready: deque[TaskNode] = deque()  # ready tasks without a rank, in order
+        self._ranked: list[tuple[int, int, TaskNode]] = []  # ranked ones: a heap, highest first
         self._busy = 0  # workers running a task
         self._waking = 0  # workers woken or started that have not looked at the queue yet
         self._idle_workers: list[anyio.Event] = []
@@ -258,12 +264,17 @@ class Dispatcher:
 
     # -- input ----------------------------------------------------------------------------------
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task, *, rank: int = 0) -> None:
         """Add a task; it starts as soon as every task it references has succeeded.
 
         References to tasks that already finished resolve at once; a task whose input failed or
         was cancelled is skipped at once. Raises :class:`DispatchError` for a task id that is
         taken, a reference to an unknown or later task, an unknown tool, or a closed input.
+
+        ``rank`` matters only when more tasks are ready than can start at once (a concurrency
+        limit, or a burst of hundreds): ranked tasks start before unranked ones, a higher rank
+        first, then by id. :meth:`submit_all` ranks a plan's tasks by the longest chain of
+        tasks through each, so the critical path goes first.
         """
         tid = task.id
         tool = self._check_task(task)
@@ -271,6 +282,8 @@ class Dispatcher:
         if info is None:
             info = self._infos[tool] = ToolInfo(tool)
         node = TaskNode(task, info, _now())
+        if rank:
+            node.rank = rank
         deps = node.deps
         nodes = self._nodes
         for dep in deps:
@@ -319,8 +332,9 @@ class Dispatcher:
         plan order, and a batch that :meth:`submit` would reject is submitted in plan order, so
         the error comes at the same task.
         """
-        for task in self._plan_order(tasks):
-            self.submit(task)
+        order, ranks = self._plan_order(tasks)
+        for task in order:
+            self.submit(task, rank=ranks.get(task.id, 0))
 
     async def _submit_plan(self, tasks: Iterable[Task]) -> None:
         """:meth:`submit_all`, letting the first tasks start while the rest are submitted.
@@ -332,15 +346,36 @@ class Dispatcher:
         ``_SUBMIT_BATCH`` submits, so the rest of the plan is in place before early calls end.
         """
         checkpoint = self._checkpoint
+        batch = tasks if isinstance(tasks, list | tuple) else list(tasks)
         count = 0
-        for task in self._plan_order(tasks):
-            self.submit(task)
+        if batch and self._unlimited(batch[0].tool):
+            # A batch's first task cannot use any other task of the batch, and plans list their
+            # first steps first: it starts at once, while the rest is put in order. With no
+            # limit on how many calls run at once, that takes no slot from a longer chain.
+            self.submit(batch[0])
+            count = 1
+            batch = batch[1:]
+            if self._waking:
+                await checkpoint()
+        order, ranks = self._plan_order(batch)
+        for task in order:
+            self.submit(task, rank=ranks.get(task.id, 0))
             count += 1
             if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
                 await checkpoint()
 
-    def _plan_order(self, tasks: Iterable[Task]) -> list[Task]:
-        """The batch in submit order (see :func:`plan_order`)."""
+    def _unlimited(self, name: str) -> bool:
+        """Whether a call of tool ``name`` can start without taking a slot another may need."""
+        if name == JOIN or self.limits.max_concurrency is not None:
+            return False
+        tool = self.tools.get(name)
+        if tool is None:
+            return True  # submit() names the unknown tool
+        policy = tool.policy
+        return policy.max_concurrency is None and not policy.sequential
+
+    def _plan_order(self, tasks: Iterable[Task]) -> tuple[list[Task], dict[int, int]]:
+        """The batch in submit order and the tasks' ranks (see :func:`plan_order`)."""
 
         def sequential(name: str) -> bool:
             tool = self.tools.get(name)
@@ -380,6 +415,8 @@ class Dispatcher:
         self._input_closed = True
         if self._unfinished == 0:
             self._log.close()
+        if self._unfinished <= self._busy:
+            self._wake_idle_workers()  # nothing is left to start: parked workers may return
 
     async def wait(self, ids: Iterable[int] | None = None) -> None:
         """Wait until the given tasks (default: every task submitted) have outcomes."""
@@ -479,13 +516,17 @@ class Dispatcher:
         node.queued = True
         node.ready_at = now
         self._log.task(READY, node)
-        self._ready.append(node)
+        if node.rank:
+            heapq.heappush(self._ranked, (-node.rank, node.tid, node))
+        else:
+            self._ready.append(node)
 
     def _take(self) -> TaskNode | None:
         """The next ready task that may start now (taking its tool slot), or ``None``."""
         ready = self._ready
-        while ready:
-            node = ready.popleft()
+        ranked = self._ranked
+        while ranked or ready:
+            node = heapq.heappop(ranked)[2] if ranked else ready.popleft()
             if node.outcome is not None:
                 continue
             if node.info.limited:
@@ -510,11 +551,11 @@ class Dispatcher:
         calls that block keep their workers busy, so the number woken doubles each loop step
         and a burst of them starts in a few steps.
         """
-        ready = len(self._ready)
+        ready = len(self._ready) + len(self._ranked)
         waking = self._waking
         if waking >= ready or self._tg is None or self._state == "closed":
             return
-        need = min(ready, max(self._busy, 1)) - waking
+        need = min(ready, max(self._busy, 1), _MAX_WAKING) - waking
         limit = self.limits.max_concurrency
         if limit is not None:
             need = min(need, limit - self._busy - waking)
@@ -537,6 +578,7 @@ class Dispatcher:
         self._waking -= 1
         limit = self.limits.max_concurrency
         ready = self._ready
+        ranked = self._ranked
         checkpoint = self._checkpoint
         streak = 0
         lingered = False
@@ -545,8 +587,11 @@ class Dispatcher:
                 while not scope.cancel_called:
                     node = self._take() if limit is None or self._busy < limit else None
                     if node is None:
-                        if self._state == "closed" or (self._input_closed and not self._unfinished):
-                            return  # the run is over: nothing can become ready again
+                        if self._state == "closed" or (self._input_closed and self._unfinished <= self._busy):
+                            # Every task left is running on another worker (or none is left):
+                            # nothing can become ready that needs this one. Returning now, not
+                            # at the run's end, keeps worker teardown off the last call's tail.
+                            return
                         streak = 0
                         if not lingered:
                             # Stay awake for one loop step before parking: a task submitted or
@@ -569,8 +614,10 @@ class Dispatcher:
                         continue
                     lingered = False
                     self._busy += 1
-                    if ready:
+                    if ready or ranked:
                         self._pump()
+                    elif self._input_closed and self._idle_workers and self._unfinished <= self._busy:
+                        self._wake_idle_workers()  # this was the last task to start
                     node.scope = scope
                     try:
                         await self._run(node)
@@ -594,7 +641,10 @@ class Dispatcher:
         while waiting:
             nxt = waiting.popleft()
             if nxt.outcome is None:
-                self._ready.appendleft(nxt)
+                if nxt.rank:
+                    heapq.heappush(self._ranked, (-nxt.rank, nxt.tid, nxt))
+                else:
+                    self._ready.appendleft(nxt)
                 break
 
     # -- running one task -----------------------------------------------------------------------

@@ -57,6 +57,7 @@ class TaskNode(BoundArgs):
         "outcome",
         "planned_at",
         "queued",
+        "rank",
         "ready_at",
         "scope",
         "started_at",
@@ -80,3 +81,4 @@ class TaskNode(BoundArgs):
         self.done: anyio.Event | None = None
         self.data_ready = False  # inputs done (a sequential task may still wait for its turn)
         self.queued = False
+        self.rank = 0  # how urgent among ready tasks: a higher rank starts first (0: in order)

@@ -1,4 +1,4 @@
-"""The order a whole plan is submitted in: the heads of the longest chains first."""
+"""The order a whole plan is submitted in, and the rank of each task: critical path first."""
 
 from __future__ import annotations
 
@@ -12,38 +12,45 @@ __all__ = ["plan_order"]
 
 def plan_order(
     tasks: Iterable[Task], submitted: Container[int], is_sequential: Callable[[str], bool]
-) -> list[Task]:
-    """The batch in submit order: ready tasks by chain length first, then plan order.
+) -> tuple[list[Task], dict[int, int]]:
+    """The batch in submit order, and each task's rank (by id).
 
-    A task of a ``sequential`` tool moves ahead only if it is its tool's first call in the
-    batch, so each lane still fills in plan order. Returns plan order unchanged when some
-    task would be rejected (a repeated id, a reference to a later or unknown task).
+    Order: ready tasks by chain length first, then plan order. A task of a ``sequential`` tool
+    moves ahead only if it is its tool's first call in the batch, so each lane still fills in
+    plan order. A task's rank is the number of tasks on the longest chain of the batch through
+    it, so the tasks of the critical path (counting tasks: durations are not known in advance)
+    have the highest. Returns plan order unchanged and no ranks when some task would be rejected
+    (a repeated id, a reference to a later or unknown task).
     """
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
-        return batch
+        return batch, {}
     index: dict[int, int] = {}
     inputs: list[list[int]] = []  # for each task: the positions in the batch of its inputs
+    depth: list[int] = []  # tasks on the longest chain of the batch ending just before each
     first: list[int] = []  # ready at once, so they may move ahead
     sequential: dict[str, bool] = {}
     seen_lanes: set[str] = set()
     for i, task in enumerate(batch):
         tid = task.id
         if tid in index or tid in submitted:
-            return batch
+            return batch, {}
         here: list[int] = []
-        has_deps = False
-        for dep in task_deps(task):
-            has_deps = True
+        d = 0
+        deps = task_deps(task)
+        for dep in deps:
             if dep >= tid:
-                return batch
+                return batch, {}
             j = index.get(dep)
             if j is not None:
                 here.append(j)
+                if depth[j] >= d:
+                    d = depth[j] + 1
             elif dep not in submitted:
-                return batch
+                return batch, {}
         index[tid] = i
         inputs.append(here)
+        depth.append(d)
         name = task.tool
         seq = sequential.get(name)
         if seq is None:
@@ -52,18 +59,26 @@ def plan_order(
             if name in seen_lanes:
                 continue
             seen_lanes.add(name)
-        if not has_deps:
+        if not deps:
             first.append(i)
-    if not first:
-        return batch
-    height = [1] * len(batch)
-    for i in range(len(batch) - 1, -1, -1):
+    n = len(batch)
+    height = [1] * n  # tasks on the longest chain starting at each
+    for i in range(n - 1, -1, -1):
         here = inputs[i]
         if here:
             up = height[i] + 1
             for j in here:
                 if height[j] < up:
                     height[j] = up
+    ranks = {task.id: depth[i] + height[i] for i, task in enumerate(batch)}
+    if not first:
+        return batch, ranks
     first.sort(key=lambda i: -height[i])  # stable: plan order among equals
     moved = set(first)
-    return [batch[i] for i in first] + [t for i, t in enumerate(batch) if i not in moved]
+    rest = [i for i in range(n) if i not in moved]
+    if not seen_lanes:
+        # Level by level: the tasks needed soonest are in place first (a plan of thousands takes
+        # milliseconds to submit). Inputs always sit on an earlier level, so each task still
+        # comes after its inputs. Lanes of a sequential tool fill in plan order, so not with one.
+        rest.sort(key=depth.__getitem__)
+    return [batch[i] for i in first] + [batch[i] for i in rest], ranks

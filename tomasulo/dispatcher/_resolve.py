@@ -124,6 +124,12 @@ def task_deps(task: Task) -> set[int]:
             continue
         if kind is Ref:
             deps.add(value.task_id)
+        elif kind is list or kind is tuple:
+            for item in value:  # a list of plain $k, read without a call per item
+                if type(item) is Ref:
+                    deps.add(item.task_id)
+                elif type(item) not in _SCALAR_KINDS:
+                    _scan(item, deps)
         else:
             _scan(value, deps)
     return deps
