@@ -165,3 +165,102 @@ async def test_a_forward_reference_to_a_task_listed_earlier_keeps_plan_order() -
                 d.submit_all(plan)
     assert set(d.outcomes) == {5}
     assert seen == [5]
+
+
+async def test_a_ready_task_on_the_critical_path_starts_before_ready_tasks_with_slack() -> None:
+    started: list[int] = []
+
+    async def record(x: Any = None, y: Any = None) -> Any:
+        started.append(x)
+        return x
+
+    tools = Toolset([make_tool("ident", record)])
+    # 1 heads the chain 1 -> 2 -> 3 -> 4; 5 and 6 stand alone. With one call at a time, 5 and 6
+    # are ready from the start, yet 2 (ready only once 1 ends) goes before them: it is on the
+    # longest chain, they are not. A first-in-first-out queue would run 1, 5, 6, 2, 3, 4.
+    plan = [
+        Task(1, "ident", (1,)),
+        Task(2, "ident", (2, Ref(1))),
+        Task(3, "ident", (3, Ref(2))),
+        Task(4, "ident", (4, Ref(3))),
+        Task(5, "ident", (5,)),
+        Task(6, "ident", (6,)),
+    ]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, limits=Limits(max_concurrency=1)) as d:
+            d.submit_all(plan)  # nothing starts before the whole plan is in
+    assert all(o.ok for o in d.outcomes.values())
+    assert started == [1, 2, 3, 4, 5, 6]
+
+
+async def test_submit_ranks_only_reorder_what_waits() -> None:
+    started: list[int] = []
+    gate = anyio.Event()
+
+    async def record(x: Any = None, y: Any = None) -> Any:
+        if x == 0:
+            await gate.wait()
+        started.append(x)
+        return x
+
+    tools = Toolset([make_tool("ident", record)])
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, limits=Limits(max_concurrency=1)) as d:
+            d.submit(Task(1, "ident", (0,)))  # holds the only slot
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            d.submit(Task(2, "ident", (2,)))
+            d.submit(Task(3, "ident", (3,)), rank=1)
+            d.submit(Task(4, "ident", (4,)), rank=5)
+            d.submit(Task(5, "ident", (5,)), rank=5)
+            gate.set()
+    assert started == [0, 4, 5, 3, 2]  # ranked first, higher first, then by id; unranked last
+
+
+async def test_the_rest_of_a_plan_is_submitted_level_by_level() -> None:
+    planned: list[int] = []
+
+    def on_event(event: Any) -> None:
+        if type(event).__name__ == "TaskPlanned":
+            planned.append(event.task_id)
+
+    tools = Toolset([make_tool("ident", ident)])
+    plan = [
+        Task(1, "ident", (1,)),
+        Task(2, "ident", (Ref(1),)),
+        Task(3, "ident", (Ref(2),)),  # two levels down: after 5, which is one level down
+        Task(4, "ident", (4,)),
+        Task(5, "ident", (Ref(4),)),
+    ]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, on_event=on_event) as d:
+            d.submit_all(plan)
+    assert planned == [1, 4, 2, 5, 3]
+
+
+async def test_idle_workers_return_once_every_task_left_is_running() -> None:
+    gate = anyio.Event()
+
+    async def held(x: Any = None, y: Any = None) -> Any:
+        if x == 1:
+            await gate.wait()
+        else:
+            await anyio.sleep(0.01)
+        return x
+
+    def workers(run_id: str) -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_name() == f"tomasulo dispatcher {run_id}")
+
+    tools = Toolset([make_tool("ident", held)])
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, run_id="tail") as d:
+            d.submit_all([Task(i, "ident", (i,)) for i in range(1, 11)])
+            d.close_input()
+            await d.wait(range(2, 11))
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()
+            # Nine calls ended, one still runs: with the input closed nothing else can start,
+            # so only that call's worker is left, before the run ends.
+            assert workers("tail") == 1
+            gate.set()
+        assert workers("tail") == 0
