@@ -24,6 +24,17 @@ DEFAULT_ACTOR_CONCURRENCY = 64
 _MODES = ("tasks", "actors")
 
 
+def _failed(what: str, exc: Exception, tool: Tool, task_id: int, attempt: int) -> ToolExecutionError:
+    """The error for a call Ray could not make: ``what``, then the exception's type and text."""
+    return ToolExecutionError(
+        f"{what}: {type(exc).__name__}: {exc}",
+        tool=tool.name,
+        task_id=task_id,
+        attempt=attempt,
+        error_type=type(exc).__name__,
+    )
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -217,12 +228,8 @@ class RayExecutor(BaseExecutor):
                 slot = self._pick(self._slots)
                 ref = slot.handle.call.remote(tool.fn, kwargs, tool.is_async)
         except Exception as exc:
-            raise ToolExecutionError(
-                f"the tool or its arguments cannot be sent to Ray ({type(exc).__name__}: {exc})",
-                tool=tool.name,
-                task_id=task_id,
-                attempt=attempt,
-                error_type=type(exc).__name__,
+            raise _failed(
+                "the tool or its arguments cannot be sent to Ray", exc, tool, task_id, attempt
             ) from exc
         if slot is not None:
             slot.inflight += 1
@@ -251,13 +258,7 @@ class RayExecutor(BaseExecutor):
                 attempt=attempt,
             ) from exc
         except ray.exceptions.RayError as exc:
-            raise ToolExecutionError(
-                f"Ray could not run the tool: {type(exc).__name__}: {exc}",
-                tool=tool.name,
-                task_id=task_id,
-                attempt=attempt,
-                error_type=type(exc).__name__,
-            ) from exc
+            raise _failed("Ray could not run the tool", exc, tool, task_id, attempt) from exc
         finally:
             if slot is not None:
                 slot.inflight -= 1
