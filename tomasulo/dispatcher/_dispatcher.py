@@ -495,7 +495,7 @@ class Dispatcher:
                 await d._submit_plan(source)
             d.close_input()
             await d.wait()
-        return dict(d._outcomes)
+        return d._outcomes  # the run is over and nothing else holds the dispatcher: no copy
 
     # -- events ---------------------------------------------------------------------------------
 
