@@ -12,8 +12,8 @@ the last ``margin`` before a deadline, and as one callback however many tools ar
 
 The margin must exceed how late the loop's timer can fire, or the odd wake-up lands after the
 deadline. ``python benchmarks/_precise.py`` measures that lateness: on the 2-core VM this
-project is built on, a 15 ms timer fired 0.3 ms late at the median, 5-6.5 ms late at p99 and up
-to 10 ms late at worst, so the margin is 12 ms.
+project is built on, a 15 ms timer fired 0.3 ms late at the median, 1.5-6.5 ms late at p99
+(across runs) and up to 10 ms late at worst, so the margin is 12 ms.
 """
 
 from __future__ import annotations
