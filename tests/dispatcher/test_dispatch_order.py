@@ -264,3 +264,19 @@ async def test_idle_workers_return_once_every_task_left_is_running() -> None:
             assert workers("tail") == 1
             gate.set()
         assert workers("tail") == 0
+
+
+def test_ranks_count_the_whole_longest_chain_through_each_task() -> None:
+    from tomasulo.dispatcher._order import plan_order
+
+    plan = [
+        Task(2, "ident", (Ref(1),)),  # 1 was submitted (and started) before the rest was ordered
+        Task(3, "ident", (Ref(2),)),
+        Task(4, "ident", (4,)),
+        Task(5, "ident", (Ref(4),)),
+    ]
+    order, ranks = plan_order(plan, {1}, lambda name: False, {1: 1})
+    assert [t.id for t in order] == [4, 2, 5, 3]  # the root, then level by level
+    assert ranks == {2: 3, 3: 3, 4: 2, 5: 2}  # 1 -> 2 -> 3 is the longest chain
+    _, unhinted = plan_order(plan, {1}, lambda name: False)
+    assert unhinted[2] == 2  # without the hint the chain is counted from 2

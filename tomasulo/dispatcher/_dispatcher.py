@@ -348,16 +348,18 @@ class Dispatcher:
         checkpoint = self._checkpoint
         batch = tasks if isinstance(tasks, list | tuple) else list(tasks)
         count = 0
+        chains: dict[int, int] = {}
         if batch and self._unlimited(batch[0].tool):
             # A batch's first task cannot use any other task of the batch, and plans list their
             # first steps first: it starts at once, while the rest is put in order. With no
             # limit on how many calls run at once, that takes no slot from a longer chain.
             self.submit(batch[0])
+            chains[batch[0].id] = 1  # chains through it are counted from it
             count = 1
             batch = batch[1:]
             if self._waking:
                 await checkpoint()
-        order, ranks = self._plan_order(batch)
+        order, ranks = self._plan_order(batch, chains)
         for task in order:
             self.submit(task, rank=ranks.get(task.id, 0))
             count += 1
@@ -374,14 +376,16 @@ class Dispatcher:
         policy = tool.policy
         return policy.max_concurrency is None and not policy.sequential
 
-    def _plan_order(self, tasks: Iterable[Task]) -> tuple[list[Task], dict[int, int]]:
+    def _plan_order(
+        self, tasks: Iterable[Task], chains: dict[int, int] | None = None
+    ) -> tuple[list[Task], dict[int, int]]:
         """The batch in submit order and the tasks' ranks (see :func:`plan_order`)."""
 
         def sequential(name: str) -> bool:
             tool = self.tools.get(name)
             return tool is not None and tool.policy.sequential
 
-        return plan_order(tasks, self._nodes, sequential)
+        return plan_order(tasks, self._nodes, sequential, chains)
 
     def _check_task(self, task: Task) -> Tool:
         """The task's tool; :class:`DispatchError` if the run cannot take the task."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 
 from ..grammar import JOIN, Task
 from ._resolve import task_deps
@@ -11,7 +11,10 @@ __all__ = ["plan_order"]
 
 
 def plan_order(
-    tasks: Iterable[Task], submitted: Container[int], is_sequential: Callable[[str], bool]
+    tasks: Iterable[Task],
+    submitted: Container[int],
+    is_sequential: Callable[[str], bool],
+    chains: Mapping[int, int] | None = None,
 ) -> tuple[list[Task], dict[int, int]]:
     """The batch in submit order, and each task's rank (by id).
 
@@ -19,8 +22,10 @@ def plan_order(
     moves ahead only if it is its tool's first call in the batch, so each lane still fills in
     plan order. A task's rank is the number of tasks on the longest chain of the batch through
     it, so the tasks of the critical path (counting tasks: durations are not known in advance)
-    have the highest. Returns plan order unchanged and no ranks when some task would be rejected
-    (a repeated id, a reference to a later or unknown task).
+    have the highest. ``chains`` gives, for some tasks already submitted, the number of tasks on
+    the longest chain ending at each (a plan's first task, started before the rest was ordered),
+    so the chains through them are counted whole. Returns plan order unchanged and no ranks when
+    some task would be rejected (a repeated id, a reference to a later or unknown task).
     """
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
@@ -48,6 +53,8 @@ def plan_order(
                     d = depth[j] + 1
             elif dep not in submitted:
                 return batch, {}
+            elif chains and chains.get(dep, 0) > d:
+                d = chains[dep]
         index[tid] = i
         inputs.append(here)
         depth.append(d)
