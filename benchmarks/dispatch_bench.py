@@ -295,7 +295,8 @@ async def section_makespan(sizes: list[int], latency: float, seeds: int, repeats
     print(f"\n## Makespan over the critical path, {ms} tools, random DAGs (up to 2 inputs among the last 8)")
     print(
         "cp: critical path of the nominal latency; real: of the latencies the calls really had (as each\n"
-        "tool measured itself with the exact clock; with the asyncio timer, as the dispatcher saw them)"
+        "tool measured itself with the exact clock; with the asyncio timer, as the dispatcher saw them);\n"
+        "overshoot: the mean of those latencies minus the nominal one"
     )
     head = "seed   cp ms  real ms  overshoot   ours ms  /cp (range of 5)  /real"
     clock = PreciseClock()

@@ -196,9 +196,11 @@ async def test_a_ready_task_on_the_critical_path_starts_before_ready_tasks_with_
 async def test_submit_ranks_only_reorder_what_waits() -> None:
     started: list[int] = []
     gate = anyio.Event()
+    holding = anyio.Event()
 
     async def record(x: Any = None, y: Any = None) -> Any:
         if x == 0:
+            holding.set()
             await gate.wait()
         started.append(x)
         return x
@@ -206,15 +208,36 @@ async def test_submit_ranks_only_reorder_what_waits() -> None:
     tools = Toolset([make_tool("ident", record)])
     with anyio.fail_after(5):
         async with Dispatcher(tools, limits=Limits(max_concurrency=1)) as d:
-            d.submit(Task(1, "ident", (0,)))  # holds the only slot
-            for _ in range(3):
-                await anyio.lowlevel.checkpoint()
+            d.submit(Task(1, "ident", (0,)))
+            await holding.wait()  # task 1 holds the only slot
             d.submit(Task(2, "ident", (2,)))
             d.submit(Task(3, "ident", (3,)), rank=1)
             d.submit(Task(4, "ident", (4,)), rank=5)
             d.submit(Task(5, "ident", (5,)), rank=5)
+            d.submit_all([Task(6, "ident", (6,))])  # a batch of one is ranked too (1)
+            with pytest.raises(DispatchError, match="rank must be 0 or more"):
+                d.submit(Task(7, "ident", (7,)), rank=-1)
             gate.set()
-    assert started == [0, 4, 5, 3, 2]  # ranked first, higher first, then by id; unranked last
+    # Ranked first, the higher rank first, then by id; the unranked task last.
+    assert started == [0, 4, 5, 3, 6, 2]
+
+
+async def test_a_plan_with_two_unknown_tools_fails_at_the_first_in_plan_order() -> None:
+    tools = Toolset([make_tool("ident", ident)])
+    # Level by level, task 4 (one level down) would be submitted before task 3 (two down); the
+    # error must still name task 3, as submitting in plan order would.
+    plan = [
+        Task(1, "ident", (1,)),
+        Task(2, "ident", (Ref(1),)),
+        Task(3, "nope_a", (Ref(2),)),
+        Task(4, "nope_b", (Ref(1),)),
+    ]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools) as d:
+            with pytest.raises(DispatchError, match="task 3 calls unknown tool 'nope_a'"):
+                d.submit_all(plan)
+    with anyio.fail_after(5), pytest.raises(DispatchError, match="task 3 calls unknown tool"):
+        await Dispatcher.run_plan(tools, plan)
 
 
 async def test_the_rest_of_a_plan_is_submitted_level_by_level() -> None:

@@ -271,11 +271,14 @@ class Dispatcher:
         was cancelled is skipped at once. Raises :class:`DispatchError` for a task id that is
         taken, a reference to an unknown or later task, an unknown tool, or a closed input.
 
-        ``rank`` matters only when more tasks are ready than can start at once (a concurrency
-        limit, or a burst of hundreds): ranked tasks start before unranked ones, a higher rank
-        first, then by id. :meth:`submit_all` ranks a plan's tasks by the longest chain of
-        tasks through each, so the critical path goes first.
+        ``rank`` (0 or more) matters only when more tasks are ready than can start at once (a
+        concurrency limit, or a burst of hundreds): ranked tasks start before unranked ones, a
+        higher rank first, then by id. :meth:`submit_all` ranks a plan's tasks (at least 1) by the
+        longest chain of tasks through each, so the critical path goes first; ranks compare
+        chains within one batch, not across batches.
         """
+        if rank < 0:
+            raise DispatchError(f"task {task.id}: rank must be 0 or more, got {rank}")
         tid = task.id
         tool = self._check_task(task)
         info = self._infos.get(tool)
@@ -327,22 +330,24 @@ class Dispatcher:
         """Submit several tasks (``join()`` is left out), critical path first.
 
         The tasks without inputs go first, those heading the longest chains of dependents first
-        (counting tasks: durations are not known in advance); the rest follow in plan order.
-        None of them starts before this returns. Calls of a ``sequential`` tool still run in
-        plan order, and a batch that :meth:`submit` would reject is submitted in plan order, so
-        the error comes at the same task.
+        (counting tasks: durations are not known in advance); the rest follow level by level.
+        Each task is ranked by the longest chain through it (see :meth:`submit`). None of them
+        starts before this returns. Calls of a ``sequential`` tool still run in plan order, and
+        a batch that :meth:`submit` would reject is submitted in plan order, so the error comes
+        at the same task.
         """
         order, ranks = self._plan_order(tasks)
         for task in order:
-            self.submit(task, rank=ranks.get(task.id, 0))
+            self.submit(task, rank=ranks.get(task.id, 1))
 
     async def _submit_plan(self, tasks: Iterable[Task]) -> None:
         """:meth:`submit_all`, letting the first tasks start while the rest are submitted.
 
         Submitting costs microseconds a task, so a plan of thousands would hold back its first
-        calls by milliseconds. Instead, for the first ``_EAGER`` submits (the heads of the
-        longest chains come first), the loop gets a turn whenever a submit woke a worker, so
-        each of them starts before the next is submitted; after that, once every
+        calls by milliseconds. Instead the plan's first task starts before the rest is ordered
+        (when no limit makes it take a slot a longer chain may need); for the next ``_EAGER``
+        submits (the heads of the longest chains), the loop gets a turn whenever a submit woke a
+        worker, so each of them starts before the next is submitted; after that, once every
         ``_SUBMIT_BATCH`` submits, so the rest of the plan is in place before early calls end.
         """
         checkpoint = self._checkpoint
@@ -353,7 +358,7 @@ class Dispatcher:
             # A batch's first task cannot use any other task of the batch, and plans list their
             # first steps first: it starts at once, while the rest is put in order. With no
             # limit on how many calls run at once, that takes no slot from a longer chain.
-            self.submit(batch[0])
+            self.submit(batch[0], rank=1)
             chains[batch[0].id] = 1  # chains through it are counted from it
             count = 1
             batch = batch[1:]
@@ -361,7 +366,7 @@ class Dispatcher:
                 await checkpoint()
         order, ranks = self._plan_order(batch, chains)
         for task in order:
-            self.submit(task, rank=ranks.get(task.id, 0))
+            self.submit(task, rank=ranks.get(task.id, 1))
             count += 1
             if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
                 await checkpoint()
@@ -381,9 +386,11 @@ class Dispatcher:
     ) -> tuple[list[Task], dict[int, int]]:
         """The batch in submit order and the tasks' ranks (see :func:`plan_order`)."""
 
-        def sequential(name: str) -> bool:
+        def sequential(name: str) -> bool | None:
             tool = self.tools.get(name)
-            return tool is not None and tool.policy.sequential
+            if tool is None or tool.fn is None:
+                return None  # submit() refuses it: the batch keeps plan order
+            return tool.policy.sequential
 
         return plan_order(tasks, self._nodes, sequential, chains)
 
@@ -550,10 +557,11 @@ class Dispatcher:
     def _pump(self) -> None:
         """Wake (or start) workers for the ready tasks that the run's limit lets start.
 
-        As many workers wake at once as are busy (at least one): calls that never suspend keep
-        one worker busy, so it runs a burst of them back to back and few wake in vain, while
-        calls that block keep their workers busy, so the number woken doubles each loop step
-        and a burst of them starts in a few steps.
+        As many workers wake at once as are busy (at least one), and never more than
+        ``_MAX_WAKING``: calls that never suspend keep one worker busy, so it runs a burst of them
+        back to back and few wake in vain, while calls that block keep their workers busy, so the
+        number woken grows each loop step up to the cap. A burst of hundreds then starts over
+        many short loop steps, and calls that end meanwhile are seen between them.
         """
         ready = len(self._ready) + len(self._ranked)
         waking = self._waking
@@ -575,9 +583,11 @@ class Dispatcher:
     async def _worker(self) -> None:
         """Take ready tasks and run them; park on an event when there are none.
 
-        Workers live for the whole run, so starting a task costs a wake-up, not a new task. A
-        worker holds one cancel scope across the calls it runs (``cancel()`` cancels the scope of
-        the call's worker), and replaces it only after a cancellation used it up.
+        A worker serves many tasks, so starting a task usually costs a wake-up, not a new task;
+        it returns when ``_MAX_PARKED`` others are already parked, or when nothing it could take
+        can come any more (the input is closed and every task left is running). A worker holds
+        one cancel scope across the calls it runs (``cancel()`` cancels the scope of the call's
+        worker), and replaces it only after a cancellation used it up.
         """
         self._waking -= 1
         limit = self.limits.max_concurrency
@@ -620,7 +630,7 @@ class Dispatcher:
                     self._busy += 1
                     if ready or ranked:
                         self._pump()
-                    elif self._input_closed and self._idle_workers and self._unfinished <= self._busy:
+                    if self._input_closed and self._idle_workers and self._unfinished <= self._busy:
                         self._wake_idle_workers()  # this was the last task to start
                     node.scope = scope
                     try:

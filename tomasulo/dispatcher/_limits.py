@@ -34,9 +34,9 @@ class Limits:
 
     Attributes:
         max_concurrency: at most this many tool calls of the run at once (``None``: no limit).
-            Tasks over the limit wait in the ready queue, in the order they became ready; of
-            the tasks one ``submit_all`` makes ready at once, those heading the longest chains of
-            dependents come first.
+            Tasks over the limit wait in the ready queue: ranked ones first (``submit_all`` and
+            ``run_plan`` rank a plan's tasks by the longest chain through each), the highest rank
+            first, then the unranked ones in the order they became ready.
         deadline: seconds the whole run may take, counted from entering the dispatcher; when it
             passes, every unfinished task is cancelled and an interrupt is raised.
         cancel_grace: seconds a cancelled call gets to unwind (threads are abandoned at once).

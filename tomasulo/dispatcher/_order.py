@@ -13,19 +13,26 @@ __all__ = ["plan_order"]
 def plan_order(
     tasks: Iterable[Task],
     submitted: Container[int],
-    is_sequential: Callable[[str], bool],
+    is_sequential: Callable[[str], bool | None],
     chains: Mapping[int, int] | None = None,
 ) -> tuple[list[Task], dict[int, int]]:
     """The batch in submit order, and each task's rank (by id).
 
-    Order: ready tasks by chain length first, then plan order. A task of a ``sequential`` tool
-    moves ahead only if it is its tool's first call in the batch, so each lane still fills in
-    plan order. A task's rank is the number of tasks on the longest chain of the batch through
-    it, so the tasks of the critical path (counting tasks: durations are not known in advance)
-    have the highest. ``chains`` gives, for some tasks already submitted, the number of tasks on
-    the longest chain ending at each (a plan's first task, started before the rest was ordered),
-    so the chains through them are counted whole. Returns plan order unchanged and no ranks when
-    some task would be rejected (a repeated id, a reference to a later or unknown task).
+    Order: the tasks that are ready at once first, those on the longest chains first; then the
+    rest level by level (each after its inputs), or in plan order when a ``sequential`` tool is
+    in the batch. A task of a ``sequential`` tool moves ahead only if it is its tool's first call
+    in the batch, so each lane still fills in plan order. ``is_sequential(name)`` is ``None``
+    for a tool the dispatcher would refuse.
+
+    A task's rank is the number of tasks on the longest chain of the batch through it, so the
+    tasks of the critical path (counting tasks: durations are not known in advance) have the
+    highest. ``chains`` gives, for some tasks already submitted, the number of tasks on the
+    longest chain ending at each (a plan's first task, started before the rest was ordered), so
+    the chains through them are counted whole.
+
+    Returns plan order unchanged and no ranks when some task would be rejected (a repeated id, a
+    reference to a later or unknown task, a tool that cannot run), so the error comes at the
+    same task as in plan order.
     """
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
@@ -61,7 +68,10 @@ def plan_order(
         name = task.tool
         seq = sequential.get(name)
         if seq is None:
-            seq = sequential[name] = is_sequential(name)
+            known = is_sequential(name)
+            if known is None:
+                return batch, {}
+            seq = sequential[name] = known
         if seq:
             if name in seen_lanes:
                 continue
