@@ -426,3 +426,32 @@ async def test_cancel_through_the_handle_ends_the_run_quickly() -> None:
     assert result.status == "cancelled"
     assert elapsed < 0.5
     assert all(t.status in ("cancelled", "skipped") for t in result.tasks)
+
+
+async def test_execute_plan_starts_the_critical_path_first_under_a_concurrency_limit() -> None:
+    from tomasulo.grammar import Plan, Ref, Task
+    from tomasulo.tools import Tool, Toolset
+
+    started: list[int] = []
+
+    async def step(n: int, prev: int | None = None) -> int:
+        started.append(n)
+        return n
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "prev": {"type": "integer"}}}
+    tools = Toolset([Tool(name="step", input_schema=schema, fn=step)])
+    # Tasks 1-3 stand alone; 4 heads the chain 4 -> 5 -> 6 though it is listed after them.
+    plan = Plan(
+        (
+            Task(1, "step", (1,)),
+            Task(2, "step", (2,)),
+            Task(3, "step", (3,)),
+            Task(4, "step", (4,)),
+            Task(5, "step", (5, Ref(4))),
+            Task(6, "step", (6, Ref(5))),
+        )
+    )
+    with anyio.fail_after(10):
+        result = await Orchestrator(tools, limits=Limits(max_concurrency=1)).execute_plan(plan)
+    assert result.status == "finished" and result.answer == "6"
+    assert started == [4, 5, 6, 1, 2, 3]  # in plan order it would be 1, 2, 3, 4, 5, 6

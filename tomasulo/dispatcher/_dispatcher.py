@@ -336,9 +336,18 @@ class Dispatcher:
         a batch that :meth:`submit` would reject is submitted in plan order, so the error comes
         at the same task.
         """
+        for task, rank in self.submit_order(tasks):
+            self.submit(task, rank=rank)
+
+    def submit_order(self, tasks: Iterable[Task]) -> list[tuple[Task, int]]:
+        """The order :meth:`submit_all` submits ``tasks`` in (``join()`` left out), with ranks.
+
+        For a caller that submits a whole plan itself, one :meth:`submit` at a time (to record
+        each task, or to stop at the first one refused): ``for task, rank in
+        d.submit_order(plan.tasks): d.submit(task, rank=rank)``.
+        """
         order, ranks = self._plan_order(tasks)
-        for task in order:
-            self.submit(task, rank=ranks.get(task.id, 1))
+        return [(task, ranks.get(task.id, 1)) for task in order]
 
     async def _submit_plan(self, tasks: Iterable[Task]) -> None:
         """:meth:`submit_all`, letting the first tasks start while the rest are submitted.

@@ -277,12 +277,12 @@ class Run:
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
             finally:
                 self._preempt = None
-        for task in held:
+        for task, rank in d.submit_order(held):  # the whole plan: critical path first
             if problem is None:
-                problem = self._submit(d, task, plan_no)
+                problem = self._submit(d, task, plan_no, rank)
         return scope.cancelled_caught, problem
 
-    def _submit(self, d: Dispatcher, task: Task, plan_no: int) -> str | None:
+    def _submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
         """Hand a task to the dispatcher and record it; every mode submits through here.
 
         A task the dispatcher refuses (unknown tool, a reference to a task that was never
@@ -290,7 +290,7 @@ class Run:
         (streaming and turn modes replan with it) or for the error :meth:`execute` raises.
         """
         try:
-            d.submit(task)
+            d.submit(task, rank=rank)
         except DispatchError as e:
             self.log.warning("task refused", task_id=task.id, error=str(e))
             return f"task {task.id} was refused: {e}"
@@ -468,11 +468,14 @@ class Run:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
                 self._plans.append(plan.to_text())
-                for index, task in enumerate(plan.tasks):
-                    problem = self._submit(d, task, 1)
+                # Critical path first (a plan with a task the dispatcher refuses keeps plan
+                # order, so the error is at the same task).
+                for task, rank in d.submit_order(plan.tasks):
+                    problem = self._submit(d, task, 1, rank)
                     if problem is not None:
                         d.cancel()  # no call has started: nothing was awaited since the first submit
                         status, reason = "failed", problem
+                        index = next(i for i, t in enumerate(plan.tasks) if t is task)
                         raise _refused(plan, index, problem)
                 d.close_input()
                 await d.wait()
