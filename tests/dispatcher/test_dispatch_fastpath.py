@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -20,6 +21,7 @@ from tomasulo.dispatcher import (
     TaskSucceeded,
 )
 from tomasulo.dispatcher._events import make_outcome, make_planned, make_terminal
+from tomasulo.exceptions import DispatchError
 from tomasulo.grammar import Ref, Task
 from tomasulo.tools import Toolset
 
@@ -197,3 +199,45 @@ async def test_a_burst_of_instant_calls_leaves_room_for_other_tasks() -> None:
     assert statuses.count("succeeded") < n // 2
     assert statuses.count("cancelled") > n // 2
     assert statuses.count("succeeded") + statuses.count("cancelled") == n
+
+
+async def test_a_failing_worker_ends_the_run_with_a_dispatch_error() -> None:
+    class Broken(Dispatcher):
+        async def _run(self, node: Any) -> None:  # a bug in the dispatcher itself
+            raise RuntimeError("bug")
+
+    tools = Toolset([make_tool("ident", ident)])
+    with anyio.fail_after(5), pytest.raises(DispatchError, match="a dispatcher worker failed") as info:
+        async with Broken(tools) as d:
+            d.submit(Task(1, "ident", (1,)))
+            await d.wait()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert d.outcomes[1].status == "cancelled"  # the task it held still ends, once
+
+
+async def test_worker_tasks_are_gone_when_the_run_ends_even_after_a_cancel() -> None:
+    gate = anyio.Event()
+    all_started = anyio.Event()
+    started = 0
+
+    async def hold(x: Any = None, y: Any = None) -> Any:
+        nonlocal started
+        started += 1
+        if started == 20:
+            all_started.set()
+        await gate.wait()
+        return x
+
+    def workers() -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_name() == "tomasulo dispatcher gone")
+
+    tools = Toolset([make_tool("hold", hold)])
+    with anyio.fail_after(5):
+        async with Dispatcher(tools, run_id="gone") as d:
+            for i in range(1, 21):
+                d.submit(Task(i, "hold", (i,)))
+            await all_started.wait()
+            assert workers() == 20
+            d.cancel()
+        assert workers() == 0
+        assert all(o.status == "cancelled" for o in d.outcomes.values())
