@@ -387,8 +387,7 @@ class Dispatcher:
         each task, or to stop at the first one refused): ``for task, rank in
         d.submit_order(plan.tasks): d.submit(task, rank=rank)``.
         """
-        order, ranks = self._plan_order(tasks)
-        return [(task, ranks.get(task.id, 1)) for task in order]
+        return self._plan_order(tasks)
 
     async def _submit_plan(self, tasks: Iterable[Task]) -> None:
         """:meth:`submit_all`, letting the first tasks start while the rest are submitted.
@@ -414,9 +413,8 @@ class Dispatcher:
             batch = batch[1:]
             if self._waking:
                 await checkpoint()
-        order, ranks = self._plan_order(batch, chains)
-        for task in order:
-            self.submit(task, rank=ranks.get(task.id, 1))
+        for task, rank in self._plan_order(batch, chains):
+            self.submit(task, rank=rank)
             count += 1
             if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
                 await checkpoint()
@@ -433,8 +431,8 @@ class Dispatcher:
 
     def _plan_order(
         self, tasks: Iterable[Task], chains: dict[int, int] | None = None
-    ) -> tuple[list[Task], dict[int, int]]:
-        """The batch in submit order and the tasks' ranks (see :func:`plan_order`)."""
+    ) -> list[tuple[Task, int]]:
+        """The batch in submit order, each task with its rank, at least 1 (see :func:`plan_order`)."""
 
         def sequential(name: str) -> bool | None:
             tool = self.tools.get(name)
@@ -442,7 +440,8 @@ class Dispatcher:
                 return None  # submit() refuses it: the batch keeps plan order
             return tool.policy.sequential
 
-        return plan_order(tasks, self._nodes, sequential, chains)
+        order, ranks = plan_order(tasks, self._nodes, sequential, chains)
+        return [(task, ranks.get(task.id, 1)) for task in order]
 
     def _check_task(self, task: Task) -> Tool:
         """The task's tool; :class:`DispatchError` if the run cannot take the task."""

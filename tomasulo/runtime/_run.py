@@ -277,9 +277,10 @@ class Run:
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
             finally:
                 self._preempt = None
-        for task, rank in d.submit_order(held):  # the whole plan: critical path first
-            if problem is None:
-                problem = self._submit(d, task, plan_no, rank)
+        if problem is None:
+            for task, rank in d.submit_order(held):  # the whole plan: critical path first
+                if (problem := self._submit(d, task, plan_no, rank)) is not None:
+                    break
         return scope.cancelled_caught, problem
 
     def _submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
