@@ -71,19 +71,12 @@ def make_latency_tool(
 
     if clock is not None:
         precise = clock
-        if took is not None:
-            record = took
-
-            async def timed(xs: Any = None, i: int = 0) -> int:
-                start = time.monotonic()
-                await precise.sleep_until(start + seconds)
-                record[i] = time.monotonic() - start
-                return i
-
-            return timed
+        record: dict[int, float] = took if took is not None else {}
 
         async def exact(xs: Any = None, i: int = 0) -> int:
-            await precise.sleep_until(time.monotonic() + seconds)
+            start = time.monotonic()
+            await precise.sleep_until(start + seconds)
+            record[i] = time.monotonic() - start
             return i
 
         return exact
