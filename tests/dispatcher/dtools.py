@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,18 +24,30 @@ def make_tool(
 
 
 class Gate:
-    """An async tool that blocks until released, recording what runs when."""
+    """An async tool that blocks until released, recording what runs when.
 
-    def __init__(self) -> None:
+    ``started`` is set by the first call, ``all_started`` once ``expect`` calls have begun.
+    """
+
+    def __init__(self, expect: int = 1) -> None:
         self.release = anyio.Event()
         self.started = anyio.Event()
+        self.all_started = anyio.Event()
+        self.expect = expect
         self.calls: list[Any] = []
 
     async def __call__(self, x: Any = None, y: Any = None) -> Any:
         self.calls.append(x)
         self.started.set()
+        if len(self.calls) >= self.expect:
+            self.all_started.set()
         await self.release.wait()
         return x
+
+
+def live_workers(run_id: str) -> int:
+    """How many worker tasks of the dispatcher run ``run_id`` exist right now."""
+    return sum(1 for t in asyncio.all_tasks() if t.get_name() == f"tomasulo dispatcher {run_id}")
 
 
 class Tracker:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
 import anyio
 import pytest
-from dtools import ANY, make_tool
+from dtools import ANY, Gate, live_workers, make_tool
 
 from tomasulo.dispatcher import (
     Dispatcher,
@@ -216,28 +215,14 @@ async def test_a_failing_worker_ends_the_run_with_a_dispatch_error() -> None:
 
 
 async def test_worker_tasks_are_gone_when_the_run_ends_even_after_a_cancel() -> None:
-    gate = anyio.Event()
-    all_started = anyio.Event()
-    started = 0
-
-    async def hold(x: Any = None, y: Any = None) -> Any:
-        nonlocal started
-        started += 1
-        if started == 20:
-            all_started.set()
-        await gate.wait()
-        return x
-
-    def workers() -> int:
-        return sum(1 for t in asyncio.all_tasks() if t.get_name() == "tomasulo dispatcher gone")
-
-    tools = Toolset([make_tool("hold", hold)])
+    gate = Gate(expect=20)
+    tools = Toolset([make_tool("hold", gate)])
     with anyio.fail_after(5):
         async with Dispatcher(tools, run_id="gone") as d:
             for i in range(1, 21):
                 d.submit(Task(i, "hold", (i,)))
-            await all_started.wait()
-            assert workers() == 20
+            await gate.all_started.wait()
+            assert live_workers("gone") == 20
             d.cancel()
-        assert workers() == 0
+        assert live_workers("gone") == 0
         assert all(o.status == "cancelled" for o in d.outcomes.values())

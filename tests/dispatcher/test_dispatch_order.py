@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anyio
 import pytest
-from dtools import make_tool
+from dtools import Gate, live_workers, make_tool
 
 from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.exceptions import DispatchError
@@ -115,37 +114,23 @@ async def test_each_of_a_plans_first_ready_tasks_starts_before_the_next_is_submi
 
 
 async def test_after_a_burst_only_a_few_idle_workers_stay_and_none_outlive_the_run() -> None:
-    gate = anyio.Event()
-    all_started = anyio.Event()
-    started = 0
-
-    async def held(x: Any = None, y: Any = None) -> Any:
-        nonlocal started
-        started += 1
-        if started == 50:
-            all_started.set()
-        await gate.wait()
-        return x
-
-    def workers(run_id: str) -> int:
-        return sum(1 for t in asyncio.all_tasks() if t.get_name() == f"tomasulo dispatcher {run_id}")
-
-    tools = Toolset([make_tool("ident", held)])
+    gate = Gate(expect=50)
+    tools = Toolset([make_tool("ident", gate)])
     with anyio.fail_after(5):
         async with Dispatcher(tools, run_id="burst") as d:
             for i in range(1, 51):
                 d.submit(Task(i, "ident", (i,)))
-            await all_started.wait()
-            assert workers("burst") == 50  # a blocking call holds a worker each
-            gate.set()
+            await gate.all_started.wait()
+            assert live_workers("burst") == 50  # a blocking call holds a worker each
+            gate.release.set()
             await d.wait()
             for _ in range(5):  # idle workers linger a loop step, then park or return
                 await anyio.lowlevel.checkpoint()
-            assert 1 <= workers("burst") <= 8, "the rest of the burst's workers returned"
+            assert 1 <= live_workers("burst") <= 8, "the rest of the burst's workers returned"
             d.submit(Task(51, "ident", (51,)))  # a parked worker serves a later task
             await d.wait([51])
             assert d.outcomes[51].value == 51
-        assert workers("burst") == 0
+        assert live_workers("burst") == 0
 
 
 async def test_a_forward_reference_to_a_task_listed_earlier_keeps_plan_order() -> None:
@@ -271,9 +256,6 @@ async def test_idle_workers_return_once_every_task_left_is_running() -> None:
             await anyio.sleep(0.01)
         return x
 
-    def workers(run_id: str) -> int:
-        return sum(1 for t in asyncio.all_tasks() if t.get_name() == f"tomasulo dispatcher {run_id}")
-
     tools = Toolset([make_tool("ident", held)])
     with anyio.fail_after(5):
         async with Dispatcher(tools, run_id="tail") as d:
@@ -284,9 +266,9 @@ async def test_idle_workers_return_once_every_task_left_is_running() -> None:
                 await anyio.lowlevel.checkpoint()
             # Nine calls ended, one still runs: with the input closed nothing else can start,
             # so only that call's worker is left, before the run ends.
-            assert workers("tail") == 1
+            assert live_workers("tail") == 1
             gate.set()
-        assert workers("tail") == 0
+        assert live_workers("tail") == 0
 
 
 def test_ranks_count_the_whole_longest_chain_through_each_task() -> None:
