@@ -41,6 +41,13 @@ def finish(answer: str) -> str:
     return json.dumps({"thought": "the results answer it", "action": "finish", "answer": answer})
 
 
+def continued_from(prompt: str) -> int:
+    """The task id a replan prompt asks the planner to continue from."""
+    m = re.search(r"Continue the plan from task (\d+)", prompt)
+    assert m is not None, "the replan prompt names the next task id"
+    return int(m.group(1))
+
+
 #: tokens up to and including task 1's line: a stream cut there has dispatched task 1 only
 TASK1_TOKENS = count_tokens(PLAN[: PLAN.index("2. search")])
 FAST = Latency(ttft=0.01, tokens_per_second=2000)
@@ -169,7 +176,7 @@ async def test_tool_interrupt_triggers_a_replan() -> None:
         if req.index == 1:
             assert "need the user: which mountain?" in req.prompt
             # the interrupt may preempt the plan before or after its join() line was read
-            n = int(re.search(r"Continue the plan from task (\d+)", req.prompt).group(1))  # type: ignore[union-attr]
+            n = continued_from(req.prompt)
             return f'{n}. search(query="everest")\n{n + 1}. join()\n'
         return finish("8849")
 

@@ -6,8 +6,6 @@ the dispatcher has nothing to run, so it refuses the task when it is submitted.
 
 from __future__ import annotations
 
-import re
-
 import anyio
 import pytest
 
@@ -19,7 +17,7 @@ from tomasulo.testing import RecordedRequest, Reply, SimulatedLLM
 from tomasulo.tools import Tool, Toolset
 
 from .rtools import Lab
-from .test_orchestrator import FAST, finish, served
+from .test_orchestrator import FAST, continued_from, finish, served
 
 pytestmark = pytest.mark.anyio
 
@@ -79,11 +77,11 @@ async def test_calls_before_a_refused_one_run_and_later_ones_are_dropped(mode: s
             return PLAN_WITH_REFUSAL
         if req.index == 1:
             assert "task 2 was refused" in req.prompt and "$1 = search" in req.prompt
-            n = int(re.search(r"Continue the plan from task (\d+)", req.prompt).group(1))  # type: ignore[union-attr]
+            n = continued_from(req.prompt)
             assert n >= 3, "ids are never reused"
             return f'{n}. math(expression="${{1}} / 2")\n{n + 1}. join()\n'
         if req.index == 2 and mode != "stream":
-            n = int(re.search(r"Continue the plan from task (\d+)", req.prompt).group(1))  # type: ignore[union-attr]
+            n = continued_from(req.prompt)
             return f"{n}. join()\n"
         return finish("4424.5")
 
