@@ -280,8 +280,8 @@ def test_ranks_count_the_whole_longest_chain_through_each_task() -> None:
         Task(4, "ident", (4,)),
         Task(5, "ident", (Ref(4),)),
     ]
-    order, ranks = plan_order(plan, {1}, lambda name: False, {1: 1})
-    assert [t.id for t in order] == [4, 2, 5, 3]  # the root, then level by level
-    assert ranks == {2: 3, 3: 3, 4: 2, 5: 2}  # 1 -> 2 -> 3 is the longest chain
-    _, unhinted = plan_order(plan, {1}, lambda name: False)
+    order = [(t.id, rank) for t, rank in plan_order(plan, {1}, lambda name: False, {1: 1})]
+    # The root, then level by level; 1 -> 2 -> 3 is the longest chain.
+    assert order == [(4, 2), (2, 3), (5, 2), (3, 3)]
+    unhinted = dict((t.id, rank) for t, rank in plan_order(plan, {1}, lambda name: False))
     assert unhinted[2] == 2  # without the hint the chain is counted from 2

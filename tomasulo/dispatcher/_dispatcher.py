@@ -440,8 +440,7 @@ class Dispatcher:
                 return None  # submit() refuses it: the batch keeps plan order
             return tool.policy.sequential
 
-        order, ranks = plan_order(tasks, self._nodes, sequential, chains)
-        return [(task, ranks.get(task.id, 1)) for task in order]
+        return plan_order(tasks, self._nodes, sequential, chains)
 
     def _check_task(self, task: Task) -> Tool:
         """The task's tool; :class:`DispatchError` if the run cannot take the task."""

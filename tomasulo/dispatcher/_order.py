@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Mapping
 
 from ..grammar import JOIN, Task
-from ._resolve import task_deps
 
 __all__ = ["plan_order"]
 
@@ -15,8 +14,8 @@ def plan_order(
     submitted: Container[int],
     is_sequential: Callable[[str], bool | None],
     chains: Mapping[int, int] | None = None,
-) -> tuple[list[Task], dict[int, int]]:
-    """The batch in submit order, and each task's rank (by id).
+) -> list[tuple[Task, int]]:
+    """The batch in submit order, each task with its rank (at least 1).
 
     Order: the tasks that are ready at once first, those on the longest chains first; then the
     rest level by level (each after its inputs), or in plan order when a ``sequential`` tool is
@@ -30,13 +29,13 @@ def plan_order(
     longest chain ending at each (a plan's first task, started before the rest was ordered), so
     the chains through them are counted whole.
 
-    Returns plan order unchanged and no ranks when some task would be rejected (a repeated id, a
-    reference to a later or unknown task, a tool that cannot run), so the error comes at the
+    Returns plan order unchanged, every rank 1, when some task would be rejected (a repeated id,
+    a reference to a later or unknown task, a tool that cannot run), so the error comes at the
     same task as in plan order.
     """
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
-        return batch, {}
+        return [(t, 1) for t in batch]
     index: dict[int, int] = {}
     inputs: list[list[int]] = []  # for each task: the positions in the batch of its inputs
     depth: list[int] = []  # tasks on the longest chain of the batch ending just before each
@@ -46,20 +45,20 @@ def plan_order(
     for i, task in enumerate(batch):
         tid = task.id
         if tid in index or tid in submitted:
-            return batch, {}
+            return [(t, 1) for t in batch]
         here: list[int] = []
         d = 0
-        deps = task_deps(task)
+        deps = task.deps
         for dep in deps:
             if dep >= tid:
-                return batch, {}
+                return [(t, 1) for t in batch]
             j = index.get(dep)
             if j is not None:
                 here.append(j)
                 if depth[j] >= d:
                     d = depth[j] + 1
             elif dep not in submitted:
-                return batch, {}
+                return [(t, 1) for t in batch]
             elif chains and chains.get(dep, 0) > d:
                 d = chains[dep]
         index[tid] = i
@@ -70,7 +69,7 @@ def plan_order(
         if seq is None:
             known = is_sequential(name)
             if known is None:
-                return batch, {}
+                return [(t, 1) for t in batch]
             seq = sequential[name] = known
         if seq:
             if name in seen_lanes:
@@ -87,15 +86,11 @@ def plan_order(
             for j in here:
                 if height[j] < up:
                     height[j] = up
-    ranks = {task.id: depth[i] + height[i] for i, task in enumerate(batch)}
-    if not first:
-        return batch, ranks
-    first.sort(key=lambda i: -height[i])  # stable: plan order among equals
-    moved = set(first)
-    rest = [i for i in range(n) if i not in moved]
-    if not seen_lanes:
-        # Level by level: the tasks needed soonest are in place first (a plan of thousands takes
-        # milliseconds to submit). Inputs always sit on an earlier level, so each task still
-        # comes after its inputs. Lanes of a sequential tool fill in plan order, so not with one.
-        rest.sort(key=depth.__getitem__)
-    return [batch[i] for i in first] + [batch[i] for i in rest], ranks
+    # One stable sort: the tasks ready at once first, those heading the longest chains first;
+    # then the rest level by level (each after its inputs: inputs sit on an earlier level), or
+    # in plan order when a sequential tool's lane must fill in plan order.
+    key = [0] * n if seen_lanes else depth[:]
+    for i in first:
+        key[i] = -height[i]
+    order = sorted(range(n), key=key.__getitem__) if first else range(n)
+    return [(batch[i], depth[i] + height[i]) for i in order]

@@ -71,7 +71,6 @@ def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
 
 
 _SCALAR_TYPES = (str, int, float, bool, type(None))
-_SCALAR_KINDS = frozenset(_SCALAR_TYPES)
 
 
 def _scan(value: Any, deps: set[int]) -> bool:
@@ -109,30 +108,6 @@ def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
             ids.append(item.task_id)
         return tuple(ids) if ids else None
     return None
-
-
-def task_deps(task: Task) -> set[int]:
-    """``task.deps`` as a set, found faster: literal scalars and plain ``$k`` are read by their
-    type, without a look inside; anything else is walked."""
-    deps: set[int] = set()
-    values: Iterable[Any] = task.args
-    if task.kwargs:
-        values = (*task.args, *task.kwargs.values())
-    for value in values:
-        kind = type(value)
-        if kind in _SCALAR_KINDS:
-            continue
-        if kind is Ref:
-            deps.add(value.task_id)
-        elif kind is list or kind is tuple:
-            for item in value:  # a list of plain $k, read without a call per item
-                if type(item) is Ref:
-                    deps.add(item.task_id)
-                elif type(item) not in _SCALAR_KINDS:
-                    _scan(item, deps)
-        else:
-            _scan(value, deps)
-    return deps
 
 
 class BoundArgs:

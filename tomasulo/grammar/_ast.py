@@ -141,6 +141,28 @@ def iter_refs(value: Value) -> Iterator[Ref]:
             yield from iter_refs(item)
 
 
+_NO_DEPS: frozenset[int] = frozenset()
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _add_ref_ids(value: Value, ids: set[int]) -> None:
+    """Add the task ids of every :class:`Ref` in ``value`` to ``ids`` (:func:`iter_refs`, faster:
+    plain scalars and lists of plain ``$k`` are read by their type, without a generator)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return
+    if kind is Ref:
+        ids.add(value.task_id)
+    elif kind is list or kind is tuple:
+        for item in value:
+            if type(item) is Ref:
+                ids.add(item.task_id)
+            elif type(item) not in _PLAIN:
+                _add_ref_ids(item, ids)
+    else:
+        ids.update(ref.task_id for ref in iter_refs(value))
+
+
 def value_to_text(value: Value) -> str:
     """A value as written in a plan."""
     if isinstance(value, Ref | Template):
@@ -172,12 +194,17 @@ class Task:
     line: int = field(default=0, compare=False)
     column: int = field(default=0, compare=False)
 
-    @property
-    def deps(self) -> frozenset[int]:
-        """Ids of the tasks whose results this task uses."""
-        ids = {r.task_id for v in self.args for r in iter_refs(v)}
-        ids.update(r.task_id for v in self.kwargs.values() for r in iter_refs(v))
-        return frozenset(ids)
+    #: Ids of the tasks whose results this task uses, found once when the task is built (a
+    #: parsed plan's tasks are built as the plan streams in, so schedulers read it for free).
+    deps: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ids: set[int] = set()
+        for value in self.args:
+            _add_ref_ids(value, ids)
+        for value in self.kwargs.values():
+            _add_ref_ids(value, ids)
+        object.__setattr__(self, "deps", frozenset(ids) if ids else _NO_DEPS)
 
     @property
     def refs(self) -> tuple[Ref, ...]:
