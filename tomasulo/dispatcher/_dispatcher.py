@@ -915,6 +915,7 @@ class Dispatcher:
             if node.outcome is not None:
                 continue
             node.outcome = outcome
+            node.release()  # freed now, a task at a time, rather than all at the run's end
             tid = node.tid
             self._outcomes[tid] = outcome
             status = outcome.status

@@ -110,6 +110,9 @@ def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
     return None
 
 
+_RELEASED: dict[str, Any] = {}  # a released BoundArgs' arguments (never resolved again)
+
+
 class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
@@ -178,6 +181,11 @@ class BoundArgs:
         self._from_refs = tuple(from_refs) if from_refs else ()
         #: Ids of the tasks whose results the arguments use, in order.
         self.deps = tuple(sorted(deps)) if deps else ()
+
+    def release(self) -> None:
+        """Drop what only resolving needs, once the task has ended (its run keeps the node)."""
+        self._bound = _RELEASED
+        self._direct = self._nested = self._from_refs = ()
 
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
