@@ -331,13 +331,15 @@ class Dispatcher:
         deps = node.deps
         nodes = self._nodes
         for dep in deps:
-            if dep >= tid:
-                raise DispatchError(
-                    f"task {tid} references ${dep}, which is not an earlier task; "
-                    "a task may only use the results of tasks with smaller ids"
-                )
-            if dep not in nodes:
-                raise DispatchError(f"task {tid} references ${dep}, which was never submitted")
+            if dep >= tid or dep not in nodes:
+                for dep in sorted(deps):  # name the first bad one, whatever the set's order
+                    if dep >= tid:
+                        raise DispatchError(
+                            f"task {tid} references ${dep}, which is not an earlier task; "
+                            "a task may only use the results of tasks with smaller ids"
+                        )
+                    if dep not in nodes:
+                        raise DispatchError(f"task {tid} references ${dep}, which was never submitted")
         now = node.planned_at
         nodes[tid] = node
         self._unfinished += 1

@@ -35,7 +35,7 @@ class Recorded(Protocol):
 
     tid: int
     name: str
-    deps: tuple[int, ...]
+    deps: frozenset[int]
     planned_at: float
     ready_at: float | None
     started_at: float | None
@@ -128,7 +128,7 @@ class EventLog:
     def _build(self, kind: int, node: Recorded, seq: int) -> Event:
         run_id, tid, name = self.run_id, node.tid, node.name
         if kind == PLANNED:
-            return make_planned(run_id, seq, node.planned_at, tid, name, node.deps)
+            return make_planned(run_id, seq, node.planned_at, tid, name, tuple(sorted(node.deps)))
         if kind == READY:
             return make_ready(run_id, seq, node.ready_at, tid, name)
         if kind == STARTED:

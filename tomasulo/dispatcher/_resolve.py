@@ -116,10 +116,11 @@ _RELEASED: dict[str, Any] = {}  # a released BoundArgs' arguments (never resolve
 class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
-    The dispatcher builds one per task when it is submitted: binding, finding the references
-    (:attr:`deps`) and picking the schema check happen once, so :meth:`resolve` only copies the
-    arguments, fills in the references and validates. ``resolve_args(task, tool, lookup)`` is
-    ``BoundArgs(task, tool).resolve(lookup)``.
+    The dispatcher builds one per task when it is submitted. Binding the arguments to names,
+    sorting out which hold references and picking the schema check happen once, at the first
+    :meth:`resolve` (when the task starts, so a plan of thousands is submitted faster); later
+    calls (retries) only copy the arguments, fill in the references and validate.
+    ``resolve_args(task, tool, lookup)`` is ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
     __slots__ = (
@@ -128,6 +129,7 @@ class BoundArgs:
         "_checker",
         "_direct",
         "_from_refs",
+        "_names",
         "_nested",
         "deps",
         "task",
@@ -143,13 +145,20 @@ class BoundArgs:
     ) -> None:
         self.task = task
         self.tool = tool
+        self._names = tool.param_names if param_names is None else param_names
         self._checker = checker_for(tool) if checker is False else checker
+        self._bound: dict[str, Any] | None = None  # bound at the first resolve
         self._bind_error: ValueError | None = None
-        deps: set[int] = set()
+        #: Ids of the tasks whose results the arguments use.
+        self.deps = task.deps
+
+    def _bind(self) -> dict[str, Any]:
+        """Bind the arguments to names and note which hold references (once)."""
+        task = self.task
         nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
         direct: list[tuple[str, int | tuple[int, ...]]] = []  # whole-value refs (or lists of them)
         from_refs: list[str] = []
-        names = tool.param_names if param_names is None else param_names
+        names = self._names
         args = task.args
         if not task.kwargs and len(args) <= len(names):
             bound = dict(zip(names, args, strict=False))  # Task.bind's result, without its checks
@@ -159,28 +168,23 @@ class BoundArgs:
             except ValueError as exc:
                 self._bind_error = exc
                 bound = {}
-                deps.update(task.deps)
+        found: set[int] = set()
         for name, value in bound.items():
             if isinstance(value, _SCALAR_TYPES):
                 continue
             ids = _whole_refs(value)
             if ids is not None:
-                if type(ids) is int:
-                    deps.add(ids)
-                else:
-                    deps.update(ids)  # type: ignore[arg-type]
                 from_refs.append(name)
                 direct.append((name, ids))
                 continue
             nested.append(name)
-            if _scan(value, deps):
+            if _scan(value, found):
                 from_refs.append(name)
-        self._bound = bound
         self._direct = tuple(direct) if direct else ()
         self._nested = tuple(nested) if nested else ()
         self._from_refs = tuple(from_refs) if from_refs else ()
-        #: Ids of the tasks whose results the arguments use, in order.
-        self.deps = tuple(sorted(deps)) if deps else ()
+        self._bound = bound
+        return bound
 
     def release(self) -> None:
         """Drop what only resolving needs, once the task has ended (its run keeps the node)."""
@@ -190,11 +194,14 @@ class BoundArgs:
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
         task, tool = self.task, self.tool
+        bound = self._bound
+        if bound is None:
+            bound = self._bind()
         if self._bind_error is not None:
             raise ReferenceResolutionError(
                 str(self._bind_error), tool=tool.name, task_id=task.id
             ) from self._bind_error
-        resolved = dict(self._bound)
+        resolved = dict(bound)
         if self._direct:
             try:
                 for name, ids in self._direct:
@@ -204,7 +211,7 @@ class BoundArgs:
                         resolved[name] = [lookup(i) for i in ids]  # type: ignore[union-attr]
             except (LookupError, TypeError, AttributeError):
                 # The general path below gives the error its message.
-                resolved.update((name, self._bound[name]) for name, _ in self._direct)
+                resolved.update((name, bound[name]) for name, _ in self._direct)
                 self._resolve_names(resolved, [name for name, _ in self._direct], lookup)
         if self._nested:
             self._resolve_names(resolved, self._nested, lookup)
@@ -220,7 +227,7 @@ class BoundArgs:
                 raise
             lines = "; ".join(str(e) for e in bad)
             origin = ", ".join(
-                f"{name} <- {' '.join(r.to_text() for r in _refs_in(self._bound[name]))}"
+                f"{name} <- {' '.join(r.to_text() for r in _refs_in(bound[name]))}"
                 for name in sorted(from_refs)
                 if any(e.path.split(".")[0].split("[")[0] == name for e in bad)
             )
