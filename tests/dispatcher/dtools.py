@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import pytest
 
 from tomasulo.tools import Tool, ToolPolicy
 
@@ -73,3 +74,10 @@ class Tracker:
 
 def now() -> float:
     return time.monotonic()
+
+
+@pytest.fixture(name="anyio_backend", params=["asyncio", "trio"])
+def on_both_backends(request: pytest.FixtureRequest) -> str:
+    """Imported by a test module, runs its async tests on asyncio and on trio: the dispatcher runs
+    its workers as plain asyncio tasks on asyncio and in an anyio task group elsewhere."""
+    return str(request.param)

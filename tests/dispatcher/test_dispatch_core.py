@@ -8,7 +8,12 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import ANY, Gate, make_tool
+from dtools import (
+    ANY,
+    Gate,
+    make_tool,
+    on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
+)
 
 from tomasulo.dispatcher import (
     Dispatcher,

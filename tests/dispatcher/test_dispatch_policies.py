@@ -8,7 +8,12 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import Gate, Tracker, make_tool
+from dtools import (
+    Gate,
+    Tracker,
+    make_tool,
+    on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
+)
 
 from tomasulo.dispatcher import DEFAULT_LIMITS, Dispatcher, Event, Limits, TaskRetrying
 from tomasulo.exceptions import ConfigError, ToolTimeout

@@ -6,7 +6,11 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import Tracker, make_tool
+from dtools import (
+    Tracker,
+    make_tool,
+    on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

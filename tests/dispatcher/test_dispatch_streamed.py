@@ -6,7 +6,11 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import ANY, make_tool
+from dtools import (
+    ANY,
+    make_tool,
+    on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
+)
 
 from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.dispatcher._resolve import resolve_args
