@@ -125,6 +125,20 @@ async def test_failure_skips_transitive_dependents_and_raises_interrupt() -> Non
     assert all(e.ts <= f.ts for e, f in itertools.pairwise(events))
 
 
+async def test_a_task_whose_inputs_already_failed_names_the_first_of_them() -> None:
+    # Submitted after both inputs failed: the skip names the lower id, whatever order a set of
+    # ids iterates in ({1, 8} iterates 8 first).
+    with anyio.fail_after(5):
+        async with Dispatcher(toolset()) as d:
+            d.submit(Task(1, "boom", (1,)))
+            for i in range(2, 8):
+                d.submit(Task(i, "add", (i,)))
+            d.submit(Task(8, "boom", (8,)))
+            await d.wait()
+            d.submit(Task(9, "ident", ([Ref(1), Ref(8)],)))
+    assert (d.outcomes[9].status, d.outcomes[9].skipped_because) == ("skipped", 1)
+
+
 async def test_tool_interrupt_keeps_partial_value_and_is_reported() -> None:
     events: list[Event] = []
     tasks = [Task(1, "interrupt"), Task(2, "ident", (Ref(1),))]

@@ -335,14 +335,14 @@ class Dispatcher:
         nodes = self._nodes
         for dep in deps:
             if dep >= tid or dep not in nodes:
-                for dep in sorted(deps):  # name the first bad one, whatever the set's order
-                    if dep >= tid:
+                for bad in sorted(deps):  # name the first bad one, whatever the set's order
+                    if bad >= tid:
                         raise DispatchError(
-                            f"task {tid} references ${dep}, which is not an earlier task; "
+                            f"task {tid} references ${bad}, which is not an earlier task; "
                             "a task may only use the results of tasks with smaller ids"
                         )
-                    if dep not in nodes:
-                        raise DispatchError(f"task {tid} references ${dep}, which was never submitted")
+                    if bad not in nodes:
+                        raise DispatchError(f"task {tid} references ${bad}, which was never submitted")
         now = node.planned_at
         nodes[tid] = node
         self._unfinished += 1
@@ -362,8 +362,8 @@ class Dispatcher:
                 else:
                     up.dependents.append(node)
                 node.waiting += 1
-            elif up.outcome.status != "succeeded" and cause is None:
-                cause = up
+            elif up.outcome.status != "succeeded" and (cause is None or dep < cause.tid):
+                cause = up  # the first input in id order that did not succeed
         if cause is not None:
             self._finish(node, self._skipped_outcome(node, cause))
             self._pump()

@@ -110,9 +110,6 @@ def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
     return None
 
 
-_RELEASED: dict[str, Any] = {}  # a released BoundArgs' arguments (never resolved again)
-
-
 class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
@@ -187,8 +184,9 @@ class BoundArgs:
         return bound
 
     def release(self) -> None:
-        """Drop what only resolving needs, once the task has ended (its run keeps the node)."""
-        self._bound = _RELEASED
+        """Drop what only resolving needs, once the task has ended (its run keeps the node); a
+        later :meth:`resolve` would bind again."""
+        self._bound = None
         self._direct = self._nested = self._from_refs = ()
 
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
