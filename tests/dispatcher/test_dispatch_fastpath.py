@@ -226,3 +226,23 @@ async def test_worker_tasks_are_gone_when_the_run_ends_even_after_a_cancel() -> 
             d.cancel()
         assert live_workers("gone") == 0
         assert all(o.status == "cancelled" for o in d.outcomes.values())
+
+
+async def test_tasks_that_wait_are_bound_before_their_inputs_end() -> None:
+    # Binding a task's arguments to names costs microseconds; a task that waits for an input
+    # is bound while it waits, so its start does not pay for it. A whole plan binds its waiting
+    # tasks once every task that can start has started.
+    gate = Gate(expect=2)
+    tools = Toolset([make_tool("gate", gate), make_tool("ident", ident)])
+    plan = [Task(1, "gate", (1,)), Task(2, "gate", (2,)), Task(3, "ident", ([Ref(1), Ref(2)],))]
+    with anyio.fail_after(5):
+        async with Dispatcher(tools) as d:
+            await d._submit_plan(plan)
+            await gate.all_started.wait()
+            assert d._nodes[3]._bound == {"x": [Ref(1), Ref(2)]}  # bound, inputs still running
+            d.submit(Task(4, "ident", (Ref(3),)))  # one at a time: bound as it is submitted
+            assert d._nodes[4]._bound == {"x": Ref(3)}
+            assert d._nodes[1]._bound is not None  # started, so bound when it started
+            gate.release.set()
+    assert [d.results[i] for i in (3, 4)] == [[1, 2], [1, 2]]
+    assert d._nodes[3]._bound is None  # released once it ended

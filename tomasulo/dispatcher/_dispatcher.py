@@ -71,6 +71,8 @@ _MAX_PARKED = 8
 #: it submits the next, then lets the loop run once every ``_SUBMIT_BATCH`` submits.
 _EAGER = 32
 _SUBMIT_BATCH = 128
+#: It then binds the arguments of the plan's waiting tasks this many per loop step.
+_BIND_BATCH = 32
 #: At most this many workers are woken (or started) and not yet running at once. A burst of
 #: hundreds of ready tasks then starts over many short loop steps, not one long one, so calls
 #: that finish meanwhile are seen within a step; ready tasks wait in rank order, not in the loop.
@@ -148,6 +150,7 @@ class Dispatcher:
         self._state: Literal["new", "running", "closed"] = "new"
         self._input_closed = False
         self._expired = False
+        self._defer_binding = False  # while _submit_plan puts a whole plan in place
         self._tg: anyio.abc.TaskGroup | None = None
         # On asyncio, workers are plain tasks (anyio's start_soon costs 30 µs a task, six times
         # as much); the run tracks them itself. Elsewhere they run in the task group.
@@ -370,6 +373,8 @@ class Dispatcher:
             return
         if node.waiting == 0:
             self._make_ready(node, now)
+        elif not self._defer_binding:
+            node.bind()  # while it waits, not when its last input ends
         self._pump()
 
     def submit_all(self, tasks: Iterable[Task]) -> None:
@@ -403,6 +408,8 @@ class Dispatcher:
         submits (the heads of the longest chains), the loop gets a turn whenever a submit woke a
         worker, so each of them starts before the next is submitted; after that, once every
         ``_SUBMIT_BATCH`` submits, so the rest of the plan is in place before early calls end.
+        Binding the arguments of the tasks that wait for inputs (:meth:`TaskNode.bind`) waits
+        until the whole plan is in place and every task that could start has started.
         """
         checkpoint = self._checkpoint
         batch = tasks if isinstance(tasks, list | tuple) else list(tasks)
@@ -418,11 +425,30 @@ class Dispatcher:
             batch = batch[1:]
             if self._waking:
                 await checkpoint()
-        for task, rank in self._plan_order(batch, chains):
-            self.submit(task, rank=rank)
-            count += 1
-            if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
-                await checkpoint()
+        order = self._plan_order(batch, chains)
+        self._defer_binding = True
+        try:
+            for task, rank in order:
+                self.submit(task, rank=rank)
+                count += 1
+                if (self._waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
+                    await checkpoint()
+        finally:
+            self._defer_binding = False
+        # Then the tasks that wait are bound, soonest needed first, while nothing is waiting to
+        # start (the calls that can start go first) and a few at a time, so that calls ending
+        # meanwhile are seen.
+        nodes = self._nodes
+        count = 0
+        for task, _ in order:
+            node = nodes[task.id]
+            if node.waiting and node.outcome is None:
+                while self._waking:  # workers are still taking tasks that can start
+                    await checkpoint()
+                node.bind()
+                count += 1
+                if count % _BIND_BATCH == 0:
+                    await checkpoint()
 
     def _unlimited(self, name: str) -> bool:
         """Whether a call of tool ``name`` can start without taking a slot another may need."""

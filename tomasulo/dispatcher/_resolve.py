@@ -113,10 +113,10 @@ def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
 class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
-    The dispatcher builds one per task when it is submitted. Binding the arguments to names,
-    sorting out which hold references and picking the schema check happen once, at the first
-    :meth:`resolve` (when the task starts, so a plan of thousands is submitted faster); later
-    calls (retries) only copy the arguments, fill in the references and validate.
+    The dispatcher builds one per task when it is submitted. Binding the arguments to names and
+    sorting out which hold references happen once (:meth:`bind`): the dispatcher binds a task
+    while it waits for its inputs, or when it starts if it never waited. :meth:`resolve` then
+    only copies the arguments, fills in the references and validates.
     ``resolve_args(task, tool, lookup)`` is ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
@@ -149,8 +149,11 @@ class BoundArgs:
         #: Ids of the tasks whose results the arguments use.
         self.deps = task.deps
 
-    def _bind(self) -> dict[str, Any]:
-        """Bind the arguments to names and note which hold references (once)."""
+    def bind(self) -> dict[str, Any]:
+        """Bind the arguments to names and note which hold references; only the first call does
+        (:meth:`resolve` makes it when nobody has)."""
+        if self._bound is not None:
+            return self._bound
         task = self.task
         nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
         direct: list[tuple[str, int | tuple[int, ...]]] = []  # whole-value refs (or lists of them)
@@ -194,7 +197,7 @@ class BoundArgs:
         task, tool = self.task, self.tool
         bound = self._bound
         if bound is None:
-            bound = self._bind()
+            bound = self.bind()
         if self._bind_error is not None:
             raise ReferenceResolutionError(
                 str(self._bind_error), tool=tool.name, task_id=task.id
