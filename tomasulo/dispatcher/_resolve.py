@@ -73,26 +73,6 @@ def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
 _SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
-def _scan(value: Any, deps: set[int]) -> bool:
-    """Add the ids of the references in ``value`` to ``deps``; whether it holds any."""
-    if isinstance(value, Ref):
-        deps.add(value.task_id)
-        return True
-    if isinstance(value, Template):
-        deps.update(p.task_id for p in value.parts if isinstance(p, Ref))
-        return True
-    found = False
-    if isinstance(value, list | tuple):
-        for item in value:
-            if not isinstance(item, _SCALAR_TYPES) and _scan(item, deps):
-                found = True
-    elif isinstance(value, dict):
-        for item in value.values():
-            if not isinstance(item, _SCALAR_TYPES) and _scan(item, deps):
-                found = True
-    return found
-
-
 def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
     """The id of a whole-value ``$k`` (or the ids of a list of them), else ``None``.
 
@@ -125,7 +105,6 @@ class BoundArgs:
         "_bound",
         "_checker",
         "_direct",
-        "_from_refs",
         "_names",
         "_nested",
         "deps",
@@ -157,7 +136,6 @@ class BoundArgs:
         task = self.task
         nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
         direct: list[tuple[str, int | tuple[int, ...]]] = []  # whole-value refs (or lists of them)
-        from_refs: list[str] = []
         names = self._names
         args = task.args
         if not task.kwargs and len(args) <= len(names):
@@ -168,21 +146,16 @@ class BoundArgs:
             except ValueError as exc:
                 self._bind_error = exc
                 bound = {}
-        found: set[int] = set()
         for name, value in bound.items():
             if isinstance(value, _SCALAR_TYPES):
                 continue
             ids = _whole_refs(value)
-            if ids is not None:
-                from_refs.append(name)
+            if ids is None:
+                nested.append(name)
+            else:
                 direct.append((name, ids))
-                continue
-            nested.append(name)
-            if _scan(value, found):
-                from_refs.append(name)
         self._direct = tuple(direct) if direct else ()
         self._nested = tuple(nested) if nested else ()
-        self._from_refs = tuple(from_refs) if from_refs else ()
         self._bound = bound
         return bound
 
@@ -190,7 +163,7 @@ class BoundArgs:
         """Drop what only resolving needs, once the task has ended (its run keeps the node); a
         later :meth:`resolve` would bind again."""
         self._bound = None
-        self._direct = self._nested = self._from_refs = ()
+        self._direct = self._nested = ()
 
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
@@ -209,7 +182,7 @@ class BoundArgs:
                     if type(ids) is int:
                         resolved[name] = lookup(ids)
                     else:
-                        resolved[name] = [lookup(i) for i in ids]  # type: ignore[union-attr]
+                        resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
             except (LookupError, TypeError, AttributeError):
                 # The general path below gives the error its message.
                 resolved.update((name, bound[name]) for name, _ in self._direct)
@@ -219,10 +192,10 @@ class BoundArgs:
         checker = self._checker
         if checker is not None and checker(resolved):
             return resolved
-        from_refs = self._from_refs
         try:
             return tool.validate(resolved)
         except ToolArgumentError as exc:
+            from_refs = [name for name, value in bound.items() if _refs_in(value)]
             bad = [e for e in exc.errors if e.path.split(".")[0].split("[")[0] in from_refs]
             if not bad:
                 raise
