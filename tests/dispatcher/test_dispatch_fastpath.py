@@ -242,7 +242,7 @@ async def test_tasks_that_wait_are_bound_before_their_inputs_end() -> None:
             assert d._nodes[3]._bound == {"x": [Ref(1), Ref(2)]}  # bound, inputs still running
             d.submit(Task(4, "ident", (Ref(3),)))  # one at a time: bound as it is submitted
             assert d._nodes[4]._bound == {"x": Ref(3)}
-            assert d._nodes[1]._bound is not None  # started, so bound when it started
+            assert d._nodes[1]._bound is None  # started at once: resolved in one pass, unbound
             gate.release.set()
     assert [d.results[i] for i in (3, 4)] == [[1, 2], [1, 2]]
     assert d._nodes[3]._bound is None  # released once it ended

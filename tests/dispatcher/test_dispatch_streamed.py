@@ -13,9 +13,9 @@ from dtools import (
 )
 
 from tomasulo.dispatcher import Dispatcher, Limits
-from tomasulo.dispatcher._resolve import resolve_args
+from tomasulo.dispatcher._resolve import BoundArgs, resolve_args
 from tomasulo.exceptions import ReferenceResolutionError
-from tomasulo.grammar import Ref, Task
+from tomasulo.grammar import Ref, Task, Template
 from tomasulo.tools import Toolset
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +40,36 @@ def test_a_whole_value_ref_without_a_result_names_the_argument() -> None:
     tool = make_tool("ident", ident)
     with pytest.raises(ReferenceResolutionError, match=r"argument 'y': cannot take \$7 from"):
         resolve_args(Task(9, "ident", (1, [Ref(7)])), tool, {}.__getitem__)
+
+
+def test_resolving_in_one_pass_gives_what_binding_first_gives() -> None:
+    # A task that starts at once is resolved without binding; one that waited was bound first.
+    # Both must give the same arguments, and the same error, for every shape of argument.
+    typed = make_tool("typed", ident, {"type": "object", "properties": {"x": {"type": "integer"}}})
+    loose = make_tool("ident", ident)
+    results = {1: {"k": [1, 2]}, 2: "two", 3: 3}
+    cases = [
+        (loose, Task(9, "ident", (Ref(1), [Ref(2), Ref(3)]))),
+        (loose, Task(9, "ident", ((Ref(3), Ref(2)), {"a": [Ref(1, ("k", 0))], "b": None}))),
+        (loose, Task(9, "ident", (Template(("n=", Ref(3), "!")), []))),
+        (loose, Task(9, "ident", (1,), {"y": Ref(2)})),
+        (loose, Task(9, "ident", (1, 2, 3))),  # too many positional arguments
+        (loose, Task(9, "ident", (Ref(1, ("nope",)),))),  # a path the value lacks
+        (loose, Task(9, "ident", ([Ref(2), Ref(8)],))),  # a task without a result
+        (typed, Task(9, "typed", (Ref(2),))),  # an upstream value the schema refuses
+        (typed, Task(9, "typed", (Ref(3),))),
+    ]
+    for tool, task in cases:
+        outcomes = []
+        for bind_first in (False, True):
+            args = BoundArgs(task, tool)
+            if bind_first:
+                args.bind()
+            try:
+                outcomes.append(args.resolve(results.__getitem__))
+            except ReferenceResolutionError as exc:
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+        assert outcomes[0] == outcomes[1], task
 
 
 async def test_streamed_tasks_start_on_the_awake_worker_and_it_parks_when_idle() -> None:

@@ -94,9 +94,10 @@ class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
     The dispatcher builds one per task when it is submitted. Binding the arguments to names and
-    sorting out which hold references happen once (:meth:`bind`): the dispatcher binds a task
-    while it waits for its inputs, or when it starts if it never waited. :meth:`resolve` then
-    only copies the arguments, fills in the references and validates.
+    sorting out which hold references happen once (:meth:`bind`), for a task that waits for its
+    inputs, while it waits; :meth:`resolve` then only copies the arguments, fills in the
+    references and validates. A task that can start at once is resolved in one pass instead,
+    without keeping what binding would (it is resolved once: retries reuse the arguments).
     ``resolve_args(task, tool, lookup)`` is ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
@@ -168,33 +169,16 @@ class BoundArgs:
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
         task, tool = self.task, self.tool
-        bound = self._bound
-        if bound is None:
-            bound = self.bind()
-        if self._bind_error is not None:
-            raise ReferenceResolutionError(
-                str(self._bind_error), tool=tool.name, task_id=task.id
-            ) from self._bind_error
-        resolved = dict(bound)
-        if self._direct:
-            try:
-                for name, ids in self._direct:
-                    if type(ids) is int:
-                        resolved[name] = lookup(ids)
-                    else:
-                        resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
-            except (LookupError, TypeError, AttributeError):
-                # The general path below gives the error its message.
-                resolved.update((name, bound[name]) for name, _ in self._direct)
-                self._resolve_names(resolved, [name for name, _ in self._direct], lookup)
-        if self._nested:
-            self._resolve_names(resolved, self._nested, lookup)
+        resolved = self._resolve_unbound(lookup) if self._bound is None else None
+        if resolved is None:
+            resolved = self._resolve_bound(lookup)
         checker = self._checker
         if checker is not None and checker(resolved):
             return resolved
         try:
             return tool.validate(resolved)
         except ToolArgumentError as exc:
+            bound = self.bind()
             from_refs = [name for name, value in bound.items() if _refs_in(value)]
             bad = [e for e in exc.errors if e.path.split(".")[0].split("[")[0] in from_refs]
             if not bad:
@@ -210,6 +194,55 @@ class BoundArgs:
                 tool=tool.name,
                 task_id=task.id,
             ) from exc
+
+    def _resolve_unbound(self, lookup: Lookup) -> dict[str, Any] | None:
+        """Resolve arguments nobody bound (a task that could start when it was submitted) in one
+        pass, without keeping what binding would; ``None`` sends keywords, extra arguments and
+        every failure the long way, which names the problem."""
+        task = self.task
+        args = task.args
+        names = self._names
+        if task.kwargs or len(args) > len(names):
+            return None
+        resolved = dict(zip(names, args, strict=False))
+        try:
+            for name, value in resolved.items():  # replacing values, not adding keys
+                if isinstance(value, _SCALAR_TYPES):
+                    continue
+                if type(value) is Ref and not value.path:
+                    resolved[name] = lookup(value.task_id)
+                    continue
+                ids = _whole_refs(value)
+                if ids is None:
+                    resolved[name] = _resolve_value(value, lookup)
+                else:
+                    resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
+        except (_RefFailed, LookupError, TypeError, AttributeError):
+            return None
+        return resolved
+
+    def _resolve_bound(self, lookup: Lookup) -> dict[str, Any]:
+        """Resolve the arguments from what :meth:`bind` kept (binding them first if need be)."""
+        bound = self.bind()
+        if self._bind_error is not None:
+            raise ReferenceResolutionError(
+                str(self._bind_error), tool=self.tool.name, task_id=self.task.id
+            ) from self._bind_error
+        resolved = dict(bound)
+        if self._direct:
+            try:
+                for name, ids in self._direct:
+                    if type(ids) is int:
+                        resolved[name] = lookup(ids)
+                    else:
+                        resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
+            except (LookupError, TypeError, AttributeError):
+                # The general path below gives the error its message.
+                resolved.update((name, bound[name]) for name, _ in self._direct)
+                self._resolve_names(resolved, [name for name, _ in self._direct], lookup)
+        if self._nested:
+            self._resolve_names(resolved, self._nested, lookup)
+        return resolved
 
     def _resolve_names(self, resolved: dict[str, Any], names: Iterable[str], lookup: Lookup) -> None:
         """Resolve the named arguments in place, walking their values."""
