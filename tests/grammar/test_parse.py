@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from tomasulo.grammar import (
     Task,
     Template,
     aiter_tasks,
+    iter_refs,
     parse_plan,
 )
 
@@ -321,3 +324,15 @@ async def test_async_adapter_yields_tasks_while_chunks_arrive() -> None:
                 assert out == [1]
                 await send.send('\n2. search(query="b")\n3. join()\n')
     assert out == [1, 2]
+
+
+def test_task_deps_are_found_once_in_every_kind_of_argument() -> None:
+    nested = {"a": [Ref(3), {"b": (Ref(4, ("x", 0)),)}], "c": Template(("n=", Ref(5), "!"))}
+    task = Task(9, "t", (1, [Ref(1), Ref(2)], nested, []), {"k": Ref(6), "s": "$7 is text"})
+    assert task.deps == {1, 2, 3, 4, 5, 6}
+    assert task.deps == {r.task_id for v in (*task.args, *task.kwargs.values()) for r in iter_refs(v)}
+    assert Task(1, "t", ("x", 2, None)).deps == frozenset()
+    # A changed copy finds its own; equality and repr leave deps out.
+    moved = dataclasses.replace(task, args=(Ref(8),), kwargs={})
+    assert moved.deps == {8}
+    assert dataclasses.replace(task) == task and "deps" not in repr(task)
