@@ -135,6 +135,7 @@ class Dispatcher:
         self._nodes: dict[int, TaskNode] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
+        self._lookup = self._results.__getitem__  # resolves references
         self._ready: deque[TaskNode] = deque()  # ready tasks without a rank, in order
         self._ranked: list[tuple[int, int, TaskNode]] = []  # ranked ones: a heap, highest first
         self._busy = 0  # workers running a task
@@ -595,14 +596,12 @@ class Dispatcher:
     # -- scheduling -----------------------------------------------------------------------------
 
     def _make_ready(self, node: TaskNode, now: float) -> None:
+        """The task's inputs exist: queue it, unless an earlier call of its sequential tool runs."""
         node.data_ready = True
         if node.info.sequential:
             lane = self._lanes[node.name]
             if lane[0] is not node:
                 return  # an earlier call of this tool has not finished yet
-        self._enqueue(node, now)
-
-    def _enqueue(self, node: TaskNode, now: float) -> None:
         node.queued = True
         node.ready_at = now
         self._log.task(READY, node)
@@ -747,7 +746,7 @@ class Dispatcher:
         info = node.info
         try:
             try:
-                args = node.resolve(self._results.__getitem__)
+                args = node.resolve(self._lookup)
             except (ReferenceResolutionError, ToolArgumentError) as exc:
                 self._fail(node, exc, "failure")
                 return
@@ -996,4 +995,4 @@ class Dispatcher:
         if was_head and lane:
             head = lane[0]
             if head.data_ready and not head.queued and head.outcome is None:
-                self._enqueue(head, now)
+                self._make_ready(head, now)  # now the lane's head, so it is queued
