@@ -436,9 +436,9 @@ class Dispatcher:
                     await checkpoint()
         finally:
             self._defer_binding = False
-        # Then the tasks that wait are bound, soonest needed first, while nothing is waiting to
-        # start (the calls that can start go first) and a few at a time, so that calls ending
-        # meanwhile are seen.
+        # Then the tasks that wait are bound, soonest needed first, a few per loop step so that
+        # calls ending meanwhile are seen, and only once the workers woken for tasks that can
+        # start have taken them (those calls go first).
         nodes = self._nodes
         count = 0
         for task, _ in order:
