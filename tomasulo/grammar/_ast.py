@@ -183,7 +183,9 @@ class Task:
 
     ``args`` are the positional arguments, ``kwargs`` the keyword ones, exactly as written.
     Use :meth:`bind` to map them onto parameter names. ``line`` and ``column`` say where the task
-    starts in the plan text (0 when built by hand) and take no part in equality.
+    starts in the plan text (0 when built by hand) and take no part in equality. A task is
+    immutable, its ``kwargs`` included: :attr:`deps` is found once, when it is built (use
+    :func:`dataclasses.replace` for a changed copy).
     """
 
     id: int
