@@ -36,8 +36,7 @@ def plan_order(
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
         return [(t, 1) for t in batch]
-    index: dict[int, int] = {}
-    inputs: list[list[int]] = []  # for each task: the positions in the batch of its inputs
+    index: dict[int, int] = {}  # position in the batch, by id
     depth: list[int] = []  # tasks on the longest chain of the batch ending just before each
     first: list[int] = []  # ready at once, so they may move ahead
     sequential: dict[str, bool] = {}
@@ -46,7 +45,6 @@ def plan_order(
         tid = task.id
         if tid in index or tid in submitted:
             return [(t, 1) for t in batch]
-        here: list[int] = []
         d = 0
         deps = task.deps
         for dep in deps:
@@ -54,7 +52,6 @@ def plan_order(
                 return [(t, 1) for t in batch]
             j = index.get(dep)
             if j is not None:
-                here.append(j)
                 if depth[j] >= d:
                     d = depth[j] + 1
             elif dep not in submitted:
@@ -62,7 +59,6 @@ def plan_order(
             elif chains and chains.get(dep, 0) > d:
                 d = chains[dep]
         index[tid] = i
-        inputs.append(here)
         depth.append(d)
         name = task.tool
         seq = sequential.get(name)
@@ -80,11 +76,12 @@ def plan_order(
     n = len(batch)
     height = [1] * n  # tasks on the longest chain starting at each
     for i in range(n - 1, -1, -1):
-        here = inputs[i]
-        if here:
+        deps = batch[i].deps
+        if deps:
             up = height[i] + 1
-            for j in here:
-                if height[j] < up:
+            for dep in deps:
+                j = index.get(dep)  # None: submitted before this batch
+                if j is not None and height[j] < up:
                     height[j] = up
     # One stable sort: the tasks ready at once first, those heading the longest chains first;
     # then the rest level by level (each after its inputs: inputs sit on an earlier level), or
