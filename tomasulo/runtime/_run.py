@@ -6,7 +6,7 @@ import dataclasses
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -277,11 +277,18 @@ class Run:
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
             finally:
                 self._preempt = None
-        if problem is None:
-            for task, rank in d.submit_order(held):  # the whole plan: critical path first
-                if (problem := self._submit(d, task, plan_no, rank)) is not None:
-                    break
+        if problem is None and (refused := self._submit_plan(d, held, plan_no)) is not None:
+            problem = refused[1]
         return scope.cancelled_caught, problem
+
+    def _submit_plan(self, d: Dispatcher, tasks: Sequence[Task], plan_no: int) -> tuple[Task, str] | None:
+        """Submit a whole plan, critical path first (:meth:`Dispatcher.submit_order`); returns
+        the first task refused and why, or ``None``. A plan with a task the dispatcher refuses
+        keeps plan order, so the refusal comes at the same task."""
+        for task, rank in d.submit_order(tasks):
+            if (problem := self._submit(d, task, plan_no, rank)) is not None:
+                return task, problem
+        return None
 
     def _submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
         """Hand a task to the dispatcher and record it; every mode submits through here.
@@ -469,15 +476,13 @@ class Run:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
                 self._plans.append(plan.to_text())
-                # Critical path first (a plan with a task the dispatcher refuses keeps plan
-                # order, so the error is at the same task).
-                for task, rank in d.submit_order(plan.tasks):
-                    problem = self._submit(d, task, 1, rank)
-                    if problem is not None:
-                        d.cancel()  # no call has started: nothing was awaited since the first submit
-                        status, reason = "failed", problem
-                        index = next(i for i, t in enumerate(plan.tasks) if t is task)
-                        raise _refused(plan, index, problem)
+                refused = self._submit_plan(d, plan.tasks, 1)
+                if refused is not None:
+                    task, problem = refused
+                    d.cancel()  # no call has started: nothing was awaited since the first submit
+                    status, reason = "failed", problem
+                    index = next(i for i, t in enumerate(plan.tasks) if t is task)
+                    raise _refused(plan, index, problem)
                 d.close_input()
                 await d.wait()
             failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
