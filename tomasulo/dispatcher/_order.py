@@ -9,6 +9,12 @@ from ..grammar import JOIN, Task
 __all__ = ["plan_order"]
 
 
+def _in_plan_order(batch: list[Task]) -> list[tuple[Task, int]]:
+    """The batch as it is, every task ranked 1: for a batch too small to order, or one that
+    ``submit`` would reject somewhere (so the error comes at the same task)."""
+    return [(t, 1) for t in batch]
+
+
 def plan_order(
     tasks: Iterable[Task],
     submitted: Container[int],
@@ -35,7 +41,7 @@ def plan_order(
     """
     batch = [t for t in tasks if t.tool != JOIN]
     if len(batch) < 2:
-        return [(t, 1) for t in batch]
+        return _in_plan_order(batch)
     index: dict[int, int] = {}  # position in the batch, by id
     depth: list[int] = []  # tasks on the longest chain of the batch ending just before each
     first: list[int] = []  # ready at once, so they may move ahead
@@ -44,18 +50,18 @@ def plan_order(
     for i, task in enumerate(batch):
         tid = task.id
         if tid in index or tid in submitted:
-            return [(t, 1) for t in batch]
+            return _in_plan_order(batch)
         d = 0
         deps = task.deps
         for dep in deps:
             if dep >= tid:
-                return [(t, 1) for t in batch]
+                return _in_plan_order(batch)
             j = index.get(dep)
             if j is not None:
                 if depth[j] >= d:
                     d = depth[j] + 1
             elif dep not in submitted:
-                return [(t, 1) for t in batch]
+                return _in_plan_order(batch)
             elif chains and chains.get(dep, 0) > d:
                 d = chains[dep]
         index[tid] = i
@@ -65,7 +71,7 @@ def plan_order(
         if seq is None:
             known = is_sequential(name)
             if known is None:
-                return [(t, 1) for t in batch]
+                return _in_plan_order(batch)
             seq = sequential[name] = known
         if seq:
             if name in seen_lanes:
