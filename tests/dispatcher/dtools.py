@@ -24,6 +24,22 @@ def make_tool(
     return Tool(name=name, input_schema=schema or ANY, fn=fn, policy=ToolPolicy(**policy))
 
 
+async def ident(x: Any = None, y: Any = None) -> Any:
+    """An instant async tool that returns its first argument."""
+    return x
+
+
+class Recorder:
+    """An instant async tool that returns its first argument and records it in ``calls``."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    async def __call__(self, x: Any = None, y: Any = None) -> Any:
+        self.calls.append(x)
+        return x
+
+
 class Gate:
     """An async tool that blocks until released, recording what runs when.
 

@@ -11,6 +11,7 @@ import pytest
 from dtools import (
     ANY,
     Gate,
+    ident,
     make_tool,
     on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
 )
@@ -52,10 +53,6 @@ async def add(x: int, y: int = 0) -> int:
 
 def mul(x: int, y: int = 1) -> int:  # sync: runs on a worker thread
     return x * y
-
-
-async def ident(x: Any = None, y: Any = None) -> Any:
-    return x
 
 
 async def boom(x: Any = None, y: Any = None) -> Any:

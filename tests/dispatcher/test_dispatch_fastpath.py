@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import ANY, Gate, live_workers, make_tool
+from dtools import ANY, Gate, ident, live_workers, make_tool
 
 from tomasulo.dispatcher import (
     Dispatcher,
@@ -25,10 +25,6 @@ from tomasulo.grammar import Ref, Task
 from tomasulo.tools import Toolset
 
 pytestmark = pytest.mark.anyio
-
-
-async def ident(x: Any = None, y: Any = None) -> Any:
-    return x
 
 
 def chain_plan() -> list[Task]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
-from dtools import Gate, live_workers, make_tool
+from dtools import Gate, Recorder, ident, live_workers, make_tool
 
 from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.exceptions import DispatchError
@@ -14,10 +14,6 @@ from tomasulo.grammar import Ref, Task
 from tomasulo.tools import Toolset
 
 pytestmark = pytest.mark.anyio
-
-
-async def ident(x: Any = None, y: Any = None) -> Any:
-    return x
 
 
 def late_long_chain(n_short: int, chain: int) -> list[Task]:
@@ -30,18 +26,13 @@ def late_long_chain(n_short: int, chain: int) -> list[Task]:
 
 
 async def test_the_head_of_the_longest_chain_starts_first() -> None:
-    started: list[int] = []
-
-    async def record(x: Any = None, y: Any = None) -> Any:
-        started.append(x)
-        return x
-
+    record = Recorder()
     tools = Toolset([make_tool("ident", record)])
     plan = late_long_chain(20, 5)
     with anyio.fail_after(5):
         out = await Dispatcher.run_plan(tools, plan, limits=Limits(max_concurrency=1))
     assert all(o.ok for o in out.values())
-    assert started[0] == 21  # listed after 20 ready tasks, yet it heads the critical path
+    assert record.calls[0] == 21  # listed after 20 ready tasks, yet it heads the critical path
 
 
 async def test_a_big_plan_starts_calling_before_it_is_all_submitted() -> None:
@@ -134,12 +125,7 @@ async def test_after_a_burst_only_a_few_idle_workers_stay_and_none_outlive_the_r
 
 
 async def test_a_forward_reference_to_a_task_listed_earlier_keeps_plan_order() -> None:
-    seen: list[int] = []
-
-    async def record(x: Any = None, y: Any = None) -> Any:
-        seen.append(x)
-        return x
-
+    record = Recorder()
     tools = Toolset([make_tool("ident", record)])
     # Task 3 is listed after task 5 but references it: the dispatcher refuses task 3, and no
     # root listed after it (task 4) may have been moved ahead and submitted first.
@@ -149,16 +135,11 @@ async def test_a_forward_reference_to_a_task_listed_earlier_keeps_plan_order() -
             with pytest.raises(DispatchError, match=r"task 3 references \$5"):
                 d.submit_all(plan)
     assert set(d.outcomes) == {5}
-    assert seen == [5]
+    assert record.calls == [5]
 
 
 async def test_a_ready_task_on_the_critical_path_starts_before_ready_tasks_with_slack() -> None:
-    started: list[int] = []
-
-    async def record(x: Any = None, y: Any = None) -> Any:
-        started.append(x)
-        return x
-
+    record = Recorder()
     tools = Toolset([make_tool("ident", record)])
     # 1 heads the chain 1 -> 2 -> 3 -> 4; 5 and 6 stand alone. With one call at a time, 5 and 6
     # are ready from the start, yet 2 (ready only once 1 ends) goes before them: it is on the
@@ -175,7 +156,7 @@ async def test_a_ready_task_on_the_critical_path_starts_before_ready_tasks_with_
         async with Dispatcher(tools, limits=Limits(max_concurrency=1)) as d:
             d.submit_all(plan)  # nothing starts before the whole plan is in
     assert all(o.ok for o in d.outcomes.values())
-    assert started == [1, 2, 3, 4, 5, 6]
+    assert record.calls == [1, 2, 3, 4, 5, 6]
 
 
 async def test_submit_ranks_only_reorder_what_waits() -> None:

@@ -8,6 +8,7 @@ import anyio
 import pytest
 from dtools import (
     ANY,
+    ident,
     make_tool,
     on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
 )
@@ -19,10 +20,6 @@ from tomasulo.grammar import Ref, Task, Template
 from tomasulo.tools import Toolset
 
 pytestmark = pytest.mark.anyio
-
-
-async def ident(x: Any = None, y: Any = None) -> Any:
-    return x
 
 
 def test_whole_value_refs_pass_upstream_values_as_they_are() -> None:
