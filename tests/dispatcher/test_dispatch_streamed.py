@@ -12,9 +12,11 @@ from dtools import (
     make_tool,
     on_both_backends,  # noqa: F401  (the anyio_backend fixture: asyncio and trio)
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tomasulo.dispatcher import Dispatcher, Limits
-from tomasulo.dispatcher._resolve import BoundArgs, resolve_args
+from tomasulo.dispatcher._resolve import BoundArgs, checker_for, resolve_args
 from tomasulo.exceptions import ReferenceResolutionError
 from tomasulo.grammar import Ref, Task, Template
 from tomasulo.tools import Toolset
@@ -119,3 +121,47 @@ async def test_an_awake_worker_respects_the_run_limit() -> None:
             await d.wait()
     assert most == 2
     assert all(o.ok for o in d.outcomes.values()) and len(d.outcomes) == 40
+
+
+_JSON_TYPE_NAMES = ("string", "integer", "number", "boolean", "array", "object", "null")
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2),
+    max_leaves=4,
+)
+
+
+@st.composite
+def _simple_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    props = {}
+    for name in draw(st.lists(st.sampled_from("abc"), unique=True, max_size=3)):
+        kinds = draw(st.lists(st.sampled_from(_JSON_TYPE_NAMES), min_size=1, max_size=3, unique=True))
+        props[name] = {"type": kinds[0] if len(kinds) == 1 else kinds}
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    schema["required"] = draw(st.lists(st.sampled_from("abcd"), unique=True, max_size=2))
+    extra = draw(st.sampled_from([None, True, False]))
+    if extra is not None:
+        schema["additionalProperties"] = extra
+    return schema
+
+
+@settings(max_examples=400, deadline=None)
+@given(schema=_simple_schemas(), args=st.dictionaries(st.sampled_from("abcd"), _values, max_size=4))
+def test_the_fast_argument_check_accepts_only_what_the_schema_accepts(
+    schema: dict[str, Any], args: dict[str, Any]
+) -> None:
+    # Resolved arguments skip full JSON Schema validation when the compiled check accepts them:
+    # it must never accept what validation refuses, and must accept values of the exact types.
+    tool = make_tool("typed", ident, schema)
+    checker = checker_for(tool)
+    assert checker is not None  # every schema drawn here is simple enough to compile
+    if checker(args):
+        assert tool.field_errors(args) == [], (schema, args)
+    typed = {
+        name: {"string": "s", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}.get(
+            kind if isinstance(kind := prop["type"], str) else kind[0]
+        )
+        for name, prop in schema["properties"].items()
+    }
+    if set(schema["required"]) <= set(typed):
+        assert checker(typed), (schema, typed)

@@ -140,7 +140,7 @@ class BoundArgs:
         names = self._names
         args = task.args
         if not task.kwargs and len(args) <= len(names):
-            bound = dict(zip(names, args, strict=False))  # Task.bind's result, without its checks
+            bound = dict(zip(names, args))  # noqa: B905 (Task.bind's result, without its checks)
         else:
             try:
                 bound = task.bind(names)
@@ -204,19 +204,24 @@ class BoundArgs:
         names = self._names
         if task.kwargs or len(args) > len(names):
             return None
-        resolved = dict(zip(names, args, strict=False))
+        resolved = dict(zip(names, args))  # noqa: B905 (no more values than names)
         try:
             for name, value in resolved.items():  # replacing values, not adding keys
-                if isinstance(value, _SCALAR_TYPES):
-                    continue
-                if type(value) is Ref and not value.path:
-                    resolved[name] = lookup(value.task_id)
-                    continue
-                ids = _whole_refs(value)
-                if ids is None:
+                kind = type(value)
+                if kind is Ref:
+                    resolved[name] = _resolve_value(value, lookup) if value.path else lookup(value.task_id)
+                elif kind is list or kind is tuple:
+                    # A list of whole-value $k is looked up item by item; anything else is walked.
+                    values: list[Any] = []
+                    for item in value:
+                        if type(item) is not Ref or item.path:
+                            resolved[name] = _resolve_value(value, lookup)
+                            break
+                        values.append(lookup(item.task_id))
+                    else:
+                        resolved[name] = values
+                elif not isinstance(value, _SCALAR_TYPES):
                     resolved[name] = _resolve_value(value, lookup)
-                else:
-                    resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
         except (_RefFailed, LookupError, TypeError, AttributeError):
             return None
         return resolved
@@ -275,21 +280,16 @@ Checker = Callable[[dict[str, Any]], bool]
 _checkers: weakref.WeakKeyDictionary[Tool, Checker | None] = weakref.WeakKeyDictionary()
 
 
-def _type_check(schema: Any) -> Callable[[Any], bool] | None:
-    """A check for a property schema made only of ``type`` (and annotations), else ``None``."""
+def _type_spec(schema: Any) -> tuple[tuple[type, ...], bool] | None:
+    """For a property schema made only of ``type`` (and annotations): the Python types it takes
+    and whether ``bool`` is one of them (``bool`` is an ``int`` to ``isinstance``); else ``None``."""
     if not isinstance(schema, dict) or not set(schema) <= _PLAIN_KEYS:
         return None
     kind = schema.get("type")
     names = [kind] if isinstance(kind, str) else kind
     if not isinstance(names, list) or not names or any(n not in _JSON_TYPES for n in names):
         return None
-    types = tuple(t for n in names for t in _JSON_TYPES[n])
-    bool_ok = "boolean" in names
-
-    def check(value: Any) -> bool:
-        return isinstance(value, types) and (bool_ok or not isinstance(value, bool))
-
-    return check
+    return tuple(t for n in names for t in _JSON_TYPES[n]), "boolean" in names
 
 
 def _compile_checker(schema: dict[str, Any]) -> Checker | None:
@@ -303,12 +303,12 @@ def _compile_checker(schema: dict[str, Any]) -> Checker | None:
     props = schema.get("properties", {})
     if not isinstance(props, dict):
         return None
-    checks: dict[str, Callable[[Any], bool]] = {}
+    specs: dict[str, tuple[tuple[type, ...], bool]] = {}
     for name, sub in props.items():
-        check = _type_check(sub)
-        if check is None:
+        spec = _type_spec(sub)
+        if spec is None:
             return None
-        checks[name] = check
+        specs[name] = spec
     required = tuple(schema.get("required", ()))
     extra = schema.get("additionalProperties", True)
     if extra not in (True, False):
@@ -320,11 +320,11 @@ def _compile_checker(schema: dict[str, Any]) -> Checker | None:
             if key not in args:
                 return False
         for key, value in args.items():
-            check = checks.get(key)
-            if check is None:
+            spec = specs.get(key)
+            if spec is None:
                 if closed:
                     return False
-            elif not check(value):
+            elif not isinstance(value, spec[0]) or (type(value) is bool and not spec[1]):
                 return False
         return True
 
