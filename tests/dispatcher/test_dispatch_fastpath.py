@@ -198,13 +198,16 @@ async def test_a_burst_of_instant_calls_leaves_room_for_other_tasks() -> None:
 
 async def test_a_failing_worker_ends_the_run_with_a_dispatch_error() -> None:
     class Broken(Dispatcher):
-        async def _run(self, node: Any) -> None:  # a bug in the dispatcher itself
-            raise RuntimeError("bug")
+        def _fail(self, node: Any, error: BaseException, kind: Any) -> None:
+            raise RuntimeError("bug")  # a bug in the dispatcher itself, met while running a task
 
-    tools = Toolset([make_tool("ident", ident)])
+    async def fails(x: Any = None, y: Any = None) -> Any:
+        raise ValueError("the tool's own error")
+
+    tools = Toolset([make_tool("fails", fails)])
     with anyio.fail_after(5), pytest.raises(DispatchError, match="a dispatcher worker failed") as info:
         async with Broken(tools) as d:
-            d.submit(Task(1, "ident", (1,)))
+            d.submit(Task(1, "fails", (1,)))
             await d.wait()
     assert isinstance(info.value.__cause__, RuntimeError)
     assert d.outcomes[1].status == "cancelled"  # the task it held still ends, once
