@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import anyio
 import pytest
-from dtools import ANY, Gate, ident, live_workers, make_tool
+from dtools import (
+    ANY,
+    Gate,
+    ident,
+    live_workers,
+    make_tool,
+)
 
 from tomasulo.dispatcher import (
     Dispatcher,
@@ -245,3 +252,21 @@ async def test_tasks_that_wait_are_bound_before_their_inputs_end() -> None:
             gate.release.set()
     assert [d.results[i] for i in (3, 4)] == [[1, 2], [1, 2]]
     assert d._nodes[3]._bound is None  # released once it ended
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_run_plan_leaves_nothing_of_the_run_alive_after_a_loop_step(anyio_backend: str) -> None:
+    # run_plan returns the outcomes before the run's state is freed (on asyncio the loop's next
+    # step frees it); then nothing may keep the dispatcher alive: no cycle, no stray reference.
+    seen: list[weakref.ref[Dispatcher]] = []
+
+    class Watched(Dispatcher):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append(weakref.ref(self))
+
+    with anyio.fail_after(5):
+        out = await Watched.run_plan(Toolset([make_tool("ident", ident)]), chain_plan())
+        assert [out[i].value for i in range(1, 9)] == [1, 1, [1, 1], 4, 4, {"v": 4}, [4, {"v": 4}], 1]
+        await anyio.lowlevel.checkpoint()
+    assert len(seen) == 1 and seen[0]() is None

@@ -94,6 +94,10 @@ def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     return anyio.lowlevel.checkpoint
 
 
+def _drop(_: object) -> None:
+    """Nothing: a callback whose only use is holding its argument until the loop runs it."""
+
+
 class Dispatcher:
     """Runs the tasks of one run, each as soon as its inputs exist.
 
@@ -586,6 +590,10 @@ class Dispatcher:
                 await d._submit_plan(source)
             d.close_input()
             await d.wait()
+        if d._loop is not None:
+            # Freeing the run's state takes about 0.45 ms per 1,000 tasks: the loop's next step
+            # does it, once the caller has the outcomes (on other backends, returning does).
+            d._loop.call_soon(_drop, d)
         return d._outcomes  # the run is over and nothing else holds the dispatcher: no copy
 
     # -- events ---------------------------------------------------------------------------------
