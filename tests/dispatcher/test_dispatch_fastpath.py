@@ -270,3 +270,28 @@ async def test_run_plan_leaves_nothing_of_the_run_alive_after_a_loop_step(anyio_
         assert [out[i].value for i in range(1, 9)] == [1, 1, [1, 1], 4, 4, {"v": 4}, [4, {"v": 4}], 1]
         await anyio.lowlevel.checkpoint()
     assert len(seen) == 1 and seen[0]() is None
+
+
+async def test_a_failing_slot_release_still_ends_its_call_and_the_run_at_once() -> None:
+    class Broken(Dispatcher):
+        def _release_tool_slot(self, node: Any) -> None:
+            raise RuntimeError("bug")  # a bug in the dispatcher itself, after a limited call
+
+    tools = Toolset([make_tool("lim", ident, max_concurrency=1)])
+    with anyio.fail_after(2), pytest.raises(DispatchError, match="a dispatcher worker failed"):
+        # Were the call still counted as running, closing would wait out the 5 s grace.
+        async with Broken(tools, limits=Limits(cancel_grace=5.0)) as d:
+            d.submit(Task(1, "lim", (1,)))
+            d.submit(Task(2, "lim", (2,)))
+            await d.wait()
+    assert d._busy == 0 and d.outcomes[1].status == "succeeded"
+
+
+async def test_a_parked_worker_holds_nothing_of_its_last_call() -> None:
+    async with Dispatcher(Toolset([make_tool("ident", ident)])) as d:
+        d.submit(Task(1, "ident", ("x" * 100_000,)))
+        await d.wait()
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()  # the worker lingers a step, then parks
+        frames = [task.get_coro().cr_frame for task in d._workers]  # type: ignore[union-attr]
+        assert frames and all(f.f_locals["args"] is None and f.f_locals["value"] is None for f in frames)

@@ -683,6 +683,8 @@ class Dispatcher:
         new_scope = self._new_scope
         lookup = self._lookup
         local = self._local
+        args: dict[str, Any] | None = None
+        value: Any = None
         streak = 0
         lingered = False
         while True:
@@ -750,12 +752,15 @@ class Dispatcher:
                     except Exception as exc:
                         self._fail(node, self._wrap(exc, node), "failure")
                     finally:
-                        if info.limited:
-                            self._release_tool_slot(node)
-                        node.scope = None
-                        self._busy -= 1
-                        if self._busy == 0 and self._workers_done is not None:
-                            self._workers_done.set()
+                        try:
+                            if info.limited:
+                                self._release_tool_slot(node)
+                        finally:
+                            node.scope = None
+                            self._busy -= 1
+                            if self._busy == 0 and self._workers_done is not None:
+                                self._workers_done.set()
+                    args = value = None  # a parked worker must not hold the last call's data
                     streak += 1
                     if streak == _STREAK:
                         # Calls that never suspend would otherwise hold the loop for a whole burst.
