@@ -311,7 +311,7 @@ def _compile_checker(schema: dict[str, Any]) -> Checker | None:
         specs[name] = spec
     required = tuple(schema.get("required", ()))
     extra = schema.get("additionalProperties", True)
-    if extra not in (True, False):
+    if extra is not True and extra is not False:  # not `in (True, False)`: 0 == False
         return None
     closed = extra is False
 
