@@ -1,17 +1,23 @@
-"""Tool declarations: the ``@tool`` decorator, ``Tool``, ``Toolset`` and schema normalization."""
+"""Tool declarations: `@tool`, `Tool`, `Toolset`, schema normalization and tool sources."""
 
 from ._decorator import tool
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
+from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
 from ._toolset import Toolset
 
 __all__ = [
     "DEFAULT_POLICY",
+    "StaticTools",
     "Tool",
     "ToolPolicy",
+    "ToolSource",
     "Toolset",
+    "collect",
+    "legal_name",
     "normalize_parameters",
     "normalize_schema",
+    "prefixed",
     "tool",
     "tools_from_schemas",
 ]
