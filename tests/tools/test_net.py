@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tomasulo.exceptions import ConfigError, DestinationRefused, TomasuloError
@@ -40,7 +40,25 @@ async def loop(request: Request) -> Response:
     return RedirectResponse("/loop", status_code=302)
 
 
-APP = Starlette(routes=[Route("/where", where), Route("/hop", hop), Route("/loop", loop)])
+async def endless_redirect(request: Request) -> Response:
+    HITS.append(request.url.path)
+
+    async def forever() -> AsyncIterator[bytes]:
+        for _ in range(3000):  # ten minutes, far past any test's bound
+            yield b"x" * 1024
+            await anyio.sleep(0.2)
+
+    return StreamingResponse(forever(), status_code=302, headers={"location": "/where"})
+
+
+APP = Starlette(
+    routes=[
+        Route("/where", where),
+        Route("/hop", hop),
+        Route("/loop", loop),
+        Route("/endless-redirect", endless_redirect),
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +338,17 @@ async def test_redirects_are_bounded(server: str, hits: list[str]) -> None:
         with anyio.fail_after(10), pytest.raises(httpx.TooManyRedirects):
             await client.get(f"{server}/loop")
     assert hits == ["/loop"] * 3
+
+
+async def test_a_redirect_body_is_never_read(server: str, hits: list[str]) -> None:
+    policy = NetPolicy(allow_private_hosts=("127.0.0.1",))
+    async with guarded_client(policy, timeout=30) as client:
+        with anyio.fail_after(10):
+            response = await client.get(f"{server}/endless-redirect")
+    assert response.json() == {"host": httpx.URL(server).netloc.decode()}
+    assert [r.status_code for r in response.history] == [302]
+    assert response.history[0].content == b""
+    assert hits == ["/endless-redirect", "/where"]
 
 
 async def test_dns_rebinding_cannot_move_a_checked_request() -> None:

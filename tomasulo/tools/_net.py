@@ -403,6 +403,9 @@ async def check_url(
     return checked
 
 
+_BODY_HEADERS = frozenset({b"content-length", b"content-encoding", b"transfer-encoding"})
+
+
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """Checks every request with :func:`check_url` and sends it to the checked address."""
 
@@ -459,7 +462,16 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         )
         transport = self._transport_for(request.url)
         await self._evict()
-        return await transport.handle_async_request(pinned)
+        response = await transport.handle_async_request(pinned)
+        if response.has_redirect_location:
+            # httpx reads a redirect's whole body before it follows the redirect, so a server
+            # could stream one forever; nobody needs it, so it is dropped unread
+            await response.aclose()
+            kept = [(k, v) for k, v in response.headers.raw if k.lower() not in _BODY_HEADERS]
+            return httpx.Response(
+                response.status_code, headers=kept, content=b"", extensions=response.extensions
+            )
+        return response
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), OrderedDict()
@@ -481,7 +493,9 @@ def guarded_transport(
     Each request (so each redirect hop a client follows) is checked with :func:`check_url`
     after resolution, then sent to the first checked address with the name kept in the
     ``Host`` header and, for https, as the TLS server name (SNI and certificate check). A
-    later DNS answer cannot change where the request goes.
+    later DNS answer cannot change where the request goes. A redirect response (a 3xx with a
+    ``Location``) comes back with an empty body: httpx would read the whole of it before
+    following, however long a server makes it.
 
     Args:
         policy: where requests may go.
