@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -380,3 +383,81 @@ async def test_dns_rebinding_cannot_move_a_checked_request() -> None:
 def test_max_pools_is_validated() -> None:
     with pytest.raises(ConfigError, match="max_pools"):
         guarded_transport(NetPolicy(), max_pools=0)
+
+
+# -- TLS: the name is kept for SNI and the certificate check ------------------------------------
+
+
+def _certificate(tmp: Path, name: str) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    cert_file, key_file = _certificate(tmp_path_factory.mktemp("tls"), "svc.test")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    config = uvicorn.Config(
+        APP,
+        lifespan="off",
+        log_level="warning",
+        ws="none",
+        ssl_certfile=str(cert_file),
+        ssl_keyfile=str(key_file),
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], cert_file
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+async def test_tls_to_a_pinned_address_checks_the_certificate_for_the_name(
+    tls_server: tuple[int, Path], hits: list[str]
+) -> None:
+    port, cert_file = tls_server
+    trust = ssl.create_default_context(cafile=str(cert_file))
+    resolve = static({"svc.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    policy = NetPolicy(allow_private_hosts=("svc.test", "other.test"))
+    async with guarded_client(policy, timeout=5, resolve=resolve, verify=trust) as client:
+        with anyio.fail_after(10):
+            response = await client.get(f"https://svc.test:{port}/where")
+            assert response.json() == {"host": f"svc.test:{port}"}
+            # same address, another name: the certificate does not cover it, and the verified
+            # connection for svc.test is not reused for it
+            with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+                await client.get(f"https://other.test:{port}/where")
+    assert hits == ["/where"]
+    with pytest.raises(ConfigError, match=r"verify must be an ssl\.SSLContext"):
+        guarded_transport(policy, verify=False)  # type: ignore[arg-type]

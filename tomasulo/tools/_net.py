@@ -415,13 +415,14 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         resolve: Resolver | None,
         inner: httpx.AsyncBaseTransport | None,
         max_pools: int,
+        verify: ssl.SSLContext | None,
     ) -> None:
         self._policy = policy
         self._resolve = resolve
         self._inner = inner
         self._pools: OrderedDict[tuple[str, str, int], httpx.AsyncHTTPTransport] = OrderedDict()
         self._max_pools = max_pools
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = verify
 
     def _transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         if self._inner is not None:
@@ -487,6 +488,7 @@ def guarded_transport(
     resolve: Resolver | None = None,
     inner: httpx.AsyncBaseTransport | None = None,
     max_pools: int = 32,
+    verify: ssl.SSLContext | None = None,
 ) -> httpx.AsyncBaseTransport:
     """A transport that checks every request against ``policy`` and pins it to the checked address.
 
@@ -506,10 +508,15 @@ def guarded_transport(
             reused for another name at the same address. A single ``inner`` is used for every
             host; give one whose connections are not shared across names when it speaks TLS.
             Closing the guarded transport closes ``inner``.
+        max_pools: connection pools kept (the least recently used one is closed beyond it).
+        verify: the TLS context that checks servers' certificates (for a private CA); the
+            system's trusted CAs (certifi) by default. Certificates are always checked.
     """
     if max_pools < 1:
         raise ConfigError(f"max_pools must be at least 1, got {max_pools}")
-    return _GuardedTransport(policy, resolve, inner, max_pools)
+    if verify is not None and not isinstance(verify, ssl.SSLContext):
+        raise ConfigError("verify must be an ssl.SSLContext (certificates are always checked)")
+    return _GuardedTransport(policy, resolve, inner, max_pools, verify)
 
 
 def guarded_client(
@@ -520,6 +527,7 @@ def guarded_client(
     inner: httpx.AsyncBaseTransport | None = None,
     headers: dict[str, str] | None = None,
     follow_redirects: bool = True,
+    verify: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every request and redirect hop is checked against ``policy``.
 
@@ -530,7 +538,7 @@ def guarded_client(
     >>> client = guarded_client(NetPolicy(allow_hosts=("api.example.com",)), timeout=10.0)  # doctest: +SKIP
     """
     return httpx.AsyncClient(
-        transport=guarded_transport(policy, resolve=resolve, inner=inner),
+        transport=guarded_transport(policy, resolve=resolve, inner=inner, verify=verify),
         timeout=timeout,
         headers=headers,
         follow_redirects=follow_redirects,
