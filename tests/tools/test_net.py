@@ -380,6 +380,19 @@ async def test_dns_rebinding_cannot_move_a_checked_request() -> None:
     assert seen == [("93.184.216.34", "rebind.example", "rebind.example")]
 
 
+async def test_a_hanging_lookup_counts_against_the_connect_timeout() -> None:
+    async def hang(host: str, port: int) -> list[str]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async with guarded_client(NetPolicy(), timeout=httpx.Timeout(5, connect=0.2), resolve=hang) as client:
+        with (
+            anyio.fail_after(10),
+            pytest.raises(httpx.ConnectTimeout, match="longer than the connect timeout"),
+        ):
+            await client.get("http://slow-dns.example/")
+
+
 def test_max_pools_is_validated() -> None:
     with pytest.raises(ConfigError, match="max_pools"):
         guarded_transport(NetPolicy(), max_pools=0)

@@ -445,7 +445,16 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
             await oldest.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        addresses = await check_url(request.url, self._policy, resolve=self._resolve)
+        # the lookup counts against the connect timeout, as it would inside httpcore
+        connect = (request.extensions.get("timeout") or {}).get("connect")
+        try:
+            with anyio.fail_after(connect):
+                addresses = await check_url(request.url, self._policy, resolve=self._resolve)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"looking up {request.url.host!r} took longer than the connect timeout of {connect} s",
+                request=request,
+            ) from None
         ip = addresses[0]
         host = request.url.raw_host.decode("ascii", errors="replace")
         extensions: dict[str, Any] = dict(request.extensions)
