@@ -303,6 +303,21 @@ async def test_a_name_is_pinned_to_its_checked_address(server: str, hits: list[s
     assert str(response.url) == f"http://svc.test:{port}/where"
 
 
+async def test_the_next_checked_address_is_tried_when_one_cannot_connect(
+    server: str, hits: list[str]
+) -> None:
+    port = httpx.URL(server).port
+    # the server listens on 127.0.0.1 only: 127.0.0.2 refuses the connection
+    resolve = static({"svc.test": ["127.0.0.2", "127.0.0.1"], "down.test": ["127.0.0.2", "127.0.0.3"]})
+    policy = NetPolicy(allow_private_hosts=("svc.test", "down.test"))
+    async with guarded_client(policy, timeout=5, resolve=resolve) as client:
+        with anyio.fail_after(10):
+            assert (await client.get(f"http://svc.test:{port}/where")).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"http://down.test:{port}/where")
+    assert hits == ["/where"]
+
+
 async def test_loopback_server_refused_unless_allowed(server: str, hits: list[str]) -> None:
     async with guarded_client(NetPolicy(), timeout=5) as client:
         with anyio.fail_after(10), pytest.raises(DestinationRefused, match=r"127\.0\.0\.1: it is a loopback"):

@@ -403,6 +403,9 @@ async def check_url(
     return checked
 
 
+#: Addresses of one name tried in turn when connecting fails.
+_MAX_ADDRESSES = 4
+
 _BODY_HEADERS = frozenset({b"content-length", b"content-encoding", b"transfer-encoding"})
 
 
@@ -455,7 +458,6 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
                 f"looking up {request.url.host!r} took longer than the connect timeout of {connect} s",
                 request=request,
             ) from None
-        ip = addresses[0]
         host = request.url.raw_host.decode("ascii", errors="replace")
         extensions: dict[str, Any] = dict(request.extensions)
         if request.url.scheme == "https" and parse_ip(host) is None:
@@ -463,16 +465,28 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         headers = request.headers.copy()
         if "host" not in headers:
             headers["Host"] = request.url.netloc.decode("ascii")
-        pinned = httpx.Request(
-            request.method,
-            request.url.copy_with(host=str(ip)),
-            headers=headers,
-            stream=request.stream,
-            extensions=extensions,
-        )
         transport = self._transport_for(request.url)
         await self._evict()
-        response = await transport.handle_async_request(pinned)
+        # the checked addresses in the resolver's order; the next is tried only when a
+        # connection could not be made (nothing was sent)
+        failed: httpx.ConnectError | None = None
+        for ip in addresses[:_MAX_ADDRESSES]:
+            pinned = httpx.Request(
+                request.method,
+                request.url.copy_with(host=str(ip)),
+                headers=headers,
+                stream=request.stream,
+                extensions=extensions,
+            )
+            try:
+                response = await transport.handle_async_request(pinned)
+            except httpx.ConnectError as exc:
+                failed = exc
+                continue
+            break
+        else:
+            assert failed is not None
+            raise failed
         if response.has_redirect_location:
             # httpx reads a redirect's whole body before it follows the redirect, so a server
             # could stream one forever; nobody needs it, so it is dropped unread
@@ -502,7 +516,8 @@ def guarded_transport(
     """A transport that checks every request against ``policy`` and pins it to the checked address.
 
     Each request (so each redirect hop a client follows) is checked with :func:`check_url`
-    after resolution, then sent to the first checked address with the name kept in the
+    after resolution, then sent to a checked address (the next one when connecting to one
+    fails, up to four) with the name kept in the
     ``Host`` header and, for https, as the TLS server name (SNI and certificate check). A
     later DNS answer cannot change where the request goes. A redirect response (a 3xx with a
     ``Location``) comes back with an empty body: httpx would read the whole of it before
