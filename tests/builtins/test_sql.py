@@ -12,8 +12,10 @@ from typing import Any
 import anyio
 import pytest
 
+from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.exceptions import ConfigError
-from tomasulo.tools import Tool
+from tomasulo.grammar import Task
+from tomasulo.tools import Tool, Toolset
 from tomasulo.tools.builtins import database_from_script, sql_tool
 
 pytestmark = pytest.mark.anyio
@@ -158,8 +160,13 @@ async def test_total_bytes_cut_the_rows_and_the_note_names_the_bound(wide: Path)
     ],
 )
 async def test_no_value_can_pass_max_value_bytes(wide: Path, query: str) -> None:
-    with pytest.raises(ValueError, match=r"larger than 1000000 bytes \(max_value_bytes\)"):
-        await call(sql_tool(wide), query=query)
+    tool = sql_tool(wide, timeout=60)
+    assert tool.fn is not None
+    with (
+        anyio.fail_after(2),
+        pytest.raises(ValueError, match=r"larger than 1000000 bytes \(max_value_bytes\)"),
+    ):
+        await tool.fn(query=query)
 
 
 async def test_a_stored_value_over_max_value_bytes_is_refused_by_name(wide: Path) -> None:
@@ -187,23 +194,35 @@ async def test_a_step_budget_stops_a_recursive_query_within_a_2s_deadline(db: Pa
         await tool.fn(query=RUNAWAY)
 
 
+def lock_exclusively(db: Path) -> None:
+    """Take the database's write lock, which waits (5 s at most) for every reader to finish."""
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+async def test_hostile_queries_in_a_run_end_within_its_deadline_and_stop(db: Path) -> None:
+    tools = Toolset([sql_tool(db, timeout=60, max_steps=10**15)])
+    plan = [Task(1, "sql", (RUNAWAY,)), Task(2, "sql", ("SELECT randomblob(1000000000)",))]
+    with anyio.fail_after(3):
+        out = await Dispatcher.run_plan(tools, plan, limits=Limits(deadline=1.0))
+        assert out[1].status == "cancelled" and "deadline" in (out[1].message or "")
+        assert out[2].status == "failed" and "max_value_bytes" in (out[2].message or "")
+        # the cancelled query stopped: it no longer holds its read lock on the file
+        await anyio.to_thread.run_sync(lock_exclusively, db)
+
+
 async def test_a_cancelled_query_stops_and_lets_go_of_the_database(db: Path) -> None:
     tool = sql_tool(db, timeout=60, max_steps=10**15)
     assert tool.fn is not None
     with anyio.fail_after(10):
         with anyio.move_on_after(0.3):
             await tool.fn(query=RUNAWAY)
-
-        def lock_exclusively() -> None:
-            # an abandoned query that went on running would hold its read lock for a minute
-            conn = sqlite3.connect(db, timeout=5)
-            try:
-                conn.execute("BEGIN EXCLUSIVE")
-                conn.rollback()
-            finally:
-                conn.close()
-
-        await anyio.to_thread.run_sync(lock_exclusively)
+        # an abandoned query that went on running would hold its read lock for a minute
+        await anyio.to_thread.run_sync(lock_exclusively, db)
 
 
 @pytest.mark.parametrize(
