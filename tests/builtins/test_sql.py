@@ -100,6 +100,15 @@ async def test_vacuum_into_cannot_write_a_file(db: Path, tmp_path: Path) -> None
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [([], "Incorrect number of bindings"), ([2**70], "too large to convert")],
+)
+async def test_bad_parameters_are_a_clear_error(db: Path, params: list[Any], message: str) -> None:
+    with pytest.raises(ValueError, match=f"SQL error: .*{message}"):
+        await call(sql_tool(db), query="SELECT name FROM mountains WHERE height_m > ?", params=params)
+
+
 async def test_two_statements_are_refused(db: Path) -> None:
     with pytest.raises(ValueError, match="one statement"):
         await call(sql_tool(db), query="SELECT 1; DELETE FROM mountains")

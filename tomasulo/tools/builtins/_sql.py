@@ -263,7 +263,8 @@ class _Query:
                 rows, note = self.fetch(cursor, columns)
             except sqlite3.DatabaseError as exc:
                 raise self.explain(exc, authorizer) from None
-            except sqlite3.Warning as exc:  # e.g. more than one statement
+            except (sqlite3.Warning, sqlite3.Error, OverflowError) as exc:
+                # more than one statement, a wrong number of parameters, an integer too big
                 raise ValueError(f"SQL error: {exc}") from None
         finally:
             conn.close()
