@@ -83,6 +83,13 @@ def test_bounds(expression: str, message: str) -> None:
         evaluate(expression)
 
 
+def test_variables_are_bounded_in_number_and_size() -> None:
+    with pytest.raises(ValueError, match=r"401 variables are too many \(limit 400"):
+        evaluate("a", {f"v{i}": i for i in range(400)} | {"a": 1})
+    with pytest.raises(ValueError, match="more than 12000 bits"):
+        evaluate("a * 1", {"a": 2**12001})
+
+
 def test_limits_are_configurable() -> None:
     with pytest.raises(ValueError, match="limit 5"):
         evaluate("factorial(6)", limits=MathLimits(max_factorial=5))

@@ -385,6 +385,10 @@ def evaluate(
         raise ValueError("the expression must be a string")
     if len(expression) > limits.max_length:
         raise ValueError(f"the expression has {len(expression)} characters (limit {limits.max_length})")
+    if variables and len(variables) > limits.max_nodes:
+        raise ValueError(
+            f"{len(variables)} variables are too many (limit {limits.max_nodes}, MathLimits.max_nodes)"
+        )
     for name, value in (variables or {}).items():
         if not name.isidentifier() or name in _FUNCTIONS:
             raise ValueError(f"{name!r} cannot be used as a variable name")
