@@ -13,8 +13,8 @@ expression can hold the interpreter (and with it the event loop) for long or all
 operation that would pass a bound is refused with a ``ValueError`` naming the bound. The bounds,
 all fields of :class:`MathLimits` (pass ``math_tool(limits=MathLimits(...))`` to change them):
 
-- ``max_length`` (2,000) characters of text and ``max_nodes`` (400) syntax-tree nodes, so the
-  number of operations is bounded;
+- ``max_length`` (2,000) characters of text and ``max_nodes`` (400) syntax-tree nodes (and
+  variables), so the number of operations is bounded;
 - ``max_int_bits`` (12,000; at most :data:`MAX_INT_BITS_CAP`) bits of any integer, checked
   before ``*``, ``**``, ``<<``, ``factorial``, ``comb``, ``perm`` and ``lcm`` from the operands'
   sizes; every other operation cannot grow an integer by more than a bit or two, and its result
@@ -433,7 +433,7 @@ _SCHEMA: dict[str, Any] = {
 def math_tool(*, limits: MathLimits = DEFAULT_MATH_LIMITS, name: str = "math") -> Tool:
     """The ``math`` tool: ``math(expression, variables?)`` returns a number.
 
-    Operators ``+ - * / // % **`` (and ``^`` for power), parentheses, the constants ``pi``, ``e``
+    Operators ``+ - * / // % ** << >>`` (and ``^`` for power), parentheses, the constants ``pi``, ``e``
     and ``tau``, and the functions of :data:`FUNCTIONS`. Pass upstream results as typed values
     with ``variables`` (``math(expression="a / b", variables={"a": $1, "b": $2})``) rather than
     interpolating them into the text.
@@ -445,7 +445,7 @@ def math_tool(*, limits: MathLimits = DEFAULT_MATH_LIMITS, name: str = "math") -
     return Tool(
         name=name,
         description=(
-            "Evaluate an arithmetic expression: + - * / // % ** (or ^), parentheses, "
+            "Evaluate an arithmetic expression: + - * / // % ** (or ^) << >>, parentheses, "
             "pi, e, tau and the functions " + ", ".join(sorted(_FUNCTIONS)) + ". "
             "Bind numbers to names with `variables`."
         ),
