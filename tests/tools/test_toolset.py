@@ -123,11 +123,21 @@ def test_fingerprint_tracks_schemas() -> None:
 def test_public_names() -> None:
     assert sorted(tomasulo.tools.__all__) == [
         "DEFAULT_POLICY",
+        "NetPolicy",
+        "StaticTools",
         "Tool",
         "ToolPolicy",
+        "ToolSource",
         "Toolset",
+        "check_ip",
+        "check_url",
+        "collect",
+        "guarded_client",
+        "guarded_transport",
+        "legal_name",
         "normalize_parameters",
         "normalize_schema",
+        "prefixed",
         "tool",
         "tools_from_schemas",
     ]

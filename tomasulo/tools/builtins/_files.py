@@ -19,15 +19,15 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
-import re
 import stat
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import re2
 
 from ...exceptions import ConfigError
 from .._tool import Tool, ToolPolicy
@@ -247,6 +247,56 @@ def _read(access: FileAccess, path: str, offset: int, limit: int | None) -> dict
     }
 
 
+#: Memory RE2 may use for one compiled pattern (its DFA cache included); more is refused.
+_PATTERN_MAX_MEM = 8 << 20
+
+_LOOKAROUND = {
+    "(?=": "lookahead",
+    "(?!": "negative lookahead",
+    "(?<=": "lookbehind",
+    "(?<!": "negative lookbehind",
+}
+
+
+def _unsupported_feature(message: str) -> str | None:
+    """The construct RE2 refused for being unmatchable in linear time, named for the user."""
+    escape = "invalid escape sequence: \\"
+    if message.startswith(escape) and message[len(escape) : len(escape) + 1].isdigit():
+        return f"backreferences (written {message[len(escape) - 1 :]})"
+    for operator, name in _LOOKAROUND.items():
+        if message == f"invalid perl operator: {operator}":
+            return f"{name} (written {operator}...)"
+    return None
+
+
+def _compile_pattern(pattern: str, *, ignore_case: bool, fixed: bool) -> Callable[[str], object]:
+    """``pattern`` compiled by RE2, whose matching time is linear in the text, so no line can make
+    it backtrack. RE2 refuses what it cannot match in linear time (backreferences, lookaround) and
+    patterns that would need more than ``_PATTERN_MAX_MEM`` bytes: both are a ``ValueError``.
+    """
+    if len(pattern) > 1000:
+        raise ValueError("the pattern is longer than 1000 characters")
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = not ignore_case
+    options.literal = fixed
+    options.max_mem = _PATTERN_MAX_MEM
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else str(exc)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        feature = _unsupported_feature(text)
+        if feature is not None:
+            raise ValueError(
+                f"bad regular expression {pattern!r}: grep matches in linear time (RE2 syntax) and "
+                f"does not support {feature}; rewrite the pattern without it, or pass fixed=true "
+                "to search for the text as it is"
+            ) from None
+        raise ValueError(f"bad regular expression {pattern!r}: {text} (grep uses RE2 syntax)") from None
+    return compiled.search  # type: ignore[no-any-return]
+
+
 def _is_binary(head: bytes) -> bool:
     return b"\x00" in head
 
@@ -261,13 +311,7 @@ def _grep(
     max_matches: int,
     timeout: float,
 ) -> dict[str, Any]:
-    if len(pattern) > 1000:
-        raise ValueError("the pattern is longer than 1000 characters")
-    flags = re.IGNORECASE if ignore_case else 0
-    try:
-        regex = re.compile(re.escape(pattern) if fixed else pattern, flags)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression: {exc}") from None
+    search = _compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed)
     start = access.resolve(path)
     if not start.exists():
         raise FileNotFoundError(f"no file or directory {path!r} under the root")
@@ -291,7 +335,7 @@ def _grep(
         if _is_binary(data[:8192]):
             continue
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if regex.search(line[:4096]):
+            if search(line[:4096]):
                 if len(matches) >= max_matches:
                     truncated = True
                     break
@@ -499,9 +543,10 @@ def grep_tool(
     return Tool(
         name=name,
         description=(
-            "Search text files under the allowed directory for a regular expression (or a "
-            "fixed string). Returns matches as {path, line, text}, and a note when the search "
-            "stopped short (too many matches, too deep, too long)."
+            "Search text files under the allowed directory for a regular expression (RE2 "
+            "syntax: no backreferences or lookaround) or a fixed string. Returns matches as "
+            "{path, line, text}, and a note when the search stopped short (too many matches, "
+            "too deep, too long)."
         ),
         input_schema={
             "type": "object",

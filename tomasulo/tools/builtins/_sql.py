@@ -1,10 +1,38 @@
-"""The ``sql`` tool: read-only queries on a SQLite file.
+"""The ``sql`` tool: read-only, bounded queries on a SQLite file.
 
-Two locks keep it read-only: the file is opened with a ``mode=ro`` URI, and an authorizer allows
-only reading (``SELECT``, reading columns, calling functions, recursive CTEs), so writes,
-``ATTACH``, ``PRAGMA`` and schema changes are refused even on a writable file. Queries take bound
-parameters (``params``), return at most ``max_rows`` rows and are stopped after ``timeout``
-seconds by a progress handler.
+What a query can do: run one ``SELECT`` (with CTEs, recursive ones included, joins, aggregates,
+window functions, the JSON functions and table-valued functions such as ``json_each``), read every
+table of the database, and read the schema through the table-valued schema pragmas
+(:data:`SCHEMA_PRAGMAS`, e.g. ``SELECT * FROM pragma_table_info('t')``).
+
+What it cannot do, with two locks each:
+
+- write: the file is opened with a ``mode=ro`` URI, and an authorizer (``set_authorizer``) allows
+  only reading actions, so ``INSERT``/``UPDATE``/``DELETE``, schema changes, ``ATTACH``,
+  ``VACUUM INTO`` and ``PRAGMA`` statements are refused even on a writable file;
+- touch native state: the authorizer refuses the functions in :data:`DENIED_FUNCTIONS`
+  (``load_extension``, ``fts3_tokenizer``, which hands out and takes raw pointers, and the shell's
+  ``readfile``/``writefile``/``edit`` where a build has them), the virtual tables in
+  :data:`DENIED_TABLES` and every pragma function that is not a schema pragma
+  (``pragma_database_list`` would show the server's file paths);
+- run unbounded: every query has a budget, enforced inside SQLite so that no argument can hold the
+  worker thread (or, through it, the event loop) past the tool's timeout. The bounds, all
+  arguments of :func:`sql_tool`:
+
+  ``timeout`` (5 s) and ``max_steps`` (20,000,000 SQLite VM steps): a progress handler stops the
+  query at either, and at once when the call is cancelled (a run's deadline);
+  ``max_value_bytes`` (1,000,000): SQLite's own length limit, so no value, stored or computed
+  along the way (``randomblob(1e9)``, ``group_concat`` over a big table), is ever larger;
+  ``max_rows`` (1,000) and ``max_total_bytes`` (1,000,000): rows and bytes returned (text in
+  UTF-8, blobs as hex); past either the rows are cut, ``truncated`` is true and ``note`` names the
+  bound; ``max_query_length`` (10,000) characters of SQL.
+
+  One result row holds at most (result columns) x ``max_value_bytes``; sorts and ``UNION``
+  de-duplication may spill to SQLite's temporary files, bounded by the time and step budgets.
+
+A ``.sql`` script is built into a database once and cached (:func:`database_from_script`) in a
+private folder: created with mode 0700, and checked to be a real directory owned by this user that
+no one else can read or write before anything in it is used.
 """
 
 from __future__ import annotations
@@ -12,8 +40,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +54,67 @@ from .._tool import Tool, ToolPolicy
 
 __all__ = ["database_from_script", "sql_tool"]
 
-_ALLOWED_ACTIONS = frozenset(
+#: Functions that read or write the process's native state (files, extensions, raw pointers).
+DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"})
+
+#: Virtual tables that read files or raw database pages.
+DENIED_TABLES = frozenset({"fsdir", "zipfile", "sqlite_dbpage"})
+
+#: Pragmas allowed as table-valued functions (``pragma_<name>``): they describe the schema and
+#: change nothing.
+SCHEMA_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+    }
+)
+
+_READ_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
 
 
-def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None) -> int:
-    if action in _ALLOWED_ACTIONS:
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+@dataclass
+class _Authorizer:
+    """The authorizer of one query; remembers why it refused, for the error message."""
+
+    first_action: int | None = None
+    refused: str | None = None
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
+    ) -> int:
+        if self.first_action is None:
+            self.first_action = action
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+            return self.deny(f"the function {arg2} is not allowed: it reads or writes native state")
+        if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in DENIED_TABLES:
+            return self.deny(f"the table {arg1} is not allowed: it reads files or raw pages")
+        if action in _READ_ACTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and self.first_action == sqlite3.SQLITE_SELECT:
+            # a table-valued pragma function inside a SELECT
+            if (arg1 or "").lower() in SCHEMA_PRAGMAS:
+                return sqlite3.SQLITE_OK
+            return self.deny(
+                f"pragma_{arg1} is not allowed: only the schema pragmas "
+                f"{', '.join('pragma_' + p for p in sorted(SCHEMA_PRAGMAS))} can be read"
+            )
+        if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master" and db == "main" and src is None:
+            # SQLite asks this when a SELECT first uses an eponymous virtual table (json_each,
+            # pragma_table_info); a real write to sqlite_master is refused by SQLite itself,
+            # and the file is open read-only.
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+    def deny(self, reason: str) -> int:
+        self.refused = self.refused or reason
+        return sqlite3.SQLITE_DENY
 
 
 def _denied_action(query: str) -> str:
@@ -40,17 +122,54 @@ def _denied_action(query: str) -> str:
     return word or "this statement"
 
 
+def _private_dir(folder: Path) -> Path:
+    """``folder``, created with mode 0700 if missing, after checking that no one else can plant a
+    file in it: a real directory (not a symlink), owned by this user, with no access for others.
+
+    Raises:
+        ConfigError: the folder exists but fails a check (the message says which and what to do).
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(folder)
+    what = f"the sql cache folder {str(folder)!r}"
+    if not stat.S_ISDIR(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
+        raise ConfigError(f"{what} is {kind}; remove it, or pass cache_dir= a private folder")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{what} belongs to user id {info.st_uid}, not to this user ({os.geteuid()}), so its "
+            "files cannot be trusted; remove it, or pass cache_dir= a folder of your own"
+        )
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} has mode {stat.S_IMODE(info.st_mode):04o}, so other users could read or plant "
+            f"files in it; run chmod 700 {str(folder)!r}, or pass cache_dir= a private folder"
+        )
+    return folder
+
+
+def _default_cache_dir() -> Path:
+    user = os.geteuid() if hasattr(os, "geteuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"tomasulo-sql-cache-{user}"
+
+
 def database_from_script(script: str | os.PathLike[str], *, cache_dir: str | None = None) -> Path:
     """Build a SQLite database from a SQL script, once, and return its path.
 
     The database lands in a cache folder keyed by the script's content (built in a temporary file
     and renamed into place, so a half-built file is never used), so repeated runs reuse it and no
-    binary file needs to be committed next to the script.
+    binary file needs to be committed next to the script. The folder (``cache_dir``, by default
+    ``tomasulo-sql-cache-<uid>`` in the system's temporary folder) must be private: it is created
+    with mode 0700, and an existing one must be a directory of this user's with no access for
+    anyone else, or a :class:`~tomasulo.exceptions.ConfigError` says what to fix.
     """
     text = Path(script).read_text(encoding="utf-8")
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    folder = Path(cache_dir or Path(tempfile.gettempdir()) / "tomasulo-sql-cache")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _private_dir(Path(cache_dir) if cache_dir else _default_cache_dir())
     target = folder / f"{Path(script).stem}-{digest}.db"
     if target.exists():
         return target
@@ -70,45 +189,140 @@ def database_from_script(script: str | os.PathLike[str], *, cache_dir: str | Non
     return target
 
 
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    max_rows: int
+    max_value_bytes: int
+    max_total_bytes: int
+    max_steps: int
+    timeout: float
+    max_query_length: int
+
+
+#: How many SQLite VM steps pass between two calls of the progress handler.
+_STEPS_PER_CHECK = 1000
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
 
 
-def _run_query(path: Path, query: str, params: list[Any], max_rows: int, timeout: float) -> dict[str, Any]:
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
-    try:
-        conn.set_authorizer(_authorizer)
-        deadline = time.monotonic() + timeout
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes):
+        return 2 * len(value)
+    return 8
+
+
+@dataclass
+class _Query:
+    """One query on its own connection, run in a worker thread; :meth:`cancel` stops it."""
+
+    path: Path
+    query: str
+    params: list[Any]
+    bounds: _Bounds
+    cancelled: bool = False
+    stopped_by: str | None = field(default=None, init=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True  # the progress handler sees it within _STEPS_PER_CHECK steps
+
+    def run(self) -> dict[str, Any]:
+        b = self.bounds
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=b.timeout, check_same_thread=False)
         try:
-            cursor = conn.execute(query, params)
-            rows = cursor.fetchmany(max_rows + 1)
-        except sqlite3.DatabaseError as exc:
-            text = str(exc)
-            if "authoriz" in text or "prohibited" in text:
-                raise PermissionError(
-                    f"the sql tool is read-only: {_denied_action(query)} is not allowed here "
-                    "(only SELECT queries that read tables can run)"
-                ) from None
-            if "interrupted" in text:
-                raise TimeoutError(f"the query ran longer than {timeout} seconds") from None
-            if "readonly" in text or "read-only" in text:
-                raise PermissionError("the sql tool is read-only: writes are refused") from None
-            raise ValueError(f"SQL error: {text}") from None
-        except sqlite3.Warning as exc:  # e.g. more than one statement
-            raise ValueError(f"SQL error: {exc}") from None
-        columns = [d[0] for d in cursor.description or ()]
-    finally:
-        conn.close()
-    truncated = len(rows) > max_rows
-    return {
-        "columns": columns,
-        "rows": [{c: _jsonable(v) for c, v in zip(columns, row, strict=True)} for row in rows[:max_rows]],
-        "truncated": truncated,
-    }
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, b.max_value_bytes)
+            conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, max(b.max_query_length, 1))
+            conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+            conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
+            authorizer = _Authorizer()
+            conn.set_authorizer(authorizer)
+            deadline = time.monotonic() + b.timeout
+            checks = [0]
+            max_checks = max(b.max_steps // _STEPS_PER_CHECK, 1)
+
+            def progress() -> int:
+                checks[0] += 1
+                if self.cancelled:
+                    self.stopped_by = "cancelled"
+                elif checks[0] > max_checks:
+                    self.stopped_by = "max_steps"
+                elif time.monotonic() > deadline:
+                    self.stopped_by = "timeout"
+                return 1 if self.stopped_by else 0
+
+            conn.set_progress_handler(progress, _STEPS_PER_CHECK)
+            try:
+                cursor = conn.execute(self.query, self.params)
+                columns = [d[0] for d in cursor.description or ()]
+                rows, note = self.fetch(cursor, columns)
+            except sqlite3.DatabaseError as exc:
+                raise self.explain(exc, authorizer) from None
+            except (sqlite3.Warning, sqlite3.Error, OverflowError) as exc:
+                # more than one statement, a wrong number of parameters, an integer too big
+                raise ValueError(f"SQL error: {exc}") from None
+        finally:
+            conn.close()
+        out: dict[str, Any] = {"columns": columns, "rows": rows, "truncated": note is not None}
+        if note is not None:
+            out["note"] = note
+        return out
+
+    def fetch(self, cursor: sqlite3.Cursor, columns: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+        b = self.bounds
+        rows: list[dict[str, Any]] = []
+        total = 0
+        for row in cursor:
+            if len(rows) >= b.max_rows:
+                return rows, (
+                    f"only the first {b.max_rows} rows are shown (max_rows); "
+                    "narrow the query or page with LIMIT and OFFSET"
+                )
+            size = sum(_size(v) for v in row)
+            if total + size > b.max_total_bytes:
+                return rows, (
+                    f"only the first {len(rows)} rows are shown: the next would pass "
+                    f"{b.max_total_bytes} bytes in all (max_total_bytes); select fewer or shorter columns"
+                )
+            total += size
+            rows.append({c: _jsonable(v) for c, v in zip(columns, row, strict=True)})
+        return rows, None
+
+    def explain(self, exc: sqlite3.DatabaseError, authorizer: _Authorizer) -> Exception:
+        text = str(exc)
+        b = self.bounds
+        if "authoriz" in text or "prohibited" in text:
+            if authorizer.refused:
+                return PermissionError(f"the sql tool refused the query: {authorizer.refused}")
+            hint = ""
+            if _denied_action(self.query) == "PRAGMA":
+                hint = "; read the schema with SELECT * FROM pragma_table_info('table') instead"
+            return PermissionError(
+                f"the sql tool is read-only: {_denied_action(self.query)} is not allowed here "
+                f"(only SELECT queries that read tables can run){hint}"
+            )
+        if "interrupted" in text:
+            if self.stopped_by == "max_steps":
+                return TimeoutError(
+                    f"the query ran more than {b.max_steps} SQLite steps (max_steps); "
+                    "add a LIMIT or narrow it"
+                )
+            if self.stopped_by == "cancelled":
+                return TimeoutError("the query was stopped: its call was cancelled")
+            return TimeoutError(f"the query ran longer than {b.timeout} seconds (timeout)")
+        if "too big" in text:
+            return ValueError(
+                f"a value in the query is larger than {b.max_value_bytes} bytes (max_value_bytes); "
+                "select part of it with substr() or use length(), or build smaller values"
+            )
+        if "readonly" in text or "read-only" in text:
+            return PermissionError("the sql tool is read-only: writes are refused")
+        return ValueError(f"SQL error: {text}")
 
 
 _SCHEMA: dict[str, Any] = {
@@ -131,6 +345,7 @@ _OUTPUT: dict[str, Any] = {
         "columns": {"type": "array", "items": {"type": "string"}},
         "rows": {"type": "array", "items": {"type": "object"}},
         "truncated": {"type": "boolean"},
+        "note": {"type": "string", "description": "when rows were cut: the bound that cut them"},
     },
 }
 
@@ -141,38 +356,55 @@ def sql_tool(
     max_rows: int = 1000,
     timeout: float = 5.0,
     max_query_length: int = 10_000,
+    max_value_bytes: int = 1_000_000,
+    max_total_bytes: int = 1_000_000,
+    max_steps: int = 20_000_000,
+    cache_dir: str | None = None,
     name: str = "sql",
 ) -> Tool:
     """The ``sql`` tool over the SQLite database ``db``.
 
     ``db`` is a database file, or a ``.sql`` script that is built into a cached database first
-    (see :func:`database_from_script`). The tool takes ``query`` and optional ``params`` and
-    returns ``{"columns": [...], "rows": [{column: value}, ...], "truncated": bool}``.
+    (see :func:`database_from_script`; ``cache_dir`` picks its folder). The tool takes ``query``
+    and optional ``params`` and returns ``{"columns": [...], "rows": [{column: value}, ...],
+    "truncated": bool}``, plus a ``note`` naming the bound when rows were cut. The other
+    arguments bound each query (see the module's documentation).
 
-    >>> tool = sql_tool("examples/facts.sql")  # doctest: +SKIP
+    >>> tool = sql_tool("examples/facts.sql", max_rows=100, timeout=2.0)  # doctest: +SKIP
     """
-    if max_rows < 1:
-        raise ConfigError(f"max_rows must be at least 1, got {max_rows}")
+    for label, value in (
+        ("max_rows", max_rows),
+        ("max_query_length", max_query_length),
+        ("max_value_bytes", max_value_bytes),
+        ("max_total_bytes", max_total_bytes),
+        ("max_steps", max_steps),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{label} must be a whole number of at least 1, got {value!r}")
     if not timeout > 0:
         raise ConfigError(f"timeout must be positive, got {timeout}")
     path = Path(db)
     if not path.is_file():
         raise ConfigError(f"sql tool: no database file at {str(path)!r}")
     if path.suffix == ".sql":
-        path = database_from_script(path)
+        path = database_from_script(path, cache_dir=cache_dir)
+    bounds = _Bounds(max_rows, max_value_bytes, max_total_bytes, max_steps, timeout, max_query_length)
 
     async def run_sql(query: str, params: list[Any] | None = None) -> dict[str, Any]:
         if len(query) > max_query_length:
-            raise ValueError(f"the query is longer than {max_query_length} characters")
-        return await anyio.to_thread.run_sync(
-            _run_query, path, query, list(params or ()), max_rows, timeout, abandon_on_cancel=True
-        )
+            raise ValueError(f"the query is longer than {max_query_length} characters (max_query_length)")
+        job = _Query(path, query, list(params or ()), bounds)
+        try:
+            return await anyio.to_thread.run_sync(job.run, abandon_on_cancel=True)
+        finally:
+            job.cancel()  # after a cancellation the abandoned thread stops at its next check
 
     return Tool(
         name=name,
         description=(
             "Run one read-only SQL SELECT on a SQLite database; bind values with ? and params. "
-            f"Returns columns, rows (as objects, at most {max_rows}) and whether rows were cut."
+            f"Returns columns, rows (as objects, at most {max_rows}) and whether rows were cut. "
+            "Read the schema with SELECT * FROM pragma_table_info('table')."
         ),
         input_schema=_SCHEMA,
         output_schema=_OUTPUT,
