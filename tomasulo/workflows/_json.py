@@ -163,8 +163,8 @@ def dumps_json(value: Any, *, indent: int | None = None, ascii_only: bool | None
 def find_lone_surrogate(value: Any, _depth: int = 0) -> str | None:
     """The first lone surrogate in the strings of ``value`` (as ``U+D800``), or ``None``."""
     if isinstance(value, str):
-        found = None if value.isascii() else _SURROGATE.search(value)
-        return f"U+{ord(found.group()):04X}" if found else None
+        match = None if value.isascii() else _SURROGATE.search(value)
+        return f"U+{ord(match.group()):04X}" if match else None
     if _depth > MAX_JSON_DEPTH or isinstance(value, _SCALARS):
         return None
     if isinstance(value, Mapping):

@@ -82,9 +82,10 @@ class _BoundedLoader(yaml.SafeLoader):
                 mark,
             )
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             anchor = event.anchor
             if anchor in self._open:
                 raise _Refused(
@@ -94,9 +95,9 @@ class _BoundedLoader(yaml.SafeLoader):
             target = self.anchors.get(anchor)
             if target is not None:
                 self._add(self._size(target), event.start_mark, f"at the alias *{anchor}")
-            node: yaml.Node = super().compose_node(parent, index)
+            node: yaml.Node | None = super().compose_node(parent, index)
             return node
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         anchor = getattr(event, "anchor", None)
         self._depth += 1
         if self._depth > MAX_DEPTH:
