@@ -67,15 +67,17 @@ def test_bad_files_and_encodings_exit_2_with_one_line(tmp_path: Path) -> None:
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    bomb_run, loop_run, latin1, default, plan_file, deep = tomasulo_many(
+    bomb_run, loop_run, latin1, default, plan_file, deep, argv = tomasulo_many(
         ("validate", str(tmp_path / "bomb.yaml")),
         ("run", str(tmp_path / "loop.yaml")),
         ("validate", str(tmp_path / "latin1.yaml"), "--json"),
         ("validate", str(tmp_path / "default.yaml")),
         ("plan", str(tmp_path / "plan.txt")),
         ("plan", str(tmp_path / "deep.txt")),
+        ("run", str(EXAMPLES / "research.yaml"), "-i", "first=caf\udce9"),  # argv bytes not UTF-8
     )
-    _no_traceback(bomb_run, loop_run, latin1, default, plan_file, deep)
+    _no_traceback(bomb_run, loop_run, latin1, default, plan_file, deep, argv)
+    assert argv.returncode == 2 and "input 'first' holds a lone surrogate (U+DCE9)" in argv.stderr
     assert bomb_run.returncode == 2 and "alias bomb" in bomb_run.stderr
     assert loop_run.returncode == 2 and "the alias *a is inside its own anchor &a" in loop_run.stderr
     assert latin1.returncode == 2

@@ -229,11 +229,13 @@ async def test_a_torn_last_line_is_redone_on_resume(runner: Any, tmp_path: Path)
 
 async def test_an_output_file_that_is_not_batch_results_is_not_rewritten(runner: Any, tmp_path: Path) -> None:
     wf = load_workflow(EXAMPLES / "batch.yaml")
-    out = tmp_path / "notes.txt"
-    out.write_text("my notes\nmore notes\n")
-    with anyio.fail_after(10), pytest.raises(WorkflowError, match="line 1 is not a batch result"):
-        await run_batch(wf, _inputs(tmp_path / "in.jsonl", "Nepal"), out, runner)
-    assert out.read_text() == "my notes\nmore notes\n"
+    inputs = _inputs(tmp_path / "in.jsonl", "Nepal")
+    for i, notes in enumerate(["my notes\nmore notes\n", "one line\n", "no newline"]):
+        out = tmp_path / f"notes{i}.txt"
+        out.write_text(notes)
+        with anyio.fail_after(10), pytest.raises(WorkflowError, match="line 1 is not a batch result"):
+            await run_batch(wf, inputs, out, runner)
+        assert out.read_text() == notes
 
 
 async def test_a_second_batch_on_the_same_out_is_refused_by_the_lock(runner: Any, tmp_path: Path) -> None:

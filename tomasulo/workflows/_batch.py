@@ -216,7 +216,7 @@ def _completed(out_path: Path) -> set[str]:
                 done.add(key)
                 kept.append(line)
                 continue
-        elif line.strip() and not line.startswith(b'{"key"') and number < len(lines):
+        elif line.strip() and not _torn(line, last=number == len(lines)):
             raise WorkflowError(
                 f"line {number} is not a batch result, so this file is not safe to rewrite; "
                 "give a new --out file",
@@ -236,7 +236,27 @@ def _completed(out_path: Path) -> set[str]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _sync_folder(out_path.parent)
     return done
+
+
+_RECORD_START = b'{"key"'
+
+
+def _torn(line: bytes, *, last: bool) -> bool:
+    """Whether ``line`` is what a crash leaves of a record: its start, without the newline."""
+    if line.startswith(_RECORD_START):
+        return True  # torn, or a torn line that a later record ran into
+    return last and not line.endswith(b"\n") and _RECORD_START.startswith(line)
+
+
+def _sync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every system can open a folder
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

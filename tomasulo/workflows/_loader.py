@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ..exceptions import PlanError, ToolsetError, WorkflowError
 from ..grammar import Plan, Ref, parse_path, parse_plan
 from ..tools import Tool, Toolset
+from ._json import find_lone_surrogate
 from ._model import Step, Workflow
 from ._tools import INPUT_TOOL, ToolLoadError, build_tools, did_you_mean, input_tool
 from ._yaml import YamlDocument, decode_utf8
@@ -96,6 +97,12 @@ class LoadedWorkflow:
         for name, spec in specs.items():
             if name in given:
                 value = given[name]
+                surrogate = find_lone_surrogate(value)
+                if surrogate is not None:
+                    raise self.error(
+                        f"input {name!r} holds a lone surrogate ({surrogate}): bytes that are not "
+                        "UTF-8 text; give it as UTF-8"
+                    )
             elif not spec.required:
                 out[name] = spec.default  # checked when the file was loaded; null means "none"
                 continue
