@@ -22,6 +22,7 @@ from tomasulo.workflows import (
     load_workflow,
     loads_workflow,
     run_batch,
+    run_workflow,
     task_json,
 )
 
@@ -256,3 +257,57 @@ async def test_a_second_batch_on_the_same_out_is_refused_by_the_lock(runner: Any
     with anyio.fail_after(30):
         report = await run_batch(wf, inputs, out, runner)  # released: it runs
     assert report.ran == 1
+
+
+# -- tools named by a workflow ------------------------------------------------------------------
+
+
+def test_an_import_that_is_not_a_tool_is_refused_with_what_it_is() -> None:
+    err = _error("tools:\n  - import: os:system\n" + STEPS)
+    assert "'os:system' is a built-in function (posix.system), not a tool" in str(err)
+    assert err.line == 2
+    err = _error("tools:\n  - import: shutil:rmtree\n" + STEPS)
+    assert "is a function of the standard library (shutil.rmtree)" in str(err)
+
+
+async def test_sys_exit_in_a_sync_or_async_tool_fails_only_its_task(runner: Any, tmp_path: Path) -> None:
+    (tmp_path / "exiting_tools.py").write_text(
+        textwrap.dedent(
+            '''\
+            import sys
+
+            from tomasulo import tool
+
+
+            @tool
+            def leave() -> int:
+                """Exits."""
+                sys.exit(4)
+
+
+            @tool
+            async def leave_async() -> int:
+                """Exits, from a coroutine."""
+                sys.exit(5)
+
+
+            @tool
+            def fine() -> int:
+                """Returns."""
+                return 1
+            '''
+        )
+    )
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "tools: ['exiting_tools:leave', 'exiting_tools:leave_async', 'exiting_tools:fine']\n"
+        "steps:\n  - plan: |\n      1. leave()\n      2. leave_async()\n      3. fine()\n"
+    )
+    with anyio.fail_after(20):
+        result = await run_workflow(load_workflow(path), {}, runner)
+    assert result.ok  # the step's output is task 3, which ran
+    tasks = {t.id: t for t in runner.runs[0].result.tasks}
+    assert tasks[1].status == tasks[2].status == "failed"
+    assert "the tool called sys.exit(4)" in (tasks[1].message or "")
+    assert "the tool called sys.exit(5)" in (tasks[2].message or "")
+    assert tasks[3].status == "succeeded"
