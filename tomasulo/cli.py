@@ -12,11 +12,17 @@ Exit codes: 0 done, 1 the run failed, 2 bad input (a bad file, plan, option or i
 On a terminal, runs show a live table of tasks on standard error; elsewhere, one line per change.
 Results go to standard output (``--json`` for machines). ``--gantt out.png|out.html`` draws the
 timeline.
+
+A user's mistake never ends in a traceback: bad input (files, options, output paths that cannot
+be written, plans, encodings) exits 2 with one ``error:`` line before anything runs, and a run that
+fails for any reason exits 1 with one line naming why.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -46,21 +52,68 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _json_out(data: Any) -> None:
+    from .workflows import dumps_json
+
+    print(dumps_json(data))
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT, *, as_json: bool = False) -> NoReturn:
     if as_json:
-        print(json.dumps({"ok": False, "error": message}))
+        _json_out({"ok": False, "error": message})
     else:
         err.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
 
 
-def _read_text(source: str) -> str:
-    if source == "-":
-        return sys.stdin.read()
+def _read_text(source: str, as_json: bool = False) -> str:
+    from .workflows._yaml import decode_utf8
+
+    name = "<stdin>" if source == "-" else source
     try:
-        return Path(source).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {source}: {exc.strerror}")
+        _fail(f"cannot read {source}: {exc.strerror}", as_json=as_json)
+    try:
+        return decode_utf8(data, path=name, what="the plan")
+    except UserError as exc:
+        _fail(str(exc), as_json=as_json)
+
+
+def _check_output(path: Path | None, flag: str, as_json: bool = False) -> None:
+    """Refuse, before anything runs, an output path that cannot be written."""
+    if path is None:
+        return
+    shown = f"{flag} {path}"
+    if path.is_dir():
+        _fail(f"{shown} is a folder; give a file name", as_json=as_json)
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            _fail(f"{shown}: the file exists and cannot be written (permission denied)", as_json=as_json)
+        return
+    folder = path.absolute().parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        _fail(f"{shown}: {folder} is not a folder, so the file cannot be made there", as_json=as_json)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail(f"{shown}: cannot write into {folder} (permission denied)", as_json=as_json)
+
+
+def _until_done(fn: collections.abc.Callable[..., Any], *args: Any, as_json: bool = False) -> int:
+    """Run ``fn`` in an event loop: an error that escapes the run is one line and an exit code."""
+    try:
+        code: int = anyio.run(fn, *args)
+    except (PlanError, UserError) as exc:
+        _fail(str(exc), as_json=as_json)
+    except RecursionError:
+        _fail("the plan nests its values too deeply to read; flatten it", as_json=as_json)
+    except TomasuloError as exc:
+        _fail(f"the run failed: {type(exc).__name__}: {exc}", EXIT_FAILED, as_json=as_json)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot write{where}: {exc.strerror or exc}", EXIT_FAILED, as_json=as_json)
+    return code
 
 
 def _is_workflow(source: str) -> bool:
@@ -107,12 +160,14 @@ def _plans_of(source: str, tools: Toolset | None, compat: bool, as_json: bool) -
         except UserError as exc:
             _fail(str(exc), as_json=as_json)
         return dict(workflow.plans)
-    text = _read_text(source)
+    text = _read_text(source, as_json)
+    name = "<stdin>" if source == "-" else source
     try:
         return {"plan": parse_plan(text, tools, compat=compat)}
     except PlanError as exc:
-        name = "<stdin>" if source == "-" else source
         _fail(f"{name}: {exc}", as_json=as_json)
+    except RecursionError:
+        _fail(f"{name}: the plan nests its values too deeply to read; flatten it", as_json=as_json)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -154,7 +209,7 @@ def validate(
         "outputs": list(spec.outputs),
     }
     if as_json:
-        print(json.dumps(summary))
+        _json_out(summary)
         return
     out.print(
         f"[green]ok[/green] {file}: {len(spec.steps)} step(s), tools: "
@@ -177,7 +232,7 @@ def plan(
     plans = _plans_of(file, _toolset(tools, builtins), compat, as_json)
     summaries = {name: _plan_summary(p) for name, p in plans.items()}
     if as_json:
-        print(json.dumps({"ok": True, "plans": summaries}))
+        _json_out({"ok": True, "plans": summaries})
         return
     for name, summary in summaries.items():
         table = Table(title=name if len(plans) > 1 else None, box=None)
@@ -272,6 +327,7 @@ def graph(
     """Draw the task graph of a plan (or of every plan step of a workflow)."""
     if fmt is GraphFormat.png and output is None:
         _fail("--format png needs --output FILE.png")
+    _check_output(output, "--output")
     plans = _plans_of(file, _toolset(tools, builtins), compat, False)
     if not plans:
         _fail(f"{file} has no plan steps to draw")
@@ -283,8 +339,11 @@ def graph(
     text = _mermaid(plans) if fmt is GraphFormat.mermaid else _dot(plans)
     if output is None:
         sys.stdout.write(text)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror}")
 
 
 GanttOpt = Annotated[
@@ -307,6 +366,7 @@ ApiKeyOpt = Annotated[
 def _check_gantt(path: Path | None, as_json: bool) -> None:
     if path is not None and path.suffix.lower() not in (".png", ".svg", ".pdf", ".html", ".htm"):
         _fail(f"--gantt {path}: use a .png, .svg, .pdf or .html file", as_json=as_json)
+    _check_output(path, "--gantt", as_json)
 
 
 def _draw(bars: Any, path: Path | None, title: str, as_json: bool) -> str | None:
@@ -319,13 +379,18 @@ def _draw(bars: Any, path: Path | None, title: str, as_json: bool) -> str | None
     except UserError as exc:
         err.print(f"warning: no Gantt chart: {exc}", markup=False)
         return None
+    except OSError as exc:
+        err.print(f"warning: no Gantt chart: cannot write {path}: {exc.strerror or exc}", markup=False)
+        return None
     if not as_json:
         err.print(f"Gantt chart: {written}", markup=False, highlight=False)
     return str(written)
 
 
 def _print_value(value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    from .workflows import dumps_json, jsonable
+
+    text = jsonable(value) if isinstance(value, str) else dumps_json(value, indent=2)
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -362,9 +427,10 @@ def run(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Run a workflow: once with -i key=value inputs, or once per line of --inputs into --out."""
-    from .workflows import load_workflow, read_batch_inputs
+    from .workflows import check_batch_paths, load_workflow, read_batch_inputs
 
     _check_gantt(gantt, as_json)
+    _check_output(out_file, "--out", as_json)
     flags = _model_flags(base_url, model, dialect, api_key)
     try:
         workflow = load_workflow(file)
@@ -375,7 +441,8 @@ def run(
                 _fail("--inputs needs --out FILE.jsonl", as_json=as_json)
             if inputs:
                 _fail("-i and --inputs do not mix: put every input in the JSONL lines", as_json=as_json)
-            read_batch_inputs(workflow, batch)
+            check_batch_paths(batch, out_file)
+            read_batch_inputs(workflow, batch)  # an unreadable file or repeated ids: nothing runs
         else:
             if out_file is not None:
                 _fail("--out goes with --inputs FILE.jsonl (batch mode)", as_json=as_json)
@@ -391,9 +458,9 @@ def run(
     title = workflow.spec.name or Path(file).stem
     if batch is not None:
         assert out_file is not None
-        code = anyio.run(_run_batch, workflow, batch, out_file, jobs, flags, as_json)
+        code = _until_done(_run_batch, workflow, batch, out_file, jobs, flags, as_json, as_json=as_json)
     else:
-        code = anyio.run(_run_once, workflow, bound, flags, as_json, gantt, title)
+        code = _until_done(_run_once, workflow, bound, flags, as_json, gantt, title, as_json=as_json)
     raise typer.Exit(code)
 
 
@@ -418,7 +485,7 @@ async def _run_once(
         data["tasks"] = [task_json(t, r.step, r.offset) for r in runner.runs for t in r.result.tasks]
         if drawn:
             data["gantt"] = drawn
-        print(json.dumps(data, ensure_ascii=False, default=str))
+        _json_out(data)
         return EXIT_OK if result.ok else EXIT_FAILED
     for line in report_lines(runner.runs):
         err.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -452,7 +519,7 @@ async def _run_batch(
         )
     summary = {"ok": report.ok, "ran": report.ran, "skipped": report.skipped, "failed": report.failed}
     if as_json:
-        print(json.dumps({**summary, "out": str(out_file)}))
+        _json_out({**summary, "out": str(out_file)})
     else:
         err.print(
             f"batch: {report.ran} ran, {report.skipped} already done, {report.failed} failed; "
@@ -509,7 +576,9 @@ def ask(
     except UserError as exc:
         _fail(str(exc), as_json=as_json)
     toolset = _ask_tools(tools, builtins, db, root, as_json)
-    code = anyio.run(_ask, question, toolset, settings, max_replans, timeout, as_json, gantt)
+    code = _until_done(
+        _ask, question, toolset, settings, max_replans, timeout, as_json, gantt, as_json=as_json
+    )
     raise typer.Exit(code)
 
 
@@ -575,7 +644,7 @@ async def _ask(
         }
         if drawn:
             data["gantt"] = drawn
-        print(json.dumps(data, ensure_ascii=False, default=str))
+        _json_out(data)
         return EXIT_OK if result.ok else EXIT_FAILED
     for line in report_lines(result):
         err.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -592,10 +661,14 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _read_script(path: Path) -> list[str]:
+    from .workflows._yaml import decode_utf8
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_utf8(path.read_bytes(), path=str(path), what="the script")
     except OSError as exc:
         _fail(f"cannot read the script {path}: {exc.strerror}")
+    except UserError as exc:
+        _fail(str(exc))
     if path.suffix == ".json":
         try:
             data = json.loads(text)
@@ -683,6 +756,10 @@ async def _simulate(
 
 def main() -> None:
     """Entry point of the ``tomasulo`` command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # text that cannot be encoded is escaped, never a crash
+            reconfigure(errors="backslashreplace")
     try:
         app()
     except TomasuloError as exc:  # anything not caught by a command is still a clear message

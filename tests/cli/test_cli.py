@@ -91,14 +91,14 @@ def test_graph_formats(tmp_path: Path) -> None:
 
 def test_run_bad_inputs_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "in.jsonl"
-    bad.write_text('{"country": "Nepal"}\nnot json\n')
+    bad.write_text('{"id": 1, "country": "Nepal"}\n{"id": 1, "country": "Japan"}\n')
     out = tmp_path / "out.jsonl"
     research, batch = str(EXAMPLES / "research.yaml"), str(EXAMPLES / "batch.yaml")
     cases = [
         (("run", research, "-i", "frist=Japan"), "unknown input 'frist' (did you mean 'first'?)"),
         (("run", research, "-i", "first"), "-i takes key=value"),
         (("run", batch), "missing input 'country'"),
-        (("run", batch, "--inputs", str(bad), "--out", str(out)), f"{bad}:2: not JSON"),
+        (("run", batch, "--inputs", str(bad), "--out", str(out)), f"{bad}:2: the id 1 appears twice"),
         (("run", batch, "--inputs", str(bad), "--out", str(out), "-i", "country=x"), "do not mix"),
     ]
     for (args, message), done in zip(cases, tomasulo_many(*(a for a, _ in cases)), strict=True):

@@ -169,5 +169,5 @@ def test_command_line_values_are_coerced() -> None:
     assert wf.coerce("f", "2.5") == 2.5
     assert wf.coerce("b", "yes") is True
     assert wf.coerce("xs", "[1, 2]") == [1, 2]
-    with pytest.raises(WorkflowError, match="needs a integer, got 'three'"):
+    with pytest.raises(WorkflowError, match="needs an integer, got 'three'"):
         wf.coerce("n", "three")

@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import WorkflowError
 from tomasulo.workflows import load_workflow, run_batch, run_workflow
 
 pytestmark = pytest.mark.anyio
@@ -105,13 +104,39 @@ async def test_batch_runs_resumes_and_never_duplicates(runner: Any, tmp_path: Pa
     assert sorted(keys) == sorted(by_key) and len(keys) == 8
 
 
-async def test_bad_batch_line_stops_before_writing(runner: Any, tmp_path: Path) -> None:
+async def test_a_bad_batch_line_fails_alone_with_its_reason(runner: Any, tmp_path: Path) -> None:
     wf = load_workflow(EXAMPLES / "batch.yaml")
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text('{"country": "Nepal"}\n{"contry": "Japan"}\n')
+    lines = [
+        b'{"country": "Nepal"}',
+        b'{"contry": "Japan"}',
+        b"not json",
+        b'{"country": "\\ud800"}',  # a lone surrogate, escaped in the JSON text
+        b'{"country": NaN}',
+        b'{"country": 1e999}',
+        b"[1, 2]",
+        b'{"country": "caf\xe9"}',  # Latin-1, not UTF-8
+    ]
+    inputs.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out.jsonl"
-    with anyio.fail_after(10), pytest.raises(WorkflowError) as info:
-        await run_batch(wf, inputs, out, runner)
-    assert info.value.line == 2 and "did you mean 'country'?" in str(info.value)
-    assert not out.exists()
-    assert runner.runs == []
+    with anyio.fail_after(30):
+        report = await run_batch(wf, inputs, out, runner)
+    assert (report.ran, report.failed) == (8, 7)
+    text = out.read_bytes().decode("utf-8")  # the output is UTF-8 whatever the inputs held
+    records = {r["line"]: r for r in map(_strict_json, text.splitlines())}
+    assert records[1]["ok"] is True and records[1]["outputs"]["capital"] == "Kathmandu"
+    reasons = {n: records[n]["error"] for n in range(2, 9)}
+    assert "line 2: unknown input 'contry' (did you mean 'country'?)" in reasons[2]
+    assert reasons[3].startswith("line 3: not JSON")
+    assert "lone surrogate (U+D800)" in reasons[4]
+    assert "NaN is not a JSON number" in reasons[5]
+    assert "too large" in reasons[6]
+    assert "must be a JSON object" in reasons[7]
+    assert "not UTF-8 text: byte 0xe9 at offset 16" in reasons[8]
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} in the output")
+
+    return json.loads(line, parse_constant=refuse)

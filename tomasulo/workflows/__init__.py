@@ -8,8 +8,9 @@ Plans read inputs and earlier steps' outputs through the ``input`` tool
 plan's text.
 """
 
-from ._batch import BatchReport, read_batch_inputs, run_batch
+from ._batch import BatchLine, BatchReport, check_batch_paths, read_batch_inputs, run_batch
 from ._gantt import GANTT_COLORS, GanttBar, bars_from, draw_gantt
+from ._json import dumps_json, jsonable
 from ._loader import LoadedWorkflow, OutputRef, load_workflow, loads_workflow
 from ._model import (
     HttpToolSpec,
@@ -22,7 +23,7 @@ from ._model import (
     Workflow,
 )
 from ._orchestrated import ENV_VARS, ModelSettings, OrchestratorRunner, StepRun, resolve_model
-from ._report import report_lines, task_json
+from ._report import args_json, call_text, report_lines, task_json
 from ._run import StepResult, StepRunner, WorkflowResult, run_workflow
 from ._schema import SCHEMA_PATH, workflow_json_schema
 from ._tools import INPUT_TOOL, input_tool
@@ -33,6 +34,7 @@ __all__ = [
     "GANTT_COLORS",
     "INPUT_TOOL",
     "SCHEMA_PATH",
+    "BatchLine",
     "BatchReport",
     "BatchView",
     "GanttBar",
@@ -55,9 +57,14 @@ __all__ = [
     "ToolSpec",
     "Workflow",
     "WorkflowResult",
+    "args_json",
     "bars_from",
+    "call_text",
+    "check_batch_paths",
     "draw_gantt",
+    "dumps_json",
     "input_tool",
+    "jsonable",
     "load_workflow",
     "loads_workflow",
     "read_batch_inputs",

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 from ..exceptions import PlanError, ToolsetError, WorkflowError
 from ..grammar import Plan, Ref, parse_path, parse_plan
 from ..tools import Tool, Toolset
+from ._json import find_lone_surrogate
 from ._model import Step, Workflow
 from ._tools import INPUT_TOOL, ToolLoadError, build_tools, did_you_mean, input_tool
-from ._yaml import YamlDocument
+from ._yaml import YamlDocument, decode_utf8
 
 __all__ = ["LoadedWorkflow", "OutputRef", "load_workflow", "loads_workflow"]
 
@@ -96,8 +97,15 @@ class LoadedWorkflow:
         for name, spec in specs.items():
             if name in given:
                 value = given[name]
+                surrogate = find_lone_surrogate(value)
+                if surrogate is not None:
+                    raise self.error(
+                        f"input {name!r} holds a lone surrogate ({surrogate}): bytes that are not "
+                        "UTF-8 text; give it as UTF-8"
+                    )
             elif not spec.required:
-                value = spec.default
+                out[name] = spec.default  # checked when the file was loaded; null means "none"
+                continue
             else:
                 raise self.error(f"missing input {name!r} ({spec.type}); give it with -i {name}=VALUE")
             errors = list(jsonschema.Draft202012Validator(spec.json_schema()).iter_errors(value))
@@ -128,7 +136,7 @@ class LoadedWorkflow:
                 raise ValueError(text)
             return json.loads(text)
         except ValueError:
-            raise self.error(f"input {name!r} needs a {kind}, got {text!r}") from None
+            raise self.error(f"input {name!r} needs {_article(kind)}, got {text!r}") from None
 
     def query_text(self, index: int, values: Mapping[str, Any]) -> str:
         """A query step's question with ``{name}`` filled from inputs and earlier outputs.
@@ -272,6 +280,7 @@ def loads_workflow(text: str, *, path: str | os.PathLike[str] | None = None) -> 
             doc.node_at(("tools",)),
         )
     loaded = LoadedWorkflow(spec=spec, path=Path(path) if path is not None else None, toolset=toolset)
+    _check_defaults(doc, spec)
 
     step_ids = spec.step_ids()
     if len(set(step_ids)) != len(step_ids):
@@ -298,6 +307,32 @@ def loads_workflow(text: str, *, path: str | os.PathLike[str] | None = None) -> 
     return loaded
 
 
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _check_defaults(doc: YamlDocument, spec: Workflow) -> None:
+    """Each input's default fits its type and ``enum`` (``null`` is allowed: an optional input)."""
+    for name, input_spec in spec.inputs.items():
+        if input_spec.required or input_spec.default is None:
+            continue
+        default = input_spec.default
+        errors = list(jsonschema.Draft202012Validator(input_spec.json_schema()).iter_errors(default))
+        if not errors:
+            continue
+        shown = json.dumps(default, ensure_ascii=False, default=str)
+        if errors[0].validator == "enum":
+            choices = json.dumps(input_spec.enum, ensure_ascii=False, default=str)
+            problem = f"is not one of its enum {choices}"
+        else:
+            problem = f"is not {_article(input_spec.type)}"
+        raise doc.error(
+            f"input {name!r}: the default {shown} {problem}; "
+            f"give {_article(input_spec.type)} that fits, or drop the default",
+            doc.node_at(("inputs", name, "default")),
+        )
+
+
 def _check_step(doc: YamlDocument, loaded: LoadedWorkflow, index: int, step: Step, sid: str) -> None:
     if step.tools is not None:
         for name in step.tools:
@@ -322,6 +357,11 @@ def _check_step(doc: YamlDocument, loaded: LoadedWorkflow, index: int, step: Ste
         plan = parse_plan(step.plan, loaded.toolset_for(index), max_tasks=loaded.spec.limits.max_tasks)
     except PlanError as exc:
         raise _plan_error(doc, index, sid, exc) from None
+    except RecursionError:
+        raise doc.error(
+            f"step {sid!r}: the plan nests its values too deeply to read; flatten it",
+            doc.node_at(("steps", index, "plan")),
+        ) from None
     if not plan.tasks:
         raise doc.error(f"step {sid!r}: the plan has no tasks", doc.node_at(("steps", index, "plan")))
     output = Ref(plan.tasks[-1].id)
@@ -358,7 +398,7 @@ def load_workflow(path: str | os.PathLike[str]) -> LoadedWorkflow:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
         raise WorkflowError(f"cannot read the workflow file: {exc.strerror}", path=str(p)) from None
-    return loads_workflow(text, path=p)
+    return loads_workflow(decode_utf8(data, path=str(p), what="the workflow file"), path=p)

@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..grammar import Ref, Template, value_to_text
 from ..runtime import RunResult, TaskRecord
+from ._json import CIRCULAR, MAX_JSON_DEPTH, TOO_DEEP, jsonable
 from ._orchestrated import StepRun
 
-__all__ = ["jsonable", "report_lines", "task_json"]
+__all__ = ["args_json", "call_text", "jsonable", "report_lines", "task_json"]
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON data (anything JSON cannot hold becomes its text)."""
-    return json.loads(json.dumps(value, default=str))
+def _plan_value(value: Any, active: set[int], depth: int) -> Any:
+    """``value`` with each reference and template as its plan text, the rest as JSON data."""
+    if isinstance(value, Ref):
+        return value.to_text()
+    if isinstance(value, Template):
+        return "".join(p if isinstance(p, str) else p.to_template_text() for p in value.parts)
+    if isinstance(value, list | tuple | dict):
+        if depth >= MAX_JSON_DEPTH:
+            return TOO_DEEP
+        if id(value) in active:
+            return CIRCULAR
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {str(jsonable(k)): _plan_value(v, active, depth + 1) for k, v in value.items()}
+            return [_plan_value(v, active, depth + 1) for v in value]
+        finally:
+            active.discard(id(value))
+    return jsonable(value)
+
+
+def args_json(args: dict[str, Any]) -> dict[str, Any]:
+    """A task's arguments as JSON data: ``$1.rows[0]`` and ``"${1} km"`` appear as plan text."""
+    return {str(k): _plan_value(v, set(), 0) for k, v in args.items()}
+
+
+def call_text(tool: str, args: dict[str, Any]) -> str:
+    """The call as the plan language writes it: ``math(expression="x", variables={"x": $1})``."""
+    parts = []
+    for name, value in args.items():
+        try:
+            text = value_to_text(value)
+        except (TypeError, ValueError, RecursionError):
+            text = value_to_text(_plan_value(value, set(), 0))
+        parts.append(f"{name}={text}")
+    return f"{tool}({', '.join(parts)})"
 
 
 def task_json(record: TaskRecord, step: str = "", offset: float = 0.0) -> dict[str, Any]:
@@ -27,7 +61,8 @@ def task_json(record: TaskRecord, step: str = "", offset: float = 0.0) -> dict[s
     if step:
         out["step"] = step
     out.update(
-        args=jsonable(record.args),
+        call=call_text(record.tool, record.args),
+        args=args_json(record.args),
         attempts=record.attempts,
         started=at(record.started),
         finished=at(record.finished),

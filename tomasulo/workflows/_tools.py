@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib
+import inspect
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from ..tools.builtins import BUILTINS, builtin_options, builtin_tools
 from ..tools.builtins._registry import PATH_OPTIONS
 from ._model import HttpToolSpec, PolicySpec, ToolSpec
 
-__all__ = ["INPUT_TOOL", "ToolLoadError", "build_tools", "input_tool"]
+__all__ = ["INPUT_TOOL", "ToolExited", "ToolLoadError", "build_tools", "input_tool"]
 
 #: The name of the tool that gives a plan its inputs and earlier steps' outputs.
 INPUT_TOOL = "input"
@@ -62,6 +64,10 @@ def _import(target: str, folder: Path | None) -> list[Tool]:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ToolLoadError(f"cannot import module {module_name!r}: {exc}", "import") from None
+        except (Exception, SystemExit) as exc:  # the module's own code failed while importing
+            raise ToolLoadError(
+                f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}", "import"
+            ) from None
     value: Any = module
     for part in attr.split("."):
         if not hasattr(value, part):
@@ -71,17 +77,81 @@ def _import(target: str, folder: Path | None) -> list[Tool]:
             )
         value = getattr(value, part)
     if isinstance(value, Tool):
-        return [value]
+        return [_guarded(value)]
     if isinstance(value, Toolset):
-        return list(value)
-    if isinstance(value, list | tuple) and all(isinstance(v, Tool) for v in value):
-        return list(value)
-    if callable(value):
+        return [_guarded(t) for t in value]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, Tool) for v in value):
+        return [_guarded(t) for t in value]
+    refusal = _not_a_tool(target, value)
+    if refusal is not None:
+        raise ToolLoadError(refusal, "import")
+    try:
+        return [_guarded(tool(value))]
+    except TomasuloError as exc:
+        raise ToolLoadError(f"{target!r} cannot become a tool: {exc}", "import") from None
+
+
+_TOOL_HELP = "name a @tool, a Toolset, or a function of your own (module:name)"
+
+
+def _not_a_tool(target: str, value: Any) -> str | None:
+    """Why ``value`` may not become a tool, or ``None`` for a Python function of the user's own.
+
+    Only functions written in Python outside the standard library become tools: a built-in
+    (``os:system``), a class, a module or any other object is refused, and so is a standard
+    library function (``shutil:rmtree``), which was never meant to be called by a model.
+    """
+    if inspect.ismodule(value):
+        return f"{target!r} is a module, not a tool, toolset or function; {_TOOL_HELP}"
+    if inspect.isclass(value):
+        return f"{target!r} is a class, not a tool; {_TOOL_HELP}"
+    if not callable(value):
+        return f"{target!r} is a {type(value).__name__}, not a tool, toolset or function; {_TOOL_HELP}"
+    name = f"{getattr(value, '__module__', None) or '?'}.{getattr(value, '__qualname__', target)}"
+    if inspect.isbuiltin(value) or inspect.ismethoddescriptor(value) or inspect.ismethodwrapper(value):
+        return f"{target!r} is a built-in function ({name}), not a tool; {_TOOL_HELP}"
+    home = value if inspect.isfunction(value) or inspect.ismethod(value) else type(value)
+    module = getattr(home, "__module__", None) or ""
+    if module.partition(".")[0] in sys.stdlib_module_names:
+        return f"{target!r} is a function of the standard library ({name}), not a tool; {_TOOL_HELP}"
+    return None
+
+
+class _SyncGuard:
+    """A sync tool function whose ``sys.exit`` or ``KeyboardInterrupt`` fails the call, not the process."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return [tool(value)]
-        except TomasuloError as exc:
-            raise ToolLoadError(f"{target!r} cannot become a tool: {exc}", "import") from None
-    raise ToolLoadError(f"{target!r} is a {type(value).__name__}, not a tool, toolset or function", "import")
+            return self.fn(*args, **kwargs)
+        except SystemExit as exc:
+            raise ToolExited(f"the tool called sys.exit({exc.code!r}); a tool must return or raise") from None
+        except KeyboardInterrupt:
+            raise ToolExited("the tool raised KeyboardInterrupt; a tool must return or raise") from None
+
+
+class _AsyncGuard(_SyncGuard):
+    """The async form of :class:`_SyncGuard` (``sys.exit`` only: a real Ctrl-C must still stop the run)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.fn(*args, **kwargs)
+        except SystemExit as exc:
+            raise ToolExited(f"the tool called sys.exit({exc.code!r}); a tool must return or raise") from None
+
+
+class ToolExited(RuntimeError):
+    """A tool called ``sys.exit`` (or raised ``KeyboardInterrupt``): its call fails, the run goes on."""
+
+
+def _guarded(t: Tool) -> Tool:
+    if t.fn is None or isinstance(t.fn, _SyncGuard):
+        return t
+    guard = _AsyncGuard(t.fn) if t.is_async else _SyncGuard(t.fn)
+    return dataclasses.replace(t, fn=guard)
 
 
 def _http_tool(spec: HttpToolSpec) -> Tool:

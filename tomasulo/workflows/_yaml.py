@@ -1,4 +1,11 @@
-"""YAML with positions: parse errors with line and column, and the position of any value by path."""
+"""YAML with positions: parse errors with line and column, and the position of any value by path.
+
+Aliases are allowed but bounded while the document is composed, before anything is built from
+it: an alias naming an anchor that is still open (a structure that contains itself) is refused
+at once, and so is a document whose values, aliases expanded, number more than
+:data:`MAX_NODES` (an "alias bomb" such as "billion laughs"), or that nests deeper than
+:data:`MAX_DEPTH`. Each refusal names the line and column of the alias or value at fault.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,102 @@ import yaml
 
 from ..exceptions import WorkflowError
 
-__all__ = ["YamlDocument"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "YamlDocument", "decode_utf8"]
+
+#: The most values a workflow file may hold, each alias counted as the values it stands for.
+MAX_NODES = 100_000
+#: The deepest nesting of lists and mappings a workflow file may have.
+MAX_DEPTH = 64
+
+
+def decode_utf8(data: bytes, *, path: str | None = None, what: str = "the file") -> str:
+    """``data`` as UTF-8 text (a leading byte-order mark is dropped).
+
+    Raises:
+        WorkflowError: naming ``path``, the byte offset, line and column of the first byte that
+            is not UTF-8.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise WorkflowError(
+            f"{what} is not UTF-8 text: byte 0x{data[start]:02x} at offset {start} "
+            f"(line {line}, column {column}) cannot be decoded; save it as UTF-8",
+            path=path,
+        ) from None
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, mark: Any) -> None:
+        self.message = message
+        self.mark = mark
+        super().__init__(message)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader whose composer counts values as aliases expand them and refuses cycles."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._open: set[str] = set()
+        self._sizes: dict[int, int] = {}
+        self._count = 0
+        self._depth = 0
+
+    def _size(self, node: yaml.Node) -> int:
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._size(k) + self._size(v) for k, v in node.value)
+        self._sizes[id(node)] = size
+        return size
+
+    def _add(self, count: int, mark: Any, what: str) -> None:
+        self._count += count
+        if self._count > MAX_NODES:
+            raise _Refused(
+                f"the document holds more than {MAX_NODES} values once its aliases are expanded "
+                f"({what}); an alias bomb? Write the values out, or use fewer aliases",
+                mark,
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            anchor = event.anchor
+            if anchor in self._open:
+                raise _Refused(
+                    f"the alias *{anchor} is inside its own anchor &{anchor}: a value cannot contain itself",
+                    event.start_mark,
+                )
+            target = self.anchors.get(anchor)
+            if target is not None:
+                self._add(self._size(target), event.start_mark, f"at the alias *{anchor}")
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(f"the document nests deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._add(1, event.start_mark, "here")
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+        return node
 
 
 class YamlDocument:
@@ -22,9 +124,20 @@ class YamlDocument:
         self.text = text
         self.path = path
         self.lines = text.splitlines()
+        loader = _BoundedLoader(text)
         try:
-            self.node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data: Any = yaml.load(text, Loader=yaml.SafeLoader)
+            self.node: yaml.Node | None = loader.get_single_node()
+            if self.node is not None:
+                self._check_duplicates(self.node)
+            self.data: Any = loader.construct_document(self.node) if self.node is not None else None
+        except _Refused as exc:
+            mark = exc.mark
+            raise WorkflowError(
+                f"YAML refused: {exc.message}",
+                path=path,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+            ) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             what = " ".join(p for p in (exc.context, exc.problem) if p) or "bad YAML"
@@ -36,8 +149,8 @@ class YamlDocument:
             ) from None
         except yaml.YAMLError as exc:
             raise WorkflowError(f"YAML error: {exc}", path=path) from None
-        if self.node is not None:
-            self._check_duplicates(self.node)
+        finally:
+            loader.dispose()
 
     def _check_duplicates(self, node: yaml.Node) -> None:
         if isinstance(node, yaml.MappingNode):
