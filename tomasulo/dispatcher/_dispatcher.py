@@ -31,11 +31,13 @@ from ..exceptions import (
     ToolArgumentError,
     ToolError,
     ToolExecutionError,
+    ToolOutputError,
     ToolTimeout,
 )
 from ..executors import Executor, LocalExecutor, check_output
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
+from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
 from ._events import (
     Event,
     InterruptRaised,
@@ -77,6 +79,10 @@ _BIND_BATCH = 32
 #: hundreds of ready tasks then starts over many short loop steps, not one long one, so calls
 #: that finish meanwhile are seen within a step; ready tasks wait in rank order, not in the loop.
 _MAX_WAKING = 16
+
+
+#: Result types that need no conversion to JSON (checked by exact type, before anything else).
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
@@ -746,10 +752,14 @@ class Dispatcher:
                             else:
                                 value = await self._with_retries(node, args)
                             if node.outcome is None:
+                                if type(value) not in _JSON_SCALARS:
+                                    value = self._json_result(node, value)
                                 self._succeed(node, value)
                     except Interrupt as exc:
                         self._fail(node, exc, "interrupt")
-                    except Exception as exc:
+                    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                        # SystemExit and KeyboardInterrupt raised by a tool end its task, not
+                        # the process (on asyncio they would escape the event loop).
                         self._fail(node, self._wrap(exc, node), "failure")
                     finally:
                         try:
@@ -805,9 +815,40 @@ class Dispatcher:
                     task_id=tid,
                     attempt=attempt,
                 )
+            if (elapsed := _now() - now) > timeout:
+                raise self._late(node, attempt, timeout, elapsed, limit.cancel_called)
         if node.info.checks_output:
             check_output(tool, value, task_id=tid, attempt=attempt)
         return value
+
+    def _late(
+        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, cancelled: bool
+    ) -> ToolTimeout:
+        """A call that returned after its timeout without being stopped: it held the event
+        loop (an async tool calling blocking code) or ignored its cancellation."""
+        if cancelled:
+            why = "it ignored its cancellation and ran on"
+            fix = "let asyncio.CancelledError propagate"
+        else:
+            why = "it blocked the event loop, so it could not be stopped"
+            fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
+            logger.warning(
+                "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
+                "timeout); every other call waited meanwhile. %s",
+                self.run_id,
+                node.tid,
+                node.name,
+                elapsed,
+                timeout,
+                fix[0].upper() + fix[1:],
+            )
+        return ToolTimeout(
+            f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
+            "its value was dropped",
+            tool=node.name,
+            task_id=node.tid,
+            attempt=attempt,
+        )
 
     async def _with_retries(self, node: TaskNode, args: dict[str, Any]) -> Any:
         policy = node.tool.policy
@@ -829,7 +870,7 @@ class Dispatcher:
                     tool=node.name,
                     attempt=state.attempt_number,
                     error_type=type(exc).__name__,
-                    message=str(exc),
+                    message=safe_str(exc),
                     delay=delay,
                 )
             )
@@ -848,15 +889,30 @@ class Dispatcher:
                 value = await self._attempt(node, args, attempt.retry_state.attempt_number)
         return value
 
-    def _wrap(self, exc: Exception, node: TaskNode) -> Exception:
+    def _json_result(self, node: TaskNode, value: Any) -> Any:
+        """The tool's value as a JSON value (see :func:`~tomasulo.tools.to_json_value`), or
+        :class:`ToolOutputError` saying why it is not one."""
+        try:
+            return to_json_value(value)
+        except NotJSONError as exc:
+            raise ToolOutputError(
+                str(exc), tool=node.name, task_id=node.tid, attempt=max(node.attempts, 1)
+            ) from None
+
+    def _wrap(self, exc: BaseException, node: TaskNode) -> Exception:
         if isinstance(exc, ToolError):
             if exc.task_id is None:
                 exc.task_id = node.task.id
             return exc
         if isinstance(exc, ToolArgumentError):
             return exc
+        text = f"{type(exc).__name__}: {safe_str(exc)}"
+        if isinstance(exc, SystemExit):
+            text += " (the tool called sys.exit(); a tool must return a value or raise an exception)"
+        elif isinstance(exc, KeyboardInterrupt):
+            text += " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
         err = ToolExecutionError(
-            f"{type(exc).__name__}: {exc}",
+            text,
             tool=node.tool.name,
             task_id=node.task.id,
             attempt=max(node.attempts, 1),
@@ -896,7 +952,9 @@ class Dispatcher:
             value = error.value
         else:
             error_type = error.error_type if isinstance(error, ToolExecutionError) else type(error).__name__
-            message = str(error)
+            # Clipped once more (a tool's own ToolError can be long); _wrap already clipped the
+            # text of an exception it wrapped, so this leaves room for the task and tool names.
+            message = safe_str(error, MAX_MESSAGE_CHARS + 500)
             if isinstance(error, ToolArgumentError):
                 message = f"task {node.task.id} ({node.tool.name}) {message}"
             value = None
