@@ -362,13 +362,18 @@ def _resolve_function(module: str, qualname: str) -> Any:
     return obj.fn if isinstance(obj, Tool) else obj
 
 
-def function_ref(fn: Any) -> Any:
-    """``fn``, or a picklable reference to it when a :class:`Tool` shadows it in its module."""
+def function_ref(fn: Any, *, main: bool = False) -> Any:
+    """``fn``, or a picklable reference to it when a :class:`Tool` shadows it in its module.
+
+    A function of ``__main__`` is referenced only with ``main=True``: for workers that load the
+    parent's main script as their ``__main__`` (anyio's and multiprocessing's process workers);
+    elsewhere (Ray) another process has another ``__main__``, and cloudpickle copies the function.
+    """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<locals>" in qualname:
         return fn
-    if module == "__main__":  # another process has another __main__: let cloudpickle copy it
+    if module == "__main__" and not main:
         return fn
     try:
         found = _lookup(module, qualname)
