@@ -8,6 +8,7 @@ Nothing polls and nothing sleeps: the only waits are on anyio events, limiters a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -42,6 +43,7 @@ from ._events import (
     Event,
     InterruptRaised,
     Outcome,
+    TaskAbandoned,
     TaskRetrying,
     make_outcome,
 )
@@ -168,6 +170,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._workers_gone: anyio.Event | None = None
+        self._abandoned: list[int] = []
         self._worker_error: BaseException | None = None
         self._stop_watch: anyio.Event | None = None
         self._infos: dict[Tool, ToolInfo] = {}
@@ -257,9 +260,14 @@ class Dispatcher:
                     self._tg.cancel_scope.cancel()
                     for task in self._workers:
                         task.cancel()
+                    if self._loop is not None:
+                        # On asyncio the workers are plain tasks: the run stops waiting for
+                        # calls that ignore cancellation, and names them (on other backends
+                        # the task group waits for them; see Limits.cancel_grace).
+                        self._abandon_running()
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
-                if self._workers:  # woken workers returning, cancelled ones unwinding
+                if len(self._workers) > self._busy:  # woken workers returning, cancelled ones unwinding
                     self._workers_gone = anyio.Event()
                     with CancelScope(shield=True):
                         await self._workers_gone.wait()
@@ -291,15 +299,15 @@ class Dispatcher:
                 self._worker_error = error
                 if self._tg is not None:
                     self._tg.cancel_scope.cancel()  # the host's wait ends; __aexit__ raises it
-        if not workers and self._workers_gone is not None:
-            self._workers_gone.set()
+        if len(workers) <= self._busy and self._workers_gone is not None:
+            self._workers_gone.set()  # every worker left runs an abandoned call, if any
 
     async def _await_workers(self) -> None:
         """Give cancelled calls ``cancel_grace`` to unwind; name the ones that do not."""
         self._workers_done = anyio.Event()
         with CancelScope(shield=True), anyio.move_on_after(self.limits.cancel_grace) as scope:
             await self._workers_done.wait()
-        if scope.cancelled_caught and self._busy:
+        if scope.cancelled_caught and self._busy and self._loop is None:  # asyncio abandons them
             logger.warning(
                 "run %s: %d tool call(s) did not stop within %.3f s of being cancelled; "
                 "waiting for them (an async tool is ignoring cancellation)",
@@ -307,6 +315,36 @@ class Dispatcher:
                 self._busy,
                 self.limits.cancel_grace,
             )
+
+    def _abandon_running(self) -> None:
+        """Stop waiting for the calls still running after the cancel grace: each one's outcome
+        (already recorded) and a :class:`TaskAbandoned` event say so, and a warning names it."""
+        grace = self.limits.cancel_grace
+        for node in self._nodes.values():
+            if node.scope is None or node.tid in self._abandoned:
+                continue
+            self._abandoned.append(node.tid)
+            note = (
+                f"its call ignored cancellation for {grace:g} s (the cancel grace) and was "
+                "abandoned, still running"
+            )
+            outcome = node.outcome
+            if outcome is not None:
+                outcome = dataclasses.replace(
+                    outcome, error_type="Abandoned", message=f"{outcome.message}; {note}"
+                )
+                node.outcome = self._outcomes[node.tid] = outcome
+            message = f"task {node.tid} ({node.name}): {note}"
+            logger.warning("run %s: %s; the run ends without it", self.run_id, message)
+            self._log.emit(
+                TaskAbandoned(**self._stamp(node.tid), tool=node.name, grace=grace, message=message)
+            )
+
+    @property
+    def abandoned(self) -> tuple[int, ...]:
+        """Ids of the tasks whose calls ignored cancellation and were left running when the
+        run ended (see :attr:`Limits.cancel_grace <tomasulo.dispatcher.Limits>`)."""
+        return tuple(self._abandoned)
 
     async def _watch_deadline(self, seconds: float, stop: anyio.Event) -> None:
         with anyio.move_on_after(seconds):
