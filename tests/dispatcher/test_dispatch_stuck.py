@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from dtools import ident, make_tool
 
+import tomasulo
 from tomasulo.dispatcher import Dispatcher, Event, Limits, TaskAbandoned
 from tomasulo.grammar import Task
 from tomasulo.planner import LLM
@@ -108,3 +113,46 @@ async def test_a_run_with_a_stubborn_tool_ends_on_its_bound_with_the_call_report
     assert record.status == "cancelled"
     assert "abandoned, still running" in (record.message or "")
     assert any(isinstance(e, TaskAbandoned) for e in result.timeline)
+
+
+def test_a_script_whose_tool_never_stops_returns_and_exits_after_the_deadline(tmp_path: Path) -> None:
+    script = """
+import asyncio
+import time
+
+import anyio
+
+from tomasulo.dispatcher import Dispatcher, Limits
+from tomasulo.grammar import Task
+from tomasulo.tools import Tool, Toolset
+
+
+async def stubborn() -> None:
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+
+async def main() -> None:
+    tools = Toolset([Tool(name="stubborn", fn=stubborn)])
+    out = await Dispatcher.run_plan(tools, [Task(1, "stubborn")], limits=Limits(deadline=0.5))
+    print(out[1].status, out[1].error_type, flush=True)
+
+
+anyio.run(main)
+print("returned", flush=True)
+"""
+    (tmp_path / "script.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMASULO_")}
+    env["PYTHONPATH"] = str(Path(tomasulo.__file__).resolve().parents[1])
+    try:
+        done = subprocess.run(
+            [sys.executable, "script.py"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=40
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not exit: closing the event loop waited for the stubborn tool")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["cancelled Abandoned", "returned"]
+    assert "task 1 (stubborn): its call ignored cancellation" in done.stderr

@@ -102,6 +102,17 @@ def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     return anyio.lowlevel.checkpoint
 
 
+def _forget_tasks(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Take workers running abandoned calls out of ``asyncio.all_tasks()``, so that closing the
+    event loop (``asyncio.run``, ``anyio.run``) does not wait for a coroutine that ignores
+    cancellation: the process can exit, and asyncio logs the task as destroyed while pending."""
+    unregister = getattr(asyncio.tasks, "_unregister_task", None)
+    if unregister is None:
+        return
+    for task in tasks:
+        unregister(task)
+
+
 def _drop(_: object) -> None:
     """Nothing: a callback whose only use is holding its argument until the loop runs it."""
 
@@ -271,6 +282,8 @@ class Dispatcher:
                     self._workers_gone = anyio.Event()
                     with CancelScope(shield=True):
                         await self._workers_gone.wait()
+                if self._abandoned:
+                    _forget_tasks(self._workers)
                 if self._worker_error is not None:
                     raise DispatchError(
                         f"run {self.run_id}: a dispatcher worker failed"

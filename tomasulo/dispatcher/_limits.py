@@ -43,7 +43,9 @@ class Limits:
             a cancelled run; sync calls on threads are abandoned at once). On asyncio, an async
             tool that ignores cancellation (catches ``CancelledError`` and carries on) is then
             abandoned: the run ends at most this long after its deadline, the task's outcome
-            and a ``TaskAbandoned`` event say so, and the coroutine runs on in the background.
+            and a ``TaskAbandoned`` event say so, and the coroutine runs on in the background
+            without keeping ``asyncio.run`` from returning (asyncio logs it as destroyed while
+            pending when the loop closes).
             On trio, structured concurrency waits for such a call: the run ends when it stops.
         retry_backoff: the first retry waits about this long; each later one doubles, plus jitter.
         retry_max_wait: no retry waits longer than this.
