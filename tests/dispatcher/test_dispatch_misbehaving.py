@@ -21,7 +21,7 @@ from dtools import (
 from tomasulo.dispatcher import Dispatcher, InterruptRaised, Outcome
 from tomasulo.exceptions import ReferenceResolutionError, ToolExecutionError, ToolOutputError, ToolTimeout
 from tomasulo.grammar import Ref, Task, Template
-from tomasulo.tools import Toolset
+from tomasulo.tools import Toolset, tool
 
 pytestmark = pytest.mark.anyio
 
@@ -150,6 +150,18 @@ async def test_results_become_json_values_by_the_documented_rule() -> None:
         {"1": "a", "2": [4]},
     ]
     assert out[len(values) + 1].value == 2
+
+
+@tool
+def pair(x: int = 0) -> tuple[int, int]:
+    """A tool whose output schema (from its return annotation) is an array of two integers."""
+    return (x, x + 1)
+
+
+async def test_a_tuple_result_fits_its_array_output_schema() -> None:
+    out = await run([pair], [Task(1, "pair", (4,))])
+    assert out[1].ok, out[1].message
+    assert out[1].value == [4, 5]
 
 
 async def test_results_that_are_not_json_values_are_refused_with_the_reason() -> None:

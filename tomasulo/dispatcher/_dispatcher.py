@@ -798,13 +798,13 @@ class Dispatcher:
                                 node.started_at = _now()
                                 self._log.task(STARTED, node)
                                 value = await direct(**args)
+                                if type(value) not in _JSON_SCALARS and node.outcome is None:
+                                    value = self._json_result(node, value)
                             elif info.policy.retries == 0:
                                 value = await self._attempt(node, args, 1)
                             else:
                                 value = await self._with_retries(node, args)
                             if node.outcome is None:
-                                if type(value) not in _JSON_SCALARS:
-                                    value = self._json_result(node, value)
                                 self._succeed(node, value)
                     except Interrupt as exc:
                         self._fail(node, exc, "interrupt")
@@ -868,6 +868,8 @@ class Dispatcher:
                 )
             if (elapsed := _now() - now) > timeout:
                 raise self._late(node, attempt, timeout, elapsed, limit.cancel_called)
+        if type(value) not in _JSON_SCALARS:
+            value = self._json_result(node, value)  # before the output check: tuples are arrays
         if node.info.checks_output:
             check_output(tool, value, task_id=tid, attempt=attempt)
         return value
