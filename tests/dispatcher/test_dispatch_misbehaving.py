@@ -240,8 +240,8 @@ async def give_record(x: Any = None, y: Any = None) -> Any:
         ),
         (
             Ref(1, ("peaks", 5)),
-            "cannot take $1.peaks[5] from the result of task 1: there is no item [5]: at $1.peaks the "
-            "value is an array of 3 items (indexes 0 to 2): [1,2,3]",
+            "cannot take $1.peaks[5] from the result of task 1: there is no item [5] (index out of "
+            "range): at $1.peaks the value is an array of 3 items (indexes 0 to 2): [1,2,3]",
         ),
         (
             Ref(1, (0,)),

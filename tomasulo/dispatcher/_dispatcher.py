@@ -947,8 +947,8 @@ class Dispatcher:
         return value
 
     def _json_result(self, node: TaskNode, value: Any) -> Any:
-        """The tool's value as a JSON value (see :func:`~tomasulo.tools.to_json_value`), or
-        :class:`ToolOutputError` saying why it is not one."""
+        """The tool's value as a JSON value, by the rule in :class:`~tomasulo.tools.Tool`'s
+        docstring, or :class:`ToolOutputError` saying why it is not one."""
         try:
             return to_json_value(value)
         except NotJSONError as exc:

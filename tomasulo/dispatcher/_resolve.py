@@ -101,7 +101,7 @@ def _explain(ref: Ref, root: Any) -> str:
             if not isinstance(value, list | tuple):
                 return f"[{step}] needs an array, but {at} {_shape(value)}"
             if not -len(value) <= step < len(value):
-                return f"there is no item [{step}]: {at} {_shape(value)}"
+                return f"there is no item [{step}] (index out of range): {at} {_shape(value)}"
             value = value[step]
         elif isinstance(value, Mapping):
             if step not in value:
