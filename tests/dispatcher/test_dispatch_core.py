@@ -165,7 +165,7 @@ async def test_bad_upstream_value_fails_the_task_naming_field() -> None:
     assert "task 2" in str(err2) and "x: expected integer" in str(err2) and "$1" in str(err2)
     err4 = out[4].error
     assert isinstance(err4, ReferenceResolutionError)
-    assert "argument 'x'" in str(err4) and "$3.b" in str(err4) and "no key 'b'" in str(err4)
+    assert "argument 'x'" in str(err4) and "$3.b" in str(err4) and "there is no field 'b'" in str(err4)
     assert out[4].attempts == 0 and out[4].started_at is None
     assert isinstance(out[5].error, ToolArgumentError)
     assert "task 5" in (out[5].message or "")

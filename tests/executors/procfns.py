@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from tomasulo.tools import Tool, Toolset
+from tomasulo.tools import Tool, Toolset, tool
 
 
 def square(x: int) -> int:
@@ -93,3 +93,16 @@ def toolset(timeout: float | None = None) -> Toolset:
             sync_nap,
         )
     )
+
+
+@tool
+def decorated_square(x: int) -> int:
+    """A sync tool made with @tool (its module name now holds the Tool, not the function)."""
+    return x * x
+
+
+@tool(timeout=30)
+async def decorated_pid(x: int = 0) -> int:
+    """An async tool made with @tool that says which process it ran on."""
+    await asyncio.sleep(0)
+    return os.getpid()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import anyio
 import procfns
 import pytest
 
+import tomasulo
 from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.exceptions import ToolCrashed, ToolExecutionError, ToolOutputError, ToolTimeout
 from tomasulo.executors import Executor, LocalExecutor, ProcessExecutor
@@ -99,3 +103,73 @@ async def test_deadline_applies_to_process_calls() -> None:
                 procfns.toolset(), [Task(1, "hang")], executor=ex, limits=Limits(deadline=0.5)
             )
     assert out[1].status == "cancelled"
+
+
+async def test_tool_decorated_sync_and_async_functions_run_on_worker_processes() -> None:
+    tools = Toolset([procfns.decorated_square, procfns.decorated_pid])
+    tasks = [
+        Task(1, "decorated_square", (7,)),
+        Task(2, "decorated_square", (Ref(1),)),
+        Task(3, "decorated_pid"),
+    ]
+    with anyio.fail_after(60):
+        async with ProcessExecutor(max_workers=2) as ex:
+            out = await Dispatcher.run_plan(tools, tasks, executor=ex)
+    assert [o.status for o in out.values()] == ["succeeded"] * 3, [o.message for o in out.values()]
+    assert out[2].value == 49 * 49
+    assert out[3].value != os.getpid()
+
+
+SCRIPT = """
+import os
+
+import anyio
+
+from tomasulo.dispatcher import Dispatcher
+from tomasulo.executors import ProcessExecutor
+from tomasulo.grammar import Task
+from tomasulo.tools import Toolset, tool
+
+
+@tool
+def where(x: int = 0) -> int:
+    return os.getpid()
+
+
+async def main() -> None:
+    async with ProcessExecutor(max_workers=1) as ex:
+        out = await Dispatcher.run_plan(Toolset([where]), [Task(1, "where")], executor=ex)
+    o = out[1]
+    print(o.status, o.value != os.getpid() if o.ok else o.message)
+
+"""
+
+
+def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "script.py").write_text(body)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMASULO_")}
+    env["PYTHONPATH"] = str(Path(tomasulo.__file__).resolve().parents[1])
+    return subprocess.run(
+        [sys.executable, "script.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_a_script_with_a_main_guard_runs_its_own_tools_on_worker_processes(tmp_path: Path) -> None:
+    done = run_script(tmp_path, SCRIPT + 'if __name__ == "__main__":\n    anyio.run(main)\n')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "succeeded True"
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
+    done = run_script(tmp_path, SCRIPT + "anyio.run(main)\n")
+    assert done.returncode == 0, done.stderr
+    status, message = done.stdout.strip().split(" ", 1)
+    assert status == "failed"
+    assert 'no `if __name__ == "__main__":` guard' in message
+    assert "script.py" in message

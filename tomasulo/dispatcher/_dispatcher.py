@@ -8,6 +8,7 @@ Nothing polls and nothing sleeps: the only waits are on anyio events, limiters a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -31,15 +32,18 @@ from ..exceptions import (
     ToolArgumentError,
     ToolError,
     ToolExecutionError,
+    ToolOutputError,
     ToolTimeout,
 )
 from ..executors import Executor, LocalExecutor, check_output
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
+from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
 from ._events import (
     Event,
     InterruptRaised,
     Outcome,
+    TaskAbandoned,
     TaskRetrying,
     make_outcome,
 )
@@ -79,6 +83,12 @@ _BIND_BATCH = 32
 _MAX_WAKING = 16
 
 
+#: A call with a timeout that returns later than this past it, without being stopped, is late.
+_LATE_SLACK = 0.02
+#: Result types that need no conversion to JSON (checked by exact type, before anything else).
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     """``anyio.lowlevel.checkpoint`` without its per-call backend lookup.
 
@@ -92,6 +102,17 @@ def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     if on_asyncio:
         return functools.partial(asyncio.sleep, 0)
     return anyio.lowlevel.checkpoint
+
+
+def _forget_tasks(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Take workers running abandoned calls out of ``asyncio.all_tasks()``, so that closing the
+    event loop (``asyncio.run``, ``anyio.run``) does not wait for a coroutine that ignores
+    cancellation: the process can exit, and asyncio logs the task as destroyed while pending."""
+    unregister = getattr(asyncio.tasks, "_unregister_task", None)
+    if unregister is None:
+        return
+    for task in tasks:
+        unregister(task)
 
 
 def _drop(_: object) -> None:
@@ -162,6 +183,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._workers_gone: anyio.Event | None = None
+        self._abandoned: list[int] = []
         self._worker_error: BaseException | None = None
         self._stop_watch: anyio.Event | None = None
         self._infos: dict[Tool, ToolInfo] = {}
@@ -251,12 +273,19 @@ class Dispatcher:
                     self._tg.cancel_scope.cancel()
                     for task in self._workers:
                         task.cancel()
+                    if self._loop is not None:
+                        # On asyncio the workers are plain tasks: the run stops waiting for
+                        # calls that ignore cancellation, and names them (on other backends
+                        # the task group waits for them; see Limits.cancel_grace).
+                        self._abandon_running()
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
-                if self._workers:  # woken workers returning, cancelled ones unwinding
+                if len(self._workers) > self._busy:  # woken workers returning, cancelled ones unwinding
                     self._workers_gone = anyio.Event()
                     with CancelScope(shield=True):
                         await self._workers_gone.wait()
+                if self._abandoned:
+                    _forget_tasks(self._workers)
                 if self._worker_error is not None:
                     raise DispatchError(
                         f"run {self.run_id}: a dispatcher worker failed"
@@ -285,15 +314,15 @@ class Dispatcher:
                 self._worker_error = error
                 if self._tg is not None:
                     self._tg.cancel_scope.cancel()  # the host's wait ends; __aexit__ raises it
-        if not workers and self._workers_gone is not None:
-            self._workers_gone.set()
+        if len(workers) <= self._busy and self._workers_gone is not None:
+            self._workers_gone.set()  # every worker left runs an abandoned call, if any
 
     async def _await_workers(self) -> None:
         """Give cancelled calls ``cancel_grace`` to unwind; name the ones that do not."""
         self._workers_done = anyio.Event()
         with CancelScope(shield=True), anyio.move_on_after(self.limits.cancel_grace) as scope:
             await self._workers_done.wait()
-        if scope.cancelled_caught and self._busy:
+        if scope.cancelled_caught and self._busy and self._loop is None:  # asyncio abandons them
             logger.warning(
                 "run %s: %d tool call(s) did not stop within %.3f s of being cancelled; "
                 "waiting for them (an async tool is ignoring cancellation)",
@@ -301,6 +330,36 @@ class Dispatcher:
                 self._busy,
                 self.limits.cancel_grace,
             )
+
+    def _abandon_running(self) -> None:
+        """Stop waiting for the calls still running after the cancel grace: each one's outcome
+        (already recorded) and a :class:`TaskAbandoned` event say so, and a warning names it."""
+        grace = self.limits.cancel_grace
+        for node in self._nodes.values():
+            if node.scope is None or node.tid in self._abandoned:
+                continue
+            self._abandoned.append(node.tid)
+            note = (
+                f"its call ignored cancellation for {grace:g} s (the cancel grace) and was "
+                "abandoned, still running"
+            )
+            outcome = node.outcome
+            if outcome is not None:
+                outcome = dataclasses.replace(
+                    outcome, error_type="Abandoned", message=f"{outcome.message}; {note}"
+                )
+                node.outcome = self._outcomes[node.tid] = outcome
+            message = f"task {node.tid} ({node.name}): {note}"
+            logger.warning("run %s: %s; the run ends without it", self.run_id, message)
+            self._log.emit(
+                TaskAbandoned(**self._stamp(node.tid), tool=node.name, grace=grace, message=message)
+            )
+
+    @property
+    def abandoned(self) -> tuple[int, ...]:
+        """Ids of the tasks whose calls ignored cancellation and were left running when the
+        run ended (see :attr:`Limits.cancel_grace <tomasulo.dispatcher.Limits>`)."""
+        return tuple(self._abandoned)
 
     async def _watch_deadline(self, seconds: float, stop: anyio.Event) -> None:
         with anyio.move_on_after(seconds):
@@ -741,6 +800,8 @@ class Dispatcher:
                                 node.started_at = _now()
                                 self._log.task(STARTED, node)
                                 value = await direct(**args)
+                                if type(value) not in _JSON_SCALARS and node.outcome is None:
+                                    value = self._json_result(node, value)
                             elif info.policy.retries == 0:
                                 value = await self._attempt(node, args, 1)
                             else:
@@ -749,7 +810,9 @@ class Dispatcher:
                                 self._succeed(node, value)
                     except Interrupt as exc:
                         self._fail(node, exc, "interrupt")
-                    except Exception as exc:
+                    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                        # SystemExit and KeyboardInterrupt raised by a tool end its task, not
+                        # the process (on asyncio they would escape the event loop).
                         self._fail(node, self._wrap(exc, node), "failure")
                     finally:
                         try:
@@ -805,9 +868,44 @@ class Dispatcher:
                     task_id=tid,
                     attempt=attempt,
                 )
+            # Late by more than a loop step's slack, yet never cancelled: it held the loop (or
+            # ignored its cancellation); a call ending as its timer fires is not blamed.
+            if (elapsed := _now() - now) > timeout + _LATE_SLACK:
+                raise self._late(node, attempt, timeout, elapsed, limit.cancel_called)
+        if type(value) not in _JSON_SCALARS:
+            value = self._json_result(node, value)  # before the output check: tuples are arrays
         if node.info.checks_output:
             check_output(tool, value, task_id=tid, attempt=attempt)
         return value
+
+    def _late(
+        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, cancelled: bool
+    ) -> ToolTimeout:
+        """A call that returned after its timeout without being stopped: it held the event
+        loop (an async tool calling blocking code) or ignored its cancellation."""
+        if cancelled:
+            why = "it ignored its cancellation and ran on"
+            fix = "let asyncio.CancelledError propagate"
+        else:
+            why = "it blocked the event loop, so it could not be stopped"
+            fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
+            logger.warning(
+                "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
+                "timeout); every other call waited meanwhile. %s",
+                self.run_id,
+                node.tid,
+                node.name,
+                elapsed,
+                timeout,
+                fix[0].upper() + fix[1:],
+            )
+        return ToolTimeout(
+            f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
+            "its value was dropped",
+            tool=node.name,
+            task_id=node.tid,
+            attempt=attempt,
+        )
 
     async def _with_retries(self, node: TaskNode, args: dict[str, Any]) -> Any:
         policy = node.tool.policy
@@ -829,7 +927,7 @@ class Dispatcher:
                     tool=node.name,
                     attempt=state.attempt_number,
                     error_type=type(exc).__name__,
-                    message=str(exc),
+                    message=safe_str(exc),
                     delay=delay,
                 )
             )
@@ -848,15 +946,30 @@ class Dispatcher:
                 value = await self._attempt(node, args, attempt.retry_state.attempt_number)
         return value
 
-    def _wrap(self, exc: Exception, node: TaskNode) -> Exception:
+    def _json_result(self, node: TaskNode, value: Any) -> Any:
+        """The tool's value as a JSON value, by the rule in :class:`~tomasulo.tools.Tool`'s
+        docstring, or :class:`ToolOutputError` saying why it is not one."""
+        try:
+            return to_json_value(value)
+        except NotJSONError as exc:
+            raise ToolOutputError(
+                str(exc), tool=node.name, task_id=node.tid, attempt=max(node.attempts, 1)
+            ) from None
+
+    def _wrap(self, exc: BaseException, node: TaskNode) -> Exception:
         if isinstance(exc, ToolError):
             if exc.task_id is None:
                 exc.task_id = node.task.id
             return exc
         if isinstance(exc, ToolArgumentError):
             return exc
+        text = f"{type(exc).__name__}: {safe_str(exc)}"
+        if isinstance(exc, SystemExit):
+            text += " (the tool called sys.exit(); a tool must return a value or raise an exception)"
+        elif isinstance(exc, KeyboardInterrupt):
+            text += " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
         err = ToolExecutionError(
-            f"{type(exc).__name__}: {exc}",
+            text,
             tool=node.tool.name,
             task_id=node.task.id,
             attempt=max(node.attempts, 1),
@@ -896,7 +1009,9 @@ class Dispatcher:
             value = error.value
         else:
             error_type = error.error_type if isinstance(error, ToolExecutionError) else type(error).__name__
-            message = str(error)
+            # Clipped once more (a tool's own ToolError can be long); _wrap already clipped the
+            # text of an exception it wrapped, so this leaves room for the task and tool names.
+            message = safe_str(error, MAX_MESSAGE_CHARS + 500)
             if isinstance(error, ToolArgumentError):
                 message = f"task {node.task.id} ({node.tool.name}) {message}"
             value = None

@@ -15,6 +15,7 @@ __all__ = [
     "InterruptRaised",
     "Outcome",
     "Status",
+    "TaskAbandoned",
     "TaskCancelled",
     "TaskEvent",
     "TaskFailed",
@@ -150,6 +151,18 @@ class TaskCancelled(TaskEvent):
     """The task was cancelled (by the caller, or by the run's deadline)."""
 
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAbandoned(TaskEvent):
+    """A cancelled task's call (its outcome already recorded) ignored cancellation for
+    ``grace`` seconds, so the run ended without waiting for it: it may still be running.
+
+    ``message`` names the task and the tool; the task's outcome says the same.
+    """
+
+    grace: float
+    message: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,7 +39,14 @@ class Limits:
             first, then the unranked ones in the order they became ready.
         deadline: seconds the whole run may take, counted from entering the dispatcher; when it
             passes, every unfinished task is cancelled and an interrupt is raised.
-        cancel_grace: seconds a cancelled call gets to unwind (threads are abandoned at once).
+        cancel_grace: seconds a cancelled call gets to unwind when the run ends (a deadline,
+            a cancelled run; sync calls on threads are abandoned at once). On asyncio, an async
+            tool that ignores cancellation (catches ``CancelledError`` and carries on) is then
+            abandoned: the run ends at most this long after its deadline, the task's outcome
+            and a ``TaskAbandoned`` event say so, and the coroutine runs on in the background
+            without keeping ``asyncio.run`` from returning (asyncio logs it as destroyed while
+            pending when the loop closes).
+            On trio, structured concurrency waits for such a call: the run ends when it stops.
         retry_backoff: the first retry waits about this long; each later one doubles, plus jitter.
         retry_max_wait: no retry waits longer than this.
     """

@@ -9,12 +9,13 @@ inside lists and dicts. The resolved arguments are then validated against the to
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ..exceptions import ReferenceResolutionError, ToolArgumentError
 from ..grammar import Ref, Task, Template, iter_refs
 from ..tools import Tool
+from ..tools._tool import preview, safe_str
 
 __all__ = ["resolve_args"]
 
@@ -57,7 +58,60 @@ def _describe_error(exc: BaseException) -> str:
         return f"no key {exc.args[0]!r}" if exc.args else "no such key"
     if isinstance(exc, IndexError):
         return "index out of range"
-    return str(exc)
+    return safe_str(exc, 300)
+
+
+def _shape(value: Any) -> str:
+    """What a value is, for a path that does not fit it: its kind, its fields or length, and a
+    short preview."""
+    if isinstance(value, Mapping):
+        keys = list(value)
+        if not keys:
+            what = "an empty object"
+        else:
+            shown = ", ".join(repr(k) for k in keys[:8])
+            more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+            what = f"an object with field{'s' if len(keys) > 1 else ''} {shown}{more}"
+    elif isinstance(value, list | tuple):
+        n = len(value)
+        what = (
+            "an empty array"
+            if not n
+            else f"an array of {n} item{'s' if n > 1 else ''} (indexes 0 to {n - 1})"
+        )
+    else:
+        what = {
+            str: "a string",
+            bool: "a boolean",
+            int: "an integer",
+            float: "a number",
+            type(None): "null",
+        }.get(type(value), f"a {type(value).__name__}")
+    return f"{what}: {preview(value, 80)}"
+
+
+def _explain(ref: Ref, root: Any) -> str:
+    """Why ``ref``'s path does not fit ``root`` (task k's result): the first step that fails,
+    and what the value there is."""
+    value = root
+    here = Ref(ref.task_id)
+    for step in ref.path:
+        at = f"at {here.to_text()} the value is" if here.path else "the result is"
+        if isinstance(step, int):
+            if not isinstance(value, list | tuple):
+                return f"[{step}] needs an array, but {at} {_shape(value)}"
+            if not -len(value) <= step < len(value):
+                return f"there is no item [{step}] (index out of range): {at} {_shape(value)}"
+            value = value[step]
+        elif isinstance(value, Mapping):
+            if step not in value:
+                return f"there is no field {step!r}: {at} {_shape(value)}"
+            value = value[step]
+        else:
+            hint = " (to take an item, write [0])" if isinstance(value, list | tuple) else ""
+            return f"the field {step!r} needs an object, but {at} {_shape(value)}{hint}"
+        here = Ref(ref.task_id, (*here.path, step))
+    return "the path does not fit the value"
 
 
 def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
@@ -256,9 +310,13 @@ class BoundArgs:
                 resolved[name] = _resolve_value(resolved[name], lookup)
             except _RefFailed as exc:
                 ref = exc.ref
+                try:
+                    detail = _explain(ref, lookup(ref.task_id))
+                except Exception:  # the result itself is missing
+                    detail = _describe_error(exc.cause)
                 raise ReferenceResolutionError(
                     f"argument {name!r}: cannot take {ref.to_text()} from the result of task "
-                    f"{ref.task_id}: {_describe_error(exc.cause)}",
+                    f"{ref.task_id}: {detail}",
                     tool=self.tool.name,
                     task_id=self.task.id,
                 ) from exc.cause

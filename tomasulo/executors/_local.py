@@ -7,23 +7,26 @@ import inspect
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from ..tools import Tool
 from ._base import BaseExecutor
+from ._threads import DaemonThreads
 
 __all__ = ["DEFAULT_MAX_THREADS", "LocalExecutor"]
 
 #: Sync tool calls running at once on worker threads, by default.
 DEFAULT_MAX_THREADS = 40
 _KIND_CACHE_SIZE = 1024
+_THREADS = DaemonThreads()  # one pool for the process: threads outlive runs, idle ones end
 
 
 class LocalExecutor(BaseExecutor):
     """Async tools are awaited on the loop; sync tools run on worker threads.
 
-    At most ``max_threads`` sync calls run at once. A cancelled sync call is abandoned: the
-    dispatcher moves on at once and the thread finishes on its own.
+    At most ``max_threads`` sync calls run at once. A cancelled sync call (a timeout, a
+    deadline) is abandoned: the dispatcher moves on at once, a warning names the task, and the
+    thread finishes on its own. The threads are daemon threads, so a call that never returns
+    does not keep the process from exiting (unlike ``anyio.to_thread``'s workers).
 
     >>> executor = LocalExecutor(max_threads=8)
     """
@@ -57,8 +60,8 @@ class LocalExecutor(BaseExecutor):
             return await fn(**kwargs)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_threads)
-        result = await anyio.to_thread.run_sync(
-            functools.partial(fn, **kwargs), abandon_on_cancel=True, limiter=self._limiter
+        result = await _THREADS.run(
+            functools.partial(fn, **kwargs), limiter=self._limiter, tool=tool.name, task_id=task_id
         )
         if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
             result = await result

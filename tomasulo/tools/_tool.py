@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import importlib
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -14,7 +17,26 @@ from jsonschema.exceptions import ValidationError
 
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
 
-__all__ = ["DEFAULT_POLICY", "Tool", "ToolPolicy", "describe_value", "function_ref", "json_path"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RESULT_DEPTH",
+    "NotJSONError",
+    "Tool",
+    "ToolPolicy",
+    "clip_text",
+    "describe_value",
+    "function_ref",
+    "json_path",
+    "preview",
+    "safe_str",
+    "to_json_value",
+]
+
+#: Error messages from tools are cut to this many characters (with a note of the full length).
+MAX_MESSAGE_CHARS = 2000
+#: A tool's result may nest lists and objects this deep; deeper ones are refused.
+MAX_RESULT_DEPTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +83,52 @@ def json_path(path: Any) -> str:
     return out
 
 
+def clip_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text``, cut to about ``limit`` characters with a note of its full length when longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text):,} characters in all]"
+
+
+def safe_str(obj: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``str(obj)`` clipped to ``limit``; never raises (an object whose ``__str__`` raises, or
+    returns something that is not a string, is described by its type instead)."""
+    try:
+        text = str(obj)
+        if type(text) is not str:
+            raise TypeError("__str__ returned a non-string")
+    except Exception as exc:
+        return f"<{type(obj).__name__} whose str() raised {type(exc).__name__}>"
+    return clip_text(text, limit)
+
+
+def _safe_repr(obj: object) -> str:
+    try:
+        text = repr(obj)
+        if type(text) is not str:
+            raise TypeError("__repr__ returned a non-string")
+    except Exception as exc:
+        return f"<{type(obj).__name__} whose repr() raised {type(exc).__name__}>"
+    return text
+
+
+def preview(value: Any, limit: int = 60) -> str:
+    """A short text of ``value`` for error messages: compact JSON where it can be, else a repr;
+    never raises, never longer than about ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = _safe_repr(value)
+    if len(text) > limit:
+        text = text[: max(limit - 3, 1)] + "..."
+    return text
+
+
 def describe_value(value: Any) -> str:
-    """A short description of a value for error messages: its JSON type and a clipped repr."""
+    """A short description of a value for error messages: its JSON type and a clipped repr.
+
+    Never raises, even for an object whose ``__repr__`` does.
+    """
     kind = {
         type(None): "null",
         bool: "boolean",
@@ -73,7 +139,7 @@ def describe_value(value: Any) -> str:
         tuple: "array",
         dict: "object",
     }.get(type(value), type(value).__name__)
-    text = repr(value)
+    text = _safe_repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{kind} {text}"
@@ -113,6 +179,25 @@ class Tool:
         policy: timeout, retries and concurrency.
         fn: the callable, sync or async; ``None`` for a schema-only tool that cannot run.
         takes_model: the callable wants one pydantic model or keyword arguments (set by ``@tool``).
+
+    What a tool returns becomes a JSON value before later tasks, the joiner or the store see it
+    (:func:`to_json_value`), by this rule:
+
+    - strings, integers, booleans, ``None`` and finite floats stay as they are (subclasses such
+      as ``IntEnum`` members become their plain value); lists and dicts with string keys too;
+    - tuples become lists; sets and frozensets become sorted lists (items of mixed kinds are
+      ordered by their JSON text);
+    - dict keys that are integers, floats, booleans or ``None`` become their JSON text
+      (``{1: "a"}`` becomes ``{"1": "a"}``), as ``json.dumps`` does; other keys are refused;
+    - pydantic models become ``model_dump(mode="json")``; dataclass instances become an object
+      of their fields; enum members become their value; other mappings become objects;
+    - refused, failing the task with :class:`~tomasulo.exceptions.ToolOutputError` that says
+      where inside the value and why: ``NaN`` and infinities, ``bytes`` (decode them, or
+      base64-encode them), a value that contains itself (a cycle), nesting deeper than
+      :data:`MAX_RESULT_DEPTH`, and any other object.
+
+    Error messages a tool raises are kept to :data:`MAX_MESSAGE_CHARS` characters in outcomes
+    and reasons (with a note of the full length).
     """
 
     name: str
@@ -277,13 +362,18 @@ def _resolve_function(module: str, qualname: str) -> Any:
     return obj.fn if isinstance(obj, Tool) else obj
 
 
-def function_ref(fn: Any) -> Any:
-    """``fn``, or a picklable reference to it when a :class:`Tool` shadows it in its module."""
+def function_ref(fn: Any, *, main: bool = False) -> Any:
+    """``fn``, or a picklable reference to it when a :class:`Tool` shadows it in its module.
+
+    A function of ``__main__`` is referenced only with ``main=True``: for workers that load the
+    parent's main script as their ``__main__`` (anyio's and multiprocessing's process workers);
+    elsewhere (Ray) another process has another ``__main__``, and cloudpickle copies the function.
+    """
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<locals>" in qualname:
         return fn
-    if module == "__main__":  # another process has another __main__: let cloudpickle copy it
+    if module == "__main__" and not main:
         return fn
     try:
         found = _lookup(module, qualname)
@@ -310,3 +400,128 @@ def _type_text(schema: Any) -> str:
     if isinstance(t, list):
         return " | ".join(str(x) for x in t)
     return str(t) if t else "any"
+
+
+class NotJSONError(ValueError):
+    """A tool's result that :func:`to_json_value` refuses; ``path`` says where inside it."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        where = f" at {path}" if path else ""
+        super().__init__(f"the result is not a JSON value{where}: {why}")
+
+
+def to_json_value(value: Any) -> Any:
+    """``value`` as a JSON value, by the rule in :class:`Tool`'s docstring.
+
+    Returns ``value`` itself when it already is one (nothing is copied). Raises
+    :class:`NotJSONError` (a ``ValueError``) naming where inside the value the first part that
+    cannot be converted is.
+
+    >>> to_json_value({"a": (1, 2), "b": {3, 1}})
+    {'a': [1, 2], 'b': [1, 3]}
+    """
+    return _to_json(value, "", set(), 0)
+
+
+def _to_json(value: Any, path: str, stack: set[int], depth: int) -> Any:
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise NotJSONError(path, f"{value!r} is not a JSON number; return null or a string instead")
+    if t in (dict, list, tuple, set, frozenset) or isinstance(value, Mapping):
+        if depth >= MAX_RESULT_DEPTH:
+            raise NotJSONError(path, f"it nests deeper than {MAX_RESULT_DEPTH} levels")
+        key = id(value)
+        if key in stack:
+            raise NotJSONError(path, "the value contains itself (a cycle); return a copy without the cycle")
+        stack.add(key)
+        try:
+            if t is list or t is tuple:
+                return _to_json_list(value, path, stack, depth, t is tuple)
+            if t is set or t is frozenset:
+                items = _to_json_list(list(value), path, stack, depth, True)
+                try:
+                    return sorted(items)
+                except TypeError:  # mixed kinds: ordered by their JSON text
+                    return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+            return _to_json_dict(value, path, stack, depth)
+        finally:
+            stack.discard(key)
+    if isinstance(value, enum.Enum):
+        return _to_json(value.value, path, stack, depth + 1)
+    for base in (bool, int, float, str):  # subclasses of the JSON scalars
+        if isinstance(value, base):
+            return _to_json(base(value), path, stack, depth)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise NotJSONError(path, f"{t.__name__} is not a JSON value; decode it to text, or base64-encode it")
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):  # a pydantic model
+        try:
+            dumped = dump(mode="json")
+        except Exception as exc:
+            raise NotJSONError(path, f"{t.__name__}.model_dump() failed: {safe_str(exc, 200)}") from None
+        return _to_json(dumped, path, stack, depth + 1)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        key = id(value)
+        if key in stack:
+            raise NotJSONError(path, "the value contains itself (a cycle); return a copy without the cycle")
+        stack.add(key)
+        try:
+            fields_ = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return _to_json_dict(fields_, path, stack, depth + 1)
+        finally:
+            stack.discard(key)
+    raise NotJSONError(
+        path,
+        f"a {t.__name__} is not a JSON value; return strings, numbers, booleans, null, lists, "
+        "dicts, dataclasses or pydantic models",
+    )
+
+
+def _to_json_list(value: Any, path: str, stack: set[int], depth: int, copy: bool) -> list[Any]:
+    out: list[Any] | None = list(value) if copy else None
+    for i, item in enumerate(value):
+        new = _to_json(item, f"{path}[{i}]", stack, depth + 1)
+        if new is not item:
+            if out is None:
+                out = list(value)
+            out[i] = new
+    return value if out is None else out
+
+
+def _to_json_dict(value: Any, path: str, stack: set[int], depth: int) -> dict[str, Any]:
+    out: dict[str, Any] | None = None if type(value) is dict else {}
+    for k, item in value.items():
+        if type(k) is str:
+            name = k
+        elif isinstance(k, bool) or k is None:
+            name = json.dumps(k)
+        elif isinstance(k, int | float) and not isinstance(k, enum.Enum):
+            name = _json_key(k, path)
+        elif isinstance(k, str):
+            name = str(k)
+        else:
+            raise NotJSONError(
+                path, f"an object key must be a string, got a {type(k).__name__} key; use string keys"
+            )
+        new = _to_json(item, f"{path}.{name}" if path else name, stack, depth + 1)
+        if out is None and (new is not item or name is not k):
+            out = {}
+            for k2, v2 in value.items():  # the keys before this one were fine as they are
+                if k2 is k:
+                    break
+                out[k2] = v2
+        if out is not None:
+            out[name] = new
+    return value if out is None else out
+
+
+def _json_key(k: int | float, path: str) -> str:
+    if isinstance(k, float) and not math.isfinite(k):
+        raise NotJSONError(path, f"the object key {k!r} is not a JSON number")
+    return json.dumps(int(k) if isinstance(k, int) else float(k))
