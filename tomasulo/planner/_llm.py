@@ -407,6 +407,9 @@ class _Call:
             raise LLMResponseError(
                 self._where(f"answered 200 with a body that is not a usable JSON answer ({exc})")
             ) from exc
+        except Exception as exc:  # the OpenAI client's own HTTP stack (it may not be ours)
+            await self.close()
+            raise _unexpected(exc, self._where) from exc
 
     async def _check_content_type(self) -> None:
         """A 200 to a streamed request must be server-sent events, not (say) a proxy's HTML page."""
@@ -503,6 +506,8 @@ class _Call:
         except ValueError as exc:  # the event's data is not JSON
             what = f"sent a malformed event (number {self.chunks + 1}, not JSON: {exc})"
             raise LLMResponseError(self._where(what), partial=self.text()) from exc
+        except Exception as exc:  # the OpenAI client's own HTTP stack (it may not be ours)
+            raise _unexpected(exc, self._where, partial=self.text()) from exc
         self.chunks += 1
         try:
             text = self._piece(event)
@@ -641,6 +646,15 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
         cause = exc.__cause__ or exc
         return LLMConnectionError(where(f"connection failed or dropped: {cause!r}"), partial=partial)
     return LLMResponseError(where(f"gave an unusable answer: {exc}"), partial=partial)
+
+
+def _unexpected(exc: Exception, where: Any, *, partial: str = "") -> LLMError:
+    """An error from below the OpenAI client that it did not wrap: a transport error of its HTTP
+    library (connection-like, so retried before any text) or anything else (unusable answer)."""
+    module = type(exc).__module__.split(".")[0]
+    if module in ("httpx", "httpx2", "httpcore", "h11", "h2") or isinstance(exc, OSError):
+        return LLMConnectionError(where(f"connection failed or dropped: {exc!r}"), partial=partial)
+    return LLMResponseError(where(f"gave an answer the client could not read: {exc!r}"), partial=partial)
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
