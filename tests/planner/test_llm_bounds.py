@@ -16,14 +16,22 @@ import httpx
 import pytest
 
 from tomasulo.exceptions import BudgetExceeded, ConfigError, LLMResponseError, LLMStatusError, LLMTimeout
+from tomasulo.grammar import PlanStream
 from tomasulo.planner import LLM, RetryPolicy, Timeouts, Usage
-from tomasulo.testing import Latency, Reply, SimulatedLLM, count_tokens
+from tomasulo.testing import Latency, Reply, SimulatedLLM, count_tokens, split_tokens
+from tomasulo.tools import Toolset, tool
 
 pytestmark = pytest.mark.anyio
 
 TEXT = "1. search()\n2. math()\njoin()"
 FIRST_LINE = count_tokens("1. search()\n")
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, jitter=0.1, total=10)
+
+
+@tool(name="search")
+def _search(query: str) -> str:
+    """Search for ``query``."""
+    return query
 
 
 @asynccontextmanager
@@ -199,3 +207,38 @@ async def test_a_long_stream_costs_linear_time() -> None:
     first = stamps[quarter] - stamps[0]
     last = stamps[-1] - stamps[3 * quarter]
     assert last < 2 * max(first, 0.05), f"last quarter {last:.3f} s of CPU, first {first:.3f} s"
+
+
+def test_a_long_plan_line_costs_linear_time_in_the_stream_parser() -> None:
+    """A task whose string argument is long and full of ``)`` is read in linear time.
+
+    The parser tried to parse the whole line again at every ``)``, inside strings too: over the
+    10,000 tokens here the last quarter cost about six times the first (measured); now about
+    the same. CPU time and a bound of 2 keep the test robust; see the stream test above.
+    """
+    tools = Toolset([_search])
+    text = '1. search(query="' + "ab) " * 5000 + '")\n2. join()\n'
+    stream = PlanStream(tools)
+    stamps: list[float] = []
+    for token in split_tokens(text):
+        stream.feed(token)
+        stamps.append(time.process_time())
+    stream.close()
+    assert stream.joined and len(stream.plan.tasks) == 1
+    quarter = len(stamps) // 4
+    first = stamps[quarter] - stamps[0]
+    last = stamps[-1] - stamps[3 * quarter]
+    assert last < 2 * max(first, 0.05), f"last quarter {last:.3f} s of CPU, first {first:.3f} s"
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_a_task_is_still_emitted_at_its_closing_parenthesis_after_escapes_and_parentheses(
+    compat: bool,
+) -> None:
+    tools = Toolset([_search])
+    line = '1. search(query="a \\" ) b \\\\")'  # the string holds an escaped quote, ")" and "\\"
+    stream = PlanStream(tools, compat=compat)
+    tokens = split_tokens(line)
+    emitted = [bool(stream.feed(t)) for t in tokens]
+    assert emitted == [False] * (len(tokens) - 1) + [True], "the task comes with its last ')'"
+    assert stream.plan.tasks[0].kwargs == {"query": 'a " ) b \\'}
