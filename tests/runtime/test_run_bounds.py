@@ -246,6 +246,7 @@ async def test_a_cost_budget_cuts_the_plan_stream_within_one_chunk() -> None:
     assert "cost budget reached" in (result.reason or "") and "cut after 3 tasks" in (result.reason or "")
     assert [t.id for t in result.tasks] == [1, 2, 3]
     assert all(t.status == "succeeded" for t in result.tasks), "dispatched tasks keep their outcomes"
+    assert result.plans == [LONG_PLAN[: LONG_PLAN.index("4. search")]]
     assert result.usage.cost <= three + 1
     assert len(sim.requests) == 1, "no joiner call once the budget is spent"
     assert "8849" in (result.answer or ""), "the best answer at hand is the last result"

@@ -339,8 +339,10 @@ class Run:
             finally:
                 self._preempt = None
         if cut is not None:
-            await self._settle(d)
             dispatched = len(rnd.plan.tasks) if self.mode != "plan_then_execute" else 0
+            self._plans.append(rnd.plan_text())
+            self.emit(PlanFinished, plan=plan_no, tasks=dispatched, joined=False, preempted=True)
+            await self._settle(d)
             why = f"{cut} while plan {plan_no} streamed; it was cut after {dispatched} tasks"
             raise _Stop("stopped", why)
         if problem is None and (refused := self._submit_plan(d, held, plan_no)) is not None:
