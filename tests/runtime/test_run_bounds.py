@@ -69,7 +69,7 @@ async def test_a_deeply_nested_plan_ends_the_run_with_a_reason(dialect: str) -> 
     result = await run(sim, dialect, budget=Budget(max_replans=1))
     assert result.status in ("failed", "stopped")
     reason = (result.reason or "").lower()
-    assert "nest" in reason or "deep" in reason, result.reason
+    assert any(word in reason for word in ("nest", "deep", "depth")), result.reason
     assert "RecursionError" not in (result.reason or ""), "the reason names the plan's fault, not a crash"
 
 
@@ -250,6 +250,21 @@ async def test_a_cost_budget_cuts_the_plan_stream_within_one_chunk() -> None:
     assert result.usage.cost <= three + 1
     assert len(sim.requests) == 1, "no joiner call once the budget is spent"
     assert "8849" in (result.answer or ""), "the best answer at hand is the last result"
+
+
+async def test_a_cost_budget_cuts_a_parallel_function_calling_turn_before_its_calls_run() -> None:
+    lab = Lab()
+    three = count_tokens(LONG_PLAN[: LONG_PLAN.index("4. search")])
+    prices = Prices(prompt=0.0, completion=1_000_000.0)
+    sim = SimulatedLLM([LONG_PLAN, finish("never asked")], latency=FAST)
+    with anyio.fail_after(30):
+        async with served(sim, prices=prices) as llm:
+            orch = Orchestrator(lab.tools, llm, mode="parallel_fc", budget=Budget(max_cost=float(three)))
+            result = await orch.run("q")
+    assert result.status == "stopped"
+    assert "cost budget reached" in (result.reason or "") and "turn 1" in (result.reason or "")
+    assert result.tasks == [] and sum(lab.calls.values()) == 0, "a turn's calls run only once it is whole"
+    assert len(sim.requests) == 1
 
 
 async def test_a_token_budget_cuts_the_plan_stream_within_one_chunk() -> None:
