@@ -5,13 +5,16 @@ from __future__ import annotations
 import tomasulo.testing
 
 DOCUMENTED = {
+    "BadEvent",
     "Disconnect",
     "Fault",
     "GrammarConstraint",
     "GrammarMismatch",
     "HTTPFault",
     "InvalidGrammar",
+    "KeepAlive",
     "Latency",
+    "RawBody",
     "RecordedRequest",
     "Reply",
     "ReplySource",

@@ -16,6 +16,7 @@ from toy_grammar import GBNF, LARK, SCHEMA
 
 from tomasulo.testing import (
     GrammarConstraint,
+    HTTPFault,
     InvalidGrammar,
     Latency,
     RecordedRequest,
@@ -315,3 +316,42 @@ async def test_errors_inside_serve_propagate_unwrapped() -> None:
     with anyio.fail_after(10), pytest.raises(KeyError, match="boom"):
         async with sim.serve():
             raise KeyError("boom")
+
+
+async def test_hostile_server_faults_over_http() -> None:
+    """Raw bodies, malformed events, keep-alives and a verbatim Retry-After, as a client sees them."""
+    sim = SimulatedLLM(
+        [
+            Reply(fault=HTTPFault(429, "slow down", retry_after="soon")),
+            Reply.raw("<html>proxy</html>"),
+            Reply.bad_event("a b c", after_tokens=1, data="{oops"),
+            Reply.keep_alive("a b c", after_tokens=1, interval=0.01, kind="comment"),
+            Reply.keep_alive("a b c", after_tokens=0, interval=0.01, kind="empty"),
+        ]
+    )
+    body = {**_body("/v1/chat/completions", {}), "stream": True}
+
+    async def lines(client: httpx.AsyncClient, n: int) -> list[str]:
+        out: list[str] = []
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line:
+                    out.append(line)
+                if len(out) == n:
+                    break
+        return out
+
+    with anyio.fail_after(10):
+        async with sim.serve() as base_url, httpx.AsyncClient(base_url=base_url) as client:
+            limited = await client.post("/chat/completions", json=body)
+            page = await client.post("/chat/completions", json=body)
+            bad = await lines(client, 4)
+            comments = await lines(client, 6)
+            empties = await lines(client, 5)
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "soon"
+    assert "retry-after-ms" not in limited.headers
+    assert page.status_code == 200 and page.text == "<html>proxy</html>"
+    assert page.headers["content-type"].startswith("text/html")
+    assert bad[2] == "data: {oops" and '"a"' in bad[1] and '" b"' in bad[3]
+    assert comments[2:] == [": keep-alive"] * 4, "after one token, only keep-alives"
+    assert all('"content":""' in line for line in empties[1:])

@@ -6,6 +6,7 @@ A task line is complete at its closing parenthesis, so a task is handed over in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
 _THOUGHT = "Thought:"
+_SPECIAL = re.compile(r"[\"'\\)]")  # what can open or close a string, or close a call
 
 
 class PlanStream:
@@ -61,7 +63,9 @@ class PlanStream:
         self.compat = compat
         self.start_id = start_id
         self.max_tasks = max_tasks
-        self._buf = ""  # text of the current, unfinished line
+        self._parts: list[str] = []  # text of the current, unfinished line, joined when read
+        self._quote: str | None = None  # the quote of the string the line is inside, if any
+        self._escaped = False
         self._lineno = 1
         self._line_done = False  # the current line's task was already emitted at its ')'
         self._tasks: list[Task] = []
@@ -70,6 +74,44 @@ class PlanStream:
         self._join_thought: str | None = None
         self._ended = False  # <END_OF_PLAN> seen
         self._closed = False
+
+    @property
+    def _buf(self) -> str:
+        """The current line's text (its pieces are joined here, once, not at every chunk)."""
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    @_buf.setter
+    def _buf(self, text: str) -> None:
+        self._parts = [text] if text else []
+        self._quote, self._escaped = None, False
+        self._scan(text)
+
+    def _scan(self, text: str) -> bool:
+        """Follow string quoting through ``text``; whether a ``)`` outside a string came by.
+
+        Only a ``)`` outside a string can close a call, so a line holding a long string full
+        of parentheses is not re-parsed at each of them (that made long lines quadratic).
+        """
+        closed = False
+        escape_at = 0 if self._escaped else -1  # where an escaped character sits, if any
+        self._escaped = False
+        for m in _SPECIAL.finditer(text):
+            c, i = m.group(), m.start()
+            if self._quote is not None:
+                if i == escape_at:
+                    continue
+                if c == "\\":
+                    escape_at = i + 1
+                elif c == self._quote:
+                    self._quote = None
+            elif c == '"' or (c == "'" and self.compat):
+                self._quote = c
+            elif c == ")":
+                closed = True
+        self._escaped = self._quote is not None and escape_at == len(text)
+        return closed
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -103,8 +145,8 @@ class PlanStream:
             raise PlanSyntaxError("feed() after close()", line=self._lineno, column=1)
         out: list[Task] = []
         if "\n" not in chunk:
-            self._buf += chunk
-            if ")" in chunk and not self._line_done:
+            self._parts.append(chunk)
+            if self._scan(chunk) and not self._line_done:
                 self._try_early(out)
             return out
         lines = (self._buf + chunk).split("\n")
@@ -116,7 +158,7 @@ class PlanStream:
                 self._line(line, out)
             self._lineno += 1
             self._line_done = False
-        if self._buf and ")" in self._buf:
+        if self._parts and ")" in self._buf:
             self._try_early(out)
         return out
 

@@ -8,11 +8,12 @@ into the ``usage=`` meter the caller passes.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -98,7 +99,11 @@ class Timeouts:
         connect: to open a connection.
         read: the longest wait for the next piece of an answer: the first token, any later
             chunk of a stream (so a stalled stream fails), or a whole non-streamed answer.
-        total: a whole call, retries included (None: no limit).
+            SSE comment lines (``: keep-alive``) are not pieces: they do not reset this wait.
+        total: the longest a whole call may take, retries and the whole stream included
+            (None: no limit). A server that trickles tokens, or sends chunks with empty deltas
+            to look busy, is cut off here even though no single wait passes ``read``; the
+            :class:`~tomasulo.exceptions.LLMTimeout` says how many chunks had arrived.
     """
 
     connect: float = 10.0
@@ -160,6 +165,7 @@ class LLM:
         import openai  # imported on first use: it is slow to import
 
         shape_request(dialect, None)  # validates the dialect name
+        _check_base_url(base_url)
         self.base_url = base_url
         self.model = model
         self.dialect: Dialect = dialect
@@ -206,32 +212,45 @@ class LLM:
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         usage: Usage | None = None,
+        watch: Callable[[Usage], None] | None = None,
     ) -> AsyncGenerator[str, None]:
         """Yield the model's text as it arrives.
 
         Failures before the first text are retried per :class:`RetryPolicy`. Once text has
         been yielded nothing is retried: a dropped connection raises
-        :class:`~tomasulo.exceptions.LLMConnectionError` and a stall past ``Timeouts.read``
-        raises :class:`~tomasulo.exceptions.LLMTimeout`, each with ``partial`` holding the
-        text received so far, so the caller can resume without repeating work. Close the
-        iterator (``contextlib.aclosing``) when you stop early, to release the connection.
+        :class:`~tomasulo.exceptions.LLMConnectionError`, a stall past ``Timeouts.read`` or a
+        stream that runs past ``Timeouts.total`` raises
+        :class:`~tomasulo.exceptions.LLMTimeout`, and a malformed event raises
+        :class:`~tomasulo.exceptions.LLMResponseError`, each with ``partial`` holding the text
+        received so far, so the caller can resume without repeating work. Close the iterator
+        (``contextlib.aclosing``) when you stop early, to release the connection.
+
+        ``watch`` is called after each piece of text has been handled by the consumer, with
+        ``usage`` (or an empty meter) plus this call's usage so far, estimated until the
+        server reports it (prompt: about four characters a token; completion: one token per
+        text chunk, or four characters a token if that is more) and priced. Raise from it
+        (say :class:`~tomasulo.exceptions.BudgetExceeded`) to cut the stream: no further chunk
+        is read, and the error reaches the consumer.
+
+        The work per chunk is constant: the text received is joined only once, at the end.
         """
         shape = self.request_shape(grammar)
         call = _Call(self, _as_messages(messages), shape, max_tokens, stop, stream=True)
-        received: list[str] = []
         try:
             first = await call.open()
             if first:
-                received.append(first)
                 yield first
-            while (text := await call.next_text("".join(received))) is not None:
+                if watch is not None:
+                    watch(self._live(call, usage))
+            while (text := await call.next_text()) is not None:
                 if text:
-                    received.append(text)
                     yield text
+                    if watch is not None:
+                        watch(self._live(call, usage))
         finally:
             with anyio.CancelScope(shield=True):
                 await call.close()
-            self._account(call, "".join(received), usage)
+            self._account(call, call.text(), usage)
 
     async def complete(
         self,
@@ -268,6 +287,12 @@ class LLM:
         if usage is not None:
             usage.add(delta)
 
+    def _live(self, call: _Call, usage: Usage | None) -> Usage:
+        """``usage`` plus what ``call`` has used so far (see :meth:`stream`'s ``watch``)."""
+        delta = call.live_usage()
+        delta.cost = self.prices.cost(delta.prompt_tokens, delta.completion_tokens)
+        return delta + usage if usage is not None else delta
+
 
 def _as_messages(messages: str | Sequence[Message]) -> list[dict[str, str]]:
     if isinstance(messages, str):
@@ -297,17 +322,36 @@ class _Call:
         self.started = anyio.current_time()
         self.requests = 0
         self.reported: tuple[int, int] | None = None
+        self.chunks = 0  # events of the open stream, empty ones included
+        self._pieces: list[str] = []  # text received from the open stream
+        self._chars = 0
+        self._prompt_tokens: int | None = None
         self._stream: Any = None
+
+    def text(self) -> str:
+        """The text the stream has produced so far (joined here, not once per chunk)."""
+        return "".join(self._pieces)
 
     # -- deadlines ------------------------------------------------------------------------------
 
-    def _budget(self) -> float:
-        """Seconds the next wait may take: ``read``, or less when ``total`` is near."""
-        budget = self.llm.timeouts.read
+    def _budget(self) -> tuple[float, bool]:
+        """Seconds the next wait may take, and whether ``total`` (not ``read``) sets them."""
+        read = self.llm.timeouts.read
         total = self.llm.timeouts.total
         if total is not None:
-            budget = min(budget, total - (anyio.current_time() - self.started))
-        return max(budget, 0.0)
+            left = total - (anyio.current_time() - self.started)
+            if left < read:
+                return max(left, 0.0), True
+        return read, False
+
+    def _timed_out(self, by_total: bool, what: str) -> LLMTimeout:
+        if by_total:
+            total = self.llm.timeouts.total
+            what = (
+                f"exceeded the call's {total:g} s total timeout (Timeouts.total) after "
+                f"{self.chunks} chunks and {self._chars} characters of text"
+            )
+        return LLMTimeout(self._where(what), partial=self.text())
 
     # -- opening, with retries ------------------------------------------------------------------
 
@@ -334,12 +378,15 @@ class _Call:
         import openai  # imported on first use: it is slow to import
 
         self.requests += 1
+        self.chunks, self._pieces, self._chars = 0, [], 0
+        budget, by_total = self._budget()
         try:
-            with anyio.fail_after(self._budget()):
+            with anyio.fail_after(budget):
                 if not self.streaming:
                     return self._text_of(await self._create())
                 self._stream = await self._create()
-            while (first := await self.next_text("")) is not None:
+                await self._check_content_type()
+            while (first := await self.next_text()) is not None:
                 if first:  # skip role-only and bookkeeping chunks: retry until real text
                     return first
             return ""
@@ -348,10 +395,43 @@ class _Call:
             raise
         except TimeoutError:
             await self.close()
-            raise LLMTimeout(self._where("gave no answer within the read timeout")) from None
+            raise self._timed_out(by_total, "gave no answer within the read timeout") from None
         except openai.OpenAIError as exc:
             await self.close()
-            raise _map_error(exc, self._where) from exc
+            raise _map_error(exc, self._where, base_url=self.llm.base_url) from exc
+        except RecursionError:
+            await self.close()
+            raise LLMResponseError(self._where("answered with JSON nested too deeply to read")) from None
+        except ValueError as exc:  # the client could not decode the body (JSON, validation)
+            await self.close()
+            raise LLMResponseError(
+                self._where(f"answered 200 with a body that is not a usable JSON answer ({exc})")
+            ) from exc
+        except Exception as exc:  # the OpenAI client's own HTTP stack (it may not be ours)
+            await self.close()
+            raise _unexpected(exc, self._where) from exc
+
+    async def _check_content_type(self) -> None:
+        """A 200 to a streamed request must be server-sent events, not (say) a proxy's HTML page."""
+        response: Any = getattr(self._stream, "response", None)  # the HTTP response (duck-typed)
+        headers = getattr(response, "headers", None)
+        if headers is None or not hasattr(response, "aiter_bytes"):
+            return
+        kind = str(headers.get("content-type", ""))
+        if not kind or "event-stream" in kind:
+            return
+        head = b""
+        async for data in response.aiter_bytes():
+            head += data
+            if len(head) >= 200:
+                break
+        raise LLMResponseError(
+            self._where(
+                f"answered a streamed request with {kind!r}, not server-sent events "
+                f"(text/event-stream); the body starts {head[:200].decode(errors='replace')!r}. "
+                "Check that the base URL points at the model server and not a proxy or web page"
+            )
+        )
 
     async def _create(self) -> Any:
         client = self.llm._client
@@ -400,23 +480,49 @@ class _Call:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def next_text(self, received: str) -> str | None:
-        """The next text piece of the open stream ('' for a chunk without text), None at the end."""
+    async def next_text(self) -> str | None:
+        """The next text piece of the open stream ('' for a chunk without text), None at the end.
+
+        Errors carry the text received so far as ``partial``.
+        """
         import openai  # imported on first use: it is slow to import
 
+        budget, by_total = self._budget()
         try:
-            with anyio.fail_after(self._budget()):
+            with anyio.fail_after(budget):
                 event = await self._stream.__anext__()
         except StopAsyncIteration:
             return None
         except TimeoutError:
             what = f"stopped sending for {self.llm.timeouts.read:g} s (read timeout)"
-            raise LLMTimeout(self._where(what), partial=received) from None
+            raise self._timed_out(by_total, what) from None
         except openai.OpenAIError as exc:
-            raise _map_error(exc, self._where, partial=received) from exc
+            raise _map_error(exc, self._where, partial=self.text(), base_url=self.llm.base_url) from exc
         except httpx.TransportError as exc:
-            raise LLMConnectionError(self._where(f"dropped: {exc}"), partial=received) from exc
-        return self._piece(event)
+            raise LLMConnectionError(self._where(f"dropped: {exc}"), partial=self.text()) from exc
+        except RecursionError:
+            what = f"sent event {self.chunks + 1} nested too deeply to read"
+            raise LLMResponseError(self._where(what), partial=self.text()) from None
+        except ValueError as exc:  # the event's data is not JSON
+            what = f"sent a malformed event (number {self.chunks + 1}, not JSON: {exc})"
+            raise LLMResponseError(self._where(what), partial=self.text()) from exc
+        except Exception as exc:  # the OpenAI client's own HTTP stack (it may not be ours)
+            raise _unexpected(exc, self._where, partial=self.text()) from exc
+        self.chunks += 1
+        try:
+            text = self._piece(event)
+        except LLMError:
+            raise
+        except Exception as exc:  # a JSON event that is not a chunk of this API
+            what = f"sent event {self.chunks} of an unexpected shape ({type(exc).__name__}: {exc})"
+            raise LLMResponseError(self._where(what), partial=self.text()) from exc
+        if not isinstance(text, str):
+            what = f"sent event {self.chunks} whose text is not a string ({type(text).__name__})"
+            raise LLMResponseError(self._where(what), partial=self.text())
+        if text:
+            self._pieces.append(text)
+            self._chars += len(text)
+        return text
 
     def _piece(self, event: Any) -> str:
         kind = getattr(event, "type", None)
@@ -436,10 +542,18 @@ class _Call:
             if usage is not None:
                 self.reported = (usage.input_tokens, usage.output_tokens)
         if kind in ("response.failed", "error"):
-            raise LLMResponseError(self._where(f"reported an error: {event}"))
+            raise LLMResponseError(self._where(f"reported an error: {str(event)[:500]}"), partial=self.text())
         return ""
 
     def _text_of(self, response: Any) -> str:
+        if isinstance(response, str | bytes):  # the client hands back a body it could not decode
+            text = response if isinstance(response, str) else response.decode(errors="replace")
+            raise LLMResponseError(
+                self._where(
+                    f"answered 200 with a body that is not JSON, starting {text[:200]!r}; check "
+                    "that the base URL points at the model server and not a proxy or web page"
+                )
+            )
         usage = getattr(response, "usage", None)
         if self.shape.api == "responses":
             if usage is not None:
@@ -466,14 +580,32 @@ class _Call:
         if self.reported is not None:
             prompt, done = self.reported
             return Usage(prompt, done, requests=self.requests, retries=retries)
-        prompt_text = "\n".join(m.get("content", "") for m in self.messages)
         return Usage(
-            estimate_tokens(prompt_text) if self.requests else 0,
-            estimate_tokens(completion),
+            self._prompt_estimate() if self.requests else 0,
+            self._completion_estimate(completion),
             requests=self.requests,
             retries=retries,
             estimated=1 if self.requests else 0,
         )
+
+    def live_usage(self) -> Usage:
+        """What the call has used so far: the server's report when it sent one, else estimates."""
+        if self.reported is not None:
+            prompt, done = self.reported
+            return Usage(prompt, max(done, len(self._pieces)), requests=self.requests)
+        return Usage(self._prompt_estimate(), self._completion_estimate(None), requests=self.requests)
+
+    def _prompt_estimate(self) -> int:
+        if self._prompt_tokens is None:
+            text = "\n".join(m.get("content", "") for m in self.messages)
+            self._prompt_tokens = estimate_tokens(text)
+        return self._prompt_tokens
+
+    def _completion_estimate(self, completion: str | None) -> int:
+        """A stream's servers send about one token per chunk; count characters when that is more."""
+        chars = self._chars if completion is None else len(completion)
+        by_chars = math.ceil(chars / 4)
+        return max(len(self._pieces), by_chars) if self.streaming else by_chars
 
     def _where(self, what: str) -> str:
         return f"LLM server {self.llm.base_url} (model {self.llm.model!r}) {what}"
@@ -488,7 +620,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, LLMRateLimitError | LLMConnectionError | LLMTimeout)
 
 
-def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "") -> LLMError:
+def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_url: str = "") -> LLMError:
     import openai  # imported on first use: it is slow to import
 
     if isinstance(exc, openai.APIStatusError):
@@ -500,6 +632,11 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "") -> LLM
                 partial=partial,
             )
         hint = "; check the request (grammar, model name)" if status < 500 else ""
+        if status == 404 and base_url and not _ends_in_version(base_url):
+            hint = (
+                f"; the base URL {base_url!r} has no version path: OpenAI-compatible servers "
+                f"usually serve under /v1 (try {base_url.rstrip('/')}/v1)"
+            )
         return LLMStatusError(
             where(f"answered {status}: {detail}{hint}"), status_code=status, partial=partial
         )
@@ -509,6 +646,15 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "") -> LLM
         cause = exc.__cause__ or exc
         return LLMConnectionError(where(f"connection failed or dropped: {cause!r}"), partial=partial)
     return LLMResponseError(where(f"gave an unusable answer: {exc}"), partial=partial)
+
+
+def _unexpected(exc: Exception, where: Any, *, partial: str = "") -> LLMError:
+    """An error from below the OpenAI client that it did not wrap: a transport error of its HTTP
+    library (connection-like, so retried before any text) or anything else (unusable answer)."""
+    module = type(exc).__module__.split(".")[0]
+    if module in ("httpx", "httpx2", "httpcore", "h11", "h2") or isinstance(exc, OSError):
+        return LLMConnectionError(where(f"connection failed or dropped: {exc!r}"), partial=partial)
+    return LLMResponseError(where(f"gave an answer the client could not read: {exc!r}"), partial=partial)
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -523,24 +669,71 @@ def _server_message(exc: openai.APIStatusError) -> str:
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``Retry-After`` on the HTTP answer behind ``exc``."""
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` on the HTTP answer behind ``exc``.
+
+    A value that is not a finite number of seconds or an HTTP date (``soon``, ``nan``, a
+    garbled date) counts as absent: the policy's own backoff applies.
+    """
     import openai  # imported on first use: it is slow to import
 
     cause = exc.__cause__ if exc is not None else None
     if not isinstance(cause, openai.APIStatusError):
         return None
     headers = cause.response.headers
-    value: str | None = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
+    millis = _seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
     value = headers.get("retry-after")
+    seconds = _seconds(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # an HTTP date is in GMT even when it does not say so
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's value as a finite number >= 0, else None."""
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value.strip())
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _check_base_url(base_url: str) -> None:
+    """Refuse, at once, a base URL the client could never reach a server with."""
+    example = "e.g. http://127.0.0.1:8000/v1"
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ConfigError(f"the LLM base_url must be a URL ({example}), got {base_url!r}")
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ConfigError(f"the LLM base_url {base_url!r} is not a valid URL ({exc}); {example}") from exc
+    if url.scheme not in ("http", "https"):
+        if "://" not in base_url:
+            guess = f" (did you mean 'http://{base_url}'?)" if base_url[:1].isalnum() else ""
+            raise ConfigError(
+                f"the LLM base_url {base_url!r} has no scheme; write it with http:// or https://{guess}"
+            )
+        raise ConfigError(
+            f"the LLM base_url {base_url!r} uses the {url.scheme!r} scheme; only http:// and "
+            f"https:// are supported ({example})"
+        )
+    if not url.host:
+        raise ConfigError(f"the LLM base_url {base_url!r} names no host; {example}")
+
+
+def _ends_in_version(base_url: str) -> bool:
+    """Whether the URL's path ends in a version segment such as ``/v1`` or ``/v1beta``."""
+    last = httpx.URL(base_url).path.rstrip("/").rsplit("/", 1)[-1]
+    return len(last) >= 2 and last[0] == "v" and last[1].isdigit()

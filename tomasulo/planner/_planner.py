@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -12,7 +12,7 @@ from typing import Literal
 import anyio
 
 from .._logging import get_logger
-from ..exceptions import LLMResponseError
+from ..exceptions import LLMResponseError, PlanError
 from ..grammar import JsonPlanStream, Plan, PlanStream, Task, build_grammar
 from ..tools import Toolset
 from ._dialects import GrammarSpec
@@ -32,10 +32,17 @@ class PlanRound:
     cut (preempted, disconnected), both hold what arrived, so a replan can continue from there.
     """
 
-    def __init__(self, planner: Planner, ctx: PlanContext, usage: Usage) -> None:
+    def __init__(
+        self,
+        planner: Planner,
+        ctx: PlanContext,
+        usage: Usage,
+        watch: Callable[[Usage], None] | None = None,
+    ) -> None:
         self.planner = planner
         self.ctx = ctx
         self.usage = usage
+        self.watch = watch
         self.grammar: GrammarSpec | None = None
         self.compat = planner.llm.dialect == "plain"
         self.output: Literal["text", "json"] = "text"
@@ -95,21 +102,43 @@ class PlanRound:
             PlanError: the model wrote an invalid plan (only possible without a grammar, or when
                 a server ignores it); tasks before the error were already yielded.
             LLMError: the server failed; ``partial`` holds the text received.
+                :class:`~tomasulo.exceptions.LLMResponseError` (with no ``partial``) also when
+                the parser could not read the model's text at all (say, nesting deeper than
+                Python can parse): a fault of the answer, never a crash of the caller.
+            BudgetExceeded: ``watch`` (see :meth:`LLM.stream`) cut the stream.
         """
         await self._prepare()
         messages = planner_messages(self.planner.tools, self.ctx, output=self.output)
-        stream = self.planner.llm.stream(messages, grammar=self.grammar, usage=self.usage)
+        llm = self.planner.llm
+        stream = llm.stream(messages, grammar=self.grammar, usage=self.usage, watch=self.watch)
         async with aclosing(stream) as chunks:
             async for chunk in chunks:
                 self._chunks.append(chunk)
-                for task in self._parser.feed(chunk):
+                for task in self._read(self._parser.feed, chunk):
                     yield task
                 if self._parser.joined and self.compat:
                     # without a grammar the model may ramble on: stop paying for tokens. With one,
                     # the server stops right after join() and sends its usage report, so read on.
                     break
-        for task in self._parser.close():
+        for task in self._read(lambda _: self._parser.close(), ""):
             yield task
+
+    def _read(self, step: Callable[[str], list[Task]], chunk: str) -> list[Task]:
+        """One parser step; a crash inside the parser on the model's text becomes an LLM error."""
+        try:
+            return step(chunk)
+        except PlanError:
+            raise
+        except RecursionError:
+            raise LLMResponseError(
+                f"the model's plan nests too deeply to be read (at about character "
+                f"{sum(map(len, self._chunks))}); nothing after its last complete task ran"
+            ) from None
+        except Exception as exc:
+            raise LLMResponseError(
+                f"the model's plan could not be read ({type(exc).__name__}: {exc}); nothing "
+                "after its last complete task ran"
+            ) from exc
 
 
 class Planner:
@@ -126,9 +155,15 @@ class Planner:
         self.tools = tools
         self.use_grammar = use_grammar
 
-    def start(self, ctx: PlanContext, usage: Usage) -> PlanRound:
-        """A planning call for ``ctx``; iterate ``round.tasks()`` to run it."""
-        return PlanRound(self, ctx, usage)
+    def start(
+        self, ctx: PlanContext, usage: Usage, *, watch: Callable[[Usage], None] | None = None
+    ) -> PlanRound:
+        """A planning call for ``ctx``; iterate ``round.tasks()`` to run it.
+
+        ``watch`` sees the usage after each chunk and may raise to cut the stream (see
+        :meth:`LLM.stream`); the run passes its budget's check.
+        """
+        return PlanRound(self, ctx, usage, watch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +190,7 @@ def parse_decision(text: str) -> JoinDecision:
     if m is not None:
         try:
             obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict) and obj.get("action") in ("finish", "replan"):
             thought = str(obj.get("thought", ""))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import get_args
+from typing import Any, get_args
 
 import anyio
 import anyio.abc
@@ -138,8 +140,19 @@ class Orchestrator:
         return await Run(self, query, mode=mode or self.mode).drive()
 
     def run_sync(self, query: str, *, mode: Mode | None = None) -> RunResult:
-        """:meth:`run` for code that is not async."""
-        return anyio.run(lambda: self.run(query, mode=mode))
+        """:meth:`run` for code that is not async.
+
+        Raises:
+            UserError: called from inside a running event loop (async code, a notebook):
+                use ``await orchestrator.run(query)`` there.
+        """
+        library = _running_event_loop()
+        if library is None:
+            return anyio.run(lambda: self.run(query, mode=mode))
+        raise UserError(
+            f"run_sync() was called inside a running {library} event loop, which it would have to "
+            "block; in async code (or a notebook) use `await orchestrator.run(query)` instead"
+        )
 
     def start(self, query: str, *, mode: Mode | None = None) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
@@ -173,3 +186,22 @@ class Orchestrator:
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)
         return await Run(self, "", mode="plan_then_execute").execute(plan)
+
+
+def _running_event_loop() -> str | None:
+    """The async library whose event loop runs in this thread, or None."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio: Any = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..dispatcher import Event, Outcome
-from ..exceptions import ConfigError
+from ..exceptions import BudgetExceeded, ConfigError
 from ..planner import Usage
 
 __all__ = ["DEFAULT_BUDGET", "Budget", "RunResult", "RunStatus", "TaskRecord"]
@@ -23,12 +23,16 @@ class Budget:
 
     Attributes:
         max_replans: new plans after the first (interrupts, joiner feedback, repairs).
-        max_tokens: prompt plus completion tokens across every LLM call of the run.
-        max_cost: currency units, from the LLM's prices.
+        max_tokens: prompt plus completion tokens across every LLM call of the run. It also
+            holds while a plan streams: the stream is cut once the run's tokens (this call's
+            estimated until the server reports them) reach it, within one chunk; tasks
+            already dispatched finish (for up to ``answer_grace``) and the run ends ``stopped``.
+        max_cost: currency units, from the LLM's prices; held during a stream like ``max_tokens``.
         max_seconds: wall time of the whole run, LLM calls included; when it passes everything
             is cancelled at once and no further LLM call is made.
         answer_grace: seconds the joiner gets to give a final answer after the tools' deadline
-            (``Limits.deadline``) or the replan bound stopped the work.
+            (``Limits.deadline``) or the replan bound stopped the work; also how long tasks
+            already dispatched may run on after a token or cost bound cut a plan's stream.
     """
 
     max_replans: int = 3
@@ -56,6 +60,12 @@ class Budget:
         if self.max_cost is not None and usage.cost >= self.max_cost:
             return f"cost budget reached ({usage.cost:.4f} of {self.max_cost:.4f})"
         return None
+
+    def check(self, usage: Usage) -> None:
+        """Raise :class:`~tomasulo.exceptions.BudgetExceeded` if ``usage`` reached a token or cost bound."""
+        why = self.exhausted(usage)
+        if why is not None:
+            raise BudgetExceeded(why, bound="tokens" if why.startswith("token") else "cost")
 
 
 DEFAULT_BUDGET = Budget()
@@ -120,12 +130,14 @@ class RunResult:
         llm_calls: planner and joiner calls made.
         makespan: seconds from the start to the answer.
         timeline: every event of the run, in order.
+        warnings: what went wrong without changing the run's course, such as an ``on_event``
+            observer that raised (the run went on; each line names the observer and event).
     """
 
     run_id: str
     query: str
     answer: str | None = None
-    status: RunStatus = "finished"
+    status: RunStatus = "failed"
     reason: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
     plans: list[str] = field(default_factory=list)
@@ -135,6 +147,7 @@ class RunResult:
     llm_calls: int = 0
     makespan: float = 0.0
     timeline: list[Event] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised
-from ..exceptions import DispatchError, LLMError, PlanError, TomasuloError, UserError
+from ..exceptions import BudgetExceeded, DispatchError, LLMError, PlanError, TomasuloError, UserError
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, TaskReport, Usage
 from ._events import JoinerDecided, PlanFinished, PlanStarted, RunFinished, UserMessage
@@ -29,6 +29,9 @@ __all__ = ["Mode", "Run"]
 Mode = Literal["stream", "plan_then_execute", "react", "parallel_fc"]
 
 log = get_logger("tomasulo.run")
+
+#: observer failures recorded one by one on a run's result (and logged); later ones are counted
+MAX_OBSERVER_WARNINGS = 5
 
 
 class _Stop(Exception):
@@ -70,6 +73,8 @@ class Run:
         self._llm_calls = 0
         self._answer: str | None = None
         self._deadline_hit = False
+        self._warnings: list[str] = []
+        self._observer_failures = 0
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -78,6 +83,11 @@ class Run:
         return {"run_id": self.run_id, "seq": self._seq, "ts": time.monotonic(), "task_id": task_id}
 
     def _publish(self, event: Event) -> None:
+        """The run's one event sink: history, subscribers, then the ``on_event`` observer.
+
+        Nothing an observer does reaches the run: an error it raises is logged and recorded
+        in ``RunResult.warnings``, and the run goes on as if it had returned.
+        """
         self._history.append(event)
         for sub in list(self._subscribers):
             try:
@@ -87,7 +97,26 @@ class Run:
                 sub.close()
         callback = self.orch.on_event
         if callback is not None:
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:
+                self._observer_failed(callback, event, exc)
+
+    def _observer_failed(self, callback: Callable[[Event], None], event: Event, exc: Exception) -> None:
+        self._observer_failures += 1
+        if self._observer_failures > MAX_OBSERVER_WARNINGS:
+            return
+        name = getattr(callback, "__qualname__", None) or repr(callback)
+        try:
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception:  # an exception whose __str__ raises
+            detail = type(exc).__name__
+        line = (
+            f"the on_event observer {name} raised on {type(event).__name__} (seq {event.seq}): "
+            f"{detail}; the run went on without it"
+        )
+        self._warnings.append(line)
+        self.log.warning("observer failed", observer=name, event_type=type(event).__name__, error=detail)
 
     def emit(self, cls: Callable[..., Event], task_id: int | None = None, **fields: Any) -> None:
         """Publish a run event in the run's sequence."""
@@ -155,9 +184,15 @@ class Run:
     # -- the run --------------------------------------------------------------------------------
 
     async def drive(self) -> RunResult:
-        """Run to the end; always returns a result (failures are in its status and reason)."""
-        status: RunStatus = "finished"
-        reason: str | None = None
+        """Run to the end; always returns a result (failures are in its status and reason).
+
+        The status is ``failed`` until the run's path ends cleanly: whatever breaks inside
+        (the model's output, the server, a bug) ends the run ``failed`` with a reason that
+        names it, never ``finished``. Only a cancellation from outside, or an interrupt such
+        as ``KeyboardInterrupt``, propagates (after the result is recorded).
+        """
+        status: RunStatus = "failed"
+        reason: str | None = "the run ended before its result was decided"
         budget = self.orch.budget
         self.log.info("run started", mode=self.mode, query=self.query[:200])
         context = bound_context(run_id=self.run_id)
@@ -169,6 +204,7 @@ class Run:
                 with anyio.CancelScope(deadline=deadline) as wall:
                     try:
                         await self._run()
+                        status, reason = "finished", None
                     except _Stop as stop:
                         status, reason = stop.status, stop.reason
                 if wall.cancelled_caught:
@@ -178,6 +214,20 @@ class Run:
                 status, reason = "cancelled", "the run was cancelled"
         except TomasuloError as e:
             status, reason = "failed", f"{type(e).__name__}: {e}"
+        except Exception as e:  # an internal fault: the run fails with it, the traceback is logged
+            inner = _only(e)
+            status = "failed"
+            if isinstance(inner, TomasuloError):
+                reason = f"{type(inner).__name__}: {_text(inner)}"
+            else:
+                reason = f"internal error: {type(inner).__name__}: {_text(inner)}"
+                self.log.exception("run crashed", error=reason)
+        except anyio.get_cancelled_exc_class():
+            status, reason = "cancelled", "the caller cancelled the run"
+            raise
+        except BaseException as e:
+            status, reason = "failed", f"interrupted by {type(e).__name__}"
+            raise
         finally:
             if self._answer is None and status != "finished":
                 self._answer = self._best_answer()
@@ -224,7 +274,7 @@ class Run:
             plan_no = len(self._plans) + 1
             ctx = self._context(start_id, feedback, self.orch.max_tasks)
             self.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
-            rnd = planner.start(ctx, self.usage)
+            rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
             self._llm_calls += 1
             preempted, problem = await self._stream_plan(d, rnd, plan_no)
             self._plans.append(rnd.plan_text())
@@ -255,9 +305,18 @@ class Run:
             self._replan_allowed(reason)
 
     async def _stream_plan(self, d: Dispatcher, rnd: Any, plan_no: int) -> tuple[bool, str | None]:
-        """Submit each task as it is parsed; returns (preempted, problem)."""
+        """Submit each task as it is parsed; returns (preempted, problem).
+
+        A plan that ends without join() (and was not preempted) is a problem too: the model
+        stopped early, and the next plan continues it.
+
+        Raises:
+            _Stop: a token or cost bound was reached while the plan streamed; the tasks it
+                had dispatched were given ``answer_grace`` to finish.
+        """
         problem: str | None = None
         held: list[Task] = []
+        cut: BudgetExceeded | None = None
         with anyio.CancelScope() as scope:
             self._preempt = scope
             try:
@@ -275,11 +334,28 @@ class Run:
                     raise
                 problem = f"the planner's stream broke off ({type(e).__name__}: {e})"
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
+            except BudgetExceeded as e:
+                cut = e
             finally:
                 self._preempt = None
+        if cut is not None:
+            dispatched = len(rnd.plan.tasks) if self.mode != "plan_then_execute" else 0
+            self._plans.append(rnd.plan_text())
+            self.emit(PlanFinished, plan=plan_no, tasks=dispatched, joined=False, preempted=True)
+            await self._settle(d)
+            why = f"{cut} while plan {plan_no} streamed; it was cut after {dispatched} tasks"
+            raise _Stop("stopped", why)
         if problem is None and (refused := self._submit_plan(d, held, plan_no)) is not None:
             problem = refused[1]
+        if problem is None and not scope.cancelled_caught and not rnd.joined:
+            n = len(rnd.plan.tasks)
+            problem = f"plan {plan_no} ended without join() after {n} task{'s' * (n != 1)}"
         return scope.cancelled_caught, problem
+
+    async def _settle(self, d: Dispatcher) -> None:
+        """Let the tasks already dispatched finish, for up to ``Budget.answer_grace``."""
+        with anyio.move_on_after(self.orch.budget.answer_grace):
+            await d.wait()
 
     def _submit_plan(self, d: Dispatcher, tasks: Sequence[Task], plan_no: int) -> tuple[Task, str] | None:
         """Submit a whole plan, critical path first (:meth:`Dispatcher.submit_order`); returns
@@ -393,7 +469,7 @@ class Run:
             self._check_budget()
             ctx = self._context(start_id, None, max_tasks)
             self.emit(PlanStarted, plan=turn, start_id=start_id, reason="" if turn == 1 else "next turn")
-            rnd = planner.start(ctx, self.usage)
+            rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
             self._llm_calls += 1
             tasks: list[Task] = []
             invalid: str | None = None
@@ -401,6 +477,9 @@ class Run:
                 async with aclosing(rnd.tasks()) as stream:
                     async for task in stream:
                         tasks.append(task)
+            except BudgetExceeded as e:
+                self._plans.append(rnd.plan_text())
+                raise _Stop("stopped", f"{e} while turn {turn} streamed; its calls did not run") from None
             except PlanError as e:
                 invalid = f"the turn was invalid at line {e.line}, column {e.column}: {e.message}"
                 self._interrupts.append(invalid)
@@ -461,7 +540,15 @@ class Run:
             llm_calls=self._llm_calls,
             makespan=time.monotonic() - self._t0,
             timeline=list(self._history),
+            warnings=self._result_warnings(),
         )
+
+    def _result_warnings(self) -> list[str]:
+        out = list(self._warnings)
+        more = self._observer_failures - MAX_OBSERVER_WARNINGS
+        if more > 0:
+            out.append(f"the on_event observer raised on {more} more events (not listed)")
+        return out
 
     async def execute(self, plan: Plan) -> RunResult:
         """Run a fixed plan with no LLM at all.
@@ -470,8 +557,8 @@ class Run:
             PlanError: the dispatcher refused a task (the message names it and says why);
                 nothing ran, since every task is submitted before any call starts.
         """
-        status: RunStatus = "finished"
-        reason: str | None = None
+        status: RunStatus = "failed"
+        reason: str | None = "the run ended before its result was decided"
         try:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
@@ -486,6 +573,7 @@ class Run:
                 d.close_input()
                 await d.wait()
             failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
+            status, reason = "finished", None
             if failed:
                 status = "failed"
                 first = min(failed, key=lambda o: o.task_id)
@@ -498,6 +586,21 @@ class Run:
             self.result = self._build_result(status, reason)
             self._close_streams()
         return self.result
+
+
+def _only(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups, or ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, bounded, even for an exception whose ``__str__`` raises."""
+    try:
+        return str(exc)[:500]
+    except Exception:
+        return "<its message could not be shown>"
 
 
 def _refused(plan: Plan, index: int, problem: str) -> PlanError:

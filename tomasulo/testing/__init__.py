@@ -7,10 +7,13 @@ and grammar enforcement with llguidance. See :class:`SimulatedLLM`.
 
 from ._constraint import GrammarConstraint, GrammarMismatch, InvalidGrammar, find_constraint
 from ._script import (
+    BadEvent,
     Disconnect,
     Fault,
     HTTPFault,
+    KeepAlive,
     Latency,
+    RawBody,
     RecordedRequest,
     Reply,
     Stall,
@@ -20,13 +23,16 @@ from ._script import (
 from ._server import ReplySource, SimulatedLLM, serve
 
 __all__ = [
+    "BadEvent",
     "Disconnect",
     "Fault",
     "GrammarConstraint",
     "GrammarMismatch",
     "HTTPFault",
     "InvalidGrammar",
+    "KeepAlive",
     "Latency",
+    "RawBody",
     "RecordedRequest",
     "Reply",
     "ReplySource",

@@ -7,13 +7,16 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "BadEvent",
     "Disconnect",
     "Fault",
     "HTTPFault",
+    "KeepAlive",
     "Latency",
+    "RawBody",
     "RecordedRequest",
     "Reply",
     "Stall",
@@ -53,12 +56,13 @@ def count_tokens(text: str) -> int:
 class HTTPFault:
     """Answer with an error status instead of text.
 
-    ``retry_after`` (seconds) is sent as ``Retry-After`` and ``retry-after-ms`` when given.
+    ``retry_after`` (seconds) is sent as ``Retry-After`` and ``retry-after-ms`` when given; a
+    string is sent as ``Retry-After`` verbatim (``"soon"``, an HTTP date), to test clients.
     """
 
     status: int = 500
     message: str = "simulated server error"
-    retry_after: float | None = None
+    retry_after: float | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,44 @@ class Stall:
     seconds: float = 60.0
 
 
-Fault = HTTPFault | Disconnect | Stall
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """Answer with ``body`` as it is instead of an OpenAI answer: a proxy's HTML page, broken JSON.
+
+    Sent with ``status`` and ``content_type`` whether or not the client asked for a stream.
+    """
+
+    body: str = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    status: int = 200
+    content_type: str = "text/html"
+
+
+@dataclass(frozen=True, slots=True)
+class BadEvent:
+    """In a stream, send one server-sent event whose data is ``data`` (not a valid chunk) after
+    ``after_tokens`` tokens, then carry on."""
+
+    after_tokens: int = 0
+    data: str = "{not json"
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """After ``after_tokens`` tokens, send only keep-alives, one every ``interval`` seconds, until
+    the client hangs up: ``kind="comment"`` sends SSE comment lines (``: keep-alive``),
+    ``kind="empty"`` sends chunks with an empty delta (the server looks busy but says nothing).
+    """
+
+    after_tokens: int = 0
+    interval: float = 0.05
+    kind: Literal["comment", "empty"] = "empty"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.interval) and self.interval > 0):
+            raise ValueError(f"interval must be a positive number of seconds, got {self.interval}")
+
+
+Fault = HTTPFault | Disconnect | Stall | RawBody | BadEvent | KeepAlive
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +127,8 @@ class Reply:
     Attributes:
         text: what the model says. ``None`` means "sample a random text from the request's
             grammar" (see :meth:`sampled`).
-        fault: an error status, a dropped connection or a stall (see the constructors below).
+        fault: an error status, a dropped connection, a stall, a raw (non-OpenAI) body, a
+            malformed event or endless keep-alives (see the constructors below).
         latency: overrides the server's latency model for this reply.
         check_grammar: set False to send text the grammar refuses (to test client-side checks).
 
@@ -127,6 +169,28 @@ class Reply:
     def stall(cls, text: str, after_tokens: int, seconds: float) -> Reply:
         """Send ``after_tokens`` tokens of ``text``, go quiet for ``seconds``, then finish."""
         return cls(text, fault=Stall(after_tokens, seconds))
+
+    @classmethod
+    def raw(cls, body: str, *, status: int = 200, content_type: str = "text/html") -> Reply:
+        """Answer ``body`` verbatim (an HTML page, text that is not JSON) instead of an answer."""
+        return cls(fault=RawBody(body, status, content_type))
+
+    @classmethod
+    def bad_event(cls, text: str, after_tokens: int, data: str = "{not json") -> Reply:
+        """Stream ``text`` with a malformed event (``data``) after ``after_tokens`` tokens."""
+        return cls(text, fault=BadEvent(after_tokens, data))
+
+    @classmethod
+    def keep_alive(
+        cls,
+        text: str,
+        after_tokens: int,
+        *,
+        interval: float = 0.05,
+        kind: Literal["comment", "empty"] = "empty",
+    ) -> Reply:
+        """Stream ``after_tokens`` tokens of ``text``, then keep-alives forever (see :class:`KeepAlive`)."""
+        return cls(text, fault=KeepAlive(after_tokens, interval, kind))
 
     @classmethod
     def sampled(cls, max_bytes: int = 2000) -> Reply:

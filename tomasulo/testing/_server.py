@@ -23,9 +23,12 @@ from starlette.types import Receive, Scope, Send
 from ._constraint import GrammarConstraint, InvalidGrammar, find_constraint
 from ._protocol import Encoder, Usage, encoder_for, sse
 from ._script import (
+    BadEvent,
     Disconnect,
     HTTPFault,
+    KeepAlive,
     Latency,
+    RawBody,
     RecordedRequest,
     Reply,
     Stall,
@@ -241,6 +244,9 @@ class SimulatedLLM:
             return _error(500, "SimulatedLLM: the script is exhausted (no reply for this request)")
         if isinstance(reply.fault, HTTPFault):
             return _fault_response(reply.fault)
+        if isinstance(reply.fault, RawBody):
+            raw = reply.fault
+            return Response(raw.body, status_code=raw.status, media_type=raw.content_type)
         rng = random.Random(f"{self.seed}:{record.index}")
         text = reply.text
         if text is None:
@@ -279,10 +285,14 @@ class SimulatedLLM:
             yield sse(event)
         for index, piece in enumerate(tokens):
             _maybe_drop(reply, index)
+            async for extra in _interlude(encoder, reply, index):
+                yield extra
             await _sleep_until(start + schedule[index] + _stalled(reply, index))
             self.completion_tokens += 1
             yield sse(encoder.delta(piece))
         _maybe_drop(reply, len(tokens))
+        async for extra in _interlude(encoder, reply, len(tokens)):
+            yield extra
         for event in encoder.tail("".join(tokens), finish, usage):
             yield sse(event)
 
@@ -319,7 +329,9 @@ def _error(status: int, message: str, *, param: str | None = None, code: str | N
 
 def _fault_response(fault: HTTPFault) -> JSONResponse:
     response = _error(fault.status, fault.message, code="simulated_fault")
-    if fault.retry_after is not None:
+    if isinstance(fault.retry_after, str):
+        response.headers["retry-after"] = fault.retry_after
+    elif fault.retry_after is not None:
         response.headers["retry-after"] = f"{fault.retry_after:g}"
         response.headers["retry-after-ms"] = str(round(fault.retry_after * 1000))
     return response
@@ -347,6 +359,17 @@ def _limit(tokens: list[str], encoder: Encoder) -> tuple[list[str], str]:
 def _stalled(reply: Reply, index: int) -> float:
     fault = reply.fault
     return fault.seconds if isinstance(fault, Stall) and index >= fault.after_tokens else 0.0
+
+
+async def _interlude(encoder: Encoder, reply: Reply, index: int) -> AsyncIterator[bytes]:
+    """What a :class:`BadEvent` or :class:`KeepAlive` fault sends before token ``index``."""
+    fault = reply.fault
+    if isinstance(fault, BadEvent) and index == fault.after_tokens:
+        yield f"data: {fault.data}\n\n".encode()
+    if isinstance(fault, KeepAlive) and index == fault.after_tokens:
+        while True:  # until the client hangs up (the response is then cancelled)
+            await anyio.sleep(fault.interval)
+            yield b": keep-alive\n\n" if fault.kind == "comment" else sse(encoder.delta(""))
 
 
 def _maybe_drop(reply: Reply, index: int) -> None:
