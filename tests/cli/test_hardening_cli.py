@@ -159,7 +159,7 @@ def test_a_tool_that_calls_sys_exit_fails_its_task_not_the_process(tmp_path: Pat
     done = tomasulo("run", str(path))
     _no_traceback(done)
     assert done.returncode == 1  # the run failed; the tool's exit code never leaks out
-    assert "task 1 leave: failed: ToolExited: the tool called sys.exit(7)" in done.stderr
+    assert "task 1 leave: failed: SystemExit: 7 (the tool called sys.exit(7)" in done.stderr
 
 
 def test_json_output_is_valid_for_any_result(tmp_path: Path) -> None:

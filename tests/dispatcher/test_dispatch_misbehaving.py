@@ -220,7 +220,7 @@ async def test_sys_exit_and_keyboard_interrupt_in_a_tool_fail_its_task_not_the_p
         "KeyboardInterrupt",
     ]
     assert all(isinstance(out[i].error, ToolExecutionError) for i in range(1, len(fns) + 1))
-    assert "the tool called sys.exit()" in (out[1].message or "")
+    assert "the tool called sys.exit(3)" in (out[1].message or "")
     assert "SystemExit: bye" in (out[2].message or "")
     assert out[len(fns) + 1].value == 7
 

@@ -965,7 +965,10 @@ class Dispatcher:
             return exc
         text = f"{type(exc).__name__}: {safe_str(exc)}"
         if isinstance(exc, SystemExit):
-            text += " (the tool called sys.exit(); a tool must return a value or raise an exception)"
+            text += (
+                f" (the tool called sys.exit({safe_str(exc.code)}); a tool must return a value or raise"
+                " an exception)"
+            )
         elif isinstance(exc, KeyboardInterrupt):
             text += " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
         err = ToolExecutionError(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import functools
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from ..tools.builtins import BUILTINS, builtin_options, builtin_tools
 from ..tools.builtins._registry import PATH_OPTIONS
 from ._model import HttpToolSpec, PolicySpec, ToolSpec
 
-__all__ = ["INPUT_TOOL", "ToolExited", "ToolLoadError", "build_tools", "input_tool"]
+__all__ = ["INPUT_TOOL", "ToolLoadError", "build_tools", "input_tool"]
 
 #: The name of the tool that gives a plan its inputs and earlier steps' outputs.
 INPUT_TOOL = "input"
@@ -77,16 +76,16 @@ def _import(target: str, folder: Path | None) -> list[Tool]:
             )
         value = getattr(value, part)
     if isinstance(value, Tool):
-        return [_guarded(value)]
+        return [value]
     if isinstance(value, Toolset):
-        return [_guarded(t) for t in value]
+        return list(value)
     if isinstance(value, list | tuple) and value and all(isinstance(v, Tool) for v in value):
-        return [_guarded(t) for t in value]
+        return list(value)
     refusal = _not_a_tool(target, value)
     if refusal is not None:
         raise ToolLoadError(refusal, "import")
     try:
-        return [_guarded(tool(value))]
+        return [tool(value)]
     except TomasuloError as exc:
         raise ToolLoadError(f"{target!r} cannot become a tool: {exc}", "import") from None
 
@@ -115,43 +114,6 @@ def _not_a_tool(target: str, value: Any) -> str | None:
     if module.partition(".")[0] in sys.stdlib_module_names:
         return f"{target!r} is a function of the standard library ({name}), not a tool; {_TOOL_HELP}"
     return None
-
-
-class _SyncGuard:
-    """A sync tool function whose ``sys.exit`` or ``KeyboardInterrupt`` fails the call, not the process."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        functools.update_wrapper(self, fn)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.fn(*args, **kwargs)
-        except SystemExit as exc:
-            raise ToolExited(f"the tool called sys.exit({exc.code!r}); a tool must return or raise") from None
-        except KeyboardInterrupt:
-            raise ToolExited("the tool raised KeyboardInterrupt; a tool must return or raise") from None
-
-
-class _AsyncGuard(_SyncGuard):
-    """The async form of :class:`_SyncGuard` (``sys.exit`` only: a real Ctrl-C must still stop the run)."""
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await self.fn(*args, **kwargs)
-        except SystemExit as exc:
-            raise ToolExited(f"the tool called sys.exit({exc.code!r}); a tool must return or raise") from None
-
-
-class ToolExited(RuntimeError):
-    """A tool called ``sys.exit`` (or raised ``KeyboardInterrupt``): its call fails, the run goes on."""
-
-
-def _guarded(t: Tool) -> Tool:
-    if t.fn is None or isinstance(t.fn, _SyncGuard):
-        return t
-    guard = _AsyncGuard(t.fn) if t.is_async else _SyncGuard(t.fn)
-    return dataclasses.replace(t, fn=guard)
 
 
 def _http_tool(spec: HttpToolSpec) -> Tool:
