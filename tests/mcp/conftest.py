@@ -1,0 +1,45 @@
+"""Real MCP servers for the tests: the SDK's servers in tests/mcp/servers, as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from mcp_helpers import server
+
+from tomasulo.tools import MCPTools
+
+
+@pytest.fixture
+async def basic() -> AsyncIterator[MCPTools]:
+    """The basic server over stdio, open."""
+    async with MCPTools.stdio(sys.executable, server("basic"), timeout=10, name="mcp:basic") as source:
+        yield source
+
+
+@pytest.fixture
+def basic_http_url() -> Iterator[str]:
+    """The basic server over streamable HTTP (uvicorn on loopback, in a subprocess)."""
+    proc = subprocess.Popen(
+        [sys.executable, *server("basic"), "--http"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the port, once the socket is bound
+        assert line.strip().isdigit(), f"the HTTP server did not start: {line!r}"
+        yield f"http://127.0.0.1:{line.strip()}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
