@@ -20,11 +20,12 @@ async def basic() -> AsyncIterator[MCPTools]:
         yield source
 
 
-@pytest.fixture
-def basic_http_url() -> Iterator[str]:
-    """The basic server over streamable HTTP (uvicorn on loopback, in a subprocess)."""
+@pytest.fixture(params=["streamable-http", "sse"])
+def basic_http_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The basic server over streamable HTTP, then SSE (uvicorn on loopback, in a subprocess)."""
+    sse = request.param == "sse"
     proc = subprocess.Popen(
-        [sys.executable, *server("basic"), "--http"],
+        [sys.executable, *server("basic"), "--http", *(["--sse"] if sse else [])],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -33,7 +34,7 @@ def basic_http_url() -> Iterator[str]:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the port, once the socket is bound
         assert line.strip().isdigit(), f"the HTTP server did not start: {line!r}"
-        yield f"http://127.0.0.1:{line.strip()}/mcp"
+        yield f"http://127.0.0.1:{line.strip()}/{'sse' if sse else 'mcp'}"
     finally:
         proc.terminate()
         try:

@@ -60,11 +60,11 @@ async def test_a_hanging_call_times_out_and_the_server_is_told() -> None:
             with pytest.raises(ToolTimeout, match=r"within 0.5 s"):
                 await tools["hang"].fn()
             assert time.monotonic() - started < 10
-            assert await tools["cancellations"].fn() == 1, "the server got notifications/cancelled"
+            assert await tools["cancellations"].fn(at_least=1) == 1, "the server got notifications/cancelled"
             # a call cancelled from outside (a run cancelled) is reported to the server too
             with anyio.move_on_after(0.2):
                 await tools["hang"].fn()
-            assert await tools["cancellations"].fn() == 2
+            assert await tools["cancellations"].fn(at_least=2) == 2
 
 
 async def test_a_crashed_server_fails_the_call_and_is_restarted(basic: MCPTools) -> None:
@@ -148,10 +148,11 @@ async def test_calls_are_concurrent_over_one_session(basic: MCPTools) -> None:
     assert basic.starts == 1
 
 
-async def test_streamable_http(basic_http_url: str) -> None:
+async def test_http_transports(basic_http_url: str) -> None:
     headers = {"Authorization": "Bearer http-secret-123"}
+    transport = "sse" if basic_http_url.endswith("/sse") else "streamable-http"
     with anyio.fail_after(40):
-        async with MCPTools.http(basic_http_url, headers, timeout=0.5) as source:
+        async with MCPTools.http(basic_http_url, headers, transport=transport, timeout=0.5) as source:
             assert source.label.startswith("mcp:http://127.0.0.1:")
             tools = await by_name(source)
             assert await tools["echo"].fn(text="over http") == "over http"
@@ -160,7 +161,7 @@ async def test_streamable_http(basic_http_url: str) -> None:
                 await tools["fail"].fn(reason="http")
             with pytest.raises(ToolTimeout):
                 await tools["hang"].fn()
-            assert await tools["cancellations"].fn() == 1, "the cancellation reached the server"
+            assert await tools["cancellations"].fn(at_least=1) == 1, "the cancellation reached the server"
             version = source.tools_version
             await tools["add_tool"].fn(name="hello")
             await source.wait_tools_changed(version)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 server = MCPServer("basic", log_level="WARNING")
 STATE = {"cancelled": 0, "hanging": 0}
+CHANGED: list[anyio.Event] = []  # set when a cancellation arrives
 
 
 @server.tool()
@@ -57,13 +58,24 @@ async def hang() -> str:
         await anyio.sleep_forever()
     except anyio.get_cancelled_exc_class():
         STATE["cancelled"] += 1
+        for event in CHANGED:
+            event.set()
         raise
     return "unreachable"
 
 
 @server.tool()
-def cancellations() -> int:
-    """How many hanging calls were cancelled by their client."""
+async def cancellations(at_least: int = 0) -> int:
+    """How many hanging calls were cancelled by their client (waiting up to 5 s for ``at_least``;
+    the cancellation and this call can arrive in either order over HTTP)."""
+    with anyio.move_on_after(5):
+        while STATE["cancelled"] < at_least:
+            event = anyio.Event()
+            CHANGED.append(event)
+            try:
+                await event.wait()
+            finally:
+                CHANGED.remove(event)
     return STATE["cancelled"]
 
 
@@ -105,7 +117,7 @@ async def add_tool(name: str, ctx: Context) -> str:
 
 
 def serve_http() -> None:
-    """Streamable HTTP with uvicorn on a free loopback port, printed on the first line of stdout."""
+    """Streamable HTTP (SSE with --sse) with uvicorn on a free loopback port, printed on stdout."""
     import socket
 
     import uvicorn
@@ -113,7 +125,8 @@ def serve_http() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    app = server.sse_app() if "--sse" in sys.argv else server.streamable_http_app()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
 
 
