@@ -1,10 +1,14 @@
-"""http_get: allowlisted hosts only, private addresses refused unless allowed, bounded bodies."""
+"""http_get: allowlisted hosts only, private addresses refused unless allowed, every answer bounded."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import threading
-from collections.abc import Iterator
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -13,9 +17,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tomasulo.exceptions import ConfigError, DestinationRefused
 from tomasulo.tools import Tool
 from tomasulo.tools.builtins import check_address, http_get_tool
 
@@ -38,12 +43,76 @@ async def hop(request: Request) -> Response:
     return RedirectResponse(request.query_params["to"], status_code=302)
 
 
+async def loop(request: Request) -> Response:
+    n = int(request.query_params.get("n", "0"))
+    return RedirectResponse(f"/loop?n={n + 1}", status_code=302)
+
+
+def _bomb() -> bytes:
+    # 64 MiB of zeros in about 64 KiB of gzip
+    out = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join([*(out.compress(zeros) for _ in range(64)), out.flush()])
+
+
+BOMB: list[bytes] = []
+
+
+async def bomb(request: Request) -> Response:
+    if not BOMB:
+        BOMB.append(_bomb())
+    return Response(BOMB[0], headers={"content-encoding": "gzip", "content-type": "text/plain"})
+
+
+async def gzipped(request: Request) -> Response:
+    body = json.dumps({"ok": True, "pad": "y" * 5000}).encode()
+    encoding = request.query_params["encoding"]
+    if encoding == "gzip":
+        data = gzip.compress(body)
+    elif encoding == "deflate":
+        data = zlib.compress(body)
+    else:  # raw deflate, as some servers send it
+        squeeze = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = squeeze.compress(body) + squeeze.flush()
+        encoding = "deflate"
+    return Response(data, headers={"content-encoding": encoding, "content-type": "application/json"})
+
+
+async def brotli(request: Request) -> Response:
+    return Response(b"\x0b\x02\x80hi\x03", headers={"content-encoding": "br"})
+
+
+async def trickle(request: Request) -> Response:
+    async def one_byte_at_a_time() -> AsyncIterator[bytes]:
+        for _ in range(200):  # at most 40 s, far past any timeout used here
+            yield b"x"
+            await anyio.sleep(0.2)
+
+    return StreamingResponse(one_byte_at_a_time(), media_type="text/plain")
+
+
+async def nested(request: Request) -> Response:
+    depth = int(request.query_params["depth"])
+    return Response("[" * depth + "]" * depth, media_type="application/json")
+
+
+async def not_json(request: Request) -> Response:
+    return Response("<html>oops</html>", media_type="application/json")
+
+
 APP = Starlette(
     routes=[
         Route("/hello", hello),
         Route("/data", data),
         Route("/big", big),
         Route("/hop", hop),
+        Route("/loop", loop),
+        Route("/bomb", bomb),
+        Route("/gzipped", gzipped),
+        Route("/brotli", brotli),
+        Route("/trickle", trickle),
+        Route("/nested", nested),
+        Route("/not-json", not_json),
     ]
 )
 
@@ -101,6 +170,7 @@ async def test_body_is_cut_at_max_bytes(server: str) -> None:
     out = await call(tool, url=f"{server}/big")
     assert len(out["text"]) == 1000
     assert out["truncated"] is True
+    assert out["note"] == "the body was cut at max_bytes=1000 bytes"
 
 
 @pytest.mark.parametrize(
@@ -115,19 +185,39 @@ async def test_body_is_cut_at_max_bytes(server: str) -> None:
         "http://[fe80::1]/",
         "http://0.0.0.0/",
         "http://100.64.0.1/",
+        # IPv4 inside IPv6, and odd IPv4 spellings: Python's is_global passes some of these
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[::127.0.0.1]/",
+        "http://[2002:a00:1::]/",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        "http://[fd00:ec2::254]/",
+        "http://2130706433/",
+        "http://0x7f.1/",
     ],
 )
 async def test_private_addresses_are_refused(url: str) -> None:
     tool = http_get_tool(allow_hosts=["*"])
-    with pytest.raises(PermissionError, match="private, loopback, link-local or reserved"):
+    with pytest.raises(DestinationRefused, match=r"refusing to connect to .*: it is"):
         await call(tool, url=url)
 
 
 async def test_loopback_server_is_refused_without_allow_private(server: str) -> None:
     tool = http_get_tool(allow_hosts=["*"])
     port = httpx.URL(server).port
-    with pytest.raises(PermissionError, match=r"refusing to connect to 127\.0\.0\.1"):
+    with pytest.raises(
+        PermissionError, match=r"refusing to connect to 127\.0\.0\.1 \(the address of 'localhost'\)"
+    ):
         await call(tool, url=f"http://localhost:{port}/hello")
+
+
+async def test_allow_private_hosts_opens_one_host(server: str) -> None:
+    port = httpx.URL(server).port
+    tool = http_get_tool(allow_hosts=["*"], allow_private_hosts=["localhost"])
+    out = await call(tool, url=f"http://localhost:{port}/hello")
+    assert out["text"] == "hello world"
+    with pytest.raises(DestinationRefused, match="not a public address"):
+        await call(tool, url=f"{server}/hello")
 
 
 @pytest.mark.parametrize("addresses", [["10.0.0.7"], ["93.184.216.34", "192.168.1.5"], ["169.254.169.254"]])
@@ -152,16 +242,109 @@ async def test_redirects_are_checked_again() -> None:
         seen.append(f"{request.url.host} {request.headers['host']}")
         return httpx.Response(302, headers={"location": "http://169.254.169.254/secrets"})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        tool = http_get_tool(
-            allow_hosts=["*"],
-            client=client,
-            resolver=static_resolver({"public.example": ["93.184.216.34"]}),
-        )
-        with pytest.raises(PermissionError, match=r"169\.254\.169\.254"):
-            await call(tool, url="http://public.example/start")
+    tool = http_get_tool(
+        allow_hosts=["*"],
+        transport=httpx.MockTransport(handler),
+        resolver=static_resolver({"public.example": ["93.184.216.34"]}),
+    )
+    with pytest.raises(PermissionError, match=r"169\.254\.169\.254"):
+        await call(tool, url="http://public.example/start")
     # the first hop went to the checked address, with the name in the Host header
     assert seen == ["93.184.216.34 public.example"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/", "http://[fd00:ec2::254]/"],
+)
+async def test_a_redirect_to_metadata_is_refused_on_the_hop_even_with_allow_private(
+    server: str, target: str
+) -> None:
+    tool = http_get_tool(allow_hosts=["*"], allow_private=True)
+    assert (await call(tool, url=f"{server}/hello"))["status"] == 200
+    with pytest.raises(DestinationRefused, match="cloud metadata address, refused even with allow_private"):
+        await call(tool, url=f"{server}/hop", params={"to": target})
+
+
+async def test_a_redirect_to_another_scheme_is_refused(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True)
+    with pytest.raises(DestinationRefused, match="only http and https URLs are allowed, not 'file'"):
+        await call(tool, url=f"{server}/hop", params={"to": "file:///etc/passwd"})
+
+
+async def test_redirects_are_bounded(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True, max_redirects=3)
+    with pytest.raises(OSError, match="redirected more than max_redirects=3 times"):
+        await call(tool, url=f"{server}/loop")
+    with pytest.raises(ConfigError, match="max_redirects"):
+        http_get_tool(allow_hosts=["*"], max_redirects=-1)
+
+
+async def test_a_gzip_bomb_is_cut_without_inflating_it(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True, max_bytes=10_000)
+    await call(tool, url=f"{server}/hello")  # warm up: the first connection's own allocations
+    tracemalloc.start()
+    try:
+        out = await call(tool, url=f"{server}/bomb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the bomb inflates to 64 MiB; a few MiB of peak means it was never inflated
+    assert peak < 8 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"
+    assert out["text"] == "\x00" * 10_000
+    assert out["truncated"] is True
+    assert out["note"].startswith("the body was cut at max_bytes=10000 bytes after gzip decompression")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_compressed_bodies_are_decoded(server: str, encoding: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True)
+    out = await call(tool, url=f"{server}/gzipped", params={"encoding": encoding})
+    assert out["json"]["ok"] is True and len(out["json"]["pad"]) == 5000
+    assert out["truncated"] is False and out["note"] is None
+
+
+async def test_an_encoding_it_did_not_ask_for_is_refused(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True)
+    with pytest.raises(ValueError, match="content-encoding 'br', which http_get does not decode"):
+        await call(tool, url=f"{server}/brotli")
+
+
+async def test_a_trickling_server_cannot_outlast_the_total_timeout(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True, timeout=1.0)
+    with anyio.fail_after(10), pytest.raises(TimeoutError, match=r"within the total timeout of 1\.0 s"):
+        assert tool.fn is not None
+        await tool.fn(url=f"{server}/trickle")
+
+
+async def test_deeply_nested_json_is_refused_cleanly(server: str) -> None:
+    tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True)
+    out = await call(tool, url=f"{server}/nested", params={"depth": 100_000})
+    assert out["json"] is None
+    assert out["note"].startswith("the JSON body nests 100000 levels deep, more than max_json_depth=100")
+    assert len(out["text"]) == 200_000
+    fine = await call(tool, url=f"{server}/nested", params={"depth": 50})
+    assert fine["note"] is None and fine["json"] is not None
+    bad = await call(tool, url=f"{server}/not-json")
+    assert bad["json"] is None and bad["note"].startswith("the body is not valid JSON")
+
+
+async def test_bad_arguments_are_value_errors() -> None:
+    tool = http_get_tool(allow_hosts=["*"])
+    with pytest.raises(ValueError, match="query parameter 'q' must be a string"):
+        await call(tool, url="http://example.com/", params={"q": {"nested": 1}})
+    with pytest.raises(ValueError, match="not a valid URL"):
+        await call(tool, url="http://exa mple.com:99x/")
+
+
+def test_bad_options_are_config_errors() -> None:
+    for kwargs in (
+        {"allow_hosts": "*"},
+        {"allow_hosts": ["*"], "max_bytes": 0},
+        {"allow_hosts": ["*"], "timeout": 0},
+    ):
+        with pytest.raises(ConfigError):
+            http_get_tool(**kwargs)  # type: ignore[arg-type]
 
 
 def test_check_address() -> None:

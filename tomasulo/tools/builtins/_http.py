@@ -1,117 +1,181 @@
-"""The ``http_get`` tool: GET a URL on an allowlisted host, refusing private addresses.
+"""The ``http_get`` tool: GET a URL on an allowlisted host, refusing private addresses, bounded.
 
-The host name must match the allowlist. It is then resolved, and every address it resolves to
-must be public (not private, loopback, link-local, multicast, reserved or unspecified) unless
-``allow_private`` is set; the request goes to the checked address itself (the name is kept for the
-``Host`` header and TLS), so a name cannot resolve to a public address for the check and a private
-one for the connection. Redirects are followed by hand, each hop checked again. Bodies are cut at
-``max_bytes`` and the whole call is bounded by ``timeout``.
+Where a request may go is decided by the one SSRF check, :mod:`tomasulo.tools._net`: the host
+must match the allowlist, and every address it resolves to must be public (private, loopback,
+link-local, reserved and cloud metadata addresses are refused in every spelling, IPv4 inside
+IPv6 included) unless allowed. Each request, so each redirect hop, is checked again and sent to
+the checked address itself.
+
+Every answer is bounded, and the result says which bound was hit:
+
+- ``max_bytes``: the body (after decompression) is cut there, ``truncated`` is true and
+  ``note`` says so. A compressed body is inflated a piece at a time, never past the bound, so a
+  gzip bomb costs no more memory than an honest body.
+- ``timeout``: the whole call (resolution, connection, every redirect, the body) ends within
+  it, however slowly the server sends.
+- ``max_redirects``: more hops are refused. Redirect bodies are never read.
+- ``max_json_depth``: a JSON body nested deeper is not parsed (``json`` is null, ``note`` says why).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import codecs
 import json
-import socket
-from collections.abc import Awaitable, Callable, Sequence
+import re
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from itertools import accumulate
 from typing import Any
 
 import anyio
 import httpx
 
 from ...exceptions import ConfigError
+from .._net import NetPolicy, Resolver, check_ip, guarded_client
 from .._tool import Tool, ToolPolicy
 
 __all__ = ["Resolver", "check_address", "http_get_tool"]
 
-#: Resolves ``(host, port)`` to IP address strings.
-Resolver = Callable[[str, int], Awaitable[list[str]]]
+#: The SSRF check on one address; kept under its old name (see :func:`tomasulo.tools._net.check_ip`).
+check_address = check_ip
+
+#: JSON bodies nested deeper than this are not parsed.
+DEFAULT_MAX_JSON_DEPTH = 100
+
+# Codecs that are not plain text decoders (or decode in more than linear time) are never used
+# for a body, whatever the server's charset says.
+_UNSAFE_CODECS = frozenset({"punycode", "idna", "unicode_escape", "raw_unicode_escape"})
 
 
-async def _system_resolve(host: str, port: int) -> list[str]:
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
-
-
-def check_address(
-    address: str, *, allow_private: bool = False
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """Parse ``address`` and refuse it when it is not a public address (unless allowed).
-
-    Raises:
-        PermissionError: the address is private, loopback, link-local, multicast or reserved.
-    """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if not allow_private and (not ip.is_global or ip.is_multicast):
-        raise PermissionError(
-            f"refusing to connect to {ip}: it is a private, loopback, link-local or reserved "
-            "address (pass allow_private=True to allow it)"
-        )
-    return ip
-
-
-def _host_allowed(host: str, patterns: Sequence[str]) -> bool:
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        p = pattern.lower().rstrip(".")
-        if p == "*" or p == host:
-            return True
-        if p.startswith("*.") and host.endswith(p[1:]):
-            return True
-    return False
-
-
-def _is_ip(host: str) -> bool:
+def _text(body: bytes, charset: str | None) -> str:
+    name = "utf-8"
+    if charset:
+        try:
+            info = codecs.lookup(charset)
+        except LookupError:
+            info = None
+        if info is not None and info._is_text_encoding and info.name not in _UNSAFE_CODECS:
+            name = info.name
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+        return body.decode(name, errors="replace")
+    except (LookupError, UnicodeError, ValueError):
+        return body.decode("utf-8", errors="replace")
 
 
-async def _pinned_request(
-    client: httpx.AsyncClient,
-    url: httpx.URL,
-    *,
-    allow_hosts: Sequence[str],
-    allow_private: bool,
-    resolve: Resolver,
-) -> httpx.Request:
-    if url.scheme not in ("http", "https"):
-        raise PermissionError(f"only http and https URLs are allowed, not {url.scheme!r}")
-    host = url.host
-    if not host:
-        raise ValueError(f"the URL {str(url)!r} has no host")
-    if not _host_allowed(host, allow_hosts):
-        raise PermissionError(
-            f"the host {host!r} is not in the allowlist ({', '.join(allow_hosts) or 'empty'})"
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects in JSON ``text`` nest (strings ignored), in linear time."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DELTA.__getitem__, brackets.encode("ascii"))), default=0)
+
+
+class _Inflater:
+    """Decodes a body's content encoding with the output bounded, whatever the input."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._zlib: Any = None
+        self._tail = b""
+        self._started = False
+        if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise ValueError(
+                f"the server sent the body with content-encoding {encoding!r}, which http_get "
+                "does not decode (it asks for gzip or deflate only)"
+            )
+
+    @property
+    def done(self) -> bool:
+        """The compressed stream has ended (anything after it is ignored)."""
+        return self._zlib is not None and self._zlib.eof
+
+    def push(self, data: bytes) -> None:
+        if not self._started and data:
+            self._started = True
+            if self.encoding in ("gzip", "x-gzip"):
+                self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif self.encoding == "deflate":
+                # servers send raw deflate streams as often as zlib-wrapped ones
+                zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+                self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        self._tail += data
+
+    def pull(self, room: int) -> bytes:
+        """Up to ``room`` (> 0) decoded bytes; the input they need no more of is dropped."""
+        if self._zlib is None:
+            head, self._tail = self._tail[:room], self._tail[room:]
+            return head
+        out = bytearray()
+        try:
+            while self._tail and len(out) < room and not self._zlib.eof:
+                before = self._tail
+                out += self._zlib.decompress(before, room - len(out))
+                self._tail = self._zlib.unconsumed_tail
+                if self._tail == before:
+                    break
+        except zlib.error as exc:
+            raise ValueError(f"the body is not valid {self.encoding} data: {exc}") from None
+        if self._zlib.eof:
+            self._tail = b""
+        return bytes(out)
+
+
+async def _read_body(chunks: AsyncIterator[bytes], encoding: str, max_bytes: int) -> tuple[bytes, str | None]:
+    """The decoded body cut at ``max_bytes``, and a note saying why when it was cut."""
+    inflater = _Inflater(encoding)
+    limit = max_bytes + 1  # one byte past the bound tells that the body is longer
+    raw_limit = max_bytes + 65_536  # compressed data that never inflates is bounded too
+    body = bytearray()
+    wire = 0
+    async for raw in chunks:
+        wire += len(raw)
+        inflater.push(raw)
+        body += inflater.pull(limit - len(body))
+        if len(body) >= limit or inflater.done or wire > raw_limit:
+            break
+    compressed = encoding not in ("", "identity")
+    note: str | None = None
+    if len(body) > max_bytes:
+        note = f"the body was cut at max_bytes={max_bytes} bytes"
+        if compressed:
+            note += f" after {encoding} decompression (inflating stopped there, {wire} bytes read)"
+    elif wire > raw_limit and not inflater.done:
+        note = (
+            f"the {encoding} body was cut after {wire} compressed bytes that inflated to only "
+            f"{len(body)} bytes (more than max_bytes={max_bytes} plus 64 KiB are never read)"
         )
-    port = url.port or (443 if url.scheme == "https" else 80)
-    addresses = [host] if _is_ip(host) else await resolve(host, port)
-    if not addresses:
-        raise OSError(f"{host!r} did not resolve to any address")
-    checked = [check_address(a, allow_private=allow_private) for a in addresses]
-    ip = checked[0]
-    pinned = url.copy_with(host=str(ip))
-    extensions: dict[str, Any] = {}
-    if url.scheme == "https" and not _is_ip(host):
-        extensions["sni_hostname"] = host
-    host_header = host if url.port is None else f"{host}:{url.port}"
-    if ":" in host and not host.startswith("["):
-        host_header = f"[{host}]" if url.port is None else f"[{host}]:{url.port}"
-    return client.build_request("GET", pinned, headers={"Host": host_header}, extensions=extensions)
+    return bytes(body[:max_bytes]), note
+
+
+def _build_url(url: str, params: dict[str, Any] | None) -> httpx.URL:
+    if not isinstance(url, str):
+        raise ValueError("the url must be a string")
+    for key, value in (params or {}).items():
+        values = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, str | int | float | bool) for v in values):
+            raise ValueError(
+                f"query parameter {key!r} must be a string, number, boolean or a list of them, "
+                f"not {type(value).__name__}"
+            )
+    try:
+        return httpx.URL(url, params=params or None)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"{url!r} is not a valid URL: {exc}") from None
 
 
 def http_get_tool(
     *,
     allow_hosts: Sequence[str],
     allow_private: bool = False,
+    allow_private_hosts: Sequence[str] = (),
     max_bytes: int = 1_000_000,
     timeout: float = 10.0,
     max_redirects: int = 5,
-    client: httpx.AsyncClient | None = None,
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+    transport: httpx.AsyncBaseTransport | None = None,
     resolver: Resolver | None = None,
     name: str = "http_get",
 ) -> Tool:
@@ -121,50 +185,66 @@ def http_get_tool(
         allow_hosts: host names that may be fetched; ``"*.example.com"`` allows subdomains,
             ``"*"`` any host (private addresses are still refused).
         allow_private: allow private, loopback and link-local addresses (for local services).
-        max_bytes: bodies are cut at this size (``truncated`` is then true).
-        timeout: seconds for the whole call, redirects included.
-        client: an ``httpx.AsyncClient`` to send with (tests inject transports this way).
+            Cloud metadata addresses stay refused.
+        allow_private_hosts: hosts that may resolve to private (or metadata) addresses though
+            other hosts may not.
+        max_bytes: bodies are cut at this size after decompression (``truncated`` is then true).
+        timeout: seconds for the whole call, redirects and the body included.
+        max_redirects: redirects followed; each hop is checked again.
+        max_json_depth: JSON bodies nested deeper are not parsed.
+        transport: the transport that sends the checked, pinned requests (tests pass one).
         resolver: resolves a host to addresses; the system resolver by default.
 
-    Returns ``{"url", "status", "content_type", "text", "json", "truncated"}``; ``json`` is the
-    parsed body when the server says it is JSON and the body was not cut.
-    """
-    if not isinstance(allow_hosts, list | tuple):
-        raise ConfigError("allow_hosts must be a list of host names (use ['*'] for any host)")
-    if max_bytes < 1 or not timeout > 0 or max_redirects < 0:
-        raise ConfigError("max_bytes and timeout must be positive and max_redirects not negative")
-    hosts = tuple(allow_hosts)
-    resolve = resolver or _system_resolve
+    Returns ``{"url", "status", "content_type", "text", "json", "truncated", "note"}``; ``json``
+    is the parsed body when the server says it is JSON and the body was not cut; ``note`` says
+    which bound was hit, or why ``json`` is null, or is null.
 
-    async def fetch(http: httpx.AsyncClient, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        target = httpx.URL(url, params=params or None)
+    >>> tool = http_get_tool(allow_hosts=["*.wikipedia.org"], timeout=5.0)  # doctest: +SKIP
+    """
+    if isinstance(allow_hosts, str) or not isinstance(allow_hosts, Sequence):
+        raise ConfigError("allow_hosts must be a list of host names (use ['*'] for any host)")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if not isinstance(timeout, int | float) or not timeout > 0 or timeout != timeout:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(max_json_depth, bool) or not isinstance(max_json_depth, int) or max_json_depth < 1:
+        raise ConfigError(f"max_json_depth must be a positive integer, got {max_json_depth!r}")
+    policy = NetPolicy(
+        allow_hosts=tuple(allow_hosts),
+        allow_private=allow_private,
+        allow_private_hosts=tuple(allow_private_hosts),
+        max_redirects=max_redirects,
+    )
+    hosts = policy.allow_hosts
+
+    async def fetch(http: httpx.AsyncClient, url: str, target: httpx.URL) -> dict[str, Any]:
         for _ in range(max_redirects + 1):
-            request = await _pinned_request(
-                http, target, allow_hosts=hosts, allow_private=allow_private, resolve=resolve
-            )
+            request = http.build_request("GET", target, headers={"Accept-Encoding": "gzip, deflate"})
             response = await http.send(request, stream=True, follow_redirects=False)
             try:
-                if response.is_redirect and "location" in response.headers:
-                    target = target.join(response.headers["location"])
-                    continue
-                body = bytearray()
-                truncated = False
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > max_bytes:
-                        del body[max_bytes:]
-                        truncated = True
-                        break
+                if response.next_request is not None:
+                    target = response.next_request.url
+                    continue  # the redirect's body is never read
+                encoding = response.headers.get("content-encoding", "").strip().lower()
+                body, note = await _read_body(response.aiter_raw(), encoding, max_bytes)
             finally:
                 await response.aclose()
-            text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
+            truncated = note is not None
+            text = _text(body, response.charset_encoding)
             content_type = response.headers.get("content-type", "")
             parsed: Any = None
-            if "json" in content_type and not truncated:
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    parsed = None
+            if "json" in content_type.lower() and not truncated:
+                depth = json_depth(text)
+                if depth > max_json_depth:
+                    note = (
+                        f"the JSON body nests {depth} levels deep, more than max_json_depth="
+                        f"{max_json_depth}; it was not parsed (json is null, the text is kept)"
+                    )
+                else:
+                    try:
+                        parsed = json.loads(text)
+                    except (ValueError, RecursionError) as exc:
+                        note = f"the body is not valid JSON ({exc}); json is null"
             return {
                 "url": str(target),
                 "status": response.status_code,
@@ -172,15 +252,29 @@ def http_get_tool(
                 "text": text,
                 "json": parsed,
                 "truncated": truncated,
+                "note": note,
             }
-        raise OSError(f"more than {max_redirects} redirects from {url!r}")
+        raise OSError(
+            f"http_get: {url!r} redirected more than max_redirects={max_redirects} times; "
+            "the last hop was not followed"
+        )
 
     async def http_get(url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            if client is not None:
-                return await fetch(client, url, params)
-            async with httpx.AsyncClient(timeout=timeout, trust_env=False) as http:
-                return await fetch(http, url, params)
+        target = _build_url(url, params)
+        try:
+            with anyio.fail_after(timeout):
+                async with guarded_client(
+                    policy, timeout=timeout, resolve=resolver, inner=transport, follow_redirects=False
+                ) as http:
+                    return await fetch(http, url, target)
+        except (TimeoutError, httpx.TimeoutException):
+            raise TimeoutError(
+                f"http_get: {url!r} did not give a whole answer within the total timeout of "
+                f"{timeout} s (the timeout option bounds the whole call: lookup, connection, "
+                "redirects and body)"
+            ) from None
+        except httpx.TransportError as exc:
+            raise OSError(f"http_get: {url!r} failed: {type(exc).__name__}: {exc}") from None
 
     return Tool(
         name=name,
@@ -207,6 +301,7 @@ def http_get_tool(
                 "text": {"type": "string"},
                 "json": {},
                 "truncated": {"type": "boolean"},
+                "note": {"type": ["string", "null"]},
             },
         },
         policy=ToolPolicy(timeout=timeout + 1.0, retries=1, idempotent=True),
