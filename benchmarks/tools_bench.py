@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from tomasulo.runtime import Orchestrator  # noqa: E402
 from tomasulo.tools import MCPTools  # noqa: E402
+from tomasulo.tools._net import NetPolicy  # noqa: E402
 
 SERVER = ROOT / "tests" / "mcp" / "servers" / "basic.py"
 
@@ -83,7 +84,9 @@ async def mcp_sections(quick: bool = False) -> list[str]:
     stdio = await _source_overhead(MCPTools.stdio(sys.executable, [str(SERVER)]), n)
     proc, url = _http_server()
     try:
-        http = await _source_overhead(MCPTools.http(url), n)
+        http = await _source_overhead(
+            MCPTools.http(url, net_policy=NetPolicy(allow_private_hosts=("127.0.0.1",))), n
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -12,8 +12,10 @@ from mcp_helpers import server
 
 from tomasulo.exceptions import ToolCrashed, ToolExecutionError, ToolSourceError, ToolTimeout
 from tomasulo.tools import MCPImage, MCPTools, Tool, Toolset, ToolSource
+from tomasulo.tools._net import NetPolicy
 
 pytestmark = pytest.mark.anyio
+LOOPBACK = NetPolicy(allow_private_hosts=("127.0.0.1",))
 
 
 async def by_name(source: MCPTools) -> dict[str, Tool]:
@@ -152,7 +154,9 @@ async def test_http_transports(basic_http_url: str) -> None:
     headers = {"Authorization": "Bearer http-secret-123"}
     transport = "sse" if basic_http_url.endswith("/sse") else "streamable-http"
     with anyio.fail_after(40):
-        async with MCPTools.http(basic_http_url, headers, transport=transport, timeout=0.5) as source:
+        async with MCPTools.http(
+            basic_http_url, headers, transport=transport, timeout=0.5, net_policy=LOOPBACK
+        ) as source:
             assert source.label.startswith("mcp:http://127.0.0.1:")
             tools = await by_name(source)
             assert await tools["echo"].fn(text="over http") == "over http"
@@ -172,8 +176,23 @@ async def test_http_errors_carry_no_header_secrets() -> None:
     with anyio.fail_after(20):
         with pytest.raises(ToolSourceError) as info:
             async with MCPTools.http(
-                "http://127.0.0.1:9/mcp?key=query-secret", {"X-Api-Key": "header-secret"}, startup_timeout=5
+                "http://127.0.0.1:9/mcp?key=query-secret",
+                {"X-Api-Key": "header-secret"},
+                startup_timeout=5,
+                net_policy=LOOPBACK,
             ):
                 pass  # pragma: no cover
     text = str(info.value)
     assert "header-secret" not in text and "query-secret" not in text
+    assert "could not start the server" in text
+
+
+async def test_http_urls_go_through_the_ssrf_check() -> None:
+    with anyio.fail_after(20):
+        with pytest.raises(ToolSourceError, match="loopback") as info:
+            async with MCPTools.http("http://127.0.0.1:9/mcp?token=url-secret"):
+                pass  # pragma: no cover
+        assert "url-secret" not in str(info.value)
+        with pytest.raises(ToolSourceError, match=r"169\.254\.169\.254"):
+            async with MCPTools.http("http://169.254.169.254/mcp", net_policy=NetPolicy(allow_private=True)):
+                pass  # pragma: no cover

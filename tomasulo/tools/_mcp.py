@@ -21,6 +21,9 @@ and left by one task); a call only sends a request over it.
 - ``notifications/tools/list_changed`` marks the list stale: the next :meth:`MCPTools.list_tools`
   reads it again, and :meth:`MCPTools.wait_tools_changed` wakes.
 - Values of ``env`` and ``headers`` are secrets: they are cut out of every error and log line.
+- An HTTP source's URL goes through the SSRF check (``tomasulo.tools._net.NetPolicy``) each
+  time a session opens. The SDK's HTTP client is ``httpx2``, so the address is checked, not
+  pinned per request; the SDK follows only same-origin redirects.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +52,7 @@ from ..exceptions import (
     ToolTimeout,
 )
 from ._mcp_content import error_text, result_value, unwrapped_output_schema
+from ._net import NetPolicy, check_url
 from ._schemas import tools_from_schemas
 from ._source import legal_name
 from ._tool import ToolPolicy
@@ -146,11 +150,13 @@ class MCPTools:
         shutdown_timeout: float = DEFAULT_MCP_SHUTDOWN_TIMEOUT,
         secrets: Sequence[str] = (),
         policy: ToolPolicy | None = None,
+        precheck: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         _check_seconds("timeout", timeout, optional=True)
         _check_seconds("startup_timeout", startup_timeout)
         _check_seconds("shutdown_timeout", shutdown_timeout)
         self._transport = transport
+        self._precheck = precheck
         self._label = label
         self.prefix = prefix
         self.timeout = timeout
@@ -237,6 +243,7 @@ class MCPTools:
         startup_timeout: float = DEFAULT_MCP_STARTUP_TIMEOUT,
         shutdown_timeout: float = DEFAULT_MCP_SHUTDOWN_TIMEOUT,
         http_client_factory: HttpClientFactory | None = None,
+        net_policy: NetPolicy | None = None,
         policy: ToolPolicy | None = None,
     ) -> MCPTools:
         """A server behind an HTTP endpoint: streamable HTTP (``/mcp``), or SSE for older servers.
@@ -246,8 +253,12 @@ class MCPTools:
             headers: sent with every request (``Authorization``...); their values are secrets.
             transport: ``streamable-http`` (default) or ``sse``.
             http_client_factory: called as ``factory(headers=..., timeout=...)`` to build the
-                ``httpx2.AsyncClient`` (the SSRF check of a deployment plugs in here); default:
-                the SDK's client.
+                ``httpx2.AsyncClient`` (proxies, client certificates); default: the SDK's client.
+            net_policy: where the URL may point (``tomasulo.tools._net.NetPolicy``), checked
+                each time a session opens: after resolution, private, loopback, link-local and
+                metadata addresses are refused unless allowed. Default ``NetPolicy()``; a local
+                server needs ``NetPolicy(allow_private_hosts=("127.0.0.1",))`` or
+                ``allow_private=True``.
             prefix, name, timeout, startup_timeout, shutdown_timeout, policy: as for :meth:`stdio`.
         """
         if transport not in ("streamable-http", "sse"):
@@ -274,8 +285,14 @@ class MCPTools:
 
             return _Deferred(make_client, lambda http: streamable_http_client(url, http_client=http))
 
+        checked = net_policy if net_policy is not None else NetPolicy()
+
+        async def precheck() -> None:
+            await check_url(url, checked)
+
         return cls(
             open_transport,
+            precheck=precheck,
             label=name or f"mcp:{_public_url(url)}",
             prefix=prefix,
             timeout=timeout,
@@ -381,6 +398,8 @@ class MCPTools:
         """The task that holds one session: opens it, waits for ``stop``, closes it."""
         with conn.scope:
             try:
+                if self._precheck is not None:
+                    await self._precheck()  # the SSRF check, before anything is sent
                 async with AsyncExitStack() as stack:
                     client = Client(
                         self._transport(),
