@@ -13,9 +13,16 @@ from mcp_helpers import server
 from tomasulo.tools import MCPTools
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope, so that one server can serve the tests of a module (each start costs seconds)."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
 async def basic() -> AsyncIterator[MCPTools]:
-    """The basic server over stdio, open."""
+    """The basic server over stdio, open, shared by a module's tests: only for tests that leave
+    it as they found it (no crash, no hanging call)."""
     async with MCPTools.stdio(sys.executable, server("basic"), timeout=10, name="mcp:basic") as source:
         yield source
 
