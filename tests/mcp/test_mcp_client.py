@@ -170,6 +170,10 @@ async def test_http_transports(basic_http_url: str) -> None:
             await tools["add_tool"].fn(name="hello")
             await source.wait_tools_changed(version)
             assert "hello" in await by_name(source)
+            with pytest.raises(ToolCrashed, match="the next call opens a new session"):
+                await tools["crash"].fn()
+            with pytest.raises(ToolCrashed, match="could not start the server"):
+                await tools["echo"].fn(text="nobody there")
 
 
 async def test_http_errors_carry_no_header_secrets() -> None:

@@ -170,7 +170,8 @@ class MCPTools:
         self._tools: list[Any] | None = None
         self._version = 0
         self._changed = anyio.Event()
-        self.starts = 0  #: how many times the server was started (restarts show here)
+        self.starts = 0  #: how many sessions were opened (restarts show here)
+        self.restart_note = "it is started again for the next call"
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -290,7 +291,7 @@ class MCPTools:
         async def precheck() -> None:
             await check_url(url, checked)
 
-        return cls(
+        source = cls(
             open_transport,
             precheck=precheck,
             label=name or f"mcp:{_public_url(url)}",
@@ -301,6 +302,8 @@ class MCPTools:
             secrets=[*hdrs.values(), *_url_secrets(url)],
             policy=policy,
         )
+        source.restart_note = "the next call opens a new session"
+        return source
 
     # -- the source protocol --------------------------------------------------------------------
 
@@ -508,7 +511,7 @@ class MCPTools:
                 self._bury(conn)
                 raise ToolCrashed(
                     f"the MCP server {self.label} closed the connection during the call (it died or "
-                    "was stopped); it is started again for the next call",
+                    f"was stopped); {self.restart_note}",
                     tool=shown,
                 ) from None
             raise ToolExecutionError(
@@ -517,8 +520,7 @@ class MCPTools:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
             self._bury(conn)
             raise ToolCrashed(
-                f"the connection to the MCP server {self.label} broke during the call; it is started "
-                "again for the next call",
+                f"the connection to the MCP server {self.label} broke during the call; {self.restart_note}",
                 tool=shown,
             ) from None
         except Exception as exc:  # e.g. the SDK refusing structured content against the schema
