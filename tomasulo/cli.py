@@ -721,8 +721,7 @@ def mcp_server(
 ) -> None:
     """Serve tomasulo over MCP: tools ask, run_plan and validate_plan (stdio, or --http on 127.0.0.1).
 
-    The tools and model options are those of `tomasulo ask`; without a model, `ask` answers with
-    an error and run_plan and validate_plan still work.
+    Tools and model options as for `tomasulo ask`; without a model only `ask` fails (with a hint).
     """
     from .service import build_mcp_server, serve_mcp_http
     from .workflows import ModelConfig
