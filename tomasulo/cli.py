@@ -770,5 +770,59 @@ def main() -> None:
         sys.exit(130)
 
 
+# -- tomasulo mcp: tomasulo as an MCP server ----------------------------------------------------
+
+
+@app.command("mcp")
+def mcp_server(
+    tools: ToolsOpt = [],  # noqa: B006
+    builtins: Annotated[
+        bool, typer.Option("--builtins/--no-builtins", help="Offer math, echo, sleep.")
+    ] = True,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Offer `sql` on this SQLite (or .sql) file.")
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Offer read_file and grep under this folder.")
+    ] = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    dialect: DialectOpt = None,
+    api_key: ApiKeyOpt = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Read the API key from this variable.")
+    ] = None,
+    max_replans: Annotated[int, typer.Option("--max-replans", min=0)] = 2,
+    http: Annotated[bool, typer.Option("--http", help="Streamable HTTP instead of stdio.")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8765,
+) -> None:
+    """Serve tomasulo over MCP: tools ask, run_plan and validate_plan (stdio, or --http on 127.0.0.1).
+
+    Tools and model options as for `tomasulo ask`; without a model only `ask` fails (with a hint).
+    """
+    from .service import build_mcp_server, serve_mcp_http
+    from .workflows import ModelConfig
+
+    toolset = _ask_tools(tools, builtins, db, root, False)
+    settings, problem = None, None
+    flags = _model_flags(base_url, model, dialect, api_key)
+    try:
+        settings = _resolve(ModelConfig(api_key_env=api_key_env), flags)
+    except UserError as exc:
+        if any(flags.values()):
+            _fail(str(exc))  # a model was asked for but is wrong: say so now
+        problem = str(exc)
+    server = build_mcp_server(toolset, model=settings, model_problem=problem, max_replans=max_replans)
+    try:
+        if http:
+            anyio.run(lambda: serve_mcp_http(server, port=port))
+        else:
+            anyio.run(server.run_stdio_async)
+    except KeyboardInterrupt:
+        err.print("stopped")
+    except OSError as exc:
+        _fail(f"cannot serve MCP: {exc.strerror or exc}")
+
+
 if __name__ == "__main__":
     main()

@@ -31,6 +31,7 @@
     │   ├── ToolCrashed                the worker process running the tool died
     │   ├── ToolOutputError            the tool returned something that does not fit its output schema
     │   └── ReferenceResolutionError   an input could not be resolved from an upstream result
+    ├── ToolSourceError                a tool source (an MCP server) could not be opened or listed
     ├── DestinationRefused             (also a PermissionError) a URL or address the SSRF check refuses
     ├── DispatchError                  the dispatcher was misused or an invariant broke
     ├── RunCancelled                   (also a CancelledError-like signal for callers) a run was cancelled
@@ -91,6 +92,7 @@ __all__ = [
     "ToolError",
     "ToolExecutionError",
     "ToolOutputError",
+    "ToolSourceError",
     "ToolTimeout",
     "ToolsetError",
     "UnknownKeywordError",
@@ -379,6 +381,28 @@ class ToolOutputError(ToolError):
 
 class ReferenceResolutionError(ToolError):
     """An input of a task could not be taken from an upstream result (bad path, bad type)."""
+
+
+class ToolSourceError(TomasuloError):
+    """A tool source that could not be opened or listed: an MCP server that does not start or does
+    not answer ``initialize`` within its start-up timeout, or a tool list that cannot be read.
+
+    ``source`` is the source's label (``mcp:weather``); the message never carries its secrets.
+    """
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_source_error, (type(self), str(self), self.source))
+
+
+def _rebuild_source_error(cls: type[ToolSourceError], text: str, source: str) -> ToolSourceError:
+    err = cls.__new__(cls)
+    err.source = source
+    Exception.__init__(err, text)
+    return err
 
 
 class DestinationRefused(TomasuloError, PermissionError):

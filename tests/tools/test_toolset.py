@@ -123,6 +123,11 @@ def test_fingerprint_tracks_schemas() -> None:
 def test_public_names() -> None:
     assert sorted(tomasulo.tools.__all__) == [
         "DEFAULT_POLICY",
+        "MCPAudio",
+        "MCPImage",
+        "MCPResource",
+        "MCPResourceLink",
+        "MCPTools",
         "NetPolicy",
         "StaticTools",
         "Tool",

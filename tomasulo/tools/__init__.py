@@ -1,4 +1,10 @@
-"""Tool declarations: `@tool`, `Tool`, `Toolset`, schema normalization and tool sources."""
+"""Tool declarations: `@tool`, `Tool`, `Toolset`, schema normalization and tool sources.
+
+The MCP names (``MCPTools`` and its content types) load the ``mcp`` SDK on first use.
+"""
+
+import typing as _typing
+from typing import Any
 
 from ._decorator import tool
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
@@ -7,8 +13,37 @@ from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
 from ._toolset import Toolset
 
+if _typing.TYPE_CHECKING:
+    from ._mcp import MCPTools
+    from ._mcp_content import MCPAudio, MCPImage, MCPResource, MCPResourceLink
+
+_LAZY = {
+    "MCPTools": "._mcp",
+    "MCPAudio": "._mcp_content",
+    "MCPImage": "._mcp_content",
+    "MCPResource": "._mcp_content",
+    "MCPResourceLink": "._mcp_content",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_POLICY",
+    "MCPAudio",
+    "MCPImage",
+    "MCPResource",
+    "MCPResourceLink",
+    "MCPTools",
     "NetPolicy",
     "StaticTools",
     "Tool",
