@@ -150,8 +150,12 @@ class SimulatedLLM:
         """
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP (not 0) so that asyncio also sets TCP_NODELAY on each accepted connection;
+        # set on the listening socket too, which Linux copies to accepted ones. Without it a
+        # non-streamed answer's last write waits for the client's delayed ACK (about 40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         started = anyio.Event()
 
