@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomasulo.testing
 
 DOCUMENTED = {
+    "LATENCY_PRESETS",
     "Disconnect",
     "Fault",
     "GrammarConstraint",
@@ -12,11 +13,13 @@ DOCUMENTED = {
     "HTTPFault",
     "InvalidGrammar",
     "Latency",
+    "PrefixCache",
     "RecordedRequest",
     "Reply",
     "ReplySource",
     "SimulatedLLM",
     "Stall",
+    "ToolCall",
     "count_tokens",
     "find_constraint",
     "serve",
