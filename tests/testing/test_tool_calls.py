@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tomasulo.testing import RecordedRequest, Reply, SimulatedLLM, ToolCall, count_tokens
+from tomasulo.testing import Disconnect, Latency, RecordedRequest, Reply, SimulatedLLM, ToolCall, count_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +272,54 @@ async def test_max_tokens_cuts_a_call_short() -> None:
     assert choice["finish_reason"] == "length"
     arguments = choice["message"]["tool_calls"][0]["function"]["arguments"]
     assert PARIS.arguments_json().startswith(arguments) and arguments != PARIS.arguments_json()
+
+
+async def test_streamed_calls_follow_the_latency_model_and_faults() -> None:
+    sim = SimulatedLLM(
+        [
+            Reply.calls(PARIS, latency=Latency(ttft=0.2, tokens_per_second=50)),
+            Reply(tool_calls=(PARIS,), fault=Disconnect(after_tokens=4)),
+        ]
+    )
+    arrivals: list[float] = []
+    body = {"model": "m", "messages": ASK, "tools": CHAT_TOOLS, "stream": True}
+    with anyio.fail_after(20):
+        async with sim.serve() as url, httpx.AsyncClient(base_url=url) as http:
+            start = anyio.current_time()
+            async with http.stream("POST", "/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get(
+                        "tool_calls"
+                    ):
+                        arrivals.append(anyio.current_time() - start)
+            got: list[str] = []
+            with pytest.raises(httpx.RemoteProtocolError):
+                async with http.stream("POST", "/chat/completions", json=body) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: {"):
+                            got.append(line)
+    n_args = count_tokens(PARIS.arguments_json())
+    assert len(arrivals) == 1 + n_args  # the header, then one delta per argument token
+    assert arrivals[0] >= 0.2  # the name's tokens come after the time to first token
+    assert arrivals[-1] - arrivals[0] >= (n_args - 1) / 50 * 0.9
+    assert 1 <= len(got) < 1 + n_args  # dropped mid-call
+
+
+async def test_responses_text_then_a_call() -> None:
+    sim = SimulatedLLM([Reply.calls(PARIS, text="Let me look.")])
+    events: list[Any] = []
+    with anyio.fail_after(20):
+        async with sim.serve() as url, httpx.AsyncClient() as http:
+            stream = await _client(url, http).responses.create(
+                model="m", input=ASK, tools=RESPONSES_TOOLS, stream=True
+            )
+            async for event in stream:
+                events.append(event)
+    added = [(e.output_index, e.item.type) for e in events if e.type == "response.output_item.added"]
+    assert added == [(0, "message"), (1, "function_call")]
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Let me look."
+    final = events[-1].response
+    assert final.output_text == "Let me look."
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))

@@ -183,9 +183,9 @@ class Reply:
         return cls(None, max_sample_bytes=max_bytes)
 
     @classmethod
-    def calls(cls, *calls: ToolCall, text: str = "") -> Reply:
+    def calls(cls, *calls: ToolCall, text: str = "", latency: Latency | None = None) -> Reply:
         """Native tool calls (several make a parallel call), after an optional ``text``."""
-        return cls(text, tool_calls=calls)
+        return cls(text, tool_calls=calls, latency=latency)
 
 
 # -- latency ------------------------------------------------------------------------------------

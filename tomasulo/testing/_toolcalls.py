@@ -124,18 +124,18 @@ def plan_tool_calls(
     if not tools and not reply.tool_calls:
         return None
     mode, named = tool_choice(path, body) if tools else ("auto", None)
-    ids = _Ids(rng)
     if reply.text is None:
         if not tools or mode == "none" or not can_sample:
             return None
         name = named if mode == "function" and named in tools else rng.choice(sorted(tools))
         arguments = _sample_arguments(name, tools[name], rng, reply.max_sample_bytes)
-        return CallPlan("", (PlannedCall(ids.next(), name, arguments),))
+        return CallPlan("", (PlannedCall(_Ids(rng).next(), name, arguments),))
     calls = reply.tool_calls
     if check:
         _check_calls(calls, tools, mode, named, body.get("parallel_tool_calls", True))
     if not calls:
-        return None
+        return None  # a text answer: the generator is left as the text path expects it
+    ids = _Ids(rng)
     planned = tuple(PlannedCall(c.id or ids.next(), c.name, c.arguments_json()) for c in calls)
     return CallPlan(reply.text, planned)
 
