@@ -65,6 +65,13 @@ class SimulatedLLM:
     a scripted text it does not accept is refused with a 400 whose message names the first
     offending position, so a test proves that the grammar we send admits the text we expect.
 
+    A request that declares function ``tools`` (chat completions or Responses) can be answered
+    with native tool calls, ``Reply.calls(ToolCall("search", {"query": "x"}), ...)``, streamed as
+    OpenAI streams them. Each call's arguments are checked against its tool's JSON schema, and
+    ``tool_choice`` and ``parallel_tool_calls`` are honoured; a call that breaks them is refused
+    with a 400 (``tool_call_mismatch``) naming the call and the rule. ``Reply.sampled()`` calls
+    one of the tools with arguments sampled from its schema (unless ``tool_choice`` is "none").
+
     Example::
 
         sim = SimulatedLLM(["1. search(query=\\"x\\")\\njoin()"], latency=Latency(ttft=0.3))
