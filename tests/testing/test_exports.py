@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomasulo.testing
 
 DOCUMENTED = {
+    "LATENCY_PRESETS",
     "BadEvent",
     "Disconnect",
     "Fault",
@@ -14,12 +15,14 @@ DOCUMENTED = {
     "InvalidGrammar",
     "KeepAlive",
     "Latency",
+    "PrefixCache",
     "RawBody",
     "RecordedRequest",
     "Reply",
     "ReplySource",
     "SimulatedLLM",
     "Stall",
+    "ToolCall",
     "count_tokens",
     "find_constraint",
     "serve",

@@ -31,10 +31,17 @@ def sse(event: Event) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one answer."""
+    """Token counts of one answer.
+
+    ``cached_tokens`` of the prompt came from the prefix cache. ``report_cached`` adds
+    ``prompt_tokens_details.cached_tokens`` to chat usage (OpenAI always sends it, vLLM only
+    with prefix caching on, so it is sent when the latency model has a prefix cache).
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    report_cached: bool = False
 
 
 class Encoder:
@@ -64,12 +71,15 @@ class Encoder:
         return bool(options.get("include_usage"))
 
     # shapes
-    def _usage(self, usage: Usage) -> dict[str, int]:
-        return {
+    def _usage(self, usage: Usage) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         }
+        if usage.report_cached:
+            out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+        return out
 
     def whole(self, text: str, finish: str, usage: Usage) -> dict[str, Any]:
         return {
@@ -177,7 +187,7 @@ class ResponsesEncoder(Encoder):
     def _usage(self, usage: Usage) -> dict[str, Any]:
         return {
             "input_tokens": usage.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": usage.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage.prompt_tokens + usage.completion_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -20,6 +21,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Stall",
+    "ToolCall",
     "count_tokens",
     "split_tokens",
 ]
@@ -120,6 +122,43 @@ class KeepAlive:
 Fault = HTTPFault | Disconnect | Stall | RawBody | BadEvent | KeepAlive
 
 
+# -- tool calls ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One native tool call the model makes (chat ``tool_calls``, Responses ``function_call``).
+
+    ``arguments`` is a mapping (sent as JSON) or a string sent verbatim, so a test can send
+    arguments that are not JSON (with ``Reply(check_grammar=False)``). ``id`` defaults to
+    ``call_<n>`` drawn from the server's seeded generator.
+
+    Example::
+
+        Reply.calls(ToolCall("search", {"query": "Everest"}), ToolCall("search", {"query": "K2"}))
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a ToolCall needs the name of a declared tool")
+        if not isinstance(self.arguments, str):
+            try:
+                json.dumps(self.arguments)
+            except (TypeError, ValueError) as exc:
+                message = f"ToolCall({self.name!r}) arguments are not JSON-serializable: {exc}"
+                raise ValueError(message) from None
+
+    def arguments_json(self) -> str:
+        """The arguments as the wire carries them: a JSON text."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments, separators=(", ", ": "))
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """One scripted answer.
@@ -131,6 +170,9 @@ class Reply:
             malformed event or endless keep-alives (see the constructors below).
         latency: overrides the server's latency model for this reply.
         check_grammar: set False to send text the grammar refuses (to test client-side checks).
+            It also lets tool calls through that break their tool's schema or ``tool_choice``.
+        tool_calls: native tool calls that follow ``text`` (see :meth:`calls` and
+            :class:`ToolCall`); their arguments are checked against the declared tool's schema.
 
     Example::
 
@@ -144,6 +186,13 @@ class Reply:
     latency: Latency | None = None
     check_grammar: bool = True
     max_sample_bytes: int = 2000
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def __post_init__(self) -> None:
+        calls = tuple(self.tool_calls)
+        if not all(isinstance(call, ToolCall) for call in calls):
+            raise TypeError("Reply.tool_calls takes ToolCall items")
+        object.__setattr__(self, "tool_calls", calls)
 
     @classmethod
     def rate_limited(cls, retry_after: float = 1.0) -> Reply:
@@ -197,21 +246,44 @@ class Reply:
         """A random text the request's grammar accepts (seeded by the server's seed)."""
         return cls(None, max_sample_bytes=max_bytes)
 
+    @classmethod
+    def calls(cls, *calls: ToolCall, text: str = "", latency: Latency | None = None) -> Reply:
+        """Native tool calls (several make a parallel call), after an optional ``text``."""
+        return cls(text, tool_calls=calls, latency=latency)
+
 
 # -- latency ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    """When tokens come out: after ``ttft`` seconds, then ``tokens_per_second``.
+    """When tokens come out: after the time to first token, then ``tokens_per_second``.
+
+    The time to first token is ``ttft`` plus the prefill of the prompt's uncached tokens at
+    ``prefill_tokens_per_second`` (``None``: prefill costs nothing, the old model). With
+    ``prefix_cache_tokens`` > 0 the server keeps a prefix cache of that many tokens (see
+    :class:`PrefixCache`): a prompt whose leading blocks of ``cache_block_tokens`` tokens it has
+    seen prefills only the rest, and the answer reports them as cached tokens. Prompts shorter
+    than ``cache_min_tokens`` are neither looked up nor stored (OpenAI caches from 1,024).
 
     ``jitter`` is a relative spread (0.1 = each delay drawn within ±10%), drawn from the
     server's seeded random generator. ``tokens_per_second=None`` sends every token at once.
+    Named presets measured on real servers are in :data:`LATENCY_PRESETS`.
+
+    Example::
+
+        Latency(ttft=0.3, tokens_per_second=50)                       # the old model
+        Latency(ttft=0.008, tokens_per_second=54, prefill_tokens_per_second=12_500,
+                prefix_cache_tokens=200_000)                           # prefill and a cache
     """
 
     ttft: float = 0.0
     tokens_per_second: float | None = None
     jitter: float = 0.0
+    prefill_tokens_per_second: float | None = None
+    prefix_cache_tokens: int = 0
+    cache_block_tokens: int = 16
+    cache_min_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.ttft < 0 or not math.isfinite(self.ttft):
@@ -220,14 +292,31 @@ class Latency:
             raise ValueError(f"tokens_per_second must be > 0, got {self.tokens_per_second}")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+        rate = self.prefill_tokens_per_second
+        if rate is not None and not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"prefill_tokens_per_second must be a finite number > 0, got {rate}")
+        if self.prefix_cache_tokens < 0:
+            raise ValueError(f"prefix_cache_tokens must be >= 0, got {self.prefix_cache_tokens}")
+        if self.cache_block_tokens < 1:
+            raise ValueError(f"cache_block_tokens must be >= 1, got {self.cache_block_tokens}")
+        if self.cache_min_tokens < 0:
+            raise ValueError(f"cache_min_tokens must be >= 0, got {self.cache_min_tokens}")
 
-    def schedule(self, n_tokens: int, rng: random.Random) -> list[float]:
-        """Offsets in seconds from the start of the request at which each token is due."""
+    def prefill_seconds(self, uncached_tokens: int) -> float:
+        """How long prefilling ``uncached_tokens`` prompt tokens takes."""
+        rate = self.prefill_tokens_per_second
+        return 0.0 if rate is None else uncached_tokens / rate
+
+    def schedule(self, n_tokens: int, rng: random.Random, *, prefill_tokens: int = 0) -> list[float]:
+        """Offsets in seconds from the start of the request at which each token is due.
+
+        ``prefill_tokens`` is how many prompt tokens must be prefilled first (the uncached ones).
+        """
 
         def spread(value: float) -> float:
             return value * (1 + rng.uniform(-self.jitter, self.jitter)) if self.jitter else value
 
-        t = spread(self.ttft)
+        t = spread(self.ttft + self.prefill_seconds(prefill_tokens))
         step = 0.0 if self.tokens_per_second is None else 1 / self.tokens_per_second
         out = []
         for i in range(n_tokens):
@@ -252,6 +341,9 @@ class RecordedRequest:
         time: ``anyio.current_time()`` at arrival.
         grammar_field: the request field the grammar was found in, or None.
         status: the status code the server answered with (set once decided).
+        cached_tokens: prompt tokens the prefix cache held (reported as cached in usage).
+        ttft: the modelled time to first token in seconds (base, prefill and jitter), once
+            decided.
     """
 
     method: str
@@ -263,25 +355,56 @@ class RecordedRequest:
     grammar_field: str | None = None
     status: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cached_tokens: int = 0
+    ttft: float | None = None
 
     @property
     def prompt(self) -> str:
-        """The prompt text: message contents joined by newlines, or the completions ``prompt``."""
+        """The prompt text: message contents joined by newlines, or the completions ``prompt``.
+
+        Declared function tools come first (as chat templates put them in the system turn), and
+        the tool calls and tool results in the conversation count too, so that usage and the
+        prefix cache see what a real server would prefill.
+        """
         if "prompt" in self.body:
             prompt = self.body["prompt"]
             return prompt if isinstance(prompt, str) else "\n".join(map(str, prompt))
+        parts = [_tools_text(self.body.get("tools")), self.body.get("instructions") or ""]
         messages = self.body.get("messages", self.body.get("input", []))
         if isinstance(messages, str):
-            return messages
-        parts = [self.body.get("instructions") or ""]
+            return "\n".join(p for p in [*parts, messages] if p)
         for message in messages:
             content = message.get("content", "") if isinstance(message, Mapping) else ""
             if isinstance(content, list):
                 content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-            parts.append(str(content))
+            parts.append("" if content is None else str(content))
+            if isinstance(message, Mapping):
+                parts.extend(_call_texts(message))
         return "\n".join(p for p in parts if p)
 
     @property
     def stream(self) -> bool:
         """Whether the client asked for a streamed answer."""
         return bool(self.body.get("stream"))
+
+
+def _tools_text(tools: Any) -> str:
+    """The declared function tools as JSON (custom grammar tools are not counted as prompt)."""
+    if not isinstance(tools, list):
+        return ""
+    functions = [t for t in tools if isinstance(t, Mapping) and t.get("type") == "function"]
+    return json.dumps(functions, separators=(",", ":")) if functions else ""
+
+
+def _call_texts(message: Mapping[str, Any]) -> list[str]:
+    """The tool calls and tool results a chat message or a Responses input item carries."""
+    out = []
+    for call in message.get("tool_calls") or ():  # chat: an assistant turn's calls
+        function = call.get("function", {}) if isinstance(call, Mapping) else {}
+        out.append(f"{function.get('name', '')}({function.get('arguments', '')})")
+    kind = message.get("type")
+    if kind == "function_call":  # Responses: a call item and its result
+        out.append(f"{message.get('name', '')}({message.get('arguments', '')})")
+    elif kind == "function_call_output":
+        out.append(str(message.get("output", "")))
+    return out

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ._constraint import GrammarConstraint, InvalidGrammar, find_constraint
+from ._latency import PrefixCache
 from ._protocol import Encoder, Usage, encoder_for, sse
 from ._script import (
     BadEvent,
@@ -32,9 +33,9 @@ from ._script import (
     RecordedRequest,
     Reply,
     Stall,
-    count_tokens,
     split_tokens,
 )
+from ._toolcalls import CallPlan, ToolCallMismatch, ToolEncoder, plan_tool_calls, tool_encoder
 
 __all__ = ["ReplySource", "SimulatedLLM", "serve"]
 
@@ -67,6 +68,13 @@ class SimulatedLLM:
     a scripted text it does not accept is refused with a 400 whose message names the first
     offending position, so a test proves that the grammar we send admits the text we expect.
 
+    A request that declares function ``tools`` (chat completions or Responses) can be answered
+    with native tool calls, ``Reply.calls(ToolCall("search", {"query": "x"}), ...)``, streamed as
+    OpenAI streams them. Each call's arguments are checked against its tool's JSON schema, and
+    ``tool_choice`` and ``parallel_tool_calls`` are honoured; a call that breaks them is refused
+    with a 400 (``tool_call_mismatch``) naming the call and the rule. ``Reply.sampled()`` calls
+    one of the tools with arguments sampled from its schema (unless ``tool_choice`` is "none").
+
     Example::
 
         sim = SimulatedLLM(["1. search(query=\\"x\\")\\njoin()"], latency=Latency(ttft=0.3))
@@ -79,6 +87,8 @@ class SimulatedLLM:
         requests: every request received, in arrival order.
         latency: the default latency model.
         prompt_tokens, completion_tokens: totals reported in usage so far.
+        cached_tokens: prompt tokens served from the prefix cache so far (see
+            :class:`Latency`; each request's count is on its :class:`RecordedRequest`).
     """
 
     def __init__(
@@ -105,6 +115,8 @@ class SimulatedLLM:
         self.requests: list[RecordedRequest] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
+        self._caches: dict[tuple[int, int, int], PrefixCache] = {}
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._generate, methods=["POST"]),
@@ -153,8 +165,12 @@ class SimulatedLLM:
         """
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP (not 0) so that asyncio also sets TCP_NODELAY on each accepted connection;
+        # set on the listening socket too, which Linux copies to accepted ones. Without it a
+        # non-streamed answer's last write waits for the client's delayed ACK (about 40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         started = anyio.Event()
 
@@ -248,6 +264,11 @@ class SimulatedLLM:
             raw = reply.fault
             return Response(raw.body, status_code=raw.status, media_type=raw.content_type)
         rng = random.Random(f"{self.seed}:{record.index}")
+        calls = self._plan_calls(record, reply, rng, constraint)
+        if isinstance(calls, Response):
+            return calls
+        if calls is not None:
+            return await self._answer_calls(record, reply, calls, rng)
         text = reply.text
         if text is None:
             text = _sample(constraint, rng, reply.max_sample_bytes)
@@ -258,12 +279,9 @@ class SimulatedLLM:
         record.extra["text"] = text
         encoder = encoder_for(record.path, record.body, self.model)
         tokens, finish = _limit(split_tokens(text), encoder)
-        usage = Usage(count_tokens(record.prompt), len(tokens))
         latency = reply.latency or self.latency
-        schedule = latency.schedule(len(tokens), rng)
-        if not tokens:
-            schedule = [latency.schedule(1, rng)[0]]
-        self.prompt_tokens += usage.prompt_tokens
+        usage = self._prompt_usage(record, latency, len(tokens))
+        schedule = self._schedule(record, latency, len(tokens), usage, rng)
         if record.stream:
             return StreamingResponse(
                 self._events(encoder, tokens, finish, usage, schedule, reply, record.time),
@@ -312,6 +330,92 @@ class SimulatedLLM:
             return _PartialResponse(body)
         self.completion_tokens += usage.completion_tokens
         return JSONResponse(body)
+
+    # -- prefill and the prefix cache ------------------------------------------------------------
+
+    def _prompt_usage(self, record: RecordedRequest, latency: Latency, completion_tokens: int) -> Usage:
+        """Count the prompt, look its prefix up in the cache, and record both."""
+        prompt = split_tokens(record.prompt)
+        cached = self._cache_for(latency).lookup(prompt) if latency.prefix_cache_tokens else 0
+        record.cached_tokens = cached
+        self.prompt_tokens += len(prompt)
+        self.cached_tokens += cached
+        return Usage(len(prompt), completion_tokens, cached, report_cached=latency.prefix_cache_tokens > 0)
+
+    def _cache_for(self, latency: Latency) -> PrefixCache:
+        key = (latency.prefix_cache_tokens, latency.cache_block_tokens, latency.cache_min_tokens)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = PrefixCache(*key)
+        return cache
+
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        """The prefix cache of the default latency model (None when it has none)."""
+        return self._cache_for(self.latency) if self.latency.prefix_cache_tokens else None
+
+    def _schedule(
+        self, record: RecordedRequest, latency: Latency, n_tokens: int, usage: Usage, rng: random.Random
+    ) -> list[float]:
+        prefill = usage.prompt_tokens - usage.cached_tokens
+        schedule = latency.schedule(n_tokens, rng, prefill_tokens=prefill)
+        if not n_tokens:
+            schedule = [latency.schedule(1, rng, prefill_tokens=prefill)[0]]
+        record.ttft = schedule[0]
+        return schedule
+
+    # -- native tool calls -----------------------------------------------------------------------
+
+    def _plan_calls(
+        self, record: RecordedRequest, reply: Reply, rng: random.Random, constraint: GrammarConstraint | None
+    ) -> CallPlan | Response | None:
+        """The tool calls to answer with, None for a text answer, or the 400 that refuses them."""
+        check = self.enforce_grammar and reply.check_grammar
+        try:
+            return plan_tool_calls(
+                record.path, record.body, reply, rng, check=check, can_sample=constraint is None
+            )
+        except ToolCallMismatch as exc:
+            return _error(400, str(exc), param=exc.param, code=exc.code)
+        except InvalidGrammar as exc:
+            return _error(400, str(exc), param=exc.field, code="invalid_grammar")
+
+    async def _answer_calls(
+        self, record: RecordedRequest, reply: Reply, plan: CallPlan, rng: random.Random
+    ) -> Response:
+        encoder = tool_encoder(record.path, record.body, self.model, plan)
+        n_tokens = sum(step.tokens for step in encoder.steps)
+        record.extra["text"] = encoder.sent.text
+        record.extra["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in encoder.sent.calls
+        ]
+        latency = reply.latency or self.latency
+        usage = self._prompt_usage(record, latency, n_tokens)
+        schedule = self._schedule(record, latency, n_tokens, usage, rng)
+        if record.stream:
+            return StreamingResponse(
+                self._call_events(encoder, usage, schedule, reply, record.time),
+                media_type="text/event-stream",
+            )
+        pieces = [""] * n_tokens  # the encoder knows what it says; _whole only counts
+        return await self._whole(encoder, pieces, encoder.finish, usage, schedule, reply, record.time)
+
+    async def _call_events(
+        self, encoder: ToolEncoder, usage: Usage, schedule: list[float], reply: Reply, start: float
+    ) -> AsyncIterator[bytes]:
+        for event in encoder.head():
+            yield sse(event)
+        sent = 0
+        for step in encoder.steps:
+            _maybe_drop(reply, sent)
+            sent += step.tokens
+            await _sleep_until(start + schedule[sent - 1] + _stalled(reply, sent - 1))
+            self.completion_tokens += step.tokens
+            for event in encoder.step(step):
+                yield sse(event)
+        _maybe_drop(reply, sent)
+        for event in encoder.tail("", encoder.finish, usage):
+            yield sse(event)
 
 
 # -- helpers ------------------------------------------------------------------------------------
