@@ -6,6 +6,7 @@ A task line is complete at its closing parenthesis, so a task is handed over in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
 _THOUGHT = "Thought:"
+# compat: a task written as a list item, `- 1. search(...)` or `* 1. ...`
+_BULLET = re.compile(r"[ \t]*(?:[-*•+][ \t]+|\*\*)(?=\d+[ \t]*\.)")
 
 
 class PlanStream:
@@ -156,13 +159,21 @@ class PlanStream:
 
     # -- lines ------------------------------------------------------------------------------------
 
+    def _unbullet(self, line: str) -> str:
+        """Compat: ``- 1. task`` as ``  1. task`` (blanked, so columns stay true)."""
+        if self.compat:
+            m = _BULLET.match(line)
+            if m is not None:
+                return " " * m.end() + line[m.end() :]
+        return line
+
     def _try_early(self, out: list[Task]) -> None:
         """The line may have just closed its call: parse it now if it did."""
-        line = self._buf
+        line = self._unbullet(self._buf)
         if not line.lstrip()[:1].isdigit() or self._join_id is not None or self._ended:
             return
         try:
-            call = parse_call_line(line, self._lineno, compat=self.compat)
+            call = parse_call_line(line, self._lineno, compat=self.compat, complete=False)
         except PlanSyntaxError:
             return  # not complete yet (or wrong: the newline will tell)
         self._accept_call(call, line, out)
@@ -170,6 +181,7 @@ class PlanStream:
 
     def _finish_early_line(self, line: str) -> None:
         """After an early emit, the rest of the line may hold only blanks or <END_OF_PLAN>."""
+        line = self._unbullet(line)
         call = parse_call_line(line, self._lineno, compat=self.compat)
         self._check_rest(call, line)
 
@@ -177,6 +189,8 @@ class PlanStream:
         rest = call.rest.strip()
         if not rest:
             return
+        if self.compat and (rest.startswith("#") or self._join_id is not None):
+            return  # LLMCompiler's `# comment` after a call; anything after join()
         if rest == END_OF_PLAN and (self._join_id is not None or self.compat):
             self._ended = True
             return
@@ -189,9 +203,12 @@ class PlanStream:
         )
 
     def _line(self, line: str, out: list[Task]) -> None:
+        line = self._unbullet(line)
         stripped = line.strip()
         if not stripped:
             return
+        if self.compat and (self._ended or self._join_id is not None):
+            return  # LLMCompiler stops reading at join(): whatever the model adds is ignored
         if self._ended or self._join_id is not None:
             if stripped == END_OF_PLAN and not self._ended:
                 self._ended = True
