@@ -161,3 +161,51 @@ def test_hand_built_task_with_values_that_are_not_json_is_refused(
 def test_hand_built_tasks_with_json_refs_and_templates_are_fine() -> None:
     t = Task(2, "math", ("x", 1, 2.5, True, None), {"c": [Ref(1), {"k": Template(("a", Ref(1)))}]})
     assert t.deps == {1}
+
+
+# -- a path into a value that has no such part -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "value", "message"),
+    [
+        (Ref(1, ("a", "b")), {"a": {"c": 1, "d": 2}}, "no key 'b' in an object with keys 'c', 'd' (at $1.a)"),
+        (
+            Ref(1, ("items", 3)),
+            {"items": [1, 2]},
+            "index out of range: [3] into an array of 2 items (at $1.items)",
+        ),
+        (Ref(1, ("name",)), "Everest", "no key 'name': the value is string 'Everest'"),
+        (Ref(1, (0,)), 8848, "cannot index integer 8848 with [0]"),
+        (Ref(1, ("q",)), {}, "no key 'q' in an empty object"),
+    ],
+)
+def test_a_path_that_does_not_fit_says_what_the_value_is(ref: Ref, value: object, message: str) -> None:
+    with pytest.raises((LookupError, TypeError)) as info:
+        ref.select(value)
+    assert str(info.value) == message
+
+
+@pytest.mark.anyio
+async def test_the_task_that_uses_a_bad_path_fails_saying_what_the_value_is() -> None:
+    import anyio
+
+    from tomasulo.dispatcher import Dispatcher
+    from tomasulo.tools import Tool, Toolset
+
+    tools = Toolset(
+        [
+            Tool(name="peak", fn=lambda: {"name": "Everest", "height_m": 8849}),
+            Tool(
+                name="show",
+                input_schema={"type": "object", "properties": {"x": {}}, "required": ["x"]},
+                fn=lambda x: x,
+            ),
+        ]
+    )
+    plan = parse_plan("1. peak()\n2. show($1.height)\n3. show($1.name[0])\n", tools)
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(tools, plan)
+    assert [out[i].status for i in (1, 2, 3)] == ["succeeded", "failed", "failed"]
+    assert "no key 'height' in an object with keys 'name', 'height_m'" in str(out[2].error)
+    assert "cannot index string 'Everest' with [0] (at $1.name)" in str(out[3].error)

@@ -81,21 +81,49 @@ class Ref:
         return f"${{{self.task_id}{_path_text(self.path)}}}"
 
     def select(self, value: Any) -> Any:
-        """Pick this reference's path out of ``value``; raises ``LookupError`` or ``TypeError``."""
-        for item in self.path:
+        """Pick this reference's path out of ``value``.
+
+        Raises :class:`PathLookupError` (a ``LookupError``) for a key or index that is not
+        there, and ``TypeError`` for a path step into a value that has no parts; both messages
+        say where along the path it stopped and what the value there is.
+        """
+        for depth, item in enumerate(self.path):
             if isinstance(item, int):
                 if not isinstance(value, list | tuple):
-                    raise TypeError(f"cannot index {type(value).__name__} with [{item}]")
+                    raise TypeError(f"cannot index {_what(value)} with [{item}]{self._at(depth)}")
+                if item >= len(value):
+                    raise PathLookupError(
+                        f"index out of range: [{item}] into an array of {len(value)} "
+                        f"item{'s' * (len(value) != 1)}{self._at(depth)}"
+                    )
                 value = value[item]
             elif isinstance(value, Mapping):
                 if item not in value:
-                    raise KeyError(item)
+                    keys = ", ".join(repr(k) for k in list(value)[:8]) + (", ..." if len(value) > 8 else "")
+                    has = f"an object with keys {keys}" if value else "an empty object"
+                    raise PathLookupError(f"no key {item!r} in {has}{self._at(depth)}")
                 value = value[item]
             elif hasattr(value, item) and not item.startswith("_"):
                 value = getattr(value, item)
             else:
-                raise KeyError(item)
+                raise PathLookupError(f"no key {item!r}: the value is {_what(value)}{self._at(depth)}")
         return value
+
+    def _at(self, depth: int) -> str:
+        return f" (at ${self.task_id}{_path_text(self.path[:depth])})" if depth else ""
+
+
+class PathLookupError(LookupError):
+    """A reference's path names a key or an index the value does not have."""
+
+
+def _what(value: Any) -> str:
+    """A value described for a message: its JSON type and a clipped text."""
+    kind = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        type(value), "array" if isinstance(value, list | tuple) else type(value).__name__
+    )
+    text = repr(value)
+    return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
 
 
 def stringify(value: Any) -> str:
