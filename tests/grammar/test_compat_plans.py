@@ -201,6 +201,21 @@ def test_unquoted_text_is_chunking_proof(words: list[str], cuts: list[int]) -> N
     assert chunked(text, [c for c in cuts if c <= len(text)]) == (whole, joined)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Step 1: search('x')\nStep 2: join()\n",
+        "Task 1 - search('x')\n",
+        "1) search('x')\n",
+        "**1.** search('x')\n",
+    ],
+)
+def test_task_lines_in_a_form_compat_does_not_read_are_an_error_not_an_empty_plan(text: str) -> None:
+    with pytest.raises(PlanSyntaxError) as info:
+        parse_plan(text, TOOLS, compat=True)
+    assert info.value.line == 1
+
+
 def test_a_plan_of_only_prose_is_still_not_an_error_but_is_empty() -> None:
     plan = parse_plan("I think we should search for it.\n", TOOLS, compat=True)
     assert plan.tasks == () and not plan.joined

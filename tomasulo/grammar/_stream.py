@@ -29,6 +29,8 @@ __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
 _THOUGHT = "Thought:"
 # compat: a task written as a list item, `- 1. search(...)` or `* 1. ...`
+# compat: text that looks like a task line in a form compat does not read (`1) f(x)`, `**1.** f(x)`)
+_TASK_LIKE = re.compile(r"\d+\W{0,3}[ \t]*[A-Za-z_][\w.\-]*\(")
 _BULLET = re.compile(r"[ \t]*(?:[-*•+][ \t]+|\*\*)(?=\d+[ \t]*\.)")
 
 
@@ -72,6 +74,7 @@ class PlanStream:
         self._join_id: int | None = None
         self._join_thought: str | None = None
         self._ended = False  # <END_OF_PLAN> seen
+        self._unread: tuple[int, str] | None = None  # compat: the first task-like line skipped
         self._closed = False
 
     # -- public API -------------------------------------------------------------------------------
@@ -155,6 +158,15 @@ class PlanStream:
                         hint="the model's output was cut off; ask for the rest or replan",
                     ) from e
                 raise
+        if self._unread is not None and not self._tasks and self._join_id is None:
+            lineno, text = self._unread
+            raise PlanSyntaxError(
+                "no task line in the plan, but this line looks like one",
+                line=lineno,
+                column=len(text) - len(text.lstrip()) + 1,
+                text=text,
+                hint="write each task as `N. tool(args)` at the start of its line",
+            )
         return out
 
     # -- lines ------------------------------------------------------------------------------------
@@ -243,7 +255,11 @@ class PlanStream:
             self._ended = True
             return
         if self.compat and not stripped[:1].isdigit():
-            return  # LLMCompiler-style prose around the plan
+            # LLMCompiler-style prose around the plan; a line that looks like a task in a form
+            # not read here is kept, so a plan of only such lines is an error, not empty
+            if self._unread is None and _TASK_LIKE.search(line):
+                self._unread = (self._lineno, line)
+            return
         call = parse_call_line(line, self._lineno, compat=self.compat)
         self._accept_call(call, line, out)
         self._check_rest(call, line)
