@@ -200,8 +200,9 @@ class PlanError(TomasuloError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        out = f"line {self.line}, column {self.column}: {self.message}"
-        if self.text:
+        # line 0: not from plan text (a hand-built Task), so there is no place to point at
+        out = f"line {self.line}, column {self.column}: {self.message}" if self.line else self.message
+        if self.text and self.line:
             out += f"\n    {self.text}\n    {' ' * max(self.column - 1, 0)}^"
         if self.hint:
             out += f"\n  hint: {self.hint}"

@@ -64,6 +64,10 @@ CORPUS: list[tuple[str, str, bool]] = [
     ),
     ("no join", '1. search("a")\n', False),
     ("too many positionals", "1. math.factorial(1, 2)\n2. join()\n", False),
+    ("float that overflows", '1. math(expression="x", context=[1e999])\n2. join()\n', False),
+    ("long float mantissa", f'1. math(expression="x", context=[{"9" * 400}.5])\n2. join()\n', False),
+    ("long integer", f'1. math(expression="x", context=[{"9" * 400}, 1e99, 2.5e-999])\n2. join()\n', True),
+    ("trailing comma", '1. search("a", )\n2. join()\n', False),
 ]
 
 
@@ -85,6 +89,59 @@ def test_corpus_every_engine_agrees_with_parser(engine: str) -> None:
     disagree = []
     for case, text, valid in CORPUS:
         if engine == "python-lark":
+            got = gs.lark_accepts(g, text)
+        else:
+            got = gs.llg_accepts(g, engine.split("-")[1], text)
+        if got is not valid:
+            disagree.append(case)
+    assert disagree == []
+
+
+# Real-world schemas: names a plan cannot write are mapped (`first-name` -> first_name), Unicode
+# names are written as they are, and `null` for an optional parameter means "not given".
+NAMES_CORPUS: list[tuple[str, str, bool]] = [
+    ("unicode keyword", '1. get_car(city="Oslo", año_vehiculo=2020)\n2. join()\n', True),
+    ("mapped keywords", '1. get_car("Oslo", first_name="Ann", _type="suv")\n2. join()\n', True),
+    ("null for optional", '1. get_car("Oslo", null, año_vehiculo=null)\n2. join()\n', True),
+    ("null for optional by name", '1. get_car(city="Oslo", _type=null)\n2. join()\n', True),
+    ("null for a nullable one", '1. get_car("Oslo", note=null)\n2. join()\n', True),
+    ("null for required", "1. get_car(null)\n2. join()\n", False),
+    ("source name", '1. get_car("Oslo", first-name="Ann")\n2. join()\n', False),
+    ("source tool name", '1. get car("Oslo")\n2. join()\n', False),
+    ("wrong type", '1. get_car("Oslo", año_vehiculo="new")\n2. join()\n', False),
+]
+
+
+@functools.cache
+def names_tools() -> Toolset:
+    return Toolset.from_schemas(
+        [
+            {
+                "name": "get car",
+                "parameters": {
+                    "properties": {
+                        "city": {"type": "String"},
+                        "first-name": {"type": "string"},
+                        "año_vehiculo": {"type": "long"},
+                        "$type": {"type": "string", "enum": ["suv", "van"]},
+                        "note": {"type": "string", "nullable": True},
+                    },
+                    "required": ["city"],
+                },
+            }
+        ]
+    )
+
+
+@pytest.mark.parametrize("engine", ["parser", "python-lark", "llguidance-lark", "llguidance-gbnf"])
+def test_real_world_names_every_engine_agrees_with_labels(engine: str) -> None:
+    tools = names_tools()
+    g = build_grammar(tools, max_tasks=MAX_TASKS)
+    disagree = []
+    for case, text, valid in NAMES_CORPUS:
+        if engine == "parser":
+            got = gs.judge(text, tools, max_tasks=MAX_TASKS)
+        elif engine == "python-lark":
             got = gs.lark_accepts(g, text)
         else:
             got = gs.llg_accepts(g, engine.split("-")[1], text)
@@ -149,6 +206,17 @@ def test_corpus_llama_cpp_grammar_sampler_agrees(llama: gs.LlamaGrammarEngine) -
     tok = gs.tokenizer(4096)
     disagree = [
         case for case, text, valid in CORPUS if llama.accepts(g.gbnf(), tok.encode(text).ids) is not valid
+    ]
+    assert disagree == []
+
+
+@pytest.mark.llamacpp
+@requires_llama
+def test_real_world_names_llama_cpp_grammar_sampler_agrees(llama: gs.LlamaGrammarEngine) -> None:
+    gbnf = build_grammar(names_tools(), max_tasks=MAX_TASKS).gbnf()
+    tok = gs.tokenizer(4096)
+    disagree = [
+        case for case, text, valid in NAMES_CORPUS if llama.accepts(gbnf, tok.encode(text).ids) is not valid
     ]
     assert disagree == []
 

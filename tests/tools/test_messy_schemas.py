@@ -321,14 +321,92 @@ NORMALIZED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ),
         obj({"v": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "number"}}]}}),
     ),
+    # Type names as Java, C#, TypeScript and Python write them (public function-calling sets)
+    *[
+        (f"type-{raw}", bare({"properties": {"v": {"type": raw}}}), obj({"v": {"type": want}}))
+        for raw, want in [
+            ("long", "integer"),
+            ("int", "integer"),
+            ("short", "integer"),
+            ("byte", "integer"),
+            ("char", "string"),
+            ("double", "number"),
+            ("float", "number"),
+            ("Boolean", "boolean"),
+            ("String", "string"),
+            ("ArrayList", "array"),
+            ("HashMap", "object"),
+            ("Set", "array"),
+            ("dict", "object"),
+            ("tuple", "array"),
+        ]
+    ],
+    (
+        "type-empty",
+        bare({"properties": {"v": {"type": "", "description": "d"}}}),
+        obj({"v": {"description": "d"}}),
+    ),
+    ("type-any", bare({"properties": {"v": {"type": "any"}}}), obj({"v": {}})),
+    (
+        "type-java-list",
+        bare({"properties": {"v": {"type": "List<String>"}, "w": {"type": "java.util.ArrayList<Integer>"}}}),
+        obj(
+            {
+                "v": {"type": "array", "items": {"type": "string"}},
+                "w": {"type": "array", "items": {"type": "integer"}},
+            }
+        ),
+    ),
+    (
+        "type-java-map",
+        bare(
+            {
+                "properties": {
+                    "v": {"type": "Map<String, List<Double>>"},
+                    "w": {"type": "HashMap<String,long>"},
+                }
+            }
+        ),
+        obj(
+            {
+                "v": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "number"}},
+                },
+                "w": {"type": "object", "additionalProperties": {"type": "integer"}},
+            }
+        ),
+    ),
+    (
+        "type-python-generics",
+        bare(
+            {
+                "properties": {
+                    "a": {"type": "list[str]"},
+                    "b": {"type": "Optional[int]"},
+                    "c": {"type": "String[]"},
+                }
+            }
+        ),
+        obj(
+            {
+                "a": {"type": "array", "items": {"type": "string"}},
+                "b": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "c": {"type": "array", "items": {"type": "string"}},
+            }
+        ),
+    ),
+    (
+        "type-generic-explicit-items-win",
+        bare({"properties": {"v": {"type": "List<String>", "items": {"type": "integer"}}}}),
+        obj({"v": {"type": "array", "items": {"type": "integer"}}}),
+    ),
 ]
 
 # (id, raw schemas, functions, expected tool name in the error, expected field)
 REJECTED: list[tuple[str, list[Any], dict[str, Any], str | None, str | None]] = [
     ("no-name", [{"parameters": {}}], {}, None, "/name"),
     ("wrapped-no-name", [{"type": "function", "function": {"parameters": {}}}], {}, None, "/function/name"),
-    ("name-with-space", [{"name": "get weather"}], {}, "get weather", "/name"),
-    ("name-starts-with-digit", [{"name": "1tool"}], {}, "1tool", "/name"),
     ("name-not-a-string", [{"name": 7}], {}, None, "/name"),
     ("reserved-join", [{"name": "join"}], {}, "join", "/name"),
     ("parameters-not-object-type", [bare({"type": "string"})], {}, "t", "/parameters/type"),
@@ -572,3 +650,56 @@ def test_normalize_schema_alone() -> None:
     }
     assert normalize_schema(True) is True
     assert isinstance(Tool(name="x").input_schema, dict)
+
+
+def test_generic_type_that_takes_no_parameters_says_so() -> None:
+    with pytest.raises(SchemaError, match="the type 'Boolean<String>' takes no type parameters"):
+        tools_from_schemas([bare({"properties": {"v": {"type": "Boolean<String>"}}})])
+    with pytest.raises(SchemaError, match="unknown type 'Person'"):
+        tools_from_schemas([bare({"properties": {"v": {"type": "List<Person>"}}})])
+
+
+# -- names a plan cannot write -------------------------------------------------------------------
+
+
+def test_tool_names_a_plan_cannot_write_are_mapped_and_their_functions_still_attach() -> None:
+    tools = tools_from_schemas(
+        [{"name": "get weather"}, {"name": "1tool"}, {"name": "files/read"}],
+        functions={"get weather": lambda: "sunny", "1tool": lambda: 1},
+    )
+    assert [t.name for t in tools] == ["get_weather", "_1tool", "files_read"]
+    assert tools[0].call({}) == "sunny" and tools[1].call({}) == 1
+
+
+def test_parameter_names_a_plan_cannot_write_are_mapped_and_back() -> None:
+    seen: dict[str, Any] = {}
+
+    def book(**kwargs: Any) -> str:
+        seen.update(kwargs)
+        return "ok"
+
+    [t] = tools_from_schemas(
+        [
+            {
+                "name": "book",
+                "parameters": {
+                    "properties": {
+                        "first-name": {"type": "string"},
+                        "first_name": {"type": "string"},
+                        "$type": {"type": "string"},
+                        "2nd": {"type": "integer"},
+                        "año_vehiculo": {"type": "long"},
+                    },
+                    "required": ["first-name", "2nd"],
+                },
+            }
+        ],
+        functions={"book": book},
+    )
+    assert t.param_names == ("first_name_2", "first_name", "_type", "_2nd", "año_vehiculo")
+    assert t.required == ("first_name_2", "_2nd")
+    assert t.signature().startswith("book(first_name_2: string, first_name?: string, _type?: string")
+    args = t.validate({"first_name_2": "Ann", "_type": "vip", "_2nd": 2, "año_vehiculo": 2020})
+    assert t.call(args) == "ok"
+    assert seen == {"first-name": "Ann", "$type": "vip", "2nd": 2, "año_vehiculo": 2020}
+    assert t.source_names == {"first_name_2": "first-name", "_type": "$type", "_2nd": "2nd"}

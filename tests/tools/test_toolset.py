@@ -160,3 +160,64 @@ def test_decorated_module_level_tools_pickle() -> None:
     assert pickle.loads(pickle.dumps(factorial)).call({"n": 4}) == 24
     assert factorial.convert is not None
     assert pickle.loads(pickle.dumps(factorial.convert))({"n": 3}) == {"n": 3}
+
+
+# -- a real-world schema, from the plan to the call ----------------------------------------------
+
+
+def book_car(**kwargs: object) -> dict[str, object]:
+    return {"got": kwargs}
+
+
+REAL_WORLD = [
+    {
+        "type": "function",
+        "function": {
+            "name": "rent car",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "first-name": {"type": "String"},
+                    "año_vehiculo": {"type": "long", "default": None},
+                    "$type": {"type": "string", "enum": ["suv", "van"]},
+                    "extras": {"type": "List<String>"},
+                },
+                "required": ["first-name"],
+            },
+        },
+    }
+]
+
+
+@pytest.mark.anyio
+async def test_a_real_world_schema_runs_from_plan_text_to_the_call() -> None:
+    import anyio
+
+    from tomasulo.dispatcher import Dispatcher
+    from tomasulo.grammar import build_grammar, parse_plan
+
+    tools = Toolset.from_schemas(REAL_WORLD, functions={"rent car": book_car})
+    t = tools["rent_car"]
+    assert "first_name=" in build_grammar(tools).lark() and "año_vehiculo=" in build_grammar(tools).lark()
+    plan = parse_plan(
+        '1. rent_car("Ann", año_vehiculo=2020, _type="suv", extras=["gps"])\n'
+        '2. rent_car(first_name="Bob", año_vehiculo=null, _type=null)\n3. join()\n',
+        tools,
+    )
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(tools, plan)
+    assert [o.status for o in out.values()] == ["succeeded"] * 2, [o.error for o in out.values()]
+    assert out[1].value == {
+        "got": {"first-name": "Ann", "año_vehiculo": 2020, "$type": "suv", "extras": ["gps"]}
+    }
+    assert out[2].value == {"got": {"first-name": "Bob"}}, "null means not given; names map back"
+    copy = pickle.loads(pickle.dumps(t))  # a process executor gets the way back too
+    assert copy.param_names == t.param_names and copy.convert is not None
+    assert copy.convert({"first_name": "C", "_type": "van"}) == {"first-name": "C", "$type": "van"}
+
+
+def test_plan_names_are_the_keywords_the_parser_reads() -> None:
+    from tomasulo.grammar import _parser
+    from tomasulo.tools._tool import PLAN_NAME
+
+    assert _parser._IDENT_EQ.pattern.startswith(f"({PLAN_NAME.pattern})")

@@ -106,3 +106,42 @@ def test_validate_on_a_tool_from_a_raw_schema() -> None:
         ("days", "minimum 1"),
         ("units", "one of 'c', 'f'"),
     ]
+
+
+# -- null for an optional parameter means "not given" -------------------------------------------
+
+NULLS = tools_from_schemas(
+    [
+        {
+            "name": "find",
+            "parameters": {
+                "properties": {
+                    "query": {"type": "string"},
+                    "limit": {"type": "integer", "default": None},
+                    "lang": {"type": "string"},
+                    "since": {"type": ["string", "null"]},
+                },
+                "required": ["query"],
+            },
+        }
+    ]
+)[0]
+
+
+def test_null_for_an_optional_parameter_is_left_out() -> None:
+    args = {"query": "x", "limit": None, "lang": None}
+    assert NULLS.field_errors(args) == []
+    assert NULLS.validate(args) == {"query": "x"}, "the tool gets its own defaults"
+
+
+def test_null_stays_where_the_schema_takes_it_and_is_an_error_where_required() -> None:
+    assert NULLS.validate({"query": "x", "since": None}) == {"query": "x", "since": None}
+    with pytest.raises(ToolArgumentError) as info:
+        NULLS.validate({"query": None})
+    assert [(e.path, e.got) for e in info.value.errors] == [("query", "null None")]
+
+
+def test_null_for_a_decorated_tools_optional_parameter_gets_the_python_default() -> None:
+    args = {"customer": "ann", "items": [], "mode": "sea", "note": None}
+    assert order.validate(args) == {"customer": "ann", "items": [], "mode": "sea"}
+    assert order.validate({**args, "priority": None})["priority"] is None, "int | None takes null"

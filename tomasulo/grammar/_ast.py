@@ -13,17 +13,34 @@ typed value) or :class:`Template` (a string with ``${k}`` interpolations, render
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ..exceptions import ArgumentTypeError, TaskIdError
+
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["JOIN", "Plan", "Ref", "Task", "Template", "Value", "iter_refs", "stringify", "value_to_text"]
+__all__ = [
+    "JOIN",
+    "MAX_NESTING",
+    "Plan",
+    "Ref",
+    "Task",
+    "Template",
+    "Value",
+    "iter_refs",
+    "stringify",
+    "value_to_text",
+]
 
 #: The name of the plan's closing pseudo-tool.
 JOIN = "join"
+#: How deeply arrays and objects may nest inside one argument value (every parser refuses more,
+#: and so does :class:`Task`), so no plan can drive a recursive reader past Python's stack.
+MAX_NESTING = 64
 
 PathItem: TypeAlias = str | int
 #: An argument value: JSON data, possibly holding :class:`Ref` and :class:`Template` inside.
@@ -50,6 +67,10 @@ class Ref:
 
     task_id: int
     path: tuple[PathItem, ...] = ()
+    #: Written as a whole quoted string (``"$1"``, compat mode): LLMCompiler pastes such a
+    #: reference in as text, so a string parameter gets the value as text (see
+    #: :func:`stringify`). Takes no part in equality.
+    quoted: bool = field(default=False, compare=False)
 
     def to_text(self) -> str:
         """The reference as written in a plan, outside a string: ``$k.path``."""
@@ -60,21 +81,49 @@ class Ref:
         return f"${{{self.task_id}{_path_text(self.path)}}}"
 
     def select(self, value: Any) -> Any:
-        """Pick this reference's path out of ``value``; raises ``LookupError`` or ``TypeError``."""
-        for item in self.path:
+        """Pick this reference's path out of ``value``.
+
+        Raises :class:`PathLookupError` (a ``LookupError``) for a key or index that is not
+        there, and ``TypeError`` for a path step into a value that has no parts; both messages
+        say where along the path it stopped and what the value there is.
+        """
+        for depth, item in enumerate(self.path):
             if isinstance(item, int):
                 if not isinstance(value, list | tuple):
-                    raise TypeError(f"cannot index {type(value).__name__} with [{item}]")
+                    raise TypeError(f"cannot index {_what(value)} with [{item}]{self._at(depth)}")
+                if item >= len(value):
+                    raise PathLookupError(
+                        f"index out of range: [{item}] into an array of {len(value)} "
+                        f"item{'s' * (len(value) != 1)}{self._at(depth)}"
+                    )
                 value = value[item]
             elif isinstance(value, Mapping):
                 if item not in value:
-                    raise KeyError(item)
+                    keys = ", ".join(repr(k) for k in list(value)[:8]) + (", ..." if len(value) > 8 else "")
+                    has = f"an object with keys {keys}" if value else "an empty object"
+                    raise PathLookupError(f"no key {item!r} in {has}{self._at(depth)}")
                 value = value[item]
             elif hasattr(value, item) and not item.startswith("_"):
                 value = getattr(value, item)
             else:
-                raise KeyError(item)
+                raise PathLookupError(f"no key {item!r}: the value is {_what(value)}{self._at(depth)}")
         return value
+
+    def _at(self, depth: int) -> str:
+        return f" (at ${self.task_id}{_path_text(self.path[:depth])})" if depth else ""
+
+
+class PathLookupError(LookupError):
+    """A reference's path names a key or an index the value does not have."""
+
+
+def _what(value: Any) -> str:
+    """A value described for a message: its JSON type and a clipped text."""
+    kind = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        type(value), "array" if isinstance(value, list | tuple) else type(value).__name__
+    )
+    text = repr(value)
+    return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
 
 
 def stringify(value: Any) -> str:
@@ -163,6 +212,68 @@ def _add_ref_ids(value: Value, ids: set[int]) -> None:
         ids.update(ref.task_id for ref in iter_refs(value))
 
 
+def _value_problem(value: Value, depth: int = 1) -> str | None:
+    """Why ``value`` cannot be a plan argument (not JSON data, a reference or a template), or
+    ``None``; ``depth`` counts the arrays and objects it is inside."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None or kind is Ref or kind is Template:
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if kind is list or kind is tuple or kind is dict:
+        if depth > MAX_NESTING:
+            return f"nesting deeper than {MAX_NESTING} levels"
+        if kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    return f"the object key {key!r} is not a string"
+                problem = _value_problem(item, depth + 1)
+                if problem is not None:
+                    return _inside(f"[{key!r}]", problem)
+            return None
+        for i, item in enumerate(value):
+            problem = _value_problem(item, depth + 1)
+            if problem is not None:
+                return _inside(f"[{i}]", problem)
+        return None
+    return (
+        f"a value of type {kind.__name__} is not JSON data "
+        "(use strings, numbers, booleans, null, lists and dicts)"
+    )
+
+
+def _inside(where: str, problem: str) -> str:
+    if problem.startswith("nesting"):
+        return problem  # a path 65 levels long says nothing more
+    return f"{where}{problem}" if problem[0] == "[" else f"{where}: {problem}"
+
+
+def _check_task(task: Task) -> None:
+    """Refuse a hand-built task that no parser could have produced, before anything runs it."""
+    tid = task.id
+    if type(tid) is not int or tid < 1:
+        raise TaskIdError(
+            f"task id {tid!r}: ids are whole numbers from 1 up",
+            text=f"Task(id={tid!r}, tool={task.tool!r})",
+            hint="number tasks 1, 2, 3, ... (a replan continues the numbering)",
+        )
+    if type(task.tool) is not str or not task.tool:
+        raise ArgumentTypeError(f"task {tid}: the tool must be a non-empty string, got {task.tool!r}")
+    where = [(f"argument {i + 1}", v) for i, v in enumerate(task.args)]
+    for key in task.kwargs:
+        if type(key) is not str:
+            raise ArgumentTypeError(f"task {tid}: the keyword {key!r} is not a string")
+    where.extend((f"argument {k!r}", v) for k, v in task.kwargs.items())
+    for name, value in where:
+        problem = _value_problem(value)
+        if problem is not None:
+            sep = "" if problem[0] == "[" else ": "
+            raise ArgumentTypeError(
+                f"task {tid} ({task.tool}), {name}{sep}{problem}",
+                hint="plan arguments are JSON values, $k references or templates",
+            )
+
+
 def value_to_text(value: Value) -> str:
     """A value as written in a plan."""
     if isinstance(value, Ref | Template):
@@ -201,6 +312,7 @@ class Task:
     deps: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        _check_task(self)
         ids: set[int] = set()
         for value in self.args:
             _add_ref_ids(value, ids)

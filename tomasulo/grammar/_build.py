@@ -78,6 +78,8 @@ __all__ = [
 MAX_THOUGHT_CHARS = 400
 #: Array length bounds up to this are kept exactly; larger ones are widened.
 _MAX_UNROLL = 64
+#: The most integer digits a float (a number with a fraction or exponent) may have.
+_FLOAT_DIGITS = 100
 
 _CTRL = ((0x00, 0x1F),)  # raw control characters: JSON strings escape them
 _HEX = CharClass.of("", ranges=((0x30, 0x39), (0x41, 0x46), (0x61, 0x66)))
@@ -346,13 +348,18 @@ class _Builder:
         )
         self.rule("int", _INT, token=True)
         self.rule("uint", _UINT, token=True)
+        # A number must stay finite (the parser refuses `1e999`), so a float has at most
+        # _FLOAT_DIGITS integer digits and an exponent below 100 (negative ones: any): every such
+        # number is below 1e199. Integers without a fraction or exponent are exact at any size.
+        frac = seq(Lit("."), Repeat(_DIGIT, 1))
+        exp = seq(
+            CharClass.of("eE"),
+            alt(seq(opt(Lit("+")), Repeat(_DIGIT, 1, 2)), seq(Lit("-"), Repeat(_DIGIT, 1))),
+        )
+        mantissa = alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0, _FLOAT_DIGITS - 1)))
         self.rule(
             "num",
-            seq(
-                _INT,
-                opt(seq(Lit("."), Repeat(_DIGIT, 1))),
-                opt(seq(CharClass.of("eE"), opt(CharClass.of("+-")), Repeat(_DIGIT, 1))),
-            ),
+            seq(opt(Lit("-")), alt(_UINT, seq(mantissa, alt(seq(frac, opt(exp)), exp)))),
             token=True,
         )
         first = CharClass.of(" ", negated=True, ranges=_CTRL)
@@ -486,6 +493,11 @@ class _Builder:
         if n == 0:
             return Lit(open_ + close)
         values = [self.value(node, ctx) for _, node, _ in params]
+        if keyword:  # `null` for an optional argument means "not given" (the tool's default)
+            values = [
+                v if req or _admits_null(node) else alt(v, Lit("null"))
+                for v, (_, node, req) in zip(values, params, strict=True)
+            ]
         keys = [Lit(f"{name}=" if keyword else f"{_json_key(name)}: ") for name, _, _ in params]
         required = [req for _, _, req in params]
 
@@ -694,6 +706,17 @@ def int_range(lo: int | None, hi: int | None) -> Expr:
     if not parts:
         raise ConfigError(f"no integer lies between {lo} and {hi}")
     return alt(*parts)
+
+
+def _admits_null(node: Node) -> bool:
+    kind = node[0]
+    if kind in ("any", "null"):
+        return True
+    if kind == "enum":
+        return "null" in node[1]
+    if kind == "union":
+        return any(_admits_null(n) for n in node[1])
+    return False
 
 
 def _json_key(name: str) -> str:

@@ -158,6 +158,7 @@ def check_tool_call(call: CallLine, tools: Toolset, text: str, lineno: int) -> d
     names = list(props)
     bound: dict[str, Value] = {}
     columns: dict[str, int] = {}
+    nodes: dict[str, ArgNode] = {}
     positional = [a for a in call.args if a.keyword is None]
     if len(positional) > len(names):
         extra = positional[len(names)]
@@ -172,6 +173,7 @@ def check_tool_call(call: CallLine, tools: Toolset, text: str, lineno: int) -> d
     for name, node in zip(names, positional, strict=False):
         bound[name] = node.value
         columns[name] = node.column
+        nodes[name] = node
     for node in call.args:
         if node.keyword is None:
             continue
@@ -191,6 +193,7 @@ def check_tool_call(call: CallLine, tools: Toolset, text: str, lineno: int) -> d
             )
         bound[name] = node.value
         columns[name] = node.column
+        nodes[name] = node
     for name in tool.required:
         if name not in bound:
             raise MissingArgumentError(
@@ -204,12 +207,23 @@ def check_tool_call(call: CallLine, tools: Toolset, text: str, lineno: int) -> d
         schema = props.get(name)
         if not isinstance(schema, Mapping) or not schema:
             continue
+        if value is None and tool.is_unset(name, value):
+            continue  # null for an optional parameter: not given, the tool gets its default
+        if type(value) is Ref and value.quoted and _takes_only_text(schema):
+            # compat `"$1"`: LLMCompiler pastes the result in as text; so does a template
+            bound[name] = nodes[name].value = Template((value,))
+            continue
         problem = _literal_problem(tool, name, schema, value)
         if problem is not None:
             raise ArgumentTypeError(
                 f"wrong value for {tool.name}: {problem}", line=lineno, column=columns[name], text=text
             )
     return bound
+
+
+def _takes_only_text(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "string" or kind == ["string"]
 
 
 def _allows_extra(tool: Tool) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import IncompletePlanError, PlanSyntaxError, TaskIdError, TooManyTasksError
-from ._ast import Plan, Ref, Task, Template, Value
+from ._ast import MAX_NESTING, Plan, Ref, Task, Template, Value
 from ._check import check_refs, check_tool_call, make_task
 from ._parser import ArgNode, CallLine, parse_path, split_interpolations
 from ._stream import aiter_parsed
@@ -35,6 +35,35 @@ __all__ = ["JsonPlanStream", "aiter_json_tasks", "parse_json_plan"]
 
 _STRUCTURAL = re.compile(r'["{}\[\]:\n]')
 _STRING_STOP = re.compile(r'["\\\n]')
+#: The document, the tasks array, a task and its args hold an argument value.
+_VALUE_DEPTH = 4
+
+
+class _BadNumber(ValueError):
+    """A number JSON can write but a plan cannot take (it overflows, or is NaN/Infinity)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _BadNumber(f"the number {text} is too large (it overflows a 64-bit float)")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts
+        raise _BadNumber(f"an integer of {len(text.lstrip('-'))} digits is too long to read") from None
+
+
+def _no_constant(text: str) -> Any:
+    raise _BadNumber(f"{text} is not a JSON number")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that refuses numbers which would reach a tool as ``inf`` or ``nan``."""
+    return json.loads(text, parse_float=_finite_float, parse_int=_int, parse_constant=_no_constant)
 
 
 class JsonPlanStream:
@@ -139,6 +168,15 @@ class JsonPlanStream:
                 self._key = json.loads(text[s:e])
             elif c in "{[":
                 self._depth += 1
+                if self._depth > MAX_NESTING + _VALUE_DEPTH:
+                    self._closed = True  # close() must not hand the text to a recursive reader
+                    raise PlanSyntaxError(
+                        f"nesting deeper than {MAX_NESTING} levels",
+                        line=self._line,
+                        column=i - self._line_start + 1,
+                        text=_line_of(text[self._line_start :], 1)[:200],
+                        hint="flatten the value, or pass deep data as a string",
+                    )
                 if c == "[" and self._depth == 2 and self._key == "tasks" and self._tasks_depth is None:
                     self._tasks_depth = 2
                 elif c == "{" and self._tasks_depth is not None and self._depth == 3 and not self._joined:
@@ -160,7 +198,9 @@ class JsonPlanStream:
             return []
         self._closed = True
         try:
-            doc = json.loads(self._buffer)
+            doc = _loads(self._buffer)
+        except _BadNumber as e:
+            raise PlanSyntaxError(str(e), line=1, column=1, hint="numbers must be finite") from None
         except json.JSONDecodeError as e:
             # Cut off: the error is at the end, or the text ends inside a string (JSON reports
             # an unterminated string where the string starts).
@@ -189,7 +229,9 @@ class JsonPlanStream:
             return cls(message, line=line, column=column, text=text)
 
         try:
-            obj = json.loads(raw)
+            obj = _loads(raw)
+        except _BadNumber as e:
+            raise error(f"tasks[{len(self._tasks)}]: {e}") from None
         except json.JSONDecodeError as e:
             raise error(f"task is not valid JSON: {e.msg}") from None
         index = len(self._tasks)

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 
 from ..exceptions import PlanSyntaxError
-from ._ast import PathItem, Ref, Template, Value
+from ._ast import MAX_NESTING, PathItem, Ref, Template, Value
 
 __all__ = ["END_OF_PLAN", "ArgNode", "CallLine", "parse_call_line", "parse_path"]
 
 END_OF_PLAN = "<END_OF_PLAN>"
 
 _TASK_HEAD = re.compile(r"\s*(\d+)\s*\.\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\(")
-_IDENT_EQ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
+# A keyword is any identifier (Unicode letters too, as in Python: `año_vehiculo=`)
+_IDENT_EQ = re.compile(r"([^\W\d]\w*)\s*=(?!=)")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
+# compat: Python-style numbers as well: `.5`, `5.`, `1_000`
+_COMPAT_NUMBER = re.compile(r"-?(?=\.?\d)(?:\d(?:_?\d)*)?(\.(?:\d(?:_?\d)*)?)?([eE][-+]?\d(?:_?\d)*)?")
 _WS = re.compile(r"[ \t\r]*")
 _DQ_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _SQ_STRING = re.compile(r"'((?:[^'\\\n]|\\.)*)'")
@@ -92,7 +96,7 @@ class CallLine:
 class _LineReader:
     """Reads argument values from one line; ``pos`` is a 0-based index into ``text``."""
 
-    __slots__ = ("compat", "lineno", "pos", "task_id", "text")
+    __slots__ = ("bare", "compat", "depth", "lineno", "pos", "task_id", "text")
 
     def __init__(self, text: str, lineno: int, compat: bool, task_id: int) -> None:
         self.text = text
@@ -100,6 +104,9 @@ class _LineReader:
         self.compat = compat
         self.task_id = task_id
         self.pos = 0
+        self.depth = 0  # arrays and objects the reader is inside
+        #: the last error was bare text where an argument should be (compat reads it as a string)
+        self.bare = False
 
     def error(self, message: str, pos: int | None = None, hint: str | None = None) -> PlanSyntaxError:
         col = (self.pos if pos is None else pos) + 1
@@ -128,6 +135,10 @@ class _LineReader:
             return self.obj()
         if c == "-" or c.isdigit():
             return self.number()
+        if self.compat and c == "(":
+            return self.array(close=")", what="tuple")
+        if self.compat and c == "." and self.text[self.pos + 1 : self.pos + 2].isdigit():
+            return self.number()
         m = _WORD.match(self.text, self.pos)
         if m is not None:
             word = m.group(0)
@@ -137,6 +148,7 @@ class _LineReader:
             if self.compat and word in _COMPAT_KEYWORDS:
                 self.pos = m.end()
                 return _COMPAT_KEYWORDS[word]
+            self.bare = self.depth == 0
             hint = 'strings need double quotes, e.g. "text"; references are written $1'
             if word in _COMPAT_KEYWORDS:
                 hint = "use JSON literals true, false and null"
@@ -145,16 +157,33 @@ class _LineReader:
             raise self.error("the line ends where a value should be")
         if c == "'":
             raise self.error("single-quoted string", hint='strings use double quotes: "text"')
+        self.bare = self.depth == 0 and c not in ",)]}"
         raise self.error(f"unexpected {c!r} where a value should be")
 
     def number(self) -> int | float:
-        m = _NUMBER.match(self.text, self.pos)
-        if m is None:
+        start = self.pos
+        m = (_COMPAT_NUMBER if self.compat else _NUMBER).match(self.text, self.pos)
+        if m is None or not m.group(0).strip("-"):
             raise self.error("malformed number")
         self.pos = m.end()
+        text = m.group(0).replace("_", "")
         if m.group(1) is None and m.group(2) is None:
-            return int(m.group(0))
-        return float(m.group(0))
+            try:
+                return int(text)
+            except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+                raise self.error(
+                    f"the integer has {len(text.lstrip('-'))} digits, too many to read",
+                    pos=start,
+                    hint="pass very large numbers as strings",
+                ) from None
+        value = float(text)
+        if not math.isfinite(value):
+            raise self.error(
+                f"the number {m.group(0)} is too large (it overflows a 64-bit float)",
+                pos=start,
+                hint="numbers must be finite; pass very large numbers as strings",
+            )
+        return value
 
     def reference(self) -> Ref:
         start = self.pos
@@ -186,7 +215,7 @@ class _LineReader:
             return self._compat_text(text, start) if self.compat and "$" in text else text
         parts = split_interpolations(raw, lambda segment: self._decode(segment, start))
         if self.compat and len(parts) == 1 and isinstance(parts[0], Ref):
-            return parts[0]
+            return Ref(parts[0].task_id, parts[0].path, quoted=True)
         if len(parts) == 1 and isinstance(parts[0], str):
             return parts[0]
         return Template(tuple(parts))
@@ -216,7 +245,7 @@ class _LineReader:
             return text
         whole = _REF.fullmatch(text) or _BRACED_REF.fullmatch(text)
         if whole is not None and int(whole.group(1)) < self.task_id:
-            return Ref(int(whole.group(1)), parse_path(whole.group(2)))
+            return Ref(int(whole.group(1)), parse_path(whole.group(2)), quoted=True)
         parts: list[str | Ref] = []
         last = 0
         for m in _COMPAT_INLINE_REF.finditer(text):
@@ -236,33 +265,47 @@ class _LineReader:
 
     def _items(self, close: str, what: str, item: Callable[[], None]) -> None:
         """Read ``item, item, ...`` up to ``close`` (a trailing comma only in compat mode)."""
+        if self.depth >= MAX_NESTING:
+            raise self.error(
+                f"nesting deeper than {MAX_NESTING} levels",
+                hint="flatten the value, or pass deep data as a string",
+            )
+        self.depth += 1
         self.pos += 1
         self.skip_ws()
         if self.peek() == close:
             self.pos += 1
+            self.depth -= 1
             return
         while True:
             item()
             self.skip_ws()
             c = self.peek()
             if c == ",":
+                comma = self.pos
                 self.pos += 1
-                if self.compat:
-                    self.skip_ws()
-                    if self.peek() == close:
-                        self.pos += 1
-                        return
+                self.skip_ws()
+                if self.peek() == close:
+                    if not self.compat:
+                        raise self.error(
+                            f"trailing comma before '{close}' in the {what}",
+                            pos=comma,
+                            hint="remove the comma after the last item",
+                        )
+                    self.pos += 1
+                    break
                 continue
             if c == close:
                 self.pos += 1
-                return
+                break
             raise self.error(
                 f"expected ',' or '{close}' in the {what}" if c else f"the line ends inside an {what}"
             )
+        self.depth -= 1
 
-    def array(self) -> list[Value]:
+    def array(self, close: str = "]", what: str = "array") -> list[Value]:
         out: list[Value] = []
-        self._items("]", "array", lambda: out.append(self.value()))
+        self._items(close, what, lambda: out.append(self.value()))
         return out
 
     def obj(self) -> dict[str, Value]:
@@ -297,8 +340,13 @@ def match_task_head(line: str) -> re.Match[str] | None:
     return _TASK_HEAD.match(line)
 
 
-def parse_call_line(line: str, lineno: int, *, compat: bool = False) -> CallLine:
+def parse_call_line(line: str, lineno: int, *, compat: bool = False, complete: bool = True) -> CallLine:
     """Parse ``N. tool(args)`` plus whatever follows the closing parenthesis (``rest``).
+
+    In compat mode a complete line (``complete``) whose arguments are not values is read the
+    way LLMCompiler reads it: everything up to the line's last ``)`` is one string argument
+    (``search(Austin Powers)``), optionally after one ``name=``. A line still streaming in
+    (``complete=False``) never takes that reading, so it cannot depend on where a chunk ends.
 
     Raises:
         PlanSyntaxError: the line is not a well-formed task line.
@@ -327,42 +375,83 @@ def parse_call_line(line: str, lineno: int, *, compat: bool = False) -> CallLine
     )
     r = _LineReader(line, lineno, compat, task_id)
     r.pos = head.end()
-    r.skip_ws()
-    seen_keyword = False
-    if r.peek() == ")":
-        r.pos += 1
-    else:
-        while True:
-            r.skip_ws()
-            arg_pos = r.pos
-            kw = _IDENT_EQ.match(line, r.pos)
-            if kw is not None:
-                r.pos = kw.end()
-                call.args.append(ArgNode(r.value(), arg_pos + 1, kw.group(1)))
-                seen_keyword = True
-            else:
-                if seen_keyword:
-                    raise r.error(
-                        "positional argument after a keyword argument",
-                        hint="put positional arguments first, as in Python",
-                    )
-                call.args.append(ArgNode(r.value(), arg_pos + 1))
-            r.skip_ws()
-            c = r.peek()
-            if c == ",":
-                r.pos += 1
-                r.skip_ws()
-                if r.peek() == ")" and compat:
-                    r.pos += 1
-                    break
-                continue
-            if c == ")":
-                r.pos += 1
-                break
-            if not c:
-                raise r.error("the line ends before the closing ')'")
-            raise r.error(f"expected ',' or ')' after an argument, found {c!r}")
+    try:
+        _read_args(r, call)
+    except PlanSyntaxError:
+        if not (compat and complete and r.bare) or not _read_bare_text(r, call, head.end()):
+            raise
     call.close_column = r.pos
     call.rest = line[r.pos :]
     call.rest_column = r.pos + 1
     return call
+
+
+def _read_args(r: _LineReader, call: CallLine) -> None:
+    line = r.text
+    r.skip_ws()
+    seen_keyword = False
+    if r.peek() == ")":
+        r.pos += 1
+        return
+    while True:
+        r.skip_ws()
+        arg_pos = r.pos
+        kw = _IDENT_EQ.match(line, r.pos)
+        if kw is not None:
+            r.pos = kw.end()
+            call.args.append(ArgNode(r.value(), arg_pos + 1, kw.group(1)))
+            seen_keyword = True
+        else:
+            if seen_keyword:
+                raise r.error(
+                    "positional argument after a keyword argument",
+                    hint="put positional arguments first, as in Python",
+                )
+            call.args.append(ArgNode(r.value(), arg_pos + 1))
+        r.skip_ws()
+        c = r.peek()
+        if c == ",":
+            comma = r.pos
+            r.pos += 1
+            r.skip_ws()
+            if r.peek() == ")":
+                if not r.compat:
+                    raise r.error(
+                        "trailing comma before ')' in the argument list",
+                        pos=comma,
+                        hint="remove the comma after the last argument",
+                    )
+                r.pos += 1
+                return
+            continue
+        if c == ")":
+            r.pos += 1
+            return
+        if not c:
+            raise r.error("the line ends before the closing ')'")
+        r.bare = True
+        raise r.error(f"expected ',' or ')' after an argument, found {c!r}")
+
+
+def _read_bare_text(r: _LineReader, call: CallLine, start: int) -> bool:
+    """Compat: the arguments up to the line's last ``)`` as one string; ``False`` if no ``)``."""
+    line = r.text
+    close = line.rfind(")")
+    comment = line.find("#", start)
+    if 0 <= comment < close and line.rfind(")", start, comment) >= 0:
+        close = line.rfind(")", start, comment)  # `f(a b) # (see above)`: the comment is not an argument
+    if close < start:
+        return False
+    call.args.clear()
+    text = line[start:close]
+    keyword = None
+    kw = _IDENT_EQ.match(text.lstrip())
+    if kw is not None:
+        keyword = kw.group(1)
+        text = text.lstrip()[kw.end() :]
+    value = text.strip()
+    column = start + len(line[start:close]) - len(line[start:close].lstrip()) + 1
+    if value or keyword is not None:
+        call.args.append(ArgNode(r._compat_text(value, column - 1), column, keyword))
+    r.pos = close + 1
+    return True

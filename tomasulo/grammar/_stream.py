@@ -29,6 +29,10 @@ __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
 _THOUGHT = "Thought:"
 _SPECIAL = re.compile(r"[\"'\\)]")  # what can open or close a string, or close a call
+# compat: a task written as a list item, `- 1. search(...)` or `* 1. ...`
+# compat: text that looks like a task line in a form compat does not read (`1) f(x)`, `**1.** f(x)`)
+_TASK_LIKE = re.compile(r"\d+\W{0,3}[ \t]*[A-Za-z_][\w.\-]*\(")
+_BULLET = re.compile(r"[ \t]*(?:[-*•+][ \t]+|\*\*)(?=\d+[ \t]*\.)")
 
 
 class PlanStream:
@@ -73,6 +77,7 @@ class PlanStream:
         self._join_id: int | None = None
         self._join_thought: str | None = None
         self._ended = False  # <END_OF_PLAN> seen
+        self._unread: tuple[int, str] | None = None  # compat: the first task-like line skipped
         self._closed = False
 
     @property
@@ -194,17 +199,34 @@ class PlanStream:
                         hint="the model's output was cut off; ask for the rest or replan",
                     ) from e
                 raise
+        if self._unread is not None and not self._tasks and self._join_id is None:
+            lineno, text = self._unread
+            raise PlanSyntaxError(
+                "no task line in the plan, but this line looks like one",
+                line=lineno,
+                column=len(text) - len(text.lstrip()) + 1,
+                text=text,
+                hint="write each task as `N. tool(args)` at the start of its line",
+            )
         return out
 
     # -- lines ------------------------------------------------------------------------------------
 
+    def _unbullet(self, line: str) -> str:
+        """Compat: ``- 1. task`` as ``  1. task`` (blanked, so columns stay true)."""
+        if self.compat:
+            m = _BULLET.match(line)
+            if m is not None:
+                return " " * m.end() + line[m.end() :]
+        return line
+
     def _try_early(self, out: list[Task]) -> None:
         """The line may have just closed its call: parse it now if it did."""
-        line = self._buf
+        line = self._unbullet(self._buf)
         if not line.lstrip()[:1].isdigit() or self._join_id is not None or self._ended:
             return
         try:
-            call = parse_call_line(line, self._lineno, compat=self.compat)
+            call = parse_call_line(line, self._lineno, compat=self.compat, complete=False)
         except PlanSyntaxError:
             return  # not complete yet (or wrong: the newline will tell)
         self._accept_call(call, line, out)
@@ -212,6 +234,7 @@ class PlanStream:
 
     def _finish_early_line(self, line: str) -> None:
         """After an early emit, the rest of the line may hold only blanks or <END_OF_PLAN>."""
+        line = self._unbullet(line)
         call = parse_call_line(line, self._lineno, compat=self.compat)
         self._check_rest(call, line)
 
@@ -219,6 +242,8 @@ class PlanStream:
         rest = call.rest.strip()
         if not rest:
             return
+        if self.compat and (rest.startswith("#") or self._join_id is not None):
+            return  # LLMCompiler's `# comment` after a call; anything after join()
         if rest == END_OF_PLAN and (self._join_id is not None or self.compat):
             self._ended = True
             return
@@ -231,9 +256,12 @@ class PlanStream:
         )
 
     def _line(self, line: str, out: list[Task]) -> None:
+        line = self._unbullet(line)
         stripped = line.strip()
         if not stripped:
             return
+        if self.compat and (self._ended or self._join_id is not None):
+            return  # LLMCompiler stops reading at join(): whatever the model adds is ignored
         if self._ended or self._join_id is not None:
             if stripped == END_OF_PLAN and not self._ended:
                 self._ended = True
@@ -268,7 +296,11 @@ class PlanStream:
             self._ended = True
             return
         if self.compat and not stripped[:1].isdigit():
-            return  # LLMCompiler-style prose around the plan
+            # LLMCompiler-style prose around the plan; a line that looks like a task in a form
+            # not read here is kept, so a plan of only such lines is an error, not empty
+            if self._unread is None and _TASK_LIKE.search(line):
+                self._unread = (self._lineno, line)
+            return
         call = parse_call_line(line, self._lineno, compat=self.compat)
         self._accept_call(call, line, out)
         self._check_rest(call, line)

@@ -59,26 +59,23 @@ __all__ = [
 #: ``get-weather``).
 TOOL_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
+# Type names as JSON Schema, Python, Java, C#, TypeScript and friends write them (lower case).
 _TYPE_NAMES: dict[str, str | None] = {
-    "string": "string",
-    "str": "string",
-    "integer": "integer",
-    "int": "integer",
-    "number": "number",
-    "float": "number",
-    "double": "number",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "object": "object",
-    "dict": "object",
-    "array": "array",
-    "list": "array",
-    "tuple": "array",
-    "set": "array",
-    "null": "null",
-    "none": "null",
-    "any": None,
+    **dict.fromkeys(("string", "str", "char", "character", "text"), "string"),
+    **dict.fromkeys(
+        ("integer", "int", "long", "short", "byte", "bigint", "biginteger", "int32", "int64"), "integer"
+    ),
+    **dict.fromkeys(("number", "float", "double", "decimal", "bigdecimal"), "number"),
+    **dict.fromkeys(("boolean", "bool"), "boolean"),
+    **dict.fromkeys(("object", "dict", "dictionary", "map", "hashmap", "record"), "object"),
+    **dict.fromkeys(
+        ("array", "list", "tuple", "set", "arraylist", "linkedlist", "hashset", "sequence"), "array"
+    ),
+    **dict.fromkeys(("null", "none"), "null"),
+    **dict.fromkeys(("any", ""), None),
 }
+# `List<String>`, `Map<String, Integer>`, `list[str]`, `Optional[int]`, `String[]`
+_GENERIC = re.compile(r"\s*([A-Za-z_][\w.]*)\s*[<\[](.*)[>\]]\s*")
 
 # Keywords whose value is one schema, a list of schemas, or a map of name -> schema.
 _ONE = (
@@ -101,6 +98,17 @@ _ARRAY_HINTS = ("items", "prefixItems")
 _ANNOTATIONS = ("title", "description", "default", "examples")
 
 
+def plan_tool_name(name: str) -> str:
+    """A tool name the plan language can write for ``name`` (see :data:`TOOL_NAME_PATTERN`):
+    other characters become ``_``, and a name that starts with a digit gets a leading ``_``.
+
+    >>> plan_tool_name("get weather"), plan_tool_name("2fa"), plan_tool_name("files/read")
+    ('get_weather', '_2fa', 'files_read')
+    """
+    out = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return out if TOOL_NAME_PATTERN.fullmatch(out) else "_" + out
+
+
 def check_tool_name(name: object) -> str | None:
     """Why ``name`` cannot name a tool, or ``None`` when it can."""
     if not isinstance(name, str) or not name:
@@ -113,6 +121,22 @@ def check_tool_name(name: object) -> str | None:
     if name in RESERVED_NAMES:
         return f"the tool name {name!r} is reserved by the plan language; rename the tool"
     return None
+
+
+def _split_type_params(text: str) -> list[str]:
+    """``String, List<Integer>`` as ``["String", "List<Integer>"]`` (commas at the top level)."""
+    out: list[str] = []
+    depth, start = 0, 0
+    for i, c in enumerate(text):
+        if c in "<[":
+            depth += 1
+        elif c in ">]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return [p.strip() for p in out if p.strip()]
 
 
 def _escape(token: str | int) -> str:
@@ -191,7 +215,10 @@ class _Normalizer:
             if key == "title" and self.strip_titles:
                 continue
             sub = (*path, key)
-            if key == "type":
+            if key == "type" and isinstance(value, str) and (_GENERIC.fullmatch(value) or "[]" in value):
+                fragment = self.type_expr(value, sub)
+                out.update((k, v) for k, v in fragment.items() if k == "type" or k not in schema)
+            elif key == "type":
                 kind = self.type_(value, sub)
                 if kind is not None:
                     out["type"] = kind
@@ -234,17 +261,47 @@ class _Normalizer:
             where = (*path, i) if isinstance(value, list) else path
             if not isinstance(name, str):
                 raise self.error(f"a type name must be a string, got {describe_value(name)}", where)
-            if name.lower() not in _TYPE_NAMES:
+            if name.strip().lower() not in _TYPE_NAMES:
                 raise self.error(
                     f"unknown type {name!r}; use string, number, integer, boolean, object, array or null",
                     where,
                 )
-            kind = _TYPE_NAMES[name.lower()]
+            kind = _TYPE_NAMES[name.strip().lower()]
             if kind is None:  # "any"
                 return None
             if kind not in out:
                 out.append(kind)
         return out[0] if len(out) == 1 else out
+
+    def type_expr(self, text: str, path: tuple[str | int, ...]) -> dict[str, Any]:
+        """A generic type name as a schema: ``List<String>`` is an array of strings,
+        ``Map<String, Integer>`` an object of integers, ``Optional[int]`` an integer or null,
+        ``String[]`` an array of strings; a parameter the schema cannot name is any value."""
+        text = text.strip()
+        if text.endswith("[]"):
+            return {"type": "array", "items": self.type_expr(text[:-2], path)}
+        m = _GENERIC.fullmatch(text)
+        if m is None:
+            kind = self.type_(text, path)
+            return {} if kind is None else {"type": kind}
+        base = m.group(1).rsplit(".", 1)[-1].lower()  # java.util.List<String>
+        params = _split_type_params(m.group(2))
+        if base == "optional" and len(params) == 1:
+            inner = self.type_expr(params[0], path)
+            return {"anyOf": [inner, {"type": "null"}]} if inner else {}
+        if base in ("union", "either") and params:
+            options = [self.type_expr(p, path) for p in params]
+            return {} if any(not o for o in options) else {"anyOf": options}
+        kind = self.type_(base, path)
+        if kind == "array":
+            if base == "tuple" and len(params) > 1:
+                return {"type": "array", "prefixItems": [self.type_expr(p, path) for p in params]}
+            items = self.type_expr(params[0], path) if len(params) == 1 else {}
+            return {"type": "array", "items": items} if items else {"type": "array"}
+        if kind == "object":
+            value = self.type_expr(params[-1], path) if len(params) == 2 else {}
+            return {"type": "object", "additionalProperties": value} if value else {"type": "object"}
+        raise self.error(f"the type {text!r} takes no type parameters; write {m.group(1)!r}", path)
 
     def many(self, value: Any, path: tuple[str | int, ...]) -> list[Any]:
         if not isinstance(value, list) or not value:
@@ -503,7 +560,9 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
             )
         entry, at = entry["function"], "/function"
 
-    name = entry.get("name")
+    name = source_name = entry.get("name")
+    if isinstance(name, str) and name and not TOOL_NAME_PATTERN.fullmatch(name):
+        name = plan_tool_name(name)  # `get weather`, `2fa`, `ns/tool`: a name a plan can write
     why = check_tool_name(name) if name is not None else "it has no 'name'; add one"
     if why is not None:
         raise SchemaError(
@@ -543,7 +602,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
     ):
         policy = ToolPolicy(idempotent=True)
 
-    fn = functions.get(name)
+    fn = functions.get(name) if name in functions else functions.get(source_name)
     if fn is not None and not callable(fn):
         raise SchemaError(
             f"the function given for this tool is not callable: {describe_value(fn)}", tool=name
@@ -586,6 +645,7 @@ def tools_from_schemas(
         )
     tools: list[Tool] = []
     seen: set[str] = set()
+    sources: set[str] = set()
     for index, entry in enumerate(schemas):
         t = _tool_from_schema(entry, index, functions)
         if t.name in seen:
@@ -596,7 +656,10 @@ def tools_from_schemas(
             )
         seen.add(t.name)
         tools.append(t)
-    unknown = [name for name in functions if name not in seen]
+        raw = entry.get("function", entry) if isinstance(entry, Mapping) else {}
+        if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+            sources.add(raw["name"])  # a renamed tool's function may go by its own name
+    unknown = [name for name in functions if name not in seen and name not in sources]
     if unknown:
         raise SchemaError(
             f"a function was given for {', '.join(map(repr, unknown))} but no schema has that "

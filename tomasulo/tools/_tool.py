@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "MAX_MESSAGE_CHARS",
     "MAX_RESULT_DEPTH",
+    "PLAN_NAME",
     "NotJSONError",
     "Tool",
     "ToolPolicy",
@@ -28,6 +30,7 @@ __all__ = [
     "describe_value",
     "function_ref",
     "json_path",
+    "plan_name",
     "preview",
     "safe_str",
     "to_json_value",
@@ -37,6 +40,51 @@ __all__ = [
 MAX_MESSAGE_CHARS = 2000
 #: A tool's result may nest lists and objects this deep; deeper ones are refused.
 MAX_RESULT_DEPTH = 200
+
+#: What a parameter name must look like to be written as a plan keyword (``name=``): an
+#: identifier, Unicode letters included (``año_vehiculo``). The plan parser's keyword pattern is
+#: the same (``tomasulo.grammar._parser._IDENT_EQ``; a test keeps the two equal).
+PLAN_NAME = re.compile(r"[^\W\d]\w*")
+_NOT_WORD = re.compile(r"\W")
+
+
+def plan_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A name the plan language can write for ``name``, not in ``taken``.
+
+    Characters that cannot appear in an identifier become ``_``, and a name that does not start
+    with a letter or ``_`` gets a leading ``_``; a clash gets ``_2``, ``_3``, ...
+
+    >>> plan_name("first-name"), plan_name("$type"), plan_name("2nd"), plan_name("año")
+    ('first_name', '_type', '_2nd', 'año')
+    """
+    if PLAN_NAME.fullmatch(name) and name not in taken:
+        return name
+    base = _NOT_WORD.sub("_", name)
+    if not PLAN_NAME.fullmatch(base):
+        base = "_" + base
+    out, n = base, 2
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    return out
+
+
+class _Rename:
+    """Maps plan parameter names back to the names the tool's own schema uses, then applies
+    the tool's converter (a class, not a closure, so a tool still pickles for other processes)."""
+
+    __slots__ = ("inner", "names")
+
+    def __init__(self, names: Mapping[str, str], inner: Callable[[dict[str, Any]], dict[str, Any]] | None):
+        self.names = dict(names)
+        self.inner = inner
+
+    def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        names = self.names
+        out = {names.get(k, k): v for k, v in args.items()}
+        return self.inner(out) if self.inner is not None else out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Rename, (self.names, self.inner))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +256,38 @@ class Tool:
     fn: Callable[..., Any] | None = None
     #: Turns validated JSON arguments into the keyword arguments ``fn`` takes (pydantic models).
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: Plan name -> the parameter's name in the schema the tool came with, for each parameter
+    #: whose own name a plan cannot write (``first-name``, ``$type``, ``2nd``). Filled in when
+    #: the tool is built: :attr:`input_schema` then uses the plan names (so the grammar, the
+    #: parser, the prompt and validation all see those), and :attr:`convert` maps them back
+    #: before ``fn`` is called.
+    source_names: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validator: Any = None
+        self._null_ok: dict[str, bool] = {}
+        props = self.input_schema.get("properties") if isinstance(self.input_schema, Mapping) else None
+        if isinstance(props, Mapping) and not all(
+            isinstance(n, str) and PLAN_NAME.fullmatch(n) for n in props
+        ):
+            self._rename_params(props)
+
+    def _rename_params(self, props: Mapping[str, Any]) -> None:
+        """Give every parameter a name the plan language can write; keep the way back."""
+        taken = {n for n in props if PLAN_NAME.fullmatch(n)}
+        renamed: dict[str, str] = {}  # source name -> plan name
+        for n in props:
+            if not PLAN_NAME.fullmatch(n):
+                renamed[n] = plan_name(n, taken)
+                taken.add(renamed[n])
+        schema = dict(self.input_schema)
+        schema["properties"] = {renamed.get(n, n): sub for n, sub in props.items()}
+        if isinstance(schema.get("required"), list):
+            schema["required"] = [renamed.get(n, n) for n in schema["required"]]
+        self.input_schema = schema
+        back = {plan: source for source, plan in renamed.items()}
+        self.source_names = {**self.source_names, **back}
+        self.convert = _Rename(back, self.convert)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -238,11 +315,37 @@ class Tool:
             self._validator = cls(self.input_schema)
         return self._validator
 
+    def is_unset(self, name: str, value: Any) -> bool:
+        """Whether ``name=value`` means "not given": ``null`` for an optional parameter whose
+        schema does not itself take ``null`` (the tool then gets its default).
+
+        Models write ``null`` for optional parameters they mean to leave out; a schema that
+        does admit ``null`` (``Optional[...]`` with another default) gets the ``null``.
+        """
+        if value is not None or name in self.required:
+            return False
+        hit = self._null_ok.get(name)
+        if hit is None:
+            sub = self.input_schema.get("properties", {}).get(name)
+            if sub is None:
+                return False  # not a parameter: validation reports it
+            cls = jsonschema.validators.validator_for(sub, jsonschema.Draft202012Validator)
+            hit = self._null_ok[name] = bool(cls(sub).is_valid(None))
+        return not hit
+
+    def drop_unset(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``args`` without the optional parameters given as ``null`` (see :meth:`is_unset`)."""
+        if not any(v is None for v in args.values()):
+            return dict(args)
+        return {k: v for k, v in args.items() if not self.is_unset(k, v)}
+
     def field_errors(self, args: Mapping[str, Any]) -> list[FieldError]:
-        """Every bad field in ``args`` (empty when they fit the input schema)."""
+        """Every bad field in ``args`` (empty when they fit the input schema); optional
+        parameters given as ``null`` count as not given (:meth:`drop_unset`)."""
         validator = self._get_validator()
         errors: list[FieldError] = []
-        for err in sorted(validator.iter_errors(dict(args)), key=lambda e: list(map(str, e.path))):
+        args = self.drop_unset(args)
+        for err in sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path))):
             path = json_path(err.absolute_path)
             if err.validator == "required":
                 missing = err.message.split(" is a required")[0].strip("'\"")
@@ -271,13 +374,17 @@ class Tool:
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``args`` against the input schema and return them as a dict.
 
+        Optional parameters given as ``null`` are left out of the result, so the tool gets its
+        default (:meth:`drop_unset`).
+
         Raises:
             ToolArgumentError: listing every bad field (path, expected, got).
         """
+        args = self.drop_unset(args)
         errors = self.field_errors(args)
         if errors:
             raise ToolArgumentError(self.name, errors)
-        return dict(args)
+        return args
 
     def call(self, args: Mapping[str, Any]) -> Any:
         """Call the function with validated JSON arguments, converted by :attr:`convert`.
