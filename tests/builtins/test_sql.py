@@ -382,6 +382,13 @@ async def test_columns_are_bounded_by_max_columns(very_wide: Path) -> None:
     assert len((await call(sql_tool(very_wide, max_columns=100), query="SELECT * FROM w"))["columns"]) == 100
 
 
+async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database, but long enough to have a header of its own " * 10)
+    with pytest.raises(ValueError, match=r"SQL error: file is not a database \(reading the schema of"):
+        await call(sql_tool(path), query="SELECT 1")
+
+
 def test_one_row_is_bounded_in_memory(db: Path) -> None:
     with pytest.raises(ConfigError, match=r"max_columns x max_value_bytes is 2000000000 bytes, more than"):
         sql_tool(db, max_columns=2000)

@@ -336,7 +336,11 @@ class _Query:
         functions = _LinearFunctions(b.max_value_bytes)
         try:
             # the schema is read before the column limit is set, so tables of any width load
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
+            # (and before the authorizer, which takes the first statement it sees for the query)
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ValueError(f"SQL error: {exc} (reading the schema of {self.path.name!r})") from None
             conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, b.max_columns)
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, b.max_value_bytes)
             conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, max(b.max_query_length, 1))
