@@ -424,6 +424,21 @@ async def test_instr_and_replace_on_long_text_end_within_the_timeout(
     assert out["rows"] == [{"r": expected}]
 
 
+async def test_like_and_glob_patterns_are_bounded_by_max_like_pattern(db: Path) -> None:
+    tool = sql_tool(db, timeout=1.0, max_value_bytes=1_000_001)
+    assert tool.fn is not None
+    # a 10,002-byte pattern on a 1 MB text: SQLite tries it at every position, inside one step
+    for op, wildcard in (("LIKE", "%"), ("GLOB", "*")):
+        query = f"SELECT {HAYSTACK} {op} '{wildcard}' || hex(zeroblob(5000)) || '1'"
+        with (
+            anyio.fail_after(5),
+            pytest.raises(ValueError, match=r"longer than 100 bytes \(max_like_pattern\)"),
+        ):
+            await tool.fn(query=query)
+    out = await call(tool, query="SELECT name FROM mountains WHERE name LIKE 'k%' ORDER BY name")
+    assert out["rows"] == [{"name": "K2"}, {"name": "Kilimanjaro"}]
+
+
 async def test_replace_still_refuses_a_result_over_max_value_bytes(db: Path) -> None:
     tool = sql_tool(db, max_value_bytes=1000)
     with pytest.raises(ValueError, match=r"larger than 1000 bytes \(max_value_bytes\)"):

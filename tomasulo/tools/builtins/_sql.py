@@ -31,6 +31,8 @@ What it cannot do, with two locks each:
   ``GROUP BY``), so one row, which is built whole before it can be measured, holds at most
   ``max_columns`` x ``max_value_bytes`` (64 MB; the two together may not pass
   :data:`MAX_ROW_BYTES`). Tables wider than that are read by naming the columns.
+  ``max_like_pattern`` (100): bytes of a ``LIKE`` or ``GLOB`` pattern; matching one costs up to
+  (text length) x (pattern length) inside one step, about a second at this bound on 1 MB.
   ``instr`` and ``replace`` are replaced by linear-time versions with the same results
   (SQLite's own are quadratic inside one step, out of the progress handler's reach).
   Sorts and ``UNION`` de-duplication may spill to SQLite's temporary files, bounded by the time
@@ -295,6 +297,7 @@ class _Bounds:
     timeout: float
     max_query_length: int
     max_columns: int
+    max_like_pattern: int
 
 
 #: How many SQLite VM steps pass between two calls of the progress handler.
@@ -342,6 +345,7 @@ class _Query:
             except sqlite3.DatabaseError as exc:
                 raise ValueError(f"SQL error: {exc} (reading the schema of {self.path.name!r})") from None
             conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, b.max_columns)
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, b.max_like_pattern)
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, b.max_value_bytes)
             conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, max(b.max_query_length, 1))
             conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
@@ -433,6 +437,11 @@ class _Query:
             )
         if code == sqlite3.SQLITE_READONLY:
             return PermissionError("the sql tool is read-only: writes are refused")
+        if text.startswith("LIKE or GLOB pattern too complex"):
+            return ValueError(
+                f"SQL error: a LIKE or GLOB pattern is longer than {b.max_like_pattern} bytes "
+                "(max_like_pattern); use a shorter pattern, or instr() to find a long text"
+            )
         if text.startswith("too many columns"):
             return ValueError(
                 f"SQL error: {text}: a query may have at most {b.max_columns} columns (max_columns); "
@@ -476,6 +485,7 @@ def sql_tool(
     max_total_bytes: int = 1_000_000,
     max_steps: int = 20_000_000,
     max_columns: int = 64,
+    max_like_pattern: int = 100,
     cache_dir: str | None = None,
     name: str = "sql",
 ) -> Tool:
@@ -496,6 +506,7 @@ def sql_tool(
         ("max_total_bytes", max_total_bytes),
         ("max_steps", max_steps),
         ("max_columns", max_columns),
+        ("max_like_pattern", max_like_pattern),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{label} must be a whole number of at least 1, got {value!r}")
@@ -514,7 +525,14 @@ def sql_tool(
     if path.suffix == ".sql":
         path = database_from_script(path, cache_dir=cache_dir)
     bounds = _Bounds(
-        max_rows, max_value_bytes, max_total_bytes, max_steps, timeout, max_query_length, max_columns
+        max_rows,
+        max_value_bytes,
+        max_total_bytes,
+        max_steps,
+        timeout,
+        max_query_length,
+        max_columns,
+        max_like_pattern,
     )
 
     async def run_sql(query: str, params: list[Any] | None = None) -> dict[str, Any]:
