@@ -242,3 +242,21 @@ async def test_paths_that_stay_inside_work(tree: Path) -> None:
         await call(read_file, path="nope.txt")
     with pytest.raises(IsADirectoryError):
         await call(read_file, path="docs")
+
+
+async def test_grep_checks_its_timeout_while_it_walks_directories(tmp_path: Path) -> None:
+    # no file to search, only directories to walk: the timeout is still checked; a timeout that
+    # has passed at the first directory stands in for a tree of a million empty ones
+    for i in range(200):
+        (tmp_path / f"d{i:03}" / "e").mkdir(parents=True)
+    grep = _files.grep_tool(_files.FileAccess(tmp_path), timeout=1e-6)
+    out = await call(grep, pattern="needle")
+    assert out == {"matches": [], "truncated": True, "note": "the search stopped at its timeout of 1e-06 s"}
+    assert (await call(_files.grep_tool(_files.FileAccess(tmp_path)), pattern="needle"))["note"] is None
+
+
+async def test_grep_refuses_a_glob_over_1000_characters(tree: Path) -> None:
+    _, grep = file_tools(tree)
+    with pytest.raises(ValueError, match="the glob is 1001 characters long, more than 1000"):
+        await call(grep, pattern="beta", glob="*" * 1001)
+    assert len((await call(grep, pattern="beta", glob="*" * 1000))["matches"]) == 1

@@ -11,7 +11,7 @@ import pytest
 from tomasulo.dispatcher import Dispatcher
 from tomasulo.grammar import Task
 from tomasulo.tools import Tool, Toolset
-from tomasulo.tools.builtins import file_tools
+from tomasulo.tools.builtins import FileAccess, file_tools, grep_tool
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +77,31 @@ async def test_fixed_strings_and_case_folding_still_work(root: Path) -> None:
     folded = await grep(root, pattern=r"alpha\s+BETA", ignore_case=True)
     assert folded["matches"] == [{"path": "notes.txt", "line": 3, "text": "Alpha beta"}]
     assert (await grep(root, pattern=r"alpha\s+BETA"))["matches"] == []
+
+
+# RE2 matches in linear time, but when its DFA runs out of cache it falls back to an NFA whose
+# cost is (line length) x (program size): about 0.1 s a line like these for a program of 2,000
+# instructions, seconds for ten times that.
+SLOW_LINE = "ab" * 2048
+SLOW_LINES = ["a" * (3900 + i) + " x" for i in range(100)]
+
+
+async def test_a_pattern_that_compiles_too_big_is_refused_before_it_runs(tmp_path: Path) -> None:
+    (tmp_path / "slow.txt").write_text(f"{SLOW_LINE}\n" * 4)
+    with pytest.raises(
+        ValueError, match=r"too complex: it compiles to \d+ RE2 instructions, more than 2000; use smaller"
+    ):
+        await grep(tmp_path, pattern=r"(\w+\s?){1,1000}x")
+    assert (await grep(tmp_path, pattern=r"\pL+x"))["matches"] == []  # Unicode classes stay usable
+
+
+async def test_a_slow_pattern_stops_at_the_timeout_between_lines_of_a_file(tmp_path: Path) -> None:
+    (tmp_path / "slow.txt").write_text("\n".join(SLOW_LINES))
+    tool = grep_tool(FileAccess(tmp_path), timeout=0.5)
+    assert tool.fn is not None
+    # just under the bound on program size: about 0.1 s a line, so some 10 s for the file, which
+    # the timeout once could not cut short (it was checked between files only)
+    with anyio.fail_after(5):
+        out = await tool.fn(pattern=r"(\w+\s?){1,180}x")
+    assert 0 < len(out["matches"]) < 100 and out["truncated"] is True
+    assert out["note"] == "the search stopped at its timeout of 0.5 s"

@@ -96,6 +96,11 @@ async def nested(request: Request) -> Response:
     return Response("[" * depth + "]" * depth, media_type="application/json")
 
 
+async def unterminated(request: Request) -> Response:
+    # one string that never ends, full of escaped quotes: quadratic for a naive string matcher
+    return Response('"a\\' * 8000, media_type="application/json")
+
+
 async def not_json(request: Request) -> Response:
     return Response("<html>oops</html>", media_type="application/json")
 
@@ -113,6 +118,7 @@ APP = Starlette(
         Route("/trickle", trickle),
         Route("/nested", nested),
         Route("/not-json", not_json),
+        Route("/unterminated", unterminated),
     ]
 )
 
@@ -206,9 +212,10 @@ async def test_loopback_server_is_refused_without_allow_private(server: str) -> 
     tool = http_get_tool(allow_hosts=["*"])
     port = httpx.URL(server).port
     with pytest.raises(
-        PermissionError, match=r"refusing to connect to 127\.0\.0\.1 \(the address of 'localhost'\)"
-    ):
+        PermissionError, match=r"refusing to connect to 'localhost': it resolves to a loopback address"
+    ) as info:
         await call(tool, url=f"http://localhost:{port}/hello")
+    assert "127.0.0.1" not in str(info.value)
 
 
 async def test_allow_private_hosts_opens_one_host(server: str) -> None:
@@ -304,6 +311,32 @@ async def test_compressed_bodies_are_decoded(server: str, encoding: str) -> None
     assert out["truncated"] is False and out["note"] is None
 
 
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+@pytest.mark.parametrize("first", [1, 2, 5])
+async def test_a_zlib_deflate_body_is_decoded_however_it_is_split(first: int) -> None:
+    data = zlib.compress(b"hello world " * 100)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/plain", "content-encoding": "deflate"}
+        return httpx.Response(200, headers=headers, stream=_Chunks(data[:first], data[first:]))
+
+    tool = http_get_tool(
+        allow_hosts=["*"],
+        transport=httpx.MockTransport(handler),
+        resolver=static_resolver({"public.example": ["93.184.216.34"]}),
+    )
+    out = await call(tool, url="http://public.example/")
+    assert out["text"] == "hello world " * 100 and out["note"] is None
+
+
 async def test_an_encoding_it_did_not_ask_for_is_refused(server: str) -> None:
     tool = http_get_tool(allow_hosts=["127.0.0.1"], allow_private=True)
     with pytest.raises(ValueError, match="content-encoding 'br', which http_get does not decode"):
@@ -327,6 +360,13 @@ async def test_deeply_nested_json_is_refused_cleanly(server: str) -> None:
     assert fine["note"] is None and fine["json"] is not None
     bad = await call(tool, url=f"{server}/not-json")
     assert bad["json"] is None and bad["note"].startswith("the body is not valid JSON")
+    # 24 KB that took seconds to measure, blocking the event loop (so no deadline could fire),
+    # when strings were matched naively; now milliseconds, off the loop
+    start = anyio.current_time()
+    endless = await call(tool, url=f"{server}/unterminated")
+    assert anyio.current_time() - start < 3
+    assert endless["json"] is None and endless["note"].startswith("the body is not valid JSON")
+    assert len(endless["text"]) == 24_000
 
 
 async def test_bad_arguments_are_value_errors() -> None:

@@ -11,12 +11,15 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tomasulo.dispatcher import Dispatcher, Limits
 from tomasulo.exceptions import ConfigError
 from tomasulo.grammar import Task
 from tomasulo.tools import Tool, Toolset
 from tomasulo.tools.builtins import database_from_script, sql_tool
+from tomasulo.tools.builtins._sql import _LinearFunctions
 
 pytestmark = pytest.mark.anyio
 
@@ -328,3 +331,168 @@ def test_a_cache_folder_of_another_user_is_refused(script: Path, tmp_path: Path)
     os.chown(folder, 65534, -1)
     with pytest.raises(ConfigError, match="belongs to user id 65534"):
         database_from_script(script, cache_dir=str(folder))
+
+
+# -- errors are told apart by SQLite's result code, not by the words in the message -------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT interrupted FROM mountains", "no such column: interrupted"),
+        ("SELECT * FROM prohibited", "no such table: prohibited"),
+        ("SELECT * FROM authorized", "no such table: authorized"),
+        ("SELECT readonly FROM mountains", "no such column: readonly"),
+        ("SELECT [too big] FROM mountains", "no such column: too big"),
+    ],
+)
+async def test_an_error_quoting_a_bound_word_is_not_taken_for_that_bound(
+    db: Path, query: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^SQL error: {message}$"):
+        await call(sql_tool(db), query=query)
+
+
+# -- columns: a row is built whole before it can be measured ------------------------------------
+
+
+@pytest.fixture
+def very_wide(tmp_path: Path) -> Path:
+    path = tmp_path / "very_wide.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE w(" + ", ".join(f"c{i}" for i in range(100)) + ")")
+    conn.execute("INSERT INTO w(c0, c99) VALUES ('first', 'last')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+async def test_columns_are_bounded_by_max_columns(very_wide: Path) -> None:
+    tool = sql_tool(very_wide)
+    many = "SELECT " + ", ".join(f"zeroblob(999000) AS b{i}" for i in range(65))
+    with pytest.raises(ValueError, match=r"at most 64 columns \(max_columns\); name the columns"):
+        await call(tool, query=many)
+    with pytest.raises(ValueError, match=r"at most 64 columns \(max_columns\)"):
+        await call(tool, query="SELECT * FROM w")
+    # a table wider than the bound is still read, a few columns at a time
+    out = await call(tool, query="SELECT c0, c99 FROM w")
+    assert out["rows"] == [{"c0": "first", "c99": "last"}]
+    fine = await call(tool, query="SELECT " + ", ".join(f"{i} AS n{i}" for i in range(64)))
+    assert len(fine["columns"]) == 64
+    assert len((await call(sql_tool(very_wide, max_columns=100), query="SELECT * FROM w"))["columns"]) == 100
+
+
+async def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database, but long enough to have a header of its own " * 10)
+    with pytest.raises(ValueError, match=r"SQL error: file is not a database \(reading the schema of"):
+        await call(sql_tool(path), query="SELECT 1")
+
+
+def test_one_row_is_bounded_in_memory(db: Path) -> None:
+    with pytest.raises(ConfigError, match=r"max_columns x max_value_bytes is 2000000000 bytes, more than"):
+        sql_tool(db, max_columns=2000)
+    with pytest.raises(ConfigError, match=r"max_columns must be at most 2000 \(SQLite's bound\)"):
+        sql_tool(db, max_columns=2001, max_value_bytes=10)
+    sql_tool(db, max_columns=2000, max_value_bytes=100_000)
+
+
+# -- instr and replace run in linear time -------------------------------------------------------
+
+# a haystack of 1,000,000 zeros and a near miss of 500,000: SQLite's own instr and replace compare
+# at every position, 2.5e11 byte comparisons inside one step that no progress handler can stop
+HAYSTACK = "hex(zeroblob(500000))"
+NEAR_MISS = "hex(zeroblob(250000)) || '1'"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (f"SELECT instr({HAYSTACK}, {NEAR_MISS}) AS r", 0),
+        (f"SELECT length(replace({HAYSTACK}, {NEAR_MISS}, 'x')) AS r", 1_000_000),
+        (f"SELECT instr({HAYSTACK} || '1', {NEAR_MISS}) AS r", 500_001),
+        (f"SELECT length(replace({HAYSTACK} || '1', {NEAR_MISS}, 'x')) AS r", 500_001),
+    ],
+)
+async def test_instr_and_replace_on_long_text_end_within_the_timeout(
+    db: Path, query: str, expected: int
+) -> None:
+    tool = sql_tool(db, timeout=1.0, max_value_bytes=1_000_001)
+    assert tool.fn is not None
+    with anyio.fail_after(5):
+        out = await tool.fn(query=query)
+    assert out["rows"] == [{"r": expected}]
+
+
+async def test_like_and_glob_patterns_are_bounded_by_max_like_pattern(db: Path) -> None:
+    tool = sql_tool(db, timeout=1.0, max_value_bytes=1_000_001)
+    assert tool.fn is not None
+    # a 10,002-byte pattern on a 1 MB text: SQLite tries it at every position, inside one step
+    for op, wildcard in (("LIKE", "%"), ("GLOB", "*")):
+        query = f"SELECT {HAYSTACK} {op} '{wildcard}' || hex(zeroblob(5000)) || '1'"
+        with (
+            anyio.fail_after(5),
+            pytest.raises(ValueError, match=r"longer than 100 bytes \(max_like_pattern\)"),
+        ):
+            await tool.fn(query=query)
+    out = await call(tool, query="SELECT name FROM mountains WHERE name LIKE 'k%' ORDER BY name")
+    assert out["rows"] == [{"name": "K2"}, {"name": "Kilimanjaro"}]
+
+
+async def test_replace_still_refuses_a_result_over_max_value_bytes(db: Path) -> None:
+    tool = sql_tool(db, max_value_bytes=1000)
+    with pytest.raises(ValueError, match=r"larger than 1000 bytes \(max_value_bytes\)"):
+        await call(tool, query="SELECT replace(hex(zeroblob(100)), '0', hex(zeroblob(100)))")
+    assert (await call(tool, query="SELECT length(replace(hex(zeroblob(10)), '0', 'ab')) AS n"))["rows"] == [
+        {"n": 40}
+    ]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(alphabet="ab\x00é中\U0001f600", max_size=8),
+    st.lists(
+        st.sampled_from([b"a", b"b", b"\x00", b"\xc3", b"\xa9", b"\xff", "中".encode()]), max_size=8
+    ).map(b"".join),
+)
+
+
+def _both(query: str, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    builtin = sqlite3.connect(":memory:")
+    ours = sqlite3.connect(":memory:")
+    functions = _LinearFunctions(1_000_000)
+    functions.install(ours)
+    try:
+        return builtin.execute(query, args).fetchone(), ours.execute(query, args).fetchone()
+    finally:
+        builtin.close()
+        ours.close()
+        functions.close()
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES, _VALUES)
+def test_instr_is_sqlites_instr(haystack: Any, needle: Any) -> None:
+    expected, got = _both("SELECT typeof(instr(?1, ?2)), instr(?1, ?2)", (haystack, needle))
+    assert got == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES, _VALUES, _VALUES)
+def test_replace_is_sqlites_replace(value: Any, pattern: Any, replacement: Any) -> None:
+    (kind, data), got = _both(
+        "SELECT typeof(replace(?1, ?2, ?3)), hex(replace(?1, ?2, ?3))", (value, pattern, replacement)
+    )
+    if kind == "text" and not _is_utf8(bytes.fromhex(data)):
+        kind = "blob"  # text Python could not decode comes back as a blob of the same bytes
+    assert got == (kind, data)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

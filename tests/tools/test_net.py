@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import pickle
 import socket
 import ssl
@@ -261,8 +262,50 @@ async def test_every_resolved_address_is_checked() -> None:
     resolve = static({"mixed.example": ["93.184.216.34", "2606:4700::1", "192.168.1.5"]})
     with anyio.fail_after(5), pytest.raises(DestinationRefused) as info:
         await check_url("http://mixed.example/", NetPolicy(), resolve=resolve)
-    assert "192.168.1.5 (the address of 'mixed.example')" in str(info.value)
-    assert info.value.host == "mixed.example"
+    assert str(info.value).startswith(
+        "refusing to connect to 'mixed.example': it resolves to a private address, not a public address"
+    )
+    # where an internal name points is kept for logs, never told to the caller
+    assert "192.168" not in str(info.value)
+    assert (info.value.host, info.value.address) == ("mixed.example", "192.168.1.5")
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("::ffff:10.1.2.3", "a private address in IPv4-mapped form"),
+        ("64:ff9b::a01:203", "a private address in NAT64 form"),
+        ("2002:a01:203::1", "a private address in 6to4 form"),
+        ("::10.1.2.3", "a private address in IPv4-compatible form"),
+        ("::8.8.8.8", "a deprecated IPv4-compatible form of an IPv4 address"),
+        ("2001:0:4136:e378:8000:63bf:f5fe:fdfc", "a Teredo tunnel address"),
+        ("fd00:ec2::254", "a cloud metadata address"),
+    ],
+)
+async def test_a_refusal_of_a_name_does_not_reveal_its_address(address: str, reason: str) -> None:
+    resolve = static({"db.internal": [address]})
+    with anyio.fail_after(5), pytest.raises(DestinationRefused) as info:
+        await check_url("http://db.internal/", NetPolicy(), resolve=resolve)
+    assert str(info.value).startswith(f"refusing to connect to 'db.internal': it resolves to {reason},")
+    for part in ("10.1.2", "8.8.8.8", "a01:203", "::", "f5fe", "ec2"):
+        assert part not in str(info.value)
+    assert info.value.reason == reason
+    assert ipaddress.ip_address(info.value.address or "") == ipaddress.ip_address(address)
+    # an address the caller wrote is named, since the caller knows it already
+    with pytest.raises(DestinationRefused, match=r"refusing to connect to 10\.1\.2\.3: it is a private"):
+        await check_url("http://10.1.2.3/", NetPolicy(), resolve=resolve)
+
+
+async def test_a_failed_lookup_names_the_host() -> None:
+    async def nxdomain(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with anyio.fail_after(5), pytest.raises(socket.gaierror) as info:
+        await check_url("http://no-such-host.example/", NetPolicy(), resolve=nxdomain)
+    assert str(info.value) == (
+        f"[Errno {socket.EAI_NONAME}] could not resolve 'no-such-host.example': Name or service "
+        "not known; check the host name"
+    )
 
 
 async def test_allow_private_hosts_names_hosts_not_addresses() -> None:
@@ -275,7 +318,7 @@ async def test_allow_private_hosts_names_hosts_not_addresses() -> None:
             "10.0.0.7"
         ]
         assert await check_url("http://imds/", policy, resolve=resolve)
-        with pytest.raises(DestinationRefused, match=r"the address of 'other\.internal'"):
+        with pytest.raises(DestinationRefused, match=r"'other\.internal': it resolves to a private address"):
             await check_url("http://other.internal/", policy, resolve=resolve)
         # a private-allowed host must still pass the allowlist
         narrow = NetPolicy(allow_hosts=("api.example.com",), allow_private_hosts=("search.internal",))
@@ -387,7 +430,7 @@ async def test_dns_rebinding_cannot_move_a_checked_request() -> None:
         with anyio.fail_after(5):
             await client.get("https://rebind.example/a")
             # the second lookup answers loopback: that request is refused, not sent
-            with pytest.raises(DestinationRefused, match=r"the address of 'rebind\.example'"):
+            with pytest.raises(DestinationRefused, match=r"'rebind\.example': it resolves to a loopback"):
                 await client.get("https://rebind.example/b")
     # one lookup per request, and the request went to the address that was checked, with the
     # name kept for the Host header and TLS

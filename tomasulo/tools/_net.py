@@ -127,8 +127,12 @@ def _v4_reason(ip: ipaddress.IPv4Address) -> str | None:
     return None
 
 
-def _refusal(ip: IPAddress) -> tuple[str, bool] | None:
-    """Why ``ip`` is not a public address, and whether it is a metadata address; None if public."""
+def _refusal(ip: IPAddress, *, named: bool = False) -> tuple[str, bool] | None:
+    """Why ``ip`` is not a public address, and whether it is a metadata address; None if public.
+
+    ``named``: the address is what a host name resolved to, so the reason names no address (a
+    refusal must not tell the caller where an internal name points).
+    """
     bare = ipaddress.ip_address(int(ip)) if ip.version == 4 else ipaddress.IPv6Address(int(ip))
     if bare in METADATA_ADDRESSES:
         return "a cloud metadata address", True
@@ -148,14 +152,20 @@ def _refusal(ip: IPAddress) -> tuple[str, bool] | None:
     elif bare in _SIX_TO_FOUR:
         embedded = ("6to4", ipaddress.IPv4Address((int(bare) >> 80) & 0xFFFFFFFF))
     elif bare in _TEREDO:
+        if named:
+            return "a Teredo tunnel address", False
         client = ipaddress.IPv4Address(~int(bare) & 0xFFFFFFFF)
         return f"a Teredo tunnel address (it hides the IPv4 client {client})", False
     if embedded is not None:
         kind, v4 = embedded
         inner = _refusal(v4)
         if inner is not None:
+            if named:
+                return f"{inner[0]} in {kind} form", inner[1]
             return f"{kind} form of {v4}, {inner[0]}", inner[1]
         if kind in ("IPv4-translated", "IPv4-compatible"):
+            if named:
+                return f"a deprecated {kind} form of an IPv4 address", False
             return f"a deprecated {kind} form of {v4} (use {v4} itself)", False
         return None
     for network, reason in _REFUSED_V6:
@@ -231,13 +241,14 @@ def _check_ip(address: str, allow_private: bool, allow_metadata: bool, host: str
     ip = parse_ip(address)
     if ip is None:
         raise ValueError(f"{address!r} is not an IP address")
-    refusal = _refusal(ip)
+    refusal = _refusal(ip, named=host is not None)
     if refusal is not None:
         reason, metadata = refusal
-        where = f"{ip} (the address of {host!r})" if host is not None else str(ip)
+        # a name's address stays on the error (for logs), out of the message the caller sees
+        where = f"{host!r}: it resolves to" if host is not None else f"{ip}: it is"
         if metadata and not allow_metadata:
             raise DestinationRefused(
-                f"refusing to connect to {where}: it is {reason}, refused even with allow_private; "
+                f"refusing to connect to {where} {reason}, refused even with allow_private; "
                 "list the host in allow_private_hosts to allow it",
                 host=host,
                 address=str(ip),
@@ -245,7 +256,7 @@ def _check_ip(address: str, allow_private: bool, allow_metadata: bool, host: str
             )
         if not metadata and not allow_private:
             raise DestinationRefused(
-                f"refusing to connect to {where}: it is {reason}, not a public address; {_HOW}",
+                f"refusing to connect to {where} {reason}, not a public address; {_HOW}",
                 host=host,
                 address=str(ip),
                 reason=reason,
@@ -361,7 +372,7 @@ async def check_url(
     Raises:
         DestinationRefused: the scheme, the host or one of its addresses is refused.
         ValueError: the URL cannot be parsed or has no host.
-        OSError: the host did not resolve.
+        OSError: the host did not resolve (a ``socket.gaierror`` naming the host).
     """
     try:
         target = url if isinstance(url, httpx.URL) else httpx.URL(url)
@@ -394,7 +405,12 @@ async def check_url(
     elif "%" in host or "[" in host:
         raise ValueError(f"the URL {shown!r} has an invalid host {host!r}")
     else:
-        addresses = await (resolve or system_resolve)(host, port)
+        try:
+            addresses = await (resolve or system_resolve)(host, port)
+        except socket.gaierror as exc:
+            raise socket.gaierror(
+                exc.errno, f"could not resolve {host!r}: {exc.strerror or exc}; check the host name"
+            ) from None
         if not addresses:
             raise OSError(f"{host!r} did not resolve to any address")
     allow = policy.allow_private or named

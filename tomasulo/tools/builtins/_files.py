@@ -12,6 +12,12 @@ Files over ``max_bytes`` are refused by ``read_file`` and skipped by ``grep``. `
 FIFOs and devices never, does not follow symlinks to directories, reports a file reached through
 several in-root symlinks once (under its real path), searches at most ``max_depth`` directory
 levels below the root and at most ``MAX_FILES`` files, and says in ``note`` when it stopped.
+Its timeout is checked at every line searched and every directory entry walked; patterns that
+compile to more than ``MAX_PATTERN_PROGRAM`` RE2 instructions and globs longer than
+``MAX_GLOB_LENGTH`` characters are refused.
+
+A hard link is a file like any other: one inside the root to a file outside it is read (only the
+deployment can prevent such links, see docs/security.md).
 """
 
 from __future__ import annotations
@@ -248,7 +254,16 @@ def _read(access: FileAccess, path: str, offset: int, limit: int | None) -> dict
 
 
 #: Memory RE2 may use for one compiled pattern (its DFA cache included); more is refused.
+#: (Less does not help: a smaller DFA cache only makes RE2 fall back to its slower NFA sooner.)
 _PATTERN_MAX_MEM = 8 << 20
+
+#: The largest compiled pattern (RE2 instructions) grep runs. Matching is linear in the line,
+#: but when RE2's DFA runs out of cache its NFA costs (line length) x (program size): at this
+#: bound a 4,096-character line costs well under a second, at ten times it seconds.
+MAX_PATTERN_PROGRAM = 2000
+
+#: The longest ``glob`` grep takes, in characters.
+MAX_GLOB_LENGTH = 1000
 
 _LOOKAROUND = {
     "(?=": "lookahead",
@@ -294,6 +309,13 @@ def _compile_pattern(pattern: str, *, ignore_case: bool, fixed: bool) -> Callabl
                 "to search for the text as it is"
             ) from None
         raise ValueError(f"bad regular expression {pattern!r}: {text} (grep uses RE2 syntax)") from None
+    size = max(compiled.programsize, compiled.reverseprogramsize)
+    if size > MAX_PATTERN_PROGRAM:
+        raise ValueError(
+            f"the regular expression {pattern!r} is too complex: it compiles to {size} RE2 "
+            f"instructions, more than {MAX_PATTERN_PROGRAM}; use smaller counts in repetitions "
+            "such as {1,1000}, fewer nested groups, or fixed=true for literal text"
+        )
     return compiled.search  # type: ignore[no-any-return]
 
 
@@ -311,6 +333,8 @@ def _grep(
     max_matches: int,
     timeout: float,
 ) -> dict[str, Any]:
+    if glob is not None and len(glob) > MAX_GLOB_LENGTH:
+        raise ValueError(f"the glob is {len(glob)} characters long, more than {MAX_GLOB_LENGTH}")
     search = _compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed)
     start = access.resolve(path)
     if not start.exists():
@@ -319,7 +343,7 @@ def _grep(
     matches: list[dict[str, Any]] = []
     truncated = False
     timed_out = False
-    walk = _Walk(access, path)
+    walk = _Walk(access, path, deadline)
     for rel, fd in walk:
         if time.monotonic() > deadline:
             truncated = timed_out = True
@@ -335,6 +359,9 @@ def _grep(
         if _is_binary(data[:8192]):
             continue
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if time.monotonic() > deadline:  # one line can take a good part of a second
+                truncated = timed_out = True
+                break
             if search(line[:4096]):
                 if len(matches) >= max_matches:
                     truncated = True
@@ -344,6 +371,8 @@ def _grep(
             break
     walk.close()
     notes = walk.notes
+    if walk.timed_out:
+        truncated = timed_out = True
     if timed_out:
         notes.insert(0, f"the search stopped at its timeout of {timeout} s")
     elif truncated:
@@ -360,8 +389,11 @@ class _Walk:
     than ``access.max_depth`` levels below the root (counted in ``notes``).
     """
 
-    def __init__(self, access: FileAccess, path: str) -> None:
+    def __init__(self, access: FileAccess, path: str, deadline: float = float("inf")) -> None:
         self.access = access
+        self.deadline = deadline
+        #: the walk stopped at ``deadline`` (checked at every directory entry)
+        self.timed_out = False
         self._seen: set[tuple[int, int]] = set()
         self._deep = 0
         self._capped = False
@@ -387,6 +419,11 @@ class _Walk:
         if self._capped:
             out.append(f"only the first {MAX_FILES} files were searched")
         return out
+
+    def _late(self) -> bool:
+        if not self.timed_out and time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def _keep(self, fd: int) -> bool:
         info = os.fstat(fd)
@@ -419,7 +456,7 @@ class _Walk:
                 dir_fd, parts = current
                 frames.append((dir_fd, parts, iter([])))
                 subdirs = yield from self._scan(dir_fd, parts)
-                if self._capped:
+                if self._capped or self._late():
                     return
                 frames[-1] = (dir_fd, parts, iter(subdirs))
                 current = None
@@ -447,6 +484,8 @@ class _Walk:
             return []
         subdirs: list[str] = []
         for entry in entries:
+            if self._late():
+                return []
             rel = "/".join([*parts, entry.name])
             try:
                 if entry.is_symlink():

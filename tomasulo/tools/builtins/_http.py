@@ -28,6 +28,7 @@ from itertools import accumulate
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from ...exceptions import ConfigError
@@ -62,7 +63,11 @@ def _text(body: bytes, charset: str | None) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string runs to its closing quote or, unterminated, to the end of the text: every quote that
+# starts a string is matched at the first try, so stripping strings is linear (a pattern that
+# needs the closing quote would rescan the rest of the text from each quote of an unterminated
+# string, quadratic in its length).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -71,6 +76,20 @@ def json_depth(text: str) -> int:
     """How deeply the arrays and objects in JSON ``text`` nest (strings ignored), in linear time."""
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
     return max(accumulate(map(_DELTA.__getitem__, brackets.encode("ascii"))), default=0)
+
+
+def _parse_json(text: str, max_depth: int) -> tuple[Any, str | None]:
+    """``text`` parsed, or None and a note saying why not (nested too deep, or not JSON)."""
+    depth = json_depth(text)
+    if depth > max_depth:
+        return None, (
+            f"the JSON body nests {depth} levels deep, more than max_json_depth="
+            f"{max_depth}; it was not parsed (json is null, the text is kept)"
+        )
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:
+        return None, f"the body is not valid JSON ({exc}); json is null"
 
 
 class _Inflater:
@@ -93,18 +112,30 @@ class _Inflater:
         return self._zlib is not None and self._zlib.eof
 
     def push(self, data: bytes) -> None:
-        if not self._started and data:
-            self._started = True
-            if self.encoding in ("gzip", "x-gzip"):
-                self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            elif self.encoding == "deflate":
-                # servers send raw deflate streams as often as zlib-wrapped ones
-                zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-                self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         self._tail += data
+        # a deflate body is told apart by its first two bytes, which may come in two chunks
+        if not self._started and len(self._tail) >= (2 if self.encoding == "deflate" else 1):
+            self._start()
+
+    def finish(self) -> None:
+        """The body has ended: decode what came even if it was too short to tell its kind."""
+        if not self._started and self._tail:
+            self._start()
+
+    def _start(self) -> None:
+        self._started = True
+        data = self._tail
+        if self.encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding == "deflate":
+            # servers send raw deflate streams as often as zlib-wrapped ones
+            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
 
     def pull(self, room: int) -> bytes:
         """Up to ``room`` (> 0) decoded bytes; the input they need no more of is dropped."""
+        if not self._started:
+            return b""  # not yet known how to decode the bytes so far
         if self._zlib is None:
             head, self._tail = self._tail[:room], self._tail[room:]
             return head
@@ -130,12 +161,17 @@ async def _read_body(chunks: AsyncIterator[bytes], encoding: str, max_bytes: int
     raw_limit = max_bytes + 65_536  # compressed data that never inflates is bounded too
     body = bytearray()
     wire = 0
+    ended = True
     async for raw in chunks:
         wire += len(raw)
         inflater.push(raw)
         body += inflater.pull(limit - len(body))
         if len(body) >= limit or inflater.done or wire > raw_limit:
+            ended = False
             break
+    if ended:
+        inflater.finish()
+        body += inflater.pull(limit - len(body))
     compressed = encoding not in ("", "identity")
     note: str | None = None
     if len(body) > max_bytes:
@@ -234,17 +270,10 @@ def http_get_tool(
             content_type = response.headers.get("content-type", "")
             parsed: Any = None
             if "json" in content_type.lower() and not truncated:
-                depth = json_depth(text)
-                if depth > max_json_depth:
-                    note = (
-                        f"the JSON body nests {depth} levels deep, more than max_json_depth="
-                        f"{max_json_depth}; it was not parsed (json is null, the text is kept)"
-                    )
-                else:
-                    try:
-                        parsed = json.loads(text)
-                    except (ValueError, RecursionError) as exc:
-                        note = f"the body is not valid JSON ({exc}); json is null"
+                # linear, but a megabyte takes a moment: off the event loop
+                parsed, note = await anyio.to_thread.run_sync(
+                    _parse_json, text, max_json_depth, abandon_on_cancel=True
+                )
             return {
                 "url": str(target),
                 "status": response.status_code,

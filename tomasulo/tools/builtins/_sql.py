@@ -27,8 +27,16 @@ What it cannot do, with two locks each:
   UTF-8, blobs as hex); past either the rows are cut, ``truncated`` is true and ``note`` names the
   bound; ``max_query_length`` (10,000) characters of SQL.
 
-  One result row holds at most (result columns) x ``max_value_bytes``; sorts and ``UNION``
-  de-duplication may spill to SQLite's temporary files, bounded by the time and step budgets.
+  ``max_columns`` (64): result columns of a query (and of each subquery, ``ORDER BY`` and
+  ``GROUP BY``), so one row, which is built whole before it can be measured, holds at most
+  ``max_columns`` x ``max_value_bytes`` (64 MB; the two together may not pass
+  :data:`MAX_ROW_BYTES`). Tables wider than that are read by naming the columns.
+  ``max_like_pattern`` (100): bytes of a ``LIKE`` or ``GLOB`` pattern; matching one costs up to
+  (text length) x (pattern length) inside one step, about a second at this bound on 1 MB.
+  ``instr`` and ``replace`` are replaced by linear-time versions with the same results
+  (SQLite's own are quadratic inside one step, out of the progress handler's reach).
+  Sorts and ``UNION`` de-duplication may spill to SQLite's temporary files, bounded by the time
+  and step budgets.
 
 A ``.sql`` script is built into a database once and cached (:func:`database_from_script`) in a
 private folder: created with mode 0700, and checked to be a real directory owned by this user that
@@ -85,6 +93,7 @@ class _Authorizer:
 
     first_action: int | None = None
     refused: str | None = None
+    denied: bool = False
 
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
@@ -110,10 +119,12 @@ class _Authorizer:
             # pragma_table_info); a real write to sqlite_master is refused by SQLite itself,
             # and the file is open read-only.
             return sqlite3.SQLITE_OK
+        self.denied = True
         return sqlite3.SQLITE_DENY
 
     def deny(self, reason: str) -> int:
         self.refused = self.refused or reason
+        self.denied = True
         return sqlite3.SQLITE_DENY
 
 
@@ -189,6 +200,94 @@ def database_from_script(script: str | os.PathLike[str], *, cache_dir: str | Non
     return target
 
 
+#: The most result columns ``max_columns`` may allow (SQLite's own compile-time bound).
+MAX_COLUMNS = 2000
+
+#: The most one result row may hold in memory: ``max_columns`` x ``max_value_bytes`` must stay
+#: within it (each value of a row is built before the row can be measured).
+MAX_ROW_BYTES = 256_000_000
+
+#: The leading bytes of a UTF-8 sequence's continuation (``10xxxxxx``).
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+class _LinearFunctions:
+    """``instr`` and ``replace`` in linear time, with SQLite's semantics.
+
+    SQLite's own compare the pattern at every position, so a long haystack and a long near-miss
+    pattern cost their product, inside one VM step that no progress handler can stop. These use
+    Python's linear-time search instead. Values are compared as SQLite compares them: as the
+    UTF-8 text of numbers and strings, as bytes when both ``instr`` arguments are blobs.
+
+    One difference remains: a ``replace`` of a blob whose result is not valid UTF-8 gives a
+    blob of those bytes where SQLite gives text that Python cannot decode anyway.
+    """
+
+    def __init__(self, max_value_bytes: int) -> None:
+        self.max_value_bytes = max_value_bytes
+        self._aux: sqlite3.Connection | None = None
+
+    def install(self, conn: sqlite3.Connection) -> None:
+        conn.create_function("instr", 2, self.instr, deterministic=True)
+        conn.create_function("replace", 3, self.replace, deterministic=True)
+
+    def close(self) -> None:
+        if self._aux is not None:
+            self._aux.close()
+
+    def _text(self, value: str | bytes | int | float) -> bytes:
+        """The bytes of ``sqlite3_value_text(value)``."""
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogatepass")
+        if isinstance(value, int):
+            return str(value).encode()
+        if self._aux is None:  # SQLite's own spelling of a real ("1.0e+20", "Inf")
+            self._aux = sqlite3.connect(":memory:")
+        return str(self._aux.execute("SELECT CAST(? AS TEXT)", (value,)).fetchone()[0]).encode()
+
+    def instr(self, haystack: Any, needle: Any) -> int | None:
+        if haystack is None or needle is None:
+            return None
+        as_text = not (isinstance(haystack, bytes) and isinstance(needle, bytes))
+        hay, pin = self._text(haystack), self._text(needle)
+        if not pin:
+            return 1
+        if not as_text:
+            return hay.find(pin) + 1
+        # SQLite tries the first byte, then only the starts of characters
+        if pin[0] in _CONTINUATION:
+            return 1 if hay.startswith(pin) else 0
+        at = hay.find(pin)
+        if at < 0:
+            return 0
+        return 1 + len(hay[1 : at + 1].translate(None, _CONTINUATION))
+
+    def replace(self, value: Any, pattern: Any, replacement: Any) -> Any:
+        if value is None or pattern is None:
+            return None
+        text, old = self._text(value), self._text(pattern)
+        if not old or old[0] == 0:
+            return self._as_text(text) if isinstance(value, bytes) else value
+        if replacement is None:
+            return None
+        new = self._text(replacement)
+        size = len(text) + text.count(old) * (len(new) - len(old))
+        if size > self.max_value_bytes:
+            # a result one byte over SQLite's length limit makes SQLite fail the query with
+            # SQLITE_TOOBIG, as its own replace would; built only up to that size
+            return "x" * (self.max_value_bytes + 1)
+        return self._as_text(text.replace(old, new))
+
+    @staticmethod
+    def _as_text(data: bytes) -> str | bytes:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+
+
 @dataclass(frozen=True, slots=True)
 class _Bounds:
     max_rows: int
@@ -197,6 +296,8 @@ class _Bounds:
     max_steps: int
     timeout: float
     max_query_length: int
+    max_columns: int
+    max_like_pattern: int
 
 
 #: How many SQLite VM steps pass between two calls of the progress handler.
@@ -235,13 +336,23 @@ class _Query:
         b = self.bounds
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=b.timeout, check_same_thread=False)
+        functions = _LinearFunctions(b.max_value_bytes)
         try:
+            # the schema is read before the column limit is set, so tables of any width load
+            # (and before the authorizer, which takes the first statement it sees for the query)
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ValueError(f"SQL error: {exc} (reading the schema of {self.path.name!r})") from None
+            conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, b.max_columns)
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, b.max_like_pattern)
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, b.max_value_bytes)
             conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, max(b.max_query_length, 1))
             conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
             conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
             authorizer = _Authorizer()
             conn.set_authorizer(authorizer)
+            functions.install(conn)
             deadline = time.monotonic() + b.timeout
             checks = [0]
             max_checks = max(b.max_steps // _STEPS_PER_CHECK, 1)
@@ -268,6 +379,7 @@ class _Query:
                 raise ValueError(f"SQL error: {exc}") from None
         finally:
             conn.close()
+            functions.close()
         out: dict[str, Any] = {"columns": columns, "rows": rows, "truncated": note is not None}
         if note is not None:
             out["note"] = note
@@ -294,9 +406,12 @@ class _Query:
         return rows, None
 
     def explain(self, exc: sqlite3.DatabaseError, authorizer: _Authorizer) -> Exception:
+        # by SQLite's result code: the message may quote the query's own names
+        code = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_ERROR) & 0xFF
         text = str(exc)
         b = self.bounds
-        if "authoriz" in text or "prohibited" in text:
+        # a refused function fails the query with SQLITE_ERROR, a refused action with SQLITE_AUTH
+        if code == sqlite3.SQLITE_AUTH or authorizer.denied:
             if authorizer.refused:
                 return PermissionError(f"the sql tool refused the query: {authorizer.refused}")
             hint = ""
@@ -306,7 +421,7 @@ class _Query:
                 f"the sql tool is read-only: {_denied_action(self.query)} is not allowed here "
                 f"(only SELECT queries that read tables can run){hint}"
             )
-        if "interrupted" in text:
+        if code == sqlite3.SQLITE_INTERRUPT:
             if self.stopped_by == "max_steps":
                 return TimeoutError(
                     f"the query ran more than {b.max_steps} SQLite steps (max_steps); "
@@ -315,13 +430,23 @@ class _Query:
             if self.stopped_by == "cancelled":
                 return TimeoutError("the query was stopped: its call was cancelled")
             return TimeoutError(f"the query ran longer than {b.timeout} seconds (timeout)")
-        if "too big" in text:
+        if code == sqlite3.SQLITE_TOOBIG:
             return ValueError(
                 f"a value in the query is larger than {b.max_value_bytes} bytes (max_value_bytes); "
                 "select part of it with substr() or use length(), or build smaller values"
             )
-        if "readonly" in text or "read-only" in text:
+        if code == sqlite3.SQLITE_READONLY:
             return PermissionError("the sql tool is read-only: writes are refused")
+        if text.startswith("LIKE or GLOB pattern too complex"):
+            return ValueError(
+                f"SQL error: a LIKE or GLOB pattern is longer than {b.max_like_pattern} bytes "
+                "(max_like_pattern); use a shorter pattern, or instr() to find a long text"
+            )
+        if text.startswith("too many columns"):
+            return ValueError(
+                f"SQL error: {text}: a query may have at most {b.max_columns} columns (max_columns); "
+                "name the columns you need instead of SELECT *"
+            )
         return ValueError(f"SQL error: {text}")
 
 
@@ -359,6 +484,8 @@ def sql_tool(
     max_value_bytes: int = 1_000_000,
     max_total_bytes: int = 1_000_000,
     max_steps: int = 20_000_000,
+    max_columns: int = 64,
+    max_like_pattern: int = 100,
     cache_dir: str | None = None,
     name: str = "sql",
 ) -> Tool:
@@ -378,9 +505,18 @@ def sql_tool(
         ("max_value_bytes", max_value_bytes),
         ("max_total_bytes", max_total_bytes),
         ("max_steps", max_steps),
+        ("max_columns", max_columns),
+        ("max_like_pattern", max_like_pattern),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{label} must be a whole number of at least 1, got {value!r}")
+    if max_columns > MAX_COLUMNS:
+        raise ConfigError(f"max_columns must be at most {MAX_COLUMNS} (SQLite's bound), got {max_columns}")
+    if max_columns * max_value_bytes > MAX_ROW_BYTES:
+        raise ConfigError(
+            f"max_columns x max_value_bytes is {max_columns * max_value_bytes} bytes, more than the "
+            f"{MAX_ROW_BYTES} one result row may hold in memory; lower one of them"
+        )
     if not timeout > 0:
         raise ConfigError(f"timeout must be positive, got {timeout}")
     path = Path(db)
@@ -388,7 +524,16 @@ def sql_tool(
         raise ConfigError(f"sql tool: no database file at {str(path)!r}")
     if path.suffix == ".sql":
         path = database_from_script(path, cache_dir=cache_dir)
-    bounds = _Bounds(max_rows, max_value_bytes, max_total_bytes, max_steps, timeout, max_query_length)
+    bounds = _Bounds(
+        max_rows,
+        max_value_bytes,
+        max_total_bytes,
+        max_steps,
+        timeout,
+        max_query_length,
+        max_columns,
+        max_like_pattern,
+    )
 
     async def run_sql(query: str, params: list[Any] | None = None) -> dict[str, Any]:
         if len(query) > max_query_length:
