@@ -31,6 +31,7 @@
     │   ├── ToolCrashed                the worker process running the tool died
     │   ├── ToolOutputError            the tool returned something that does not fit its output schema
     │   └── ReferenceResolutionError   an input could not be resolved from an upstream result
+    ├── DestinationRefused             (also a PermissionError) a URL or address the SSRF check refuses
     ├── DispatchError                  the dispatcher was misused or an invariant broke
     ├── RunCancelled                   (also a CancelledError-like signal for callers) a run was cancelled
     ├── LLMError                       the LLM server did not give a usable answer
@@ -57,6 +58,7 @@ __all__ = [
     "ArgumentTypeError",
     "BudgetExceeded",
     "ConfigError",
+    "DestinationRefused",
     "DispatchError",
     "DuplicateArgumentError",
     "DuplicateJoinError",
@@ -377,6 +379,34 @@ class ToolOutputError(ToolError):
 
 class ReferenceResolutionError(ToolError):
     """An input of a task could not be taken from an upstream result (bad path, bad type)."""
+
+
+class DestinationRefused(TomasuloError, PermissionError):
+    """A network destination the SSRF check refuses: a scheme, a host not in the allowlist, or a
+    private, loopback, link-local, reserved or metadata address (in any spelling).
+
+    The message names the URL, host or address and says how to allow it.
+
+    Attributes:
+        host: the host name as given in the URL, where known.
+        address: the refused IP address, where an address was refused.
+        reason: what the destination is ("a loopback address", "not in the allowlist", ...).
+    """
+
+    def __init__(
+        self, message: str, *, host: str | None = None, address: str | None = None, reason: str = ""
+    ) -> None:
+        self.host = host
+        self.address = address
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_refused, (str(self), self.host, self.address, self.reason))
+
+
+def _rebuild_refused(message: str, host: str | None, address: str | None, reason: str) -> DestinationRefused:
+    return DestinationRefused(message, host=host, address=address, reason=reason)
 
 
 class DispatchError(TomasuloError):
