@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 import httpx
 
-from ...exceptions import ConfigError
+from ...exceptions import ConfigError, ToolHTTPError
 from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub
 from .._net import NetPolicy
 
@@ -141,17 +141,30 @@ class ClientCredentials(RequestAuth):
             with anyio.fail_after(self.limits.timeout):
                 response = await client.post(self.token_url, data=form, headers=headers)
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise ConfigError(
-                f"{where} could not be reached: {_scrub(str(exc) or type(exc).__name__, self.secrets())}"
+            raise ToolHTTPError(
+                f"{where} could not be reached: {_scrub(str(exc) or type(exc).__name__, self.secrets())}",
+                method="POST",
+                url=self.token_url.split("?")[0],
             ) from None
         if response.status_code >= 400:
             detail = _scrub(response.text[:200], self.secrets())
-            raise ConfigError(f"{where} refused the client credentials ({response.status_code}): {detail}")
+            raise ToolHTTPError(
+                f"{where} refused the client credentials ({response.status_code}): {detail}; "
+                "check client_id and client_secret",
+                status_code=response.status_code,
+                method="POST",
+                url=self.token_url.split("?")[0],
+            )
         try:
             payload = response.json()
             token = str(payload["access_token"])
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{where} answered without an access_token") from None
+            raise ToolHTTPError(
+                f"{where} answered without an access_token",
+                status_code=response.status_code,
+                method="POST",
+                url=self.token_url.split("?")[0],
+            ) from None
         expires = payload.get("expires_in")
         lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
         self.token = token

@@ -221,6 +221,11 @@ def _operation(
                 if body_examples:
                     examples[arg.name] = body_examples[0]
 
+    for arg in arguments:  # examples inside the schemas (`example:` on a property or parameter schema)
+        found_in = arg.schema.get("examples") if isinstance(arg.schema, Mapping) else None
+        if arg.name not in examples and isinstance(found_in, list) and found_in:
+            examples[arg.name] = found_in[0]
+
     op_id = op.get("operationId")
     name = legal_name(str(op_id)) if op_id else legal_name(f"{method}_{path.strip('/')}")
     summary = op.get("summary") or ""
