@@ -187,6 +187,14 @@ def make_app() -> tuple[FastAPI, State]:
             raise HTTPException(401, "token expired")
         return "oauth ok"
 
+    @app.get("/secure/bounce", operation_id="secureBounce", tags=["redirects"])
+    def secure_bounce(to: str, key: Annotated[str, Depends(key_header)]) -> Response:
+        return Response(status_code=307, headers={"Location": to})
+
+    @app.get("/whoami", operation_id="whoami", tags=["redirects"])
+    def whoami(x_api_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        return {"key": x_api_key}
+
     @app.post("/admin/revoke", include_in_schema=False)
     def revoke() -> None:
         state.tokens.clear()

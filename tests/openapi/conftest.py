@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvicorn
@@ -24,9 +26,9 @@ class Served:
     spec: dict  # type: ignore[type-arg]
 
 
-@pytest.fixture
-def api() -> Iterator[Served]:
-    app, state = make_app()
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a loopback port while the block runs; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -37,8 +39,15 @@ def api() -> Iterator[Served]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield Served(f"http://127.0.0.1:{port}", state, app.openapi())
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def api() -> Iterator[Served]:
+    app, state = make_app()
+    with serving(app) as url:
+        yield Served(url, state, app.openapi())
