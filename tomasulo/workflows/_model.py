@@ -132,6 +132,7 @@ class MCPSourceSpec(_Strict):
     transport: Literal["streamable-http", "sse"] = "streamable-http"
     prefix: str = Field(default="", description="put in front of every tool name")
     timeout: float | None = Field(default=None, gt=0, description="seconds per call")
+    net: NetSpec = Field(default_factory=NetSpec, description="where a `url` may point")
 
     @model_validator(mode="after")
     def _command_or_url(self) -> MCPSourceSpec:

@@ -161,6 +161,7 @@ def _mcp_source(spec: MCPSourceSpec, folder: Path | None) -> ToolSource:
                 transport=spec.transport,
                 prefix=spec.prefix,
                 timeout=spec.timeout,
+                net_policy=_net(spec.net),
             )
     except UserError as exc:
         raise ToolLoadError(str(exc), "mcp") from None
