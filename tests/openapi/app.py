@@ -3,8 +3,10 @@
 import secrets as pysecrets
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Response, UploadFile
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.responses import StreamingResponse
 from fastapi.security import (
     APIKeyCookie,
     APIKeyHeader,
@@ -105,6 +107,15 @@ def make_app() -> tuple[FastAPI, State]:
     @app.get("/teapot", operation_id="teapot", tags=["faults"])
     def teapot() -> Response:
         return Response("short and stout", status_code=418)
+
+    @app.get("/trickle", operation_id="trickle", tags=["faults"])
+    async def trickle() -> StreamingResponse:
+        async def body() -> Any:
+            for _ in range(50):
+                yield b"x"
+                await anyio.sleep(0.1)
+
+        return StreamingResponse(body(), media_type="text/plain")
 
     @app.get("/text", operation_id="plainText", tags=["media"])
     def text() -> Response:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tomasulo.dispatcher import Dispatcher
-from tomasulo.exceptions import ConfigError, DestinationRefused, ToolHTTPError, ToolOutputError
+from tomasulo.exceptions import ConfigError, DestinationRefused, ToolHTTPError, ToolOutputError, ToolTimeout
 from tomasulo.grammar import parse_plan
 from tomasulo.tools import HttpLimits, OpenAPITools, Tool, Toolset
 from tomasulo.tools._net import NetPolicy
@@ -98,6 +98,13 @@ async def test_a_response_over_the_size_bound_is_refused_with_the_bound_named(ap
     small = dataclasses.replace(FAST, max_response_bytes=50_000)
     t = by_name(source(api, limits=small).tools())["big"]
     with anyio.fail_after(10), pytest.raises(ToolOutputError, match="max_response_bytes"):
+        await call(t)
+
+
+async def test_a_server_that_trickles_cannot_pass_the_timeout(api: Served) -> None:
+    short = dataclasses.replace(FAST, timeout=0.5, retries=0)
+    t = by_name(source(api, limits=short).tools())["trickle"]
+    with anyio.fail_after(10), pytest.raises(ToolTimeout, match=r"0\.5 s \(timeout\)"):
         await call(t)
 
 

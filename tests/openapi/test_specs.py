@@ -294,3 +294,14 @@ async def test_a_spec_from_a_url_is_fetched_through_the_ssrf_check(api: Served) 
     with anyio.fail_after(20), pytest.raises(Exception, match="loopback"):
         async with refused:
             pass
+
+
+def test_mutually_recursive_schemas_stay_small() -> None:
+    refs = [{"$ref": f"#/components/schemas/S{j}"} for j in range(4)]
+    schemas = {
+        f"S{i}": {"type": "object", "properties": {f"p{j}": refs[j] for j in range(4)}} for i in range(4)
+    }
+    spec = _spec({"$ref": "#/components/schemas/S0"}, **schemas)
+    [t] = OpenAPITools.from_spec(spec, base_url="http://h", max_depth=3).tools()
+    assert len(repr(t.input_schema)) < 2_000_000  # 4 branches x 4 schemas x 3 levels, bounded
+    build_grammar(Toolset([t]), max_tasks=2)

@@ -34,6 +34,9 @@ __all__ = ["DEFAULT_MAX_DEPTH", "Inliner", "make_resolver"]
 
 #: How many times a recursive reference is expanded along one path before it becomes open.
 DEFAULT_MAX_DEPTH = 3
+#: How many references one schema may expand in all; past it, references become open. Mutually
+#: recursive schemas grow exponentially with depth; this keeps a tool's schema small.
+MAX_EXPANSIONS = 2000
 _DROP = ("discriminator", "xml", "externalDocs", "example", "x-examples")
 _SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
 _SCHEMA_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -66,6 +69,7 @@ class Inliner:
         self.root = resolver
         self.where = where
         self.max_depth = max_depth
+        self._budget = MAX_EXPANSIONS
 
     def lookup(self, ref: str, resolver: Resolver[Any]) -> tuple[Any, Resolver[Any]]:
         """The target of ``ref`` and the resolver for references inside it."""
@@ -93,6 +97,7 @@ class Inliner:
 
     def schema(self, node: Any, *, request: bool, resolver: Resolver[Any] | None = None) -> Any:
         """A plain copy of the schema ``node`` (``request``: leave ``readOnly`` properties out)."""
+        self._budget = MAX_EXPANSIONS
         return self._walk(node, resolver or self.root, request, {})
 
     def _walk(self, node: Any, resolver: Resolver[Any], request: bool, stack: dict[int, int]) -> Any:
@@ -101,7 +106,8 @@ class Inliner:
         if isinstance(node.get("$ref"), str):
             target, inner = self.lookup(node["$ref"], resolver)
             key = id(target)  # the same target object however the reference is spelled
-            if stack.get(key, 0) >= self.max_depth:
+            self._budget -= 1
+            if stack.get(key, 0) >= self.max_depth or self._budget < 0:
                 is_object = isinstance(target, Mapping) and (
                     target.get("type") == "object" or "properties" in target
                 )
@@ -110,6 +116,8 @@ class Inliner:
                     **({"type": "object"} if is_object else {}),
                     "description": (
                         f"a nested {name} (any value; recursion cut after {self.max_depth} levels)"
+                        if self._budget >= 0
+                        else f"a nested {name} (any value; the schema is too large to expand)"
                     ),
                 }
             stack[key] = stack.get(key, 0) + 1
