@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -224,6 +225,21 @@ async def test_secrets_never_appear_in_errors(api: Served, monkeypatch: pytest.M
         await call(t)
     assert info.value.status_code == 401
     assert "wrong-pw-123" not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.usefixtures("secrets_env")
+async def test_secrets_stay_out_of_events_and_logs(api: Served, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    events: list[Any] = []
+    tools = Toolset(source(api, auth=AUTH, include=["tag:auth"]).tools())
+    plan = parse_plan("1. secureQuery()\n2. secureOauth()\n3. secureBasic()\n4. join()", tools)
+    with anyio.fail_after(20):
+        outcomes = await Dispatcher.run_plan(tools, plan, on_event=events.append)
+    assert [o.status for o in outcomes.values()] == ["succeeded"] * 3
+    assert "api_key=***" in caplog.text  # httpx logged the request, with the key scrubbed
+    seen = caplog.text + "\n".join(repr(e) for e in events)
+    for secret in (served.API_KEY, served.PASSWORD, served.CLIENT_SECRET):
+        assert secret not in seen
 
 
 async def test_include_and_exclude_by_tag_path_and_id(api: Served) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -171,6 +172,31 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(parsed.timestamp() - (time.time() if now is None else now), 0.0)
 
 
+class _SecretFilter(logging.Filter):
+    """Scrubs known secrets from httpx's request log lines (an API key may sit in a query)."""
+
+    def __init__(self) -> None:
+        super().__init__("tomasulo-secrets")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            clean = _scrub(text, sorted(self.secrets, key=len, reverse=True))
+            if clean != text:
+                record.msg, record.args = clean, None
+        return True
+
+
+_LOG_FILTER = _SecretFilter()
+logging.getLogger("httpx").addFilter(_LOG_FILTER)
+
+
+def register_secrets(secrets: Sequence[str]) -> None:
+    """Keep ``secrets`` out of httpx's log lines from now on."""
+    _LOG_FILTER.secrets.update(s for s in secrets if s and len(s) >= 3)
+
+
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 3:
@@ -276,6 +302,7 @@ async def _attempt(
         if auth is not None:
             await auth.apply(sent, client, policy)
             secrets = auth.secrets()
+            register_secrets(secrets)
         request = client.build_request(
             sent.method,
             sent.url,
