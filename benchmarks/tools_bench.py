@@ -10,7 +10,12 @@ Run: ``.venv/bin/python benchmarks/tools_bench.py`` (``--quick`` for fewer calls
   over one MCP session; its makespan over one call's latency (1.0 is perfect overlap, 10 is
   one after another).
 
-Sections are functions returning printable lines (``mcp_sections``), so other sources add theirs.
+- OpenAPI per-call overhead and 10-way fan-out (``openapi_sections``, in ``_openapi_bench.py``):
+  an OpenAPI tool against FastAPI + uvicorn on loopback, next to a direct ``async def`` and a
+  bare httpx GET of the same URL.
+
+Sections are functions returning printable lines (``mcp_sections``, ``openapi_sections``), so
+other sources add theirs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _openapi_bench import openapi_sections  # noqa: E402
 
 from tomasulo.runtime import Orchestrator  # noqa: E402
 from tomasulo.tools import MCPTools  # noqa: E402
@@ -110,6 +117,8 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls")
     args = parser.parse_args()
     for line in await mcp_sections(args.quick):
+        print(line, flush=True)
+    for line in await openapi_sections(args.quick):
         print(line, flush=True)
 
 

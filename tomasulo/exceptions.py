@@ -8,6 +8,7 @@
     │   ├── SchemaError                a raw tool schema that cannot be normalized
     │   ├── ToolsetError               a name clash, or a lookup of a tool that is not there
     │   ├── ConfigError                bad limits, options or settings
+    │   ├── OpenAPIError               an OpenAPI spec that cannot be loaded or turned into tools
     │   └── WorkflowError              a workflow file that cannot be loaded (line, column)
     ├── PlanError                      a plan that cannot be accepted (line, column, text, hint)
     │   ├── PlanSyntaxError            text that is not the plan language
@@ -28,6 +29,7 @@
     ├── ToolError                      a tool call that did not succeed (task id, attempt)
     │   ├── ToolExecutionError         the tool raised
     │   ├── ToolTimeout                (also a TimeoutError) the tool ran past its timeout
+    │   ├── ToolHTTPError              an HTTP tool's request got an error status or no answer
     │   ├── ToolCrashed                the worker process running the tool died
     │   ├── ToolOutputError            the tool returned something that does not fit its output schema
     │   └── ReferenceResolutionError   an input could not be resolved from an upstream result
@@ -74,6 +76,7 @@ __all__ = [
     "LLMStatusError",
     "LLMTimeout",
     "MissingArgumentError",
+    "OpenAPIError",
     "PlanArgumentError",
     "PlanError",
     "PlanSyntaxError",
@@ -91,6 +94,7 @@ __all__ = [
     "ToolDefinitionError",
     "ToolError",
     "ToolExecutionError",
+    "ToolHTTPError",
     "ToolOutputError",
     "ToolSourceError",
     "ToolTimeout",
@@ -144,6 +148,19 @@ class ToolsetError(UserError, KeyError):
 
 class ConfigError(UserError, ValueError):
     """Bad limits, options or settings."""
+
+
+class OpenAPIError(UserError):
+    """An OpenAPI (or Swagger 2.0) spec that cannot be loaded or turned into tools.
+
+    ``where`` is the spec (a path or URL) and ``pointer`` the JSON pointer of the part at fault.
+    """
+
+    def __init__(self, message: str, *, where: str = "", pointer: str = "") -> None:
+        self.where = where
+        self.pointer = pointer
+        place = where + (f"#{pointer}" if pointer else "")
+        super().__init__(f"{place}: {message}" if place else message)
 
 
 class WorkflowError(UserError):
@@ -370,6 +387,78 @@ class ToolExecutionError(ToolError):
 
 class ToolTimeout(ToolError, TimeoutError):
     """The tool ran past its timeout."""
+
+
+class ToolHTTPError(ToolError):
+    """An HTTP request made by a tool (an OpenAPI operation, an HTTP tool) did not succeed.
+
+    Attributes:
+        status_code: the answer's status, or 0 when no answer came (connection refused or dropped).
+        method: the request's method.
+        url: the request's URL without its query (which may hold an API key).
+        retryable: whether another attempt may succeed (429 or 5xx for an idempotent request).
+        retry_after: the seconds the server asked to wait (``Retry-After``), where it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str = "",
+        task_id: int | None = None,
+        attempt: int = 1,
+        status_code: int = 0,
+        method: str = "",
+        url: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.method = method
+        self.url = url
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(message, tool=tool, task_id=task_id, attempt=attempt)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_http_error,
+            (
+                self.message,
+                self.tool,
+                self.task_id,
+                self.attempt,
+                self.status_code,
+                self.method,
+                self.url,
+                self.retryable,
+                self.retry_after,
+            ),
+        )
+
+
+def _rebuild_http_error(
+    message: str,
+    tool: str,
+    task_id: int | None,
+    attempt: int,
+    status_code: int,
+    method: str,
+    url: str,
+    retryable: bool,
+    retry_after: float | None,
+) -> ToolHTTPError:
+    return ToolHTTPError(
+        message,
+        tool=tool,
+        task_id=task_id,
+        attempt=attempt,
+        status_code=status_code,
+        method=method,
+        url=url,
+        retryable=retryable,
+        retry_after=retry_after,
+    )
 
 
 class ToolCrashed(ToolError):

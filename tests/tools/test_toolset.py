@@ -123,12 +123,14 @@ def test_fingerprint_tracks_schemas() -> None:
 def test_public_names() -> None:
     assert sorted(tomasulo.tools.__all__) == [
         "DEFAULT_POLICY",
+        "HttpLimits",
         "MCPAudio",
         "MCPImage",
         "MCPResource",
         "MCPResourceLink",
         "MCPTools",
         "NetPolicy",
+        "OpenAPITools",
         "StaticTools",
         "Tool",
         "ToolPolicy",
@@ -139,6 +141,7 @@ def test_public_names() -> None:
         "collect",
         "guarded_client",
         "guarded_transport",
+        "http_tool",
         "legal_name",
         "normalize_parameters",
         "normalize_schema",

@@ -120,11 +120,13 @@ def _http_workflow(base: str, city: str) -> Any:
           - http:
               name: weather
               url: {base}/weather
+              net: {{allow_private_hosts: ["127.0.0.1"]}}
               input_schema:
                 type: object
                 properties: {{city: {{type: string}}}}
                 required: [city]
           - http: {{name: elevation, method: GET, url: "{base}/elevation",
+                    net: {{allow_private_hosts: ["127.0.0.1"]}},
                     input_schema: {{type: object, properties: {{place: {{type: string}}}}}}}}
         inputs:
           city: string

@@ -7,11 +7,13 @@ import typing as _typing
 from typing import Any
 
 from ._decorator import tool
+from ._http_tool import HttpLimits, http_tool
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
 from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
 from ._toolset import Toolset
+from .openapi import OpenAPITools
 
 if _typing.TYPE_CHECKING:
     from ._mcp import MCPTools
@@ -39,12 +41,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "HttpLimits",
     "MCPAudio",
     "MCPImage",
     "MCPResource",
     "MCPResourceLink",
     "MCPTools",
     "NetPolicy",
+    "OpenAPITools",
     "StaticTools",
     "Tool",
     "ToolPolicy",
@@ -55,6 +59,7 @@ __all__ = [
     "collect",
     "guarded_client",
     "guarded_transport",
+    "http_tool",
     "legal_name",
     "normalize_parameters",
     "normalize_schema",

@@ -9,7 +9,10 @@ A workflow file (YAML)::
         db: facts.sql
       - import: mytools:search                 # module:function (a Tool) or module:toolset
         policy: {retries: 2, timeout: 5}
-      - http: {name: weather, url: "http://127.0.0.1:8000/weather", input_schema: {...}}
+      - http: {name: weather, url: "https://api.example.com/weather/{city}", method: GET, input_schema: {...}}
+      - openapi: {spec: petstore.yaml, base_url: "https://petstore.example.com/v1", prefix: pets_,
+                  auth: {api_key: {key_env: PETSTORE_KEY}}, include: ["tag:pets"]}
+      - mcp: {command: uvx, args: [mcp-server-time], prefix: time_}
     model: {base_url: "http://127.0.0.1:11434/v1", model: qwen2.5, dialect: ollama}
     limits: {max_concurrency: 8, timeout: 60}
     inputs:
@@ -36,7 +39,10 @@ from ..planner import Dialect
 __all__ = [
     "HttpToolSpec",
     "InputSpec",
+    "MCPSourceSpec",
     "ModelConfig",
+    "NetSpec",
+    "OpenAPISourceSpec",
     "PolicySpec",
     "RunLimits",
     "Step",
@@ -62,12 +68,24 @@ class PolicySpec(_Strict):
     idempotent: bool | None = Field(default=None, description="failures may always be retried")
 
 
+class NetSpec(_Strict):
+    """Where a source's requests may go (the SSRF check, :class:`~tomasulo.tools._net.NetPolicy`)."""
+
+    allow_hosts: list[str] = Field(default_factory=lambda: ["*"], description="host patterns")
+    allow_private: bool = Field(default=False, description="private and loopback addresses too")
+    allow_private_hosts: list[str] = Field(
+        default_factory=list, description="hosts allowed to resolve to private addresses"
+    )
+    max_redirects: int = Field(default=5, ge=0)
+
+
 class HttpToolSpec(_Strict):
-    """A tool that calls an HTTP endpoint with its arguments as JSON (POST) or a query (GET)."""
+    """A tool that calls an HTTP endpoint: ``{name}`` placeholders in ``url`` come from the
+    arguments; the other arguments go in the query (GET, HEAD, DELETE, OPTIONS) or the body."""
 
     name: str = Field(description="the tool name plans use")
-    url: str
-    method: Literal["GET", "POST"] = "POST"
+    url: str = Field(description="the URL, with {param} placeholders filled from the arguments")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
     description: str = ""
     input_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
@@ -76,10 +94,55 @@ class HttpToolSpec(_Strict):
     output_schema: dict[str, Any] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0)
+    body: Literal["json", "form"] = Field(default="json", description="how a body is sent")
+    prefix: str = Field(default="", description="put in front of the tool's name")
+    idempotent: bool | None = Field(default=None, description="429/5xx may be retried (default: by method)")
+    net: NetSpec = Field(default_factory=NetSpec)
+
+
+class OpenAPISourceSpec(_Strict):
+    """Tools from an OpenAPI (3.0, 3.1) or Swagger 2.0 spec: one per operation."""
+
+    spec: str = Field(description="a file (relative to the workflow file) or an http(s) URL")
+    base_url: str | None = Field(default=None, description="default: the spec's first server")
+    auth: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per security scheme: where its secrets are, e.g. {api_key: {key_env: MY_KEY}}",
+    )
+    include: list[str] | None = Field(default=None, description="tag:x, path:/glob, id:glob or a glob")
+    exclude: list[str] = Field(default_factory=list)
+    prefix: str = Field(default="", description="put in front of every tool name")
+    idempotent: list[str] = Field(default_factory=list, description="operationIds whose 5xx may be retried")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+    max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    retries: int = Field(default=2, ge=0, description="retries of a 429/5xx (idempotent requests only)")
+    net: NetSpec = Field(default_factory=NetSpec)
+
+
+class MCPSourceSpec(_Strict):
+    """Tools from an MCP server: a command run over stdio, or a URL (streamable HTTP or SSE)."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    prefix: str = Field(default="", description="put in front of every tool name")
+    timeout: float | None = Field(default=None, gt=0, description="seconds per call")
+    net: NetSpec = Field(default_factory=NetSpec, description="where a `url` may point")
+
+    @model_validator(mode="after")
+    def _command_or_url(self) -> MCPSourceSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an mcp entry needs exactly one of `command` (stdio) or `url` (HTTP)")
+        return self
 
 
 class ToolSpec(BaseModel):
-    """One entry of ``tools``: exactly one of ``builtin``, ``import`` or ``http``.
+    """One entry of ``tools``: exactly one of ``builtin``, ``import``, ``http``, ``openapi`` or ``mcp``.
 
     A bare string is shorthand: ``math`` is ``{builtin: math}``, ``pkg.mod:name`` is
     ``{import: pkg.mod:name}``. A built-in's options sit beside ``builtin`` (``db: facts.sql``).
@@ -90,6 +153,8 @@ class ToolSpec(BaseModel):
     builtin: str | None = Field(default=None, description="a built-in tool: " + "math, sql, ...")
     import_: str | None = Field(default=None, alias="import", description="module:function or module:toolset")
     http: HttpToolSpec | None = None
+    openapi: OpenAPISourceSpec | None = None
+    mcp: MCPSourceSpec | None = None
     policy: PolicySpec | None = None
 
     @model_validator(mode="before")
@@ -101,9 +166,11 @@ class ToolSpec(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ToolSpec:
-        kinds = [k for k in ("builtin", "import_", "http") if getattr(self, k) is not None]
+        kinds = [k for k in ("builtin", "import_", "http", "openapi", "mcp") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("a tool entry needs exactly one of `builtin`, `import` or `http`")
+            raise ValueError(
+                "a tool entry needs exactly one of `builtin`, `import`, `http`, `openapi` or `mcp`"
+            )
         if self.builtin is None and self.model_extra:
             key = next(iter(self.model_extra))
             raise ValueError(f"unknown key {key!r} (options are only for built-in tools)")
