@@ -26,10 +26,16 @@ def leave(code: int = 3) -> int:
 
 @tool
 def weird() -> dict:
-    """Values JSON cannot hold, and a list that contains itself."""
+    """Values JSON has no type for, which results are converted from (a set, a tuple)."""
+    return {"set": {2, 1}, "pair": (1, "a")}
+
+
+@tool
+def garbage() -> dict:
+    """Values no JSON can hold, and a list that contains itself."""
     loop = [1]
     loop.append(loop)
-    return {"nan": math.nan, "set": {2, 1}, "bytes": b"hi", "object": object(), "loop": loop}
+    return {"nan": math.nan, "bytes": b"hi", "object": object(), "loop": loop}
 '''
 
 
@@ -166,27 +172,34 @@ def test_json_output_is_valid_for_any_result(tmp_path: Path) -> None:
     path = _project(
         tmp_path,
         """\
-        tools: ["weird_tools:weird", echo]
+        tools: ["weird_tools:weird", "weird_tools:garbage", echo]
         steps:
           - id: s
             plan: |
               1. weird()
               2. echo({"got": $1, "note": "${1.set} items"})
+          - id: bad
+            plan: |
+              1. garbage()
         outputs:
           got: s.got
         """,
     )
     as_json, plain = tomasulo_many(("run", str(path), "--json"), ("run", str(path)), cwd=tmp_path)
     _no_traceback(as_json, plain)
-    assert as_json.returncode == 0 and plain.returncode == 0, as_json.stderr
+    # the garbage result is refused by the dispatcher's JSON rule, so that step fails
+    assert as_json.returncode == 1 and plain.returncode == 1, as_json.stderr
     data = _strict(as_json.stdout)
-    got = data["outputs"]["got"]
-    assert got["nan"] == "NaN" and got["set"] == [1, 2] and got["bytes"] == {"base64": "aGk="}
-    assert got["loop"] == [1, "<circular reference>"]
+    assert data["ok"] is False and data["failed_step"] == "bad"
+    got = data["steps"]["s"]["got"]
+    assert got == {"set": [1, 2], "pair": [1, "a"]}
     echo = data["tasks"][1]
     assert echo["call"] == 'echo(value={"got": $1, "note": "${1.set} items"})'
     assert echo["args"] == {"value": {"got": "$1", "note": "${1.set} items"}}
-    assert _strict(plain.stdout)["got"]["nan"] == "NaN"
+    refused = data["tasks"][2]
+    assert refused["status"] == "failed" and refused["error_type"] == "ToolOutputError"
+    assert "not a JSON value at nan" in refused["message"], refused["message"]
+    assert "task 1 garbage: failed" in plain.stderr
 
 
 def test_tools_option_refuses_what_is_not_a_tool(tmp_path: Path) -> None:

@@ -209,5 +209,6 @@ async def serve_mcp_http(
         log_level="warning",
         lifespan="on",
     )
-    print(f"tomasulo MCP server on http://{host}:{bound}{path}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"tomasulo MCP server on http://{host}:{bound}{path}\n")
+    sys.stderr.flush()
     await uvicorn.Server(config).serve(sockets=[sock])
