@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/grammar_bench.py
 	$(PY) benchmarks/dispatch_bench.py
 	$(PY) benchmarks/e2e_bench.py
+	$(PY) benchmarks/tools_bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
