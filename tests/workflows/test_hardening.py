@@ -259,6 +259,44 @@ async def test_a_second_batch_on_the_same_out_is_refused_by_the_lock(runner: Any
     assert report.ran == 1
 
 
+async def test_a_symlink_to_the_out_file_shares_its_lock_and_stays_a_link(
+    runner: Any, tmp_path: Path
+) -> None:
+    wf = load_workflow(EXAMPLES / "batch.yaml")
+    inputs = _inputs(tmp_path / "in.jsonl", "Nepal")
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "out.jsonl"
+    failed = {"key": "old", "line": 1, "ok": False, "inputs": {}, "error": "x"}
+    real.write_text(json.dumps(failed) + "\n")  # a failed record: a rerun rewrites the file
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    # a batch writing the real path holds its lock; the other path must not get past it
+    fd = os.open(tmp_path / "real" / ".out.jsonl.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with anyio.fail_after(10), pytest.raises(WorkflowError, match="another batch is writing"):
+            await run_batch(wf, inputs, link, runner)
+        assert runner.runs == []
+    finally:
+        os.close(fd)
+    with anyio.fail_after(30):
+        report = await run_batch(wf, inputs, link, runner)
+    assert report.ran == 1
+    assert link.is_symlink() and link.resolve() == real.resolve(), "the rewrite kept the link"
+    assert [r["outputs"]["capital"] for r in _records(real)] == ["Kathmandu"]
+
+
+async def test_an_out_file_with_two_hard_links_is_refused(runner: Any, tmp_path: Path) -> None:
+    wf = load_workflow(EXAMPLES / "batch.yaml")
+    inputs = _inputs(tmp_path / "in.jsonl", "Nepal")
+    out = tmp_path / "out.jsonl"
+    out.write_text("")
+    os.link(out, tmp_path / "other.jsonl")
+    with anyio.fail_after(10), pytest.raises(WorkflowError, match="has 2 hard links"):
+        await run_batch(wf, inputs, out, runner)
+    assert runner.runs == []
+
+
 # -- tools named by a workflow ------------------------------------------------------------------
 
 
