@@ -118,6 +118,17 @@ def test_unwritable_outputs_are_refused_before_anything_runs(tmp_path: Path) -> 
     assert folder.returncode == 2 and "is a folder" in folder.stderr
 
 
+def test_an_integer_too_long_for_yaml_exits_2_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        "inputs:\n  n: {type: integer, default: " + "1" * 5000 + "}\nsteps: [{plan: '1. echo(1)'}]\n"
+    )
+    done = tomasulo("validate", str(path))
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:2:31:" in done.stderr and "5000 digits" in done.stderr
+
+
 @pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux /proc")
 def test_an_out_where_no_lock_file_can_be_made_exits_2_naming_out() -> None:
     batch, inputs = str(EXAMPLES / "batch.yaml"), str(EXAMPLES / "batch_inputs.jsonl")

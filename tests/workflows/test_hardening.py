@@ -67,6 +67,29 @@ def test_aliases_within_the_bounds_still_work() -> None:
     assert [t.policy.retries for t in wf.toolset] == [2, 2]
 
 
+def test_an_integer_too_long_to_read_is_an_error_at_its_position() -> None:
+    err = _error("inputs:\n  n: {type: integer, default: " + "1" * 5000 + "}\n" + STEPS)
+    assert "an integer of 5000 digits is too long to read" in str(err) and "quote it" in str(err)
+    assert (err.line, err.column) == (2, 31)
+    date = _error("description: 2020-13-45\n" + STEPS)
+    assert "month must be in 1..12" in str(date) and (date.line, date.column) == (1, 14)
+
+
+def test_integers_too_large_to_write_as_text_are_refused_as_defaults_and_inputs() -> None:
+    err = _error("inputs:\n  n: {type: integer, default: 0x" + "f" * 4000 + "}\n" + STEPS)
+    assert "input 'n': the default holds an integer of about 4817 digits" in str(err)
+    assert err.line == 2
+    nested = _error("inputs:\n  n: {type: array, default: [1, 0b1" + "0" * 15000 + "]}\n" + STEPS)
+    assert "more than the 4300 an integer may have" in str(nested)
+    wf = loads_workflow("tools: [echo]\ninputs:\n  n: integer\n" + STEPS)
+    assert wf.bind_inputs({"n": 10**4000}) == {"n": 10**4000}, "large, but it fits in text"
+    with pytest.raises(WorkflowError, match="input 'n' holds an integer of about 6021 digits"):
+        wf.bind_inputs({"n": 1 << 20000})
+    with pytest.raises(WorkflowError, match="an integer of 5000 digits is more than the 4300") as info:
+        wf.coerce("n", "9" * 5000)
+    assert len(str(info.value)) < 300
+
+
 def test_a_file_that_is_not_utf8_names_the_byte_offset(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: café\n".encode("latin-1") + STEPS.encode())
