@@ -129,6 +129,13 @@ def test_an_integer_too_long_for_yaml_exits_2_with_its_position(tmp_path: Path) 
     assert f"{path}:2:31:" in done.stderr and "5000 digits" in done.stderr
 
 
+def test_mcp_bounds_must_be_positive() -> None:
+    zero, negative = tomasulo_many(("mcp", "--timeout", "0"), ("mcp", "--max-tasks", "0"))
+    _no_traceback(zero, negative)
+    assert zero.returncode == 2 and "--timeout must be a positive number" in zero.stderr
+    assert negative.returncode == 2 and "--max-tasks" in negative.stderr
+
+
 @pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux /proc")
 def test_an_out_where_no_lock_file_can_be_made_exits_2_naming_out() -> None:
     batch, inputs = str(EXAMPLES / "batch.yaml"), str(EXAMPLES / "batch_inputs.jsonl")
