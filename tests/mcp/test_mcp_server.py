@@ -211,3 +211,17 @@ async def test_run_plan_and_ask_end_within_the_timeout() -> None:
     assert time.monotonic() - started < 40, "neither waited for the 60 s sleep"
     assert ran["ok"] is False and ran["tasks"][0]["status"] == "cancelled"
     assert "wall-time budget of 1 s" in text(asked)
+
+
+async def test_a_request_cancelled_by_the_client_ends_its_run_without_observer_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = build_mcp_server(builtin_toolset())
+    caplog.set_level(logging.WARNING)
+    with anyio.fail_after(30):
+        async with Client(server) as client:
+            with anyio.move_on_after(1):
+                await client.call_tool("run_plan", {"plan": "1. sleep(seconds=30)\n2. join()\n"})
+            after = data(await client.call_tool("run_plan", {"plan": '1. echo(value="up")\n2. join()\n'}))
+    assert after["answer"] == "up"
+    assert [r.getMessage() for r in caplog.records if "observer failed" in r.getMessage()] == []
