@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import math
 import os
 import sys
 from enum import StrEnum
@@ -795,6 +796,15 @@ def mcp_server(
     max_replans: Annotated[int, typer.Option("--max-replans", min=0)] = 2,
     http: Annotated[bool, typer.Option("--http", help="Streamable HTTP instead of stdio.")] = False,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8765,
+    max_tasks: Annotated[
+        int, typer.Option("--max-tasks", min=1, help="The most tasks one plan may have.")
+    ] = 64,
+    max_plan_chars: Annotated[
+        int, typer.Option("--max-plan-chars", min=1, help="The longest plan text read.")
+    ] = 100_000,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds one run_plan or ask may take.")
+    ] = 300.0,
 ) -> None:
     """Serve tomasulo over MCP: tools ask, run_plan and validate_plan (stdio, or --http on 127.0.0.1).
 
@@ -802,6 +812,9 @@ def mcp_server(
     """
     from .service import build_mcp_server, serve_mcp_http
     from .workflows import ModelConfig
+
+    if not (math.isfinite(timeout) and timeout > 0):
+        _fail("--timeout must be a positive number of seconds")
 
     toolset = _ask_tools(tools, builtins, db, root, False)
     settings, problem = None, None
@@ -812,7 +825,15 @@ def mcp_server(
         if any(flags.values()):
             _fail(str(exc))  # a model was asked for but is wrong: say so now
         problem = str(exc)
-    server = build_mcp_server(toolset, model=settings, model_problem=problem, max_replans=max_replans)
+    server = build_mcp_server(
+        toolset,
+        model=settings,
+        model_problem=problem,
+        max_replans=max_replans,
+        max_tasks=max_tasks,
+        max_plan_chars=max_plan_chars,
+        timeout=timeout,
+    )
     try:
         if http:
             anyio.run(lambda: serve_mcp_http(server, port=port))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ROOT, tomasulo, tomasulo_many
 
 EXAMPLES = ROOT / "examples"
@@ -121,6 +122,34 @@ def test_unwritable_outputs_are_refused_before_anything_runs(tmp_path: Path) -> 
         assert f"{blocker} is not a folder" in done.stderr
         assert done.stdout == "" and "task" not in done.stderr  # nothing ran
     assert folder.returncode == 2 and "is a folder" in folder.stderr
+
+
+def test_an_integer_too_long_for_yaml_exits_2_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        "inputs:\n  n: {type: integer, default: " + "1" * 5000 + "}\nsteps: [{plan: '1. echo(1)'}]\n"
+    )
+    done = tomasulo("validate", str(path))
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:2:31:" in done.stderr and "5000 digits" in done.stderr
+
+
+def test_mcp_bounds_must_be_positive() -> None:
+    zero, negative = tomasulo_many(("mcp", "--timeout", "0"), ("mcp", "--max-tasks", "0"))
+    _no_traceback(zero, negative)
+    assert zero.returncode == 2 and "--timeout must be a positive number" in zero.stderr
+    assert negative.returncode == 2 and "--max-tasks" in negative.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux /proc")
+def test_an_out_where_no_lock_file_can_be_made_exits_2_naming_out() -> None:
+    batch, inputs = str(EXAMPLES / "batch.yaml"), str(EXAMPLES / "batch_inputs.jsonl")
+    done = tomasulo("run", batch, "--inputs", inputs, "--out", "/proc/version")
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    assert "--out /proc/version" in done.stderr and "lock file" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_out_equal_to_inputs_is_refused_by_any_path(tmp_path: Path) -> None:

@@ -108,6 +108,15 @@ async def test_a_server_that_never_answers_initialize_fails_within_startup_timeo
     assert time.monotonic() - started < 15
 
 
+async def test_a_server_that_never_answers_tools_list_fails_within_startup_timeout() -> None:
+    started = time.monotonic()
+    with anyio.fail_after(30):
+        async with MCPTools.stdio(sys.executable, server("nolist"), startup_timeout=2) as source:
+            with pytest.raises(ToolSourceError, match=r"tools/list: no answer within 2 s"):
+                await source.list_tools()
+    assert time.monotonic() - started < 20
+
+
 async def test_a_command_that_does_not_exist_is_a_clear_error() -> None:
     with anyio.fail_after(20):
         with pytest.raises(ToolSourceError, match="could not start the server") as info:
@@ -189,6 +198,23 @@ async def test_http_errors_carry_no_header_secrets() -> None:
     text = str(info.value)
     assert "header-secret" not in text and "query-secret" not in text
     assert "could not start the server" in text
+
+
+@pytest.mark.parametrize("basic_http_url", ["streamable-http"], indirect=True)
+async def test_http_secrets_are_cut_out_as_words_and_as_written_in_the_url(basic_http_url: str) -> None:
+    token, password, query = "tok-abcdef123456", "p%40ss-word-99", "q%2Bsecret-xyz"
+    url = basic_http_url.replace("http://", f"http://user:{password}@") + f"?key={query}"
+    leaks = [token, password, "p@ss-word-99", query, "q+secret-xyz"]
+    with anyio.fail_after(40):
+        async with MCPTools.http(
+            url, {"Authorization": f"Bearer {token}"}, timeout=5, net_policy=LOOPBACK
+        ) as source:
+            with pytest.raises(ToolExecutionError) as info:
+                await source.call("fail", {"reason": " / ".join(leaks)})
+    text = str(info.value)
+    assert "refused: " in text
+    assert [leak for leak in leaks if leak in text] == [], text
+    assert text.count("***") == len(leaks)
 
 
 async def test_http_urls_go_through_the_ssrf_check() -> None:

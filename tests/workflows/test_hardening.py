@@ -67,6 +67,29 @@ def test_aliases_within_the_bounds_still_work() -> None:
     assert [t.policy.retries for t in wf.toolset] == [2, 2]
 
 
+def test_an_integer_too_long_to_read_is_an_error_at_its_position() -> None:
+    err = _error("inputs:\n  n: {type: integer, default: " + "1" * 5000 + "}\n" + STEPS)
+    assert "an integer of 5000 digits is too long to read" in str(err) and "quote it" in str(err)
+    assert (err.line, err.column) == (2, 31)
+    date = _error("description: 2020-13-45\n" + STEPS)
+    assert "month must be in 1..12" in str(date) and (date.line, date.column) == (1, 14)
+
+
+def test_integers_too_large_to_write_as_text_are_refused_as_defaults_and_inputs() -> None:
+    err = _error("inputs:\n  n: {type: integer, default: 0x" + "f" * 4000 + "}\n" + STEPS)
+    assert "input 'n': the default holds an integer of about 4817 digits" in str(err)
+    assert err.line == 2
+    nested = _error("inputs:\n  n: {type: array, default: [1, 0b1" + "0" * 15000 + "]}\n" + STEPS)
+    assert "more than the 4300 an integer may have" in str(nested)
+    wf = loads_workflow("tools: [echo]\ninputs:\n  n: integer\n" + STEPS)
+    assert wf.bind_inputs({"n": 10**4000}) == {"n": 10**4000}, "large, but it fits in text"
+    with pytest.raises(WorkflowError, match="input 'n' holds an integer of about 6021 digits"):
+        wf.bind_inputs({"n": 1 << 20000})
+    with pytest.raises(WorkflowError, match="an integer of 5000 digits is more than the 4300") as info:
+        wf.coerce("n", "9" * 5000)
+    assert len(str(info.value)) < 300
+
+
 def test_a_file_that_is_not_utf8_names_the_byte_offset(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: café\n".encode("latin-1") + STEPS.encode())
@@ -257,6 +280,44 @@ async def test_a_second_batch_on_the_same_out_is_refused_by_the_lock(runner: Any
     with anyio.fail_after(30):
         report = await run_batch(wf, inputs, out, runner)  # released: it runs
     assert report.ran == 1
+
+
+async def test_a_symlink_to_the_out_file_shares_its_lock_and_stays_a_link(
+    runner: Any, tmp_path: Path
+) -> None:
+    wf = load_workflow(EXAMPLES / "batch.yaml")
+    inputs = _inputs(tmp_path / "in.jsonl", "Nepal")
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "out.jsonl"
+    failed = {"key": "old", "line": 1, "ok": False, "inputs": {}, "error": "x"}
+    real.write_text(json.dumps(failed) + "\n")  # a failed record: a rerun rewrites the file
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    # a batch writing the real path holds its lock; the other path must not get past it
+    fd = os.open(tmp_path / "real" / ".out.jsonl.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with anyio.fail_after(10), pytest.raises(WorkflowError, match="another batch is writing"):
+            await run_batch(wf, inputs, link, runner)
+        assert runner.runs == []
+    finally:
+        os.close(fd)
+    with anyio.fail_after(30):
+        report = await run_batch(wf, inputs, link, runner)
+    assert report.ran == 1
+    assert link.is_symlink() and link.resolve() == real.resolve(), "the rewrite kept the link"
+    assert [r["outputs"]["capital"] for r in _records(real)] == ["Kathmandu"]
+
+
+async def test_an_out_file_with_two_hard_links_is_refused(runner: Any, tmp_path: Path) -> None:
+    wf = load_workflow(EXAMPLES / "batch.yaml")
+    inputs = _inputs(tmp_path / "in.jsonl", "Nepal")
+    out = tmp_path / "out.jsonl"
+    out.write_text("")
+    os.link(out, tmp_path / "other.jsonl")
+    with anyio.fail_after(10), pytest.raises(WorkflowError, match="has 2 hard links"):
+        await run_batch(wf, inputs, out, runner)
+    assert runner.runs == []
 
 
 # -- tools named by a workflow ------------------------------------------------------------------

@@ -11,7 +11,8 @@ them at once. The session lives in a task the source owns (the SDK's transports 
 and left by one task); a call only sends a request over it.
 
 - Start-up is bounded by ``startup_timeout``: a server that does not start, or never answers
-  ``initialize``, fails with :class:`~tomasulo.exceptions.ToolSourceError` in that time.
+  ``initialize``, fails with :class:`~tomasulo.exceptions.ToolSourceError` in that time. Reading
+  the tool list (``tools/list``, every page of it) is bounded by the same number of seconds.
 - A call is bounded by ``timeout`` (:class:`~tomasulo.exceptions.ToolTimeout`). A call that times
   out or is cancelled sends the server ``notifications/cancelled`` for its request.
 - A server that dies fails the calls in flight with :class:`~tomasulo.exceptions.ToolCrashed`; the
@@ -20,7 +21,10 @@ and left by one task); a call only sends a request over it.
   tree; an HTTP session is ended with ``DELETE``. ``shutdown_timeout`` bounds the whole of it.
 - ``notifications/tools/list_changed`` marks the list stale: the next :meth:`MCPTools.list_tools`
   reads it again, and :meth:`MCPTools.wait_tools_changed` wakes.
-- Values of ``env`` and ``headers`` are secrets: they are cut out of every error and log line.
+- Values of ``env`` and ``headers`` are secrets: they are cut out of every error and log line,
+  whole and each whitespace-separated word of 8 characters or more (the token of
+  ``Bearer <token>``); so are an HTTP URL's userinfo, query values and fragment, as written
+  (percent-encoded) and decoded.
 - An HTTP source's URL goes through the SSRF check (``tomasulo.tools._net.NetPolicy``) each
   time a session opens. The SDK's HTTP client is ``httpx2``, so the address is checked, not
   pinned per request; the SDK follows only same-origin redirects.
@@ -90,11 +94,17 @@ def _check_seconds(name: str, value: float | None, *, optional: bool = False) ->
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
+#: A whitespace-separated part of a secret this long is a secret of its own (``Bearer <token>``).
+_SECRET_PART_MIN = 8
+
+
 class _Scrubber:
-    """Cuts secret values out of text."""
+    """Cuts secret values out of text: each whole value, and each long word of it on its own."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        usable = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        found = {s for s in secrets if len(s) >= 3}
+        found |= {part for s in secrets for part in s.split() if len(part) >= _SECRET_PART_MIN}
+        usable = sorted(found, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, usable))) if usable else None
 
     def __call__(self, text: object) -> str:
@@ -202,7 +212,7 @@ class MCPTools:
             prefix: put in front of every tool name.
             name: the label in errors (default ``mcp:<command name>``).
             timeout: seconds per call (``None``: none, the run's deadline still applies).
-            startup_timeout: seconds to start and answer ``initialize``.
+            startup_timeout: seconds to start and answer ``initialize``; also bounds ``tools/list``.
             shutdown_timeout: seconds closing may take.
             stderr: where the server's standard error goes (default: this process's).
             policy: retries and concurrency for every tool (``timeout`` is applied here).
@@ -362,16 +372,23 @@ class MCPTools:
         listed: list[mt.Tool] = []
         cursor: str | None = None
         try:
-            for _ in range(_LIST_PAGE_CAP):
-                page = await client.list_tools(cursor=cursor)
-                listed.extend(page.tools)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
+            with anyio.move_on_after(self.startup_timeout) as waited:  # every page, together
+                for _ in range(_LIST_PAGE_CAP):
+                    page = await client.list_tools(cursor=cursor)
+                    listed.extend(page.tools)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
         except (MCPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ToolSourceError(
                 f"could not list the tools: {self._scrub(exc)}", source=self.label
             ) from None
+        if waited.cancelled_caught:
+            raise ToolSourceError(
+                f"tools/list: no answer within {self.startup_timeout:g} s (startup_timeout); the "
+                "server started but does not list its tools",
+                source=self.label,
+            )
         tools = self._build(listed)
         if version == self._version:  # no change arrived while listing
             self._tools = tools
@@ -583,11 +600,21 @@ def _public_url(url: str) -> str:
 
 
 def _url_secrets(url: str) -> list[str]:
-    from urllib.parse import parse_qsl, urlsplit
+    """The userinfo, query values and fragment of ``url``, both as written and decoded.
+
+    Errors may quote the URL either way (httpx shows it still percent-encoded).
+    """
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     parts = urlsplit(url)
-    found = [v for v in (parts.password, parts.username) if v]
-    found += [v for _, v in parse_qsl(parts.query)]
+    raw = [v for v in (parts.password, parts.username, parts.fragment) if v]
+    for pair in re.split(r"[&;]", parts.query):
+        value = pair.partition("=")[2]
+        if value:
+            raw.append(value)
+    found: list[str] = []
+    for value in raw:
+        found += [value, unquote(value), unquote_plus(value)]
     return found
 
 

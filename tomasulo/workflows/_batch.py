@@ -19,6 +19,10 @@ are dropped first (the file is rewritten to a temporary file and renamed over it
 appears at most once. An output file with lines that are not batch records is refused rather than
 rewritten. ``--out`` may not be the inputs file, and a lock file (``.NAME.lock`` beside the
 output, left in place) stops a second batch from writing the same output at the same time.
+
+A symbolic link as ``--out`` is followed: the lock, the rewrite and the appends all go to the
+file it points to (one lock whichever path names it; the link stays a link). An output with more
+than one hard link is refused, since a rewrite by rename would split it from its other names.
 """
 
 from __future__ import annotations
@@ -268,7 +272,13 @@ def _locked(out_path: Path) -> Iterator[None]:
         yield
         return
     lock_path = out_path.with_name(f".{out_path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WorkflowError(
+            f"--out {out_path}: cannot create the lock file {lock_path.name} beside it "
+            f"({exc.strerror}); give an --out file in a folder you can write"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -307,6 +317,25 @@ def _encode(record: dict[str, Any]) -> bytes:
     return (json.dumps(jsonable(record), ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
+def _real_out(out_path: str | os.PathLike[str]) -> Path:
+    """The file ``out_path`` names, links followed, with its folder made (one file, one lock)."""
+    out = Path(os.path.realpath(out_path))
+    try:
+        links = out.stat().st_nlink
+    except OSError:
+        links = 1
+    if links > 1:
+        raise WorkflowError(
+            f"--out {out_path} has {links} hard links; a rerun rewrites it by rename, which would "
+            "split it from its other names; give a file with one name"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkflowError(f"cannot create the folder {out.parent}: {exc.strerror}", path=str(out)) from None
+    return out
+
+
 async def run_batch(
     workflow: LoadedWorkflow,
     inputs_path: str | os.PathLike[str],
@@ -325,20 +354,16 @@ async def run_batch(
     ``failed``, with the error as ``note``).
 
     Raises:
-        WorkflowError: ``out_path`` is the inputs file or a folder, another batch is writing it,
-            it holds lines that are not batch records, the inputs cannot be read, or two lines
-            share an ``id``.
+        WorkflowError: ``out_path`` is the inputs file or a folder, has several hard links, has
+            no folder where its lock can be made, another batch is writing it, it holds lines
+            that are not batch records, the inputs cannot be read, or two lines share an ``id``.
         OSError: the output cannot be written.
     """
     if concurrency < 1:
         raise WorkflowError(f"concurrency must be at least 1, got {concurrency}")
     check_batch_paths(inputs_path, out_path)
     jobs = read_batch_inputs(workflow, inputs_path)
-    out = Path(out_path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WorkflowError(f"cannot create the folder {out.parent}: {exc.strerror}", path=str(out)) from None
+    out = _real_out(out_path)
     report = BatchReport()
     with _locked(out):
         done = _completed(out)

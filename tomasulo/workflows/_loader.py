@@ -1,8 +1,14 @@
-"""Loading a workflow file: YAML, the model, its tools, its plans, and clear errors with positions."""
+"""Loading a workflow file: YAML, the model, its tools, its plans, and clear errors with positions.
+
+Integers in input defaults and input values are bounded by :data:`MAX_INTEGER_DIGITS` (checked by
+``bit_length``, so hex and binary literals count too): plans, results and reports turn values
+into text, and Python refuses to write longer integers as text.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import types
@@ -23,6 +29,35 @@ from ._tools import INPUT_TOOL, ToolLoadError, build_tools, did_you_mean, input_
 from ._yaml import YamlDocument, decode_utf8
 
 __all__ = ["LoadedWorkflow", "OutputRef", "load_workflow", "loads_workflow"]
+
+#: The most decimal digits an integer input (or input default) may have: Python's default limit
+#: for turning an integer into text (``sys.get_int_max_str_digits()``).
+MAX_INTEGER_DIGITS = 4300
+_MAX_INTEGER_BITS = math.floor(MAX_INTEGER_DIGITS * math.log2(10))
+
+
+def _huge_integer(value: Any) -> int | None:
+    """The bit length of the first integer in ``value`` (lists and dicts searched) over the bound."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > _MAX_INTEGER_BITS:
+                return item.bit_length()
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def _huge_integer_problem(bits: int) -> str:
+    digits = math.floor(bits * math.log10(2)) + 1
+    return (
+        f"holds an integer of about {digits} digits, more than the {MAX_INTEGER_DIGITS} an integer "
+        "may have (it could not be written as text); pass it as a string"
+    )
+
 
 _PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
@@ -103,6 +138,9 @@ class LoadedWorkflow:
                         f"input {name!r} holds a lone surrogate ({surrogate}): bytes that are not "
                         "UTF-8 text; give it as UTF-8"
                     )
+                bits = _huge_integer(value)
+                if bits is not None:
+                    raise self.error(f"input {name!r} {_huge_integer_problem(bits)}")
             elif not spec.required:
                 out[name] = spec.default  # checked when the file was loaded; null means "none"
                 continue
@@ -136,7 +174,13 @@ class LoadedWorkflow:
                 raise ValueError(text)
             return json.loads(text)
         except ValueError:
-            raise self.error(f"input {name!r} needs {_article(kind)}, got {text!r}") from None
+            if kind == "integer" and text.strip().lstrip("+-").isdigit():
+                raise self.error(
+                    f"input {name!r}: an integer of {len(text.strip().lstrip('+-'))} digits is more "
+                    f"than the {MAX_INTEGER_DIGITS} an integer may have; pass it as a string"
+                ) from None
+            shown = text if len(text) <= 80 else f"{text[:80]}... ({len(text)} characters)"
+            raise self.error(f"input {name!r} needs {_article(kind)}, got {shown!r}") from None
 
     def query_text(self, index: int, values: Mapping[str, Any]) -> str:
         """A query step's question with ``{name}`` filled from inputs and earlier outputs.
@@ -317,6 +361,12 @@ def _check_defaults(doc: YamlDocument, spec: Workflow) -> None:
         if input_spec.required or input_spec.default is None:
             continue
         default = input_spec.default
+        bits = _huge_integer(default)
+        if bits is not None:
+            raise doc.error(
+                f"input {name!r}: the default {_huge_integer_problem(bits)}",
+                doc.node_at(("inputs", name, "default")),
+            )
         errors = list(jsonschema.Draft202012Validator(input_spec.json_schema()).iter_errors(default))
         if not errors:
             continue

@@ -5,10 +5,14 @@ it: an alias naming an anchor that is still open (a structure that contains itse
 at once, and so is a document whose values, aliases expanded, number more than
 :data:`MAX_NODES` (an "alias bomb" such as "billion laughs"), or that nests deeper than
 :data:`MAX_DEPTH`. Each refusal names the line and column of the alias or value at fault.
+
+A value PyYAML cannot build (an integer of more digits than Python reads from text, 4300 by
+default; a date that does not exist) is an error at its line and column, never a traceback.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,6 +117,24 @@ class _BoundedLoader(yaml.SafeLoader):
                 self._open.discard(anchor)
         return node
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:
+            raise _Refused(_unbuildable(node, exc), node.start_mark) from None
+
+
+def _unbuildable(node: yaml.Node, exc: ValueError) -> str:
+    """Why the value at ``node`` cannot be built, and what to do."""
+    if node.tag == "tag:yaml.org,2002:int" and isinstance(node.value, str):
+        digits = sum(c.isdigit() for c in node.value)
+        return (
+            f"an integer of {digits} digits is too long to read (at most "
+            f"{sys.get_int_max_str_digits()} digits); quote it to make it a string"
+        )
+    kind = node.tag.rsplit(":", 1)[-1] if isinstance(node.tag, str) else "value"
+    return f"this {kind} cannot be read: {exc}"
+
 
 class YamlDocument:
     """A parsed YAML document that remembers where each value came from.
@@ -129,7 +151,10 @@ class YamlDocument:
             self.node: yaml.Node | None = loader.get_single_node()
             if self.node is not None:
                 self._check_duplicates(self.node)
-            self.data: Any = loader.construct_document(self.node) if self.node is not None else None
+            try:
+                self.data: Any = loader.construct_document(self.node) if self.node is not None else None
+            except ValueError as exc:  # a constructor failed outside any one node
+                raise _Refused(f"a value cannot be read: {exc}", None) from None
         except _Refused as exc:
             mark = exc.mark
             raise WorkflowError(
