@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "EXCERPT_CHARS",
     "ArgumentTypeError",
     "BudgetExceeded",
     "ConfigError",
@@ -220,7 +221,8 @@ class PlanError(TomasuloError):
         # line 0: not from plan text (a hand-built Task), so there is no place to point at
         out = f"line {self.line}, column {self.column}: {self.message}" if self.line else self.message
         if self.text and self.line:
-            out += f"\n    {self.text}\n    {' ' * max(self.column - 1, 0)}^"
+            shown, caret = _excerpt(self.text, max(self.column - 1, 0))
+            out += f"\n    {shown}\n    {' ' * caret}^"
         if self.hint:
             out += f"\n  hint: {self.hint}"
         return out
@@ -230,6 +232,21 @@ class PlanError(TomasuloError):
             _rebuild_plan_error,
             (type(self), self.message, self.line, self.column, self.text, self.hint),
         )
+
+
+#: A plan error shows at most this many characters of its line, around the column it points at.
+EXCERPT_CHARS = 120
+
+
+def _excerpt(text: str, at: int) -> tuple[str, int]:
+    """``text`` cut to a window of :data:`EXCERPT_CHARS` around index ``at`` (``...`` where cut),
+    and where the caret goes in it; a 20 kB line from a model is not printed whole."""
+    if len(text) <= EXCERPT_CHARS:
+        return text, at
+    start = min(max(at - EXCERPT_CHARS // 2, 0), max(len(text) - EXCERPT_CHARS, 0))
+    end = start + EXCERPT_CHARS
+    head, tail = ("..." if start else ""), ("..." if end < len(text) else "")
+    return head + text[start:end] + tail, at - start + len(head)
 
 
 def _rebuild_plan_error(

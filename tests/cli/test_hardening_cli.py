@@ -92,7 +92,12 @@ def test_bad_files_and_encodings_exit_2_with_one_line(tmp_path: Path) -> None:
     assert default.returncode == 2 and "input 'n': the default \"many\" is not an integer" in default.stderr
     assert plan_file.returncode == 2 and f"{tmp_path / 'plan.txt'}" in plan_file.stderr
     assert "byte 0xe9 at offset 12" in plan_file.stderr
-    assert deep.returncode == 2 and len(deep.stderr.strip().splitlines()) == 1
+    assert deep.returncode == 2
+    first, *rest = deep.stderr.strip().splitlines()
+    assert "deep.txt: line 1, column 73: nesting deeper than 64 levels" in first
+    text, caret, hint = rest  # the line (cut to a window around the column), the caret, the hint
+    assert len(text) < 200 and text.strip().startswith("...") and hint.lstrip().startswith("hint:")
+    assert text[caret.index("^")] == "[", "the caret points at the bracket one level too deep"
 
 
 def test_unwritable_outputs_are_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -184,3 +184,15 @@ def test_literal_check_follows_refs_into_the_tool_schemas_definitions() -> None:
     assert parse_plan('1. place({"x": 1})', tools).tasks[0].args == ({"x": 1},)
     with pytest.raises(ArgumentTypeError, match=r"at\.x"):
         parse_plan('1. place({"x": "one"})', tools)
+
+
+def test_an_error_on_a_very_long_line_shows_a_window_around_its_column() -> None:
+    from tomasulo.exceptions import EXCERPT_CHARS, PlanSyntaxError
+
+    text = "1. f(" + "x" * 5000 + "!" + "y" * 5000 + ")"
+    err = PlanSyntaxError("unexpected '!'", line=1, column=text.index("!") + 1, text=text)
+    _, shown, caret, *_ = str(err).splitlines()
+    assert len(shown.strip()) <= EXCERPT_CHARS + 6
+    assert shown[caret.index("^")] == "!"
+    short = PlanSyntaxError("unexpected ')'", line=1, column=6, text="1. f()")
+    assert str(short).splitlines()[1].strip() == "1. f()"
