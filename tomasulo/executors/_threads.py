@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -129,8 +131,13 @@ class DaemonThreads:
     ) -> Any:
         """Call ``fn()`` on a daemon thread (at most ``limiter``'s tokens at once) and return
         its value or raise its exception. Cancelling abandons the call at once: its thread
-        runs on (a warning names the task and tool) but holds neither the caller nor the exit."""
+        runs on (a warning names the task and tool) but holds neither the caller nor the exit.
+
+        ``fn`` runs in a copy of the caller's context, as with ``anyio.to_thread.run_sync``: it
+        sees the caller's context variables (a request id, a tenant), and what it sets stays
+        with the call."""
         label = (task_id, tool)
+        fn = functools.partial(contextvars.copy_context().run, fn)
         async with limiter:
             try:
                 loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
