@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
@@ -104,6 +105,78 @@ async def test_an_async_tool_that_blocks_the_loop_past_its_timeout_is_reported_l
     assert "past its 0.05 s timeout" in (out[1].message or "")
     assert "blocked the event loop" in (out[1].message or "")
     assert any("'blocker' blocked the event loop" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_sync_call_that_returned_on_time_keeps_its_value_while_another_tool_holds_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No timing race: the hog holds the loop until the victim's thread has returned, then for
+    # longer than the victim's timeout, so the victim's timer always fires after it returned.
+    returned = threading.Event()
+
+    def victim(x: Any = None, y: Any = None) -> Any:
+        returned.set()
+        return 42
+
+    async def hog(x: Any = None, y: Any = None) -> Any:
+        returned.wait(10)
+        time.sleep(0.5)  # noqa: ASYNC251 - holds the loop past the victim's 0.3 s timeout
+        return 1
+
+    with caplog.at_level(logging.WARNING, logger="tomasulo.dispatcher"):
+        out = await run(
+            [make_tool("victim", victim, timeout=0.3), make_tool("hog", hog)],
+            [Task(1, "victim"), Task(2, "hog")],
+        )
+    assert out[1].status == "succeeded", out[1].message
+    assert out[1].value == 42
+    assert any(
+        "task 1 (victim)" in r.getMessage() and "its value is kept" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_an_async_call_woken_on_time_keeps_its_value_while_another_tool_holds_the_loop() -> None:
+    # The hog wakes the victim, then holds the loop past the victim's timeout: the victim's
+    # last step runs after its deadline through no fault of its own (it neither blocked nor
+    # was cancelled).
+    started, go = anyio.Event(), anyio.Event()
+
+    async def victim(x: Any = None, y: Any = None) -> Any:
+        started.set()
+        await go.wait()
+        return 42
+
+    async def hog(x: Any = None, y: Any = None) -> Any:
+        await started.wait()
+        go.set()
+        time.sleep(0.5)  # noqa: ASYNC251 - holds the loop past the victim's 0.3 s timeout
+        return 1
+
+    out = await run(
+        [make_tool("victim", victim, timeout=0.3), make_tool("hog", hog)], [Task(1, "victim"), Task(2, "hog")]
+    )
+    assert out[1].status == "succeeded", out[1].message
+    assert out[1].value == 42
+
+
+async def test_an_async_tool_that_swallows_its_timeouts_cancellation_loses_its_value() -> None:
+    swallowed = 0
+
+    async def stubborn(x: Any = None, y: Any = None) -> Any:
+        nonlocal swallowed
+        end = time.monotonic() + 0.5  # the tool's own behaviour: it carries on for 0.5 s
+        while time.monotonic() < end:
+            try:
+                await anyio.sleep(0.05)
+            except BaseException:  # the misbehaviour under test
+                swallowed += 1
+        return "late"
+
+    out = await run([make_tool("stubborn", stubborn, timeout=0.1)], [Task(1, "stubborn")])
+    assert swallowed > 0
+    assert out[1].status == "failed"
+    assert isinstance(out[1].error, ToolTimeout)
+    assert "ignored its cancellation" in (out[1].message or "")
 
 
 class Color(enum.Enum):

@@ -51,6 +51,7 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._log import ENDED, PLANNED, READY, STARTED, EventCallback, EventLog
 from ._node import TaskNode, ToolInfo
 from ._order import plan_order
+from ._watch import CallWatch
 
 __all__ = ["Dispatcher", "EventCallback"]
 
@@ -155,6 +156,8 @@ class Dispatcher:
         self.tools = tools
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor  # async tools may be awaited directly
+        self._on_loop = isinstance(self.executor, LocalExecutor)  # async tools run on this loop
+        self._cancel_exc: type[BaseException] = asyncio.CancelledError
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.run_id = run_id if run_id is not None else _new_run_id()
         self._nodes: dict[int, TaskNode] = {}
@@ -236,6 +239,7 @@ class Dispatcher:
         self._new_event = type(anyio.Event())
         self._new_scope = type(CancelScope())
         self._checkpoint = _backend_checkpoint()
+        self._cancel_exc = anyio.get_cancelled_exc_class()
         if isinstance(self._checkpoint, functools.partial):  # on asyncio
             self._loop = asyncio.get_running_loop()
         if self.limits.deadline is not None:
@@ -859,8 +863,16 @@ class Dispatcher:
         if timeout is None:
             value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
         else:
+            call = self.executor.call(tool, args, task_id=tid, attempt=attempt)
+            # Only an async tool awaited on this loop can hold the loop or swallow its
+            # cancellation; calls on threads, processes or clusters are watched by nobody.
+            watch = (
+                CallWatch(call, now + timeout, self._cancel_exc)
+                if node.info.on_loop and self._on_loop
+                else None
+            )
             with anyio.move_on_after(timeout) as limit:
-                value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
+                value = await (call if watch is None else watch)
             if limit.cancelled_caught:
                 raise ToolTimeout(
                     f"timed out after {timeout:g} s (the tool's timeout)",
@@ -868,10 +880,10 @@ class Dispatcher:
                     task_id=tid,
                     attempt=attempt,
                 )
-            # Late by more than a loop step's slack, yet never cancelled: it held the loop (or
-            # ignored its cancellation); a call ending as its timer fires is not blamed.
+            # Late by more than a loop step's slack, yet never stopped (a call ending as its
+            # timer fires is not late): blamed only for what it did itself.
             if (elapsed := _now() - now) > timeout + _LATE_SLACK:
-                raise self._late(node, attempt, timeout, elapsed, limit.cancel_called)
+                self._late(node, attempt, timeout, elapsed, watch)
         if type(value) not in _JSON_SCALARS:
             value = self._json_result(node, value)  # before the output check: tuples are arrays
         if node.info.checks_output:
@@ -879,32 +891,46 @@ class Dispatcher:
         return value
 
     def _late(
-        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, cancelled: bool
-    ) -> ToolTimeout:
-        """A call that returned after its timeout without being stopped: it held the event
-        loop (an async tool calling blocking code) or ignored its cancellation."""
-        if cancelled:
-            why = "it ignored its cancellation and ran on"
-            fix = "let asyncio.CancelledError propagate"
-        else:
-            why = "it blocked the event loop, so it could not be stopped"
-            fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
-            logger.warning(
-                "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
-                "timeout); every other call waited meanwhile. %s",
-                self.run_id,
-                node.tid,
-                node.name,
-                elapsed,
-                timeout,
-                fix[0].upper() + fix[1:],
+        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, watch: CallWatch | None
+    ) -> None:
+        """A call that returned after its timeout without being stopped. Raise
+        :class:`ToolTimeout` (its value is dropped) when that is the tool's own doing: it was
+        cancelled and ran on, or it held the event loop itself (an async tool calling blocking
+        code). Otherwise its timer fired late because something else held the loop: the value
+        is kept, and a warning says the loop was blocked."""
+        if watch is not None and (watch.cancelled or watch.overran > _LATE_SLACK):
+            if watch.cancelled:
+                why = "it ignored its cancellation and ran on"
+                fix = "let asyncio.CancelledError propagate"
+            else:
+                why = "it blocked the event loop, so it could not be stopped"
+                fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
+                logger.warning(
+                    "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
+                    "timeout); every other call waited meanwhile. %s",
+                    self.run_id,
+                    node.tid,
+                    node.name,
+                    elapsed,
+                    timeout,
+                    fix[0].upper() + fix[1:],
+                )
+            raise ToolTimeout(
+                f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
+                "its value was dropped",
+                tool=node.name,
+                task_id=node.tid,
+                attempt=attempt,
             )
-        return ToolTimeout(
-            f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
-            "its value was dropped",
-            tool=node.name,
-            task_id=node.tid,
-            attempt=attempt,
+        logger.warning(
+            "run %s: task %d (%s) returned after %.3g s, past its %g s timeout, because the event "
+            "loop was held by other code meanwhile (an async tool calling blocking code, such as "
+            "time.sleep in an async def), so its timer fired late; its value is kept",
+            self.run_id,
+            node.tid,
+            node.name,
+            elapsed,
+            timeout,
         )
 
     async def _with_retries(self, node: TaskNode, args: dict[str, Any]) -> Any:

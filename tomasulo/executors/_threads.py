@@ -191,8 +191,12 @@ class DaemonThreads:
         try:
             await done.wait()
         except anyio.get_cancelled_exc_class():
-            _abandon(call, label)
-            raise
+            if not box:
+                _abandon(call, label)
+                raise
+            # The call returned before the cancellation reached it (trio expires deadlines
+            # before it runs what threads handed back): its result stands. Nothing is lost:
+            # trio raises again at the next checkpoint of a scope that is still cancelled.
         ok, result = box[0]
         if ok:
             return result
