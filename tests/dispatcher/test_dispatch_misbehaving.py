@@ -110,16 +110,19 @@ async def test_an_async_tool_that_blocks_the_loop_past_its_timeout_is_reported_l
 async def test_a_sync_call_that_returned_on_time_keeps_its_value_while_another_tool_holds_the_loop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # No timing race: the hog holds the loop until the victim's thread has returned, then for
-    # longer than the victim's timeout, so the victim's timer always fires after it returned.
-    returned = threading.Event()
+    # No timing race: once the victim's thread runs, the hog holds the loop, lets the victim
+    # return, and goes on holding the loop for longer than the victim's timeout, so the victim's
+    # timer always fires after it returned (and its result waits for the loop meanwhile).
+    entered, go = threading.Event(), threading.Event()
 
     def victim(x: Any = None, y: Any = None) -> Any:
-        returned.set()
+        entered.set()
+        go.wait(10)
         return 42
 
     async def hog(x: Any = None, y: Any = None) -> Any:
-        returned.wait(10)
+        await anyio.to_thread.run_sync(entered.wait, 10)  # without holding the loop
+        go.set()
         time.sleep(0.5)  # noqa: ASYNC251 - holds the loop past the victim's 0.3 s timeout
         return 1
 
@@ -280,8 +283,10 @@ async def async_interrupt(x: Any = None, y: Any = None) -> Any:
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-async def test_sys_exit_and_keyboard_interrupt_in_a_tool_fail_its_task_not_the_process(retries: int) -> None:
-    fns = [sync_exit, async_exit, sync_interrupt, async_interrupt]
+async def test_sys_exit_anywhere_and_keyboard_interrupt_on_a_thread_fail_their_task_not_the_process(
+    retries: int,
+) -> None:
+    fns = [sync_exit, async_exit, sync_interrupt]
     tools = [make_tool(f.__name__, f, retries=retries) for f in fns]
     tasks = [Task(i, f.__name__) for i, f in enumerate(fns, start=1)]
     tasks.append(Task(len(fns) + 1, "ident", (7,)))
@@ -290,12 +295,40 @@ async def test_sys_exit_and_keyboard_interrupt_in_a_tool_fail_its_task_not_the_p
         "SystemExit",
         "SystemExit",
         "KeyboardInterrupt",
-        "KeyboardInterrupt",
     ]
     assert all(isinstance(out[i].error, ToolExecutionError) for i in range(1, len(fns) + 1))
     assert "the tool called sys.exit(3)" in (out[1].message or "")
     assert "SystemExit: bye" in (out[2].message or "")
+    assert "the tool raised KeyboardInterrupt" in (out[3].message or "")  # a thread gets no Ctrl-C
     assert out[len(fns) + 1].value == 7
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_keyboard_interrupt_on_the_event_loop_cancels_the_run_and_reaches_the_caller(
+    retries: int,
+) -> None:
+    # A Ctrl-C lands in whatever runs on the main thread: an async tool's code, here.
+    gate = anyio.Event()
+
+    async def wait_forever(x: Any = None, y: Any = None) -> Any:
+        await gate.wait()
+
+    tools = Toolset(
+        [make_tool("async_interrupt", async_interrupt, retries=retries), make_tool("wait", wait_forever)]
+    )
+    with anyio.fail_after(10):
+        with pytest.raises(KeyboardInterrupt):
+            async with Dispatcher(tools) as d:
+                d.submit(Task(1, "wait"))
+                d.submit(Task(2, "async_interrupt"))
+                d.close_input()
+                await d.wait()
+    out = d.outcomes
+    assert out[2].status == "failed" and out[2].error_type == "KeyboardInterrupt"
+    assert out[2].attempts == 1  # never retried
+    assert "the run is cancelled and the KeyboardInterrupt passed on" in (out[2].message or "")
+    assert out[1].status == "cancelled"
+    assert "interrupted (KeyboardInterrupt in task 2)" in (out[1].message or "")
 
 
 async def give_record(x: Any = None, y: Any = None) -> Any:

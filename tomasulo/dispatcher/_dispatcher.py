@@ -36,6 +36,7 @@ from ..exceptions import (
     ToolTimeout,
 )
 from ..executors import Executor, LocalExecutor, check_output
+from ..executors._threads import raised_on_thread
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
 from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
@@ -188,6 +189,7 @@ class Dispatcher:
         self._workers_gone: anyio.Event | None = None
         self._abandoned: list[int] = []
         self._worker_error: BaseException | None = None
+        self._ctrl_c: KeyboardInterrupt | None = None  # passed on to the caller at the end
         self._stop_watch: anyio.Event | None = None
         self._infos: dict[Tool, ToolInfo] = {}
         self._new_event: Callable[[], anyio.Event] = anyio.Event
@@ -290,6 +292,8 @@ class Dispatcher:
                         await self._workers_gone.wait()
                 if self._abandoned:
                     _forget_tasks(self._workers)
+                if self._ctrl_c is not None:
+                    raise self._ctrl_c
                 if self._worker_error is not None:
                     raise DispatchError(
                         f"run {self.run_id}: a dispatcher worker failed"
@@ -815,9 +819,13 @@ class Dispatcher:
                     except Interrupt as exc:
                         self._fail(node, exc, "interrupt")
                     except (Exception, SystemExit, KeyboardInterrupt) as exc:
-                        # SystemExit and KeyboardInterrupt raised by a tool end its task, not
-                        # the process (on asyncio they would escape the event loop).
+                        # SystemExit raised by a tool ends its task, not the process (on
+                        # asyncio it would escape the event loop); so does KeyboardInterrupt
+                        # raised by a sync tool on a thread. One raised on the loop may be a
+                        # real Ctrl-C: it ends the run and reaches the caller (_interrupted).
                         self._fail(node, self._wrap(exc, node), "failure")
+                        if isinstance(exc, KeyboardInterrupt) and not raised_on_thread(exc):
+                            self._interrupted(node, exc)
                     finally:
                         try:
                             if info.limited:
@@ -833,6 +841,22 @@ class Dispatcher:
                         # Calls that never suspend would otherwise hold the loop for a whole burst.
                         streak = 0
                         await checkpoint()
+
+    def _interrupted(self, node: TaskNode, exc: KeyboardInterrupt) -> None:
+        """A ``KeyboardInterrupt`` on the event loop (a Ctrl-C lands there, in whatever code
+        runs): cancel the run, end the host's wait, and raise it from ``__aexit__``."""
+        if self._ctrl_c is not None:
+            return
+        self._ctrl_c = exc
+        logger.warning(
+            "run %s: KeyboardInterrupt in task %d (%s); cancelling the run and passing it on",
+            self.run_id,
+            node.tid,
+            node.name,
+        )
+        self._cancel_nodes(None, f"cancelled: the run was interrupted (KeyboardInterrupt in task {node.tid})")
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()  # the host's wait ends; __aexit__ raises it
 
     def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
@@ -996,7 +1020,15 @@ class Dispatcher:
                 " an exception)"
             )
         elif isinstance(exc, KeyboardInterrupt):
-            text += " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
+            if raised_on_thread(exc):
+                text += (
+                    " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
+                )
+            else:
+                text += (
+                    " (a Ctrl-C, or the tool raised KeyboardInterrupt, on the event loop: the run is"
+                    " cancelled and the KeyboardInterrupt passed on)"
+                )
         err = ToolExecutionError(
             text,
             tool=node.tool.name,

@@ -22,12 +22,16 @@ from typing import Any
 
 import anyio
 
-__all__ = ["DaemonThreads", "abandoned_calls"]
+__all__ = ["DaemonThreads", "abandoned_calls", "raised_on_thread"]
 
 logger = logging.getLogger("tomasulo.executors")
 
 #: An idle thread waits this long for another call before it ends.
 _IDLE_SECONDS = 10.0
+
+#: The note a ``KeyboardInterrupt`` raised by a call on one of these threads carries: it is the
+#: tool's own doing, not a Ctrl-C (Python delivers signals to the main thread only).
+_THREAD_NOTE = "raised by a sync tool on a worker thread (not a Ctrl-C: signals reach the main thread only)"
 
 # What abandoned calls are still running: named at exit.
 _abandoned: dict[int, str] = {}
@@ -44,6 +48,12 @@ class _Call:
         self.deliver: Callable[[bool, Any], None] | None = deliver
         self.finished = False
         self.label: str | None = None
+
+
+def raised_on_thread(exc: BaseException) -> bool:
+    """Whether ``exc`` (a ``KeyboardInterrupt``) was raised by a sync tool on one of these
+    threads, so it cannot be a Ctrl-C."""
+    return _THREAD_NOTE in getattr(exc, "__notes__", ())
 
 
 def abandoned_calls() -> list[str]:
@@ -91,6 +101,8 @@ class _Worker(threading.Thread):
                 result: Any = fn()
                 ok = True
             except BaseException as exc:  # delivered to the caller, whatever it is
+                if isinstance(exc, KeyboardInterrupt):
+                    exc.add_note(_THREAD_NOTE)
                 result, ok = exc, False
             del fn
             with _lock:
