@@ -249,6 +249,7 @@ async def test_results_that_are_not_json_values_are_refused_with_the_reason() ->
         "bytes": (b"\x00", "bytes is not a JSON value; decode it to text, or base64-encode it"),
         "cycle": (cycle, "at [1]: the value contains itself (a cycle)"),
         "object": ({"k": object()}, "at k: a object is not a JSON value"),
+        "key collision": ({1: "a", "1": "b"}, "the keys 1 and '1' both become the JSON key '1'"),
     }
     tools = []
     tasks = []
