@@ -106,15 +106,28 @@ def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     return anyio.lowlevel.checkpoint
 
 
-def _forget_tasks(tasks: Iterable[asyncio.Task[None]]) -> None:
+def _forget_tasks(tasks: Iterable[asyncio.Task[None]], run_id: str) -> None:
     """Take workers running abandoned calls out of ``asyncio.all_tasks()``, so that closing the
     event loop (``asyncio.run``, ``anyio.run``) does not wait for a coroutine that ignores
-    cancellation: the process can exit, and asyncio logs the task as destroyed while pending."""
+    cancellation: the process can exit, and asyncio logs the task as destroyed while pending.
+
+    This uses asyncio's private ``_unregister_task``; where that is missing or no longer works,
+    a warning says that the process may wait for the abandoned calls at exit."""
+    tasks = list(tasks)
     unregister = getattr(asyncio.tasks, "_unregister_task", None)
-    if unregister is None:
-        return
-    for task in tasks:
-        unregister(task)
+    if unregister is not None:
+        for task in tasks:
+            unregister(task)
+    left = [task for task in asyncio.all_tasks() if task in tasks]
+    if left:
+        logger.warning(
+            "run %s: %d abandoned tool call(s) could not be taken out of asyncio's task list "
+            "(this Python has no working asyncio.tasks._unregister_task); closing the event loop "
+            "(asyncio.run, anyio.run) may wait for them, so the process may not exit until they "
+            "return. Make the tool let asyncio.CancelledError propagate",
+            run_id,
+            len(left),
+        )
 
 
 def _drop(_: object) -> None:
@@ -188,6 +201,7 @@ class Dispatcher:
         self._workers: set[asyncio.Task[None]] = set()
         self._workers_gone: anyio.Event | None = None
         self._abandoned: list[int] = []
+        self._unwinding: set[int] = set()  # cancelled tasks whose calls have not returned yet
         self._worker_error: BaseException | None = None
         self._ctrl_c: KeyboardInterrupt | None = None  # passed on to the caller at the end
         self._stop_watch: anyio.Event | None = None
@@ -267,23 +281,25 @@ class Dispatcher:
             self._state = "closed"
             if self._stop_watch is not None:
                 self._stop_watch.set()
-            self._log.close()
             try:
-                if self._busy:
-                    await self._await_workers()
-                # Parked workers see the closed state when woken and return; waking them is far
-                # cheaper than cancelling hundreds of them. Calls still running after the grace
-                # (an async tool ignoring cancellation) are cancelled with the whole group.
-                self._wake_idle_workers()
-                if self._busy:
-                    self._tg.cancel_scope.cancel()
-                    for task in self._workers:
-                        task.cancel()
-                    if self._loop is not None:
-                        # On asyncio the workers are plain tasks: the run stops waiting for
-                        # calls that ignore cancellation, and names them (on other backends
-                        # the task group waits for them; see Limits.cancel_grace).
-                        self._abandon_running()
+                try:
+                    if self._busy:
+                        await self._await_workers()
+                    # Parked workers see the closed state when woken and return; waking them is
+                    # far cheaper than cancelling hundreds of them. Calls still running after the
+                    # grace (an async tool ignoring cancellation) are cancelled with the group.
+                    self._wake_idle_workers()
+                    if self._busy:
+                        self._tg.cancel_scope.cancel()
+                        for task in self._workers:
+                            task.cancel()
+                        if self._loop is not None:
+                            # On asyncio the workers are plain tasks: the run stops waiting for
+                            # calls that ignore cancellation, and names them (on other backends
+                            # the task group waits for them; see Limits.cancel_grace).
+                            self._abandon_running()
+                finally:
+                    self._log.close()  # after TaskAbandoned events, so that iterators see them
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
                 if len(self._workers) > self._busy:  # woken workers returning, cancelled ones unwinding
@@ -291,7 +307,7 @@ class Dispatcher:
                     with CancelScope(shield=True):
                         await self._workers_gone.wait()
                 if self._abandoned:
-                    _forget_tasks(self._workers)
+                    _forget_tasks(self._workers, self.run_id)
                 if self._ctrl_c is not None:
                     raise self._ctrl_c
                 if self._worker_error is not None:
@@ -343,6 +359,10 @@ class Dispatcher:
         """Stop waiting for the calls still running after the cancel grace: each one's outcome
         (already recorded) and a :class:`TaskAbandoned` event say so, and a warning names it."""
         grace = self.limits.cancel_grace
+        # Events not built yet (nobody listened) are built now, from the outcomes as they were
+        # when they happened: the TaskCancelled event says "Cancelled" in every run, and the
+        # TaskAbandoned event after it carries the outcome as it ends.
+        self._log.history()
         for node in self._nodes.values():
             if node.scope is None or node.tid in self._abandoned:
                 continue
@@ -360,7 +380,9 @@ class Dispatcher:
             message = f"task {node.tid} ({node.name}): {note}"
             logger.warning("run %s: %s; the run ends without it", self.run_id, message)
             self._log.emit(
-                TaskAbandoned(**self._stamp(node.tid), tool=node.name, grace=grace, message=message)
+                TaskAbandoned(
+                    **self._stamp(node.tid), tool=node.name, grace=grace, message=message, outcome=outcome
+                )
             )
 
     @property
@@ -575,7 +597,7 @@ class Dispatcher:
     def close_input(self) -> None:
         """No more tasks will come; once every task has an outcome, event iterators end."""
         self._input_closed = True
-        if self._unfinished == 0:
+        if self._unfinished == 0 and not self._unwinding:
             self._log.close()
         if self._unfinished <= self._busy:
             self._wake_idle_workers()  # nothing is left to start: parked workers may return
@@ -621,6 +643,8 @@ class Dispatcher:
             if node.outcome is not None:
                 continue
             scope = node.scope
+            if scope is not None:
+                self._unwinding.add(node.tid)  # events go on until its call returns or is abandoned
             self._finish(node, self._cancelled_outcome(node, reason))
             if scope is not None:
                 scope.cancel()
@@ -632,8 +656,7 @@ class Dispatcher:
         With ``replay`` (the default) it starts with every event so far. It ends when the run's
         events end: the input is closed and every task has an outcome, or the dispatcher exits.
         """
-        ended = self._state == "closed" or (self._input_closed and self._unfinished == 0)
-        return self._log.subscribe(replay=replay, ended=ended)
+        return self._log.subscribe(replay=replay, ended=self._log.closed)
 
     @classmethod
     async def run_plan(
@@ -832,6 +855,8 @@ class Dispatcher:
                                 self._release_tool_slot(node)
                         finally:
                             node.scope = None
+                            if self._unwinding:
+                                self._call_returned(node)
                             self._busy -= 1
                             if self._busy == 0 and self._workers_done is not None:
                                 self._workers_done.set()
@@ -857,6 +882,12 @@ class Dispatcher:
         self._cancel_nodes(None, f"cancelled: the run was interrupted (KeyboardInterrupt in task {node.tid})")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()  # the host's wait ends; __aexit__ raises it
+
+    def _call_returned(self, node: TaskNode) -> None:
+        """A cancelled task's call has returned: once none is left, the run's events may end."""
+        self._unwinding.discard(node.tid)
+        if not self._unwinding and self._input_closed and self._unfinished == 0:
+            self._log.close()
 
     def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
@@ -1164,7 +1195,8 @@ class Dispatcher:
                 self._idle.set()
                 self._idle = None
             if self._input_closed:
-                self._log.close()
+                if not self._unwinding:
+                    self._log.close()
                 # Nothing can become ready again: parked workers may return now, while the
                 # caller takes the results, rather than when the run is closed.
                 self._wake_idle_workers()
