@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
@@ -106,6 +107,81 @@ async def test_an_async_tool_that_blocks_the_loop_past_its_timeout_is_reported_l
     assert any("'blocker' blocked the event loop" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_sync_call_that_returned_on_time_keeps_its_value_while_another_tool_holds_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No timing race: once the victim's thread runs, the hog holds the loop, lets the victim
+    # return, and goes on holding the loop for longer than the victim's timeout, so the victim's
+    # timer always fires after it returned (and its result waits for the loop meanwhile).
+    entered, go = threading.Event(), threading.Event()
+
+    def victim(x: Any = None, y: Any = None) -> Any:
+        entered.set()
+        go.wait(10)
+        return 42
+
+    async def hog(x: Any = None, y: Any = None) -> Any:
+        await anyio.to_thread.run_sync(entered.wait, 10)  # without holding the loop
+        go.set()
+        time.sleep(0.5)  # noqa: ASYNC251 - holds the loop past the victim's 0.3 s timeout
+        return 1
+
+    with caplog.at_level(logging.WARNING, logger="tomasulo.dispatcher"):
+        out = await run(
+            [make_tool("victim", victim, timeout=0.3), make_tool("hog", hog)],
+            [Task(1, "victim"), Task(2, "hog")],
+        )
+    assert out[1].status == "succeeded", out[1].message
+    assert out[1].value == 42
+    assert any(
+        "task 1 (victim)" in r.getMessage() and "its value is kept" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_an_async_call_woken_on_time_keeps_its_value_while_another_tool_holds_the_loop() -> None:
+    # The hog wakes the victim, then holds the loop past the victim's timeout: the victim's
+    # last step runs after its deadline through no fault of its own (it neither blocked nor
+    # was cancelled).
+    started, go = anyio.Event(), anyio.Event()
+
+    async def victim(x: Any = None, y: Any = None) -> Any:
+        started.set()
+        await go.wait()
+        return 42
+
+    async def hog(x: Any = None, y: Any = None) -> Any:
+        await started.wait()
+        go.set()
+        time.sleep(0.5)  # noqa: ASYNC251 - holds the loop past the victim's 0.3 s timeout
+        return 1
+
+    out = await run(
+        [make_tool("victim", victim, timeout=0.3), make_tool("hog", hog)], [Task(1, "victim"), Task(2, "hog")]
+    )
+    assert out[1].status == "succeeded", out[1].message
+    assert out[1].value == 42
+
+
+async def test_an_async_tool_that_swallows_its_timeouts_cancellation_loses_its_value() -> None:
+    swallowed = 0
+
+    async def stubborn(x: Any = None, y: Any = None) -> Any:
+        nonlocal swallowed
+        end = time.monotonic() + 0.5  # the tool's own behaviour: it carries on for 0.5 s
+        while time.monotonic() < end:
+            try:
+                await anyio.sleep(0.05)
+            except BaseException:  # the misbehaviour under test
+                swallowed += 1
+        return "late"
+
+    out = await run([make_tool("stubborn", stubborn, timeout=0.1)], [Task(1, "stubborn")])
+    assert swallowed > 0
+    assert out[1].status == "failed"
+    assert isinstance(out[1].error, ToolTimeout)
+    assert "ignored its cancellation" in (out[1].message or "")
+
+
 class Color(enum.Enum):
     RED = "red"
 
@@ -173,6 +249,7 @@ async def test_results_that_are_not_json_values_are_refused_with_the_reason() ->
         "bytes": (b"\x00", "bytes is not a JSON value; decode it to text, or base64-encode it"),
         "cycle": (cycle, "at [1]: the value contains itself (a cycle)"),
         "object": ({"k": object()}, "at k: a object is not a JSON value"),
+        "key collision": ({1: "a", "1": "b"}, "the keys 1 and '1' both become the JSON key '1'"),
     }
     tools = []
     tasks = []
@@ -207,8 +284,10 @@ async def async_interrupt(x: Any = None, y: Any = None) -> Any:
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-async def test_sys_exit_and_keyboard_interrupt_in_a_tool_fail_its_task_not_the_process(retries: int) -> None:
-    fns = [sync_exit, async_exit, sync_interrupt, async_interrupt]
+async def test_sys_exit_anywhere_and_keyboard_interrupt_on_a_thread_fail_their_task_not_the_process(
+    retries: int,
+) -> None:
+    fns = [sync_exit, async_exit, sync_interrupt]
     tools = [make_tool(f.__name__, f, retries=retries) for f in fns]
     tasks = [Task(i, f.__name__) for i, f in enumerate(fns, start=1)]
     tasks.append(Task(len(fns) + 1, "ident", (7,)))
@@ -217,12 +296,40 @@ async def test_sys_exit_and_keyboard_interrupt_in_a_tool_fail_its_task_not_the_p
         "SystemExit",
         "SystemExit",
         "KeyboardInterrupt",
-        "KeyboardInterrupt",
     ]
     assert all(isinstance(out[i].error, ToolExecutionError) for i in range(1, len(fns) + 1))
     assert "the tool called sys.exit(3)" in (out[1].message or "")
     assert "SystemExit: bye" in (out[2].message or "")
+    assert "the tool raised KeyboardInterrupt" in (out[3].message or "")  # a thread gets no Ctrl-C
     assert out[len(fns) + 1].value == 7
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_keyboard_interrupt_on_the_event_loop_cancels_the_run_and_reaches_the_caller(
+    retries: int,
+) -> None:
+    # A Ctrl-C lands in whatever runs on the main thread: an async tool's code, here.
+    gate = anyio.Event()
+
+    async def wait_forever(x: Any = None, y: Any = None) -> Any:
+        await gate.wait()
+
+    tools = Toolset(
+        [make_tool("async_interrupt", async_interrupt, retries=retries), make_tool("wait", wait_forever)]
+    )
+    with anyio.fail_after(10):
+        with pytest.raises(KeyboardInterrupt):
+            async with Dispatcher(tools) as d:
+                d.submit(Task(1, "wait"))
+                d.submit(Task(2, "async_interrupt"))
+                d.close_input()
+                await d.wait()
+    out = d.outcomes
+    assert out[2].status == "failed" and out[2].error_type == "KeyboardInterrupt"
+    assert out[2].attempts == 1  # never retried
+    assert "the run is cancelled and the KeyboardInterrupt passed on" in (out[2].message or "")
+    assert out[1].status == "cancelled"
+    assert "interrupted (KeyboardInterrupt in task 2)" in (out[1].message or "")
 
 
 async def give_record(x: Any = None, y: Any = None) -> Any:

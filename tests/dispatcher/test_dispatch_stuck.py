@@ -8,6 +8,7 @@ which is documented on ``Limits.cancel_grace``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -77,6 +78,69 @@ async def test_a_tool_that_swallows_cancellation_cannot_hold_the_run_past_its_de
     assert len(abandoned) == 1 and abandoned[0].task_id == 1 and abandoned[0].tool == "stubborn"
     assert any(
         "task 1 (stubborn)" in r.getMessage() and "abandoned" in r.getMessage() for r in caplog.records
+    )
+
+
+async def run_stubborn(listen: bool) -> tuple[Dispatcher, list[Event]]:
+    """Run a stubborn call past a 0.3 s deadline, with an event iterator (``listen``) or with
+    nobody listening; return the dispatcher and what the iterator saw."""
+    stubborn = Stubborn()
+    tools = Toolset([make_tool("stubborn", stubborn), make_tool("ident", ident)])
+    seen: list[Event] = []
+
+    async def consume(d: Dispatcher) -> None:
+        async for event in d.events():
+            seen.append(event)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            async with Dispatcher(tools, limits=Limits(deadline=0.3, cancel_grace=0.1)) as d:
+                if listen:
+                    tg.start_soon(consume, d)
+                d.submit(Task(1, "stubborn"))
+                d.submit(Task(2, "ident", (3,)))
+                d.close_input()
+                await d.wait()
+        assert stubborn.swallowed > 0
+        stubborn.release.set()
+    return d, seen
+
+
+def task_one(events: Any) -> list[tuple[str, str | None]]:
+    return [
+        (type(e).__name__, e.outcome.error_type if getattr(e, "outcome", None) else None)
+        for e in events
+        if e.task_id == 1
+    ]
+
+
+async def test_an_event_iterator_sees_the_abandoned_call_and_the_timeline_agrees_with_the_outcome() -> None:
+    d, seen = await run_stubborn(listen=True)
+    assert d.outcomes[1].error_type == "Abandoned"
+    expected = [
+        ("TaskPlanned", None),
+        ("TaskReady", None),
+        ("TaskStarted", None),
+        ("TaskCancelled", "Cancelled"),  # as it was when it was cancelled
+        ("TaskAbandoned", "Abandoned"),  # as the run ends: the outcome the caller gets
+    ]
+    assert task_one(seen) == expected
+    assert task_one(d.history) == expected
+    quiet, _ = await run_stubborn(listen=False)  # history built later, from the same records
+    assert task_one(quiet.history) == expected
+
+
+async def test_abandoned_calls_left_in_asyncios_task_list_are_named_in_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Python without the private hook the dispatcher uses: the call cannot be forgotten.
+    monkeypatch.delattr(asyncio.tasks, "_unregister_task")
+    with caplog.at_level(logging.WARNING, logger="tomasulo.dispatcher"):
+        await run_stubborn(listen=False)
+    assert any(
+        "could not be taken out of asyncio's task list" in r.getMessage()
+        and "may wait for them" in r.getMessage()
+        for r in caplog.records
     )
 
 

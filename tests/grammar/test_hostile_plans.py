@@ -207,5 +207,7 @@ async def test_the_task_that_uses_a_bad_path_fails_saying_what_the_value_is() ->
     with anyio.fail_after(5):
         out = await Dispatcher.run_plan(tools, plan)
     assert [out[i].status for i in (1, 2, 3)] == ["succeeded", "failed", "failed"]
-    assert "no key 'height' in an object with keys 'name', 'height_m'" in str(out[2].error)
-    assert "cannot index string 'Everest' with [0] (at $1.name)" in str(out[3].error)
+    assert "there is no field 'height': the result is an object with fields 'name', 'height_m'" in str(
+        out[2].error
+    )
+    assert '[0] needs an array, but at $1.name the value is a string: "Everest"' in str(out[3].error)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
 import jsonschema
@@ -535,3 +536,90 @@ def test_methods_need_binding() -> None:
     assert bound.param_names == ("key",)
     assert bound.description == "Look a key up."
     assert bound.call({"key": "a"}) == 1
+
+
+# -- results as JSON values (to_json_value, the rule in Tool's docstring) -------------------------
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Pair(NamedTuple):
+    a: int
+    b: tuple[int, int]
+
+
+class Items(list):  # type: ignore[type-arg]
+    """A list subclass, as some client libraries return."""
+
+
+class Record(dict):  # type: ignore[type-arg]
+    """A dict subclass, as some client libraries return."""
+
+
+def test_results_json_dumps_accepts_become_plain_json_values() -> None:
+    import collections
+
+    import numpy as np
+
+    from tomasulo.tools._tool import to_json_value
+
+    value = {
+        "pair": Pair(1, (2, 3)),
+        "items": Items([1, (2,)]),
+        "record": Record(a=Level.HIGH),
+        "levels": {Level.LOW: "low"},
+        "queue": collections.deque([1, 2]),
+        "array": np.arange(3),
+        "matrix": np.array([[1.5, 2.0]]),
+        "scalars": [np.int64(7), np.float32(0.5), np.bool_(True)],
+    }
+    out = to_json_value(value)
+    assert out == {
+        "pair": [1, [2, 3]],
+        "items": [1, [2]],
+        "record": {"a": 2},
+        "levels": {"1": "low"},
+        "queue": [1, 2],
+        "array": [0, 1, 2],
+        "matrix": [[1.5, 2.0]],
+        "scalars": [7, 0.5, True],
+    }
+    assert json.loads(json.dumps(out)) == out
+    assert type(out["items"]) is list and type(out["record"]) is dict  # plain JSON containers
+
+
+def test_a_plain_json_result_is_returned_as_it_is() -> None:
+    from tomasulo.tools._tool import to_json_value
+
+    value = {"title": "x", "score": 0.5, "tags": ["a", "b"], "n": None, "ok": True}
+    assert to_json_value(value) is value
+    assert to_json_value(value)["tags"] is value["tags"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({1: "a", "1": "b"}, "the keys 1 and '1' both become the JSON key '1'"),
+        ({"x": {True: 1, "true": 2}}, "at x: the keys True and 'true' both become the JSON key 'true'"),
+        ({"a": [1, {"b": float("nan")}]}, "at a[1].b: nan is not a JSON number"),
+        ([0, [1, object()]], "at [1][1]: a object is not a JSON value"),
+    ],
+)
+def test_a_result_that_is_not_a_json_value_is_refused_saying_where(value: Any, message: str) -> None:
+    from tomasulo.tools._tool import NotJSONError, to_json_value
+
+    with pytest.raises(NotJSONError) as info:
+        to_json_value(value)
+    assert message in str(info.value)
+
+
+def test_a_result_that_contains_itself_along_many_paths_is_refused_at_once() -> None:
+    from tomasulo.tools._tool import NotJSONError, to_json_value
+
+    loop: list[Any] = []
+    loop += [loop, loop]  # walked naively to the depth bound, 2**200 paths
+    with pytest.raises(NotJSONError, match=r"at \[0\]: the value contains itself"):
+        to_json_value(loop)

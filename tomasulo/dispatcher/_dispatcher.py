@@ -36,6 +36,7 @@ from ..exceptions import (
     ToolTimeout,
 )
 from ..executors import Executor, LocalExecutor, check_output
+from ..executors._threads import raised_on_thread
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
 from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
@@ -51,6 +52,7 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._log import ENDED, PLANNED, READY, STARTED, EventCallback, EventLog
 from ._node import TaskNode, ToolInfo
 from ._order import plan_order
+from ._watch import CallWatch
 
 __all__ = ["Dispatcher", "EventCallback"]
 
@@ -104,15 +106,28 @@ def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     return anyio.lowlevel.checkpoint
 
 
-def _forget_tasks(tasks: Iterable[asyncio.Task[None]]) -> None:
+def _forget_tasks(tasks: Iterable[asyncio.Task[None]], run_id: str) -> None:
     """Take workers running abandoned calls out of ``asyncio.all_tasks()``, so that closing the
     event loop (``asyncio.run``, ``anyio.run``) does not wait for a coroutine that ignores
-    cancellation: the process can exit, and asyncio logs the task as destroyed while pending."""
+    cancellation: the process can exit, and asyncio logs the task as destroyed while pending.
+
+    This uses asyncio's private ``_unregister_task``; where that is missing or no longer works,
+    a warning says that the process may wait for the abandoned calls at exit."""
+    tasks = list(tasks)
     unregister = getattr(asyncio.tasks, "_unregister_task", None)
-    if unregister is None:
-        return
-    for task in tasks:
-        unregister(task)
+    if unregister is not None:
+        for task in tasks:
+            unregister(task)
+    left = [task for task in asyncio.all_tasks() if task in tasks]
+    if left:
+        logger.warning(
+            "run %s: %d abandoned tool call(s) could not be taken out of asyncio's task list "
+            "(this Python has no working asyncio.tasks._unregister_task); closing the event loop "
+            "(asyncio.run, anyio.run) may wait for them, so the process may not exit until they "
+            "return. Make the tool let asyncio.CancelledError propagate",
+            run_id,
+            len(left),
+        )
 
 
 def _drop(_: object) -> None:
@@ -155,6 +170,8 @@ class Dispatcher:
         self.tools = tools
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor  # async tools may be awaited directly
+        self._on_loop = isinstance(self.executor, LocalExecutor)  # async tools run on this loop
+        self._cancel_exc: type[BaseException] = asyncio.CancelledError
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.run_id = run_id if run_id is not None else _new_run_id()
         self._nodes: dict[int, TaskNode] = {}
@@ -184,7 +201,9 @@ class Dispatcher:
         self._workers: set[asyncio.Task[None]] = set()
         self._workers_gone: anyio.Event | None = None
         self._abandoned: list[int] = []
+        self._unwinding: set[int] = set()  # cancelled tasks whose calls have not returned yet
         self._worker_error: BaseException | None = None
+        self._ctrl_c: KeyboardInterrupt | None = None  # passed on to the caller at the end
         self._stop_watch: anyio.Event | None = None
         self._infos: dict[Tool, ToolInfo] = {}
         self._new_event: Callable[[], anyio.Event] = anyio.Event
@@ -236,6 +255,7 @@ class Dispatcher:
         self._new_event = type(anyio.Event())
         self._new_scope = type(CancelScope())
         self._checkpoint = _backend_checkpoint()
+        self._cancel_exc = anyio.get_cancelled_exc_class()
         if isinstance(self._checkpoint, functools.partial):  # on asyncio
             self._loop = asyncio.get_running_loop()
         if self.limits.deadline is not None:
@@ -261,23 +281,25 @@ class Dispatcher:
             self._state = "closed"
             if self._stop_watch is not None:
                 self._stop_watch.set()
-            self._log.close()
             try:
-                if self._busy:
-                    await self._await_workers()
-                # Parked workers see the closed state when woken and return; waking them is far
-                # cheaper than cancelling hundreds of them. Calls still running after the grace
-                # (an async tool ignoring cancellation) are cancelled with the whole group.
-                self._wake_idle_workers()
-                if self._busy:
-                    self._tg.cancel_scope.cancel()
-                    for task in self._workers:
-                        task.cancel()
-                    if self._loop is not None:
-                        # On asyncio the workers are plain tasks: the run stops waiting for
-                        # calls that ignore cancellation, and names them (on other backends
-                        # the task group waits for them; see Limits.cancel_grace).
-                        self._abandon_running()
+                try:
+                    if self._busy:
+                        await self._await_workers()
+                    # Parked workers see the closed state when woken and return; waking them is
+                    # far cheaper than cancelling hundreds of them. Calls still running after the
+                    # grace (an async tool ignoring cancellation) are cancelled with the group.
+                    self._wake_idle_workers()
+                    if self._busy:
+                        self._tg.cancel_scope.cancel()
+                        for task in self._workers:
+                            task.cancel()
+                        if self._loop is not None:
+                            # On asyncio the workers are plain tasks: the run stops waiting for
+                            # calls that ignore cancellation, and names them (on other backends
+                            # the task group waits for them; see Limits.cancel_grace).
+                            self._abandon_running()
+                finally:
+                    self._log.close()  # after TaskAbandoned events, so that iterators see them
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
                 if len(self._workers) > self._busy:  # woken workers returning, cancelled ones unwinding
@@ -285,7 +307,9 @@ class Dispatcher:
                     with CancelScope(shield=True):
                         await self._workers_gone.wait()
                 if self._abandoned:
-                    _forget_tasks(self._workers)
+                    _forget_tasks(self._workers, self.run_id)
+                if self._ctrl_c is not None:
+                    raise self._ctrl_c
                 if self._worker_error is not None:
                     raise DispatchError(
                         f"run {self.run_id}: a dispatcher worker failed"
@@ -335,6 +359,10 @@ class Dispatcher:
         """Stop waiting for the calls still running after the cancel grace: each one's outcome
         (already recorded) and a :class:`TaskAbandoned` event say so, and a warning names it."""
         grace = self.limits.cancel_grace
+        # Events not built yet (nobody listened) are built now, from the outcomes as they were
+        # when they happened: the TaskCancelled event says "Cancelled" in every run, and the
+        # TaskAbandoned event after it carries the outcome as it ends.
+        self._log.history()
         for node in self._nodes.values():
             if node.scope is None or node.tid in self._abandoned:
                 continue
@@ -352,7 +380,9 @@ class Dispatcher:
             message = f"task {node.tid} ({node.name}): {note}"
             logger.warning("run %s: %s; the run ends without it", self.run_id, message)
             self._log.emit(
-                TaskAbandoned(**self._stamp(node.tid), tool=node.name, grace=grace, message=message)
+                TaskAbandoned(
+                    **self._stamp(node.tid), tool=node.name, grace=grace, message=message, outcome=outcome
+                )
             )
 
     @property
@@ -567,7 +597,7 @@ class Dispatcher:
     def close_input(self) -> None:
         """No more tasks will come; once every task has an outcome, event iterators end."""
         self._input_closed = True
-        if self._unfinished == 0:
+        if self._unfinished == 0 and not self._unwinding:
             self._log.close()
         if self._unfinished <= self._busy:
             self._wake_idle_workers()  # nothing is left to start: parked workers may return
@@ -613,6 +643,8 @@ class Dispatcher:
             if node.outcome is not None:
                 continue
             scope = node.scope
+            if scope is not None:
+                self._unwinding.add(node.tid)  # events go on until its call returns or is abandoned
             self._finish(node, self._cancelled_outcome(node, reason))
             if scope is not None:
                 scope.cancel()
@@ -624,8 +656,7 @@ class Dispatcher:
         With ``replay`` (the default) it starts with every event so far. It ends when the run's
         events end: the input is closed and every task has an outcome, or the dispatcher exits.
         """
-        ended = self._state == "closed" or (self._input_closed and self._unfinished == 0)
-        return self._log.subscribe(replay=replay, ended=ended)
+        return self._log.subscribe(replay=replay, ended=self._log.closed)
 
     @classmethod
     async def run_plan(
@@ -811,15 +842,21 @@ class Dispatcher:
                     except Interrupt as exc:
                         self._fail(node, exc, "interrupt")
                     except (Exception, SystemExit, KeyboardInterrupt) as exc:
-                        # SystemExit and KeyboardInterrupt raised by a tool end its task, not
-                        # the process (on asyncio they would escape the event loop).
+                        # SystemExit raised by a tool ends its task, not the process (on
+                        # asyncio it would escape the event loop); so does KeyboardInterrupt
+                        # raised by a sync tool on a thread. One raised on the loop may be a
+                        # real Ctrl-C: it ends the run and reaches the caller (_interrupted).
                         self._fail(node, self._wrap(exc, node), "failure")
+                        if isinstance(exc, KeyboardInterrupt) and not raised_on_thread(exc):
+                            self._interrupted(node, exc)
                     finally:
                         try:
                             if info.limited:
                                 self._release_tool_slot(node)
                         finally:
                             node.scope = None
+                            if self._unwinding:
+                                self._call_returned(node)
                             self._busy -= 1
                             if self._busy == 0 and self._workers_done is not None:
                                 self._workers_done.set()
@@ -829,6 +866,28 @@ class Dispatcher:
                         # Calls that never suspend would otherwise hold the loop for a whole burst.
                         streak = 0
                         await checkpoint()
+
+    def _interrupted(self, node: TaskNode, exc: KeyboardInterrupt) -> None:
+        """A ``KeyboardInterrupt`` on the event loop (a Ctrl-C lands there, in whatever code
+        runs): cancel the run, end the host's wait, and raise it from ``__aexit__``."""
+        if self._ctrl_c is not None:
+            return
+        self._ctrl_c = exc
+        logger.warning(
+            "run %s: KeyboardInterrupt in task %d (%s); cancelling the run and passing it on",
+            self.run_id,
+            node.tid,
+            node.name,
+        )
+        self._cancel_nodes(None, f"cancelled: the run was interrupted (KeyboardInterrupt in task {node.tid})")
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()  # the host's wait ends; __aexit__ raises it
+
+    def _call_returned(self, node: TaskNode) -> None:
+        """A cancelled task's call has returned: once none is left, the run's events may end."""
+        self._unwinding.discard(node.tid)
+        if not self._unwinding and self._input_closed and self._unfinished == 0:
+            self._log.close()
 
     def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
@@ -859,8 +918,16 @@ class Dispatcher:
         if timeout is None:
             value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
         else:
+            call = self.executor.call(tool, args, task_id=tid, attempt=attempt)
+            # Only an async tool awaited on this loop can hold the loop or swallow its
+            # cancellation; calls on threads, processes or clusters are watched by nobody.
+            watch = (
+                CallWatch(call, now + timeout, self._cancel_exc)
+                if node.info.on_loop and self._on_loop
+                else None
+            )
             with anyio.move_on_after(timeout) as limit:
-                value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
+                value = await (call if watch is None else watch)
             if limit.cancelled_caught:
                 raise ToolTimeout(
                     f"timed out after {timeout:g} s (the tool's timeout)",
@@ -868,10 +935,10 @@ class Dispatcher:
                     task_id=tid,
                     attempt=attempt,
                 )
-            # Late by more than a loop step's slack, yet never cancelled: it held the loop (or
-            # ignored its cancellation); a call ending as its timer fires is not blamed.
+            # Late by more than a loop step's slack, yet never stopped (a call ending as its
+            # timer fires is not late): blamed only for what it did itself.
             if (elapsed := _now() - now) > timeout + _LATE_SLACK:
-                raise self._late(node, attempt, timeout, elapsed, limit.cancel_called)
+                self._late(node, attempt, timeout, elapsed, watch)
         if type(value) not in _JSON_SCALARS:
             value = self._json_result(node, value)  # before the output check: tuples are arrays
         if node.info.checks_output:
@@ -879,32 +946,46 @@ class Dispatcher:
         return value
 
     def _late(
-        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, cancelled: bool
-    ) -> ToolTimeout:
-        """A call that returned after its timeout without being stopped: it held the event
-        loop (an async tool calling blocking code) or ignored its cancellation."""
-        if cancelled:
-            why = "it ignored its cancellation and ran on"
-            fix = "let asyncio.CancelledError propagate"
-        else:
-            why = "it blocked the event loop, so it could not be stopped"
-            fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
-            logger.warning(
-                "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
-                "timeout); every other call waited meanwhile. %s",
-                self.run_id,
-                node.tid,
-                node.name,
-                elapsed,
-                timeout,
-                fix[0].upper() + fix[1:],
+        self, node: TaskNode, attempt: int, timeout: float, elapsed: float, watch: CallWatch | None
+    ) -> None:
+        """A call that returned after its timeout without being stopped. Raise
+        :class:`ToolTimeout` (its value is dropped) when that is the tool's own doing: it was
+        cancelled and ran on, or it held the event loop itself (an async tool calling blocking
+        code). Otherwise its timer fired late because something else held the loop: the value
+        is kept, and a warning says the loop was blocked."""
+        if watch is not None and (watch.cancelled or watch.overran > _LATE_SLACK):
+            if watch.cancelled:
+                why = "it ignored its cancellation and ran on"
+                fix = "let asyncio.CancelledError propagate"
+            else:
+                why = "it blocked the event loop, so it could not be stopped"
+                fix = "use await anyio.sleep / async I/O, or make it a plain def so it runs on a thread"
+                logger.warning(
+                    "run %s: task %d: async tool %r blocked the event loop for %.3g s (past its %g s "
+                    "timeout); every other call waited meanwhile. %s",
+                    self.run_id,
+                    node.tid,
+                    node.name,
+                    elapsed,
+                    timeout,
+                    fix[0].upper() + fix[1:],
+                )
+            raise ToolTimeout(
+                f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
+                "its value was dropped",
+                tool=node.name,
+                task_id=node.tid,
+                attempt=attempt,
             )
-        return ToolTimeout(
-            f"returned after {elapsed:.3g} s, past its {timeout:g} s timeout; {why} ({fix}); "
-            "its value was dropped",
-            tool=node.name,
-            task_id=node.tid,
-            attempt=attempt,
+        logger.warning(
+            "run %s: task %d (%s) returned after %.3g s, past its %g s timeout, because the event "
+            "loop was held by other code meanwhile (an async tool calling blocking code, such as "
+            "time.sleep in an async def), so its timer fired late; its value is kept",
+            self.run_id,
+            node.tid,
+            node.name,
+            elapsed,
+            timeout,
         )
 
     async def _with_retries(self, node: TaskNode, args: dict[str, Any]) -> Any:
@@ -970,7 +1051,15 @@ class Dispatcher:
                 " an exception)"
             )
         elif isinstance(exc, KeyboardInterrupt):
-            text += " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
+            if raised_on_thread(exc):
+                text += (
+                    " (the tool raised KeyboardInterrupt; a tool must return a value or raise an exception)"
+                )
+            else:
+                text += (
+                    " (a Ctrl-C, or the tool raised KeyboardInterrupt, on the event loop: the run is"
+                    " cancelled and the KeyboardInterrupt passed on)"
+                )
         err = ToolExecutionError(
             text,
             tool=node.tool.name,
@@ -1106,7 +1195,8 @@ class Dispatcher:
                 self._idle.set()
                 self._idle = None
             if self._input_closed:
-                self._log.close()
+                if not self._unwinding:
+                    self._log.close()
                 # Nothing can become ready again: parked workers may return now, while the
                 # caller takes the results, rather than when the run is closed.
                 self._wake_idle_workers()

@@ -158,11 +158,14 @@ class TaskAbandoned(TaskEvent):
     """A cancelled task's call (its outcome already recorded) ignored cancellation for
     ``grace`` seconds, so the run ended without waiting for it: it may still be running.
 
-    ``message`` names the task and the tool; the task's outcome says the same.
+    ``message`` names the task and the tool. ``outcome`` is the task's outcome as the run ends
+    (its ``error_type`` is ``"Abandoned"``); the task's earlier :class:`TaskCancelled` event
+    carries the outcome as it was when it was cancelled (``"Cancelled"``).
     """
 
     grace: float
     message: str
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -91,6 +91,8 @@ class EventLog:
         self._built_upto = 0  # every item before this index is an Event
         self._subscribers: list[Subscription] = []
         self._eager = on_event is not None
+        #: The run's events have ended (see :meth:`close`); later ones reach ``on_event`` only.
+        self.closed = False
 
     def next_seq(self) -> int:
         """The ``seq`` the next event gets."""
@@ -166,6 +168,7 @@ class EventLog:
 
     def close(self) -> None:
         """End every live iterator: the run's events have ended."""
+        self.closed = True
         subs, self._subscribers = self._subscribers, []
         self._eager = self._on_event is not None
         for sub in subs:

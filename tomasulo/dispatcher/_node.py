@@ -22,6 +22,7 @@ class ToolInfo:
         "direct",
         "limited",
         "name",
+        "on_loop",
         "param_names",
         "policy",
         "sequential",
@@ -37,6 +38,8 @@ class ToolInfo:
         self.checks_output = bool(tool.output_schema)
         self.param_names = tool.param_names
         self.checker = checker_for(tool)
+        #: An async function: a local run awaits it on the event loop.
+        self.on_loop = tool.is_async
         #: The async function a local run may await directly: no conversion, timeout, retries
         #: or output check to go through (the dispatcher also checks the executor is local).
         policy = tool.policy

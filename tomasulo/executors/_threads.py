@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -20,12 +22,16 @@ from typing import Any
 
 import anyio
 
-__all__ = ["DaemonThreads", "abandoned_calls"]
+__all__ = ["DaemonThreads", "abandoned_calls", "raised_on_thread"]
 
 logger = logging.getLogger("tomasulo.executors")
 
 #: An idle thread waits this long for another call before it ends.
 _IDLE_SECONDS = 10.0
+
+#: The note a ``KeyboardInterrupt`` raised by a call on one of these threads carries: it is the
+#: tool's own doing, not a Ctrl-C (Python delivers signals to the main thread only).
+_THREAD_NOTE = "raised by a sync tool on a worker thread (not a Ctrl-C: signals reach the main thread only)"
 
 # What abandoned calls are still running: named at exit.
 _abandoned: dict[int, str] = {}
@@ -42,6 +48,12 @@ class _Call:
         self.deliver: Callable[[bool, Any], None] | None = deliver
         self.finished = False
         self.label: str | None = None
+
+
+def raised_on_thread(exc: BaseException) -> bool:
+    """Whether ``exc`` (a ``KeyboardInterrupt``) was raised by a sync tool on one of these
+    threads, so it cannot be a Ctrl-C."""
+    return _THREAD_NOTE in getattr(exc, "__notes__", ())
 
 
 def abandoned_calls() -> list[str]:
@@ -89,6 +101,8 @@ class _Worker(threading.Thread):
                 result: Any = fn()
                 ok = True
             except BaseException as exc:  # delivered to the caller, whatever it is
+                if isinstance(exc, KeyboardInterrupt):
+                    exc.add_note(_THREAD_NOTE)
                 result, ok = exc, False
             del fn
             with _lock:
@@ -129,8 +143,13 @@ class DaemonThreads:
     ) -> Any:
         """Call ``fn()`` on a daemon thread (at most ``limiter``'s tokens at once) and return
         its value or raise its exception. Cancelling abandons the call at once: its thread
-        runs on (a warning names the task and tool) but holds neither the caller nor the exit."""
+        runs on (a warning names the task and tool) but holds neither the caller nor the exit.
+
+        ``fn`` runs in a copy of the caller's context, as with ``anyio.to_thread.run_sync``: it
+        sees the caller's context variables (a request id, a tenant), and what it sets stays
+        with the call."""
         label = (task_id, tool)
+        fn = functools.partial(contextvars.copy_context().run, fn)
         async with limiter:
             try:
                 loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -184,8 +203,12 @@ class DaemonThreads:
         try:
             await done.wait()
         except anyio.get_cancelled_exc_class():
-            _abandon(call, label)
-            raise
+            if not box:
+                _abandon(call, label)
+                raise
+            # The call returned before the cancellation reached it (trio expires deadlines
+            # before it runs what threads handed back): its result stands. Nothing is lost:
+            # trio raises again at the next checkpoint of a scope that is still cancelled.
         ok, result = box[0]
         if ok:
             return result

@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -232,13 +233,18 @@ class Tool:
     (:func:`to_json_value`), by this rule:
 
     - strings, integers, booleans, ``None`` and finite floats stay as they are (subclasses such
-      as ``IntEnum`` members become their plain value); lists and dicts with string keys too;
-    - tuples become lists; sets and frozensets become sorted lists (items of mixed kinds are
-      ordered by their JSON text);
-    - dict keys that are integers, floats, booleans or ``None`` become their JSON text
-      (``{1: "a"}`` becomes ``{"1": "a"}``), as ``json.dumps`` does; other keys are refused;
+      as ``IntEnum`` members or ``numpy.float64`` become their plain value); lists and dicts with
+      string keys too (the same objects: nothing is copied);
+    - tuples (named tuples included), deques and subclasses of ``list`` become lists; sets and
+      frozensets become sorted lists (items of mixed kinds are ordered by their JSON text);
+      subclasses of ``dict`` and other mappings become dicts;
+    - dict keys that are integers, floats, booleans, ``None`` or enum members become their JSON
+      text (``{1: "a"}`` becomes ``{"1": "a"}``, an ``IntEnum`` key its number), as
+      ``json.dumps`` does; two keys that become the same text (``{1: "a", "1": "b"}``) are
+      refused rather than one silently lost; other keys are refused;
     - pydantic models become ``model_dump(mode="json")``; dataclass instances become an object
-      of their fields; enum members become their value; other mappings become objects;
+      of their fields; enum members become their value; objects with a ``tolist()`` or an
+      ``item()`` method (numpy arrays and scalars, ``array.array``) become what it returns;
     - refused, failing the task with :class:`~tomasulo.exceptions.ToolOutputError` that says
       where inside the value and why: ``NaN`` and infinities, ``bytes`` (decode them, or
       base64-encode them), a value that contains itself (a cycle), nesting deeper than
@@ -519,6 +525,24 @@ class NotJSONError(ValueError):
         super().__init__(f"the result is not a JSON value{where}: {why}")
 
 
+class _Refused(Exception):
+    """Raised inside the conversion; each level adds its key or index on the way out, so the
+    path is built only for a value that is refused (building it per item costs microseconds)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self.steps: list[str | int] = []  # innermost first
+
+    def path(self) -> str:
+        text = ""
+        for step in reversed(self.steps):
+            if isinstance(step, int):
+                text += f"[{step}]"
+            else:
+                text += f".{step}" if text else step
+        return text
+
+
 def to_json_value(value: Any) -> Any:
     """``value`` as a JSON value, by the rule in :class:`Tool`'s docstring.
 
@@ -529,71 +553,154 @@ def to_json_value(value: Any) -> Any:
     >>> to_json_value({"a": (1, 2), "b": {3, 1}})
     {'a': [1, 2], 'b': [1, 3]}
     """
-    return _to_json(value, "", set(), 0)
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if (t is dict or t is list) and _plain(value, [_PLAIN_BUDGET]):
+        return value
+    try:
+        return _to_json(value, set(), 0)
+    except _Refused as exc:
+        raise NotJSONError(exc.path(), exc.why) from None
 
 
-def _to_json(value: Any, path: str, stack: set[int], depth: int) -> Any:
+#: The fast check looks at this many lists and dicts at most, then leaves the value to the full
+#: conversion (a value that contains itself would otherwise be walked until the depth bound,
+#: along every path).
+_PLAIN_BUDGET = 5000
+
+
+def _plain(value: list[Any] | dict[Any, Any], budget: list[int], depth: int = 0) -> bool:
+    """Whether ``value`` is a JSON value of plain types only (``str``, ``int``, ``bool``,
+    ``None``, finite ``float``, ``list``, ``dict`` with ``str`` keys), so it needs no copy: the
+    common case, checked without tracking a path or a stack."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth >= MAX_RESULT_DEPTH:
+        return False
+    isfinite = math.isfinite
+    if type(value) is dict:
+        for k, item in value.items():
+            if type(k) is not str:
+                return False
+            t = type(item)
+            if t is str or t is int or t is bool or item is None:
+                continue
+            if t is float:
+                if not isfinite(item):
+                    return False
+            elif not ((t is dict or t is list) and _plain(item, budget, depth + 1)):
+                return False
+        return True
+    for item in value:
+        t = type(item)
+        if t is str or t is int or t is bool or item is None:
+            continue
+        if t is float:
+            if not isfinite(item):
+                return False
+        elif not ((t is dict or t is list) and _plain(item, budget, depth + 1)):
+            return False
+    return True
+
+
+def _to_json(value: Any, stack: set[int], depth: int) -> Any:
     t = type(value)
     if t is str or t is int or t is bool or value is None:
         return value
     if t is float:
         if math.isfinite(value):
             return value
-        raise NotJSONError(path, f"{value!r} is not a JSON number; return null or a string instead")
-    if t in (dict, list, tuple, set, frozenset) or isinstance(value, Mapping):
-        if depth >= MAX_RESULT_DEPTH:
-            raise NotJSONError(path, f"it nests deeper than {MAX_RESULT_DEPTH} levels")
-        key = id(value)
-        if key in stack:
-            raise NotJSONError(path, "the value contains itself (a cycle); return a copy without the cycle")
-        stack.add(key)
-        try:
-            if t is list or t is tuple:
-                return _to_json_list(value, path, stack, depth, t is tuple)
-            if t is set or t is frozenset:
-                items = _to_json_list(list(value), path, stack, depth, True)
-                try:
-                    return sorted(items)
-                except TypeError:  # mixed kinds: ordered by their JSON text
-                    return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-            return _to_json_dict(value, path, stack, depth)
-        finally:
-            stack.discard(key)
+        raise _Refused(f"{value!r} is not a JSON number; return null or a string instead")
+    if t is dict or t is list or t is tuple:
+        return _container(value, t, stack, depth)
     if isinstance(value, enum.Enum):
-        return _to_json(value.value, path, stack, depth + 1)
+        return _to_json(value.value, stack, depth + 1)
     for base in (bool, int, float, str):  # subclasses of the JSON scalars
         if isinstance(value, base):
-            return _to_json(base(value), path, stack, depth)
+            return _to_json(base(value), stack, depth)
+    if isinstance(value, Mapping | list | tuple | set | frozenset | deque):
+        return _container(value, t, stack, depth)
     if isinstance(value, bytes | bytearray | memoryview):
-        raise NotJSONError(path, f"{t.__name__} is not a JSON value; decode it to text, or base64-encode it")
+        raise _Refused(f"{t.__name__} is not a JSON value; decode it to text, or base64-encode it")
+    if isinstance(value, type):
+        raise _Refused(_NOT_JSON.format(name=t.__name__))
     dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):  # a pydantic model
+    if callable(dump):  # a pydantic model
         try:
             dumped = dump(mode="json")
         except Exception as exc:
-            raise NotJSONError(path, f"{t.__name__}.model_dump() failed: {safe_str(exc, 200)}") from None
-        return _to_json(dumped, path, stack, depth + 1)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            raise _Refused(f"{t.__name__}.model_dump() failed: {safe_str(exc, 200)}") from None
+        return _to_json(dumped, stack, depth + 1)
+    if dataclasses.is_dataclass(value):
         key = id(value)
         if key in stack:
-            raise NotJSONError(path, "the value contains itself (a cycle); return a copy without the cycle")
+            raise _Refused(_CYCLE)
         stack.add(key)
         try:
             fields_ = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            return _to_json_dict(fields_, path, stack, depth + 1)
+            return _to_json_dict(fields_, stack, depth + 1)
         finally:
             stack.discard(key)
-    raise NotJSONError(
-        path,
-        f"a {t.__name__} is not a JSON value; return strings, numbers, booleans, null, lists, "
-        "dicts, dataclasses or pydantic models",
-    )
+    for method in ("tolist", "item"):  # numpy arrays and scalars, array.array, tensors
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                plain = convert()
+            except Exception as exc:
+                raise _Refused(f"{t.__name__}.{method}() failed: {safe_str(exc, 200)}") from None
+            if type(plain) is t:  # would convert forever
+                break
+            return _to_json(plain, stack, depth + 1)
+    raise _Refused(_NOT_JSON.format(name=t.__name__))
 
 
-def _to_json_list(value: Any, path: str, stack: set[int], depth: int, copy: bool) -> list[Any]:
+_CYCLE = "the value contains itself (a cycle); return a copy without the cycle"
+_NOT_JSON = (
+    "a {name} is not a JSON value; return strings, numbers, booleans, null, lists, "
+    "dicts, dataclasses or pydantic models"
+)
+
+
+def _container(value: Any, t: type, stack: set[int], depth: int) -> Any:
+    if depth >= MAX_RESULT_DEPTH:
+        raise _Refused(f"it nests deeper than {MAX_RESULT_DEPTH} levels")
+    key = id(value)
+    if key in stack:
+        raise _Refused(_CYCLE)
+    stack.add(key)
+    try:
+        if t is list:
+            return _to_json_list(value, stack, depth, False)
+        if t is dict:
+            return _to_json_dict(value, stack, depth)
+        if isinstance(value, set | frozenset):
+            items = _to_json_list(value, stack, depth, True)
+            try:
+                return sorted(items)
+            except TypeError:  # mixed kinds: ordered by their JSON text
+                return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+        if isinstance(value, Mapping):
+            return _to_json_dict(value, stack, depth)
+        return _to_json_list(value, stack, depth, True)  # tuples, namedtuples, list subclasses, deques
+    finally:
+        stack.discard(key)
+
+
+def _to_json_list(value: Any, stack: set[int], depth: int, copy: bool) -> list[Any]:
+    """The items as a JSON array: ``value`` itself (a list) when every item already is one,
+    else a new list (always one when ``copy``)."""
     out: list[Any] | None = list(value) if copy else None
-    for i, item in enumerate(value):
-        new = _to_json(item, f"{path}[{i}]", stack, depth + 1)
+    depth += 1
+    isfinite = math.isfinite
+    for i, item in enumerate(value if out is None else out):
+        t = type(item)
+        if t is str or t is int or t is bool or item is None or (t is float and isfinite(item)):
+            continue  # the common case, without a call
+        try:
+            new = _to_json(item, stack, depth)
+        except _Refused as exc:
+            exc.steps.append(i)
+            raise
         if new is not item:
             if out is None:
                 out = list(value)
@@ -601,22 +708,23 @@ def _to_json_list(value: Any, path: str, stack: set[int], depth: int, copy: bool
     return value if out is None else out
 
 
-def _to_json_dict(value: Any, path: str, stack: set[int], depth: int) -> dict[str, Any]:
+def _to_json_dict(value: Any, stack: set[int], depth: int) -> dict[str, Any]:
+    """The items as a JSON object: ``value`` itself (a dict) when every key is a string and
+    every value already is one, else a new dict."""
     out: dict[str, Any] | None = None if type(value) is dict else {}
+    depth += 1
+    isfinite = math.isfinite
     for k, item in value.items():
-        if type(k) is str:
-            name = k
-        elif isinstance(k, bool) or k is None:
-            name = json.dumps(k)
-        elif isinstance(k, int | float) and not isinstance(k, enum.Enum):
-            name = _json_key(k, path)
-        elif isinstance(k, str):
-            name = str(k)
+        name = k if type(k) is str else _json_key(k)
+        t = type(item)
+        if t is str or t is int or t is bool or item is None or (t is float and isfinite(item)):
+            new = item  # the common case, without a call
         else:
-            raise NotJSONError(
-                path, f"an object key must be a string, got a {type(k).__name__} key; use string keys"
-            )
-        new = _to_json(item, f"{path}.{name}" if path else name, stack, depth + 1)
+            try:
+                new = _to_json(item, stack, depth)
+            except _Refused as exc:
+                exc.steps.append(name)
+                raise
         if out is None and (new is not item or name is not k):
             out = {}
             for k2, v2 in value.items():  # the keys before this one were fine as they are
@@ -624,11 +732,34 @@ def _to_json_dict(value: Any, path: str, stack: set[int], depth: int) -> dict[st
                     break
                 out[k2] = v2
         if out is not None:
+            if name in out:
+                raise _Refused(_collision(value, name))
             out[name] = new
     return value if out is None else out
 
 
-def _json_key(k: int | float, path: str) -> str:
-    if isinstance(k, float) and not math.isfinite(k):
-        raise NotJSONError(path, f"the object key {k!r} is not a JSON number")
-    return json.dumps(int(k) if isinstance(k, int) else float(k))
+def _json_key(k: Any) -> str:
+    """A key that is not a ``str`` as a JSON object key, as ``json.dumps`` writes it."""
+    if isinstance(k, enum.Enum):
+        k = k.value
+    if isinstance(k, str):
+        return str.__str__(k)  # the text itself, for a str subclass too
+    if isinstance(k, bool) or k is None:
+        return json.dumps(k)
+    if isinstance(k, int):
+        return int.__repr__(int(k))
+    if isinstance(k, float):
+        if not math.isfinite(k):
+            raise _Refused(f"the object key {k!r} is not a JSON number")
+        return float.__repr__(float(k))
+    raise _Refused(f"an object key must be a string, got a {type(k).__name__} key; use string keys")
+
+
+def _collision(value: Any, name: str) -> str:
+    """Why two keys of ``value`` cannot both be kept: they become the same JSON key."""
+    same = [k for k in value if (k if type(k) is str else _json_key(k)) == name]
+    shown = " and ".join(repr(k) for k in same[:2])
+    return (
+        f"the keys {shown} both become the JSON key {name!r}, so one would be lost; "
+        "give them distinct string keys"
+    )
