@@ -320,3 +320,11 @@ async def test_a_budget_reached_by_the_chunk_that_holds_join_lets_the_whole_plan
     assert result.plans == [LONG_PLAN]
     assert len(sim.requests) == 1, "no joiner call once the budget is spent"
     assert "8849" in (result.answer or "")
+
+
+async def test_a_huge_error_message_from_the_server_gives_a_bounded_reason() -> None:
+    sim = SimulatedLLM(default=Reply.server_error(400, "no " * 50_000), latency=FAST)
+    result = await run(sim)
+    assert result.status == "failed"
+    assert "LLMStatusError" in (result.reason or "") and "400" in (result.reason or ""), result.reason[:200]
+    assert len(result.reason or "") < 1000, f"a reason of {len(result.reason or '')} characters"

@@ -213,7 +213,7 @@ class Run:
             if cancel_scope.cancelled_caught:
                 status, reason = "cancelled", "the run was cancelled"
         except TomasuloError as e:
-            status, reason = "failed", f"{type(e).__name__}: {e}"
+            status, reason = "failed", f"{type(e).__name__}: {_text(e)}"
         except Exception as e:  # an internal fault: the run fails with it, the traceback is logged
             inner = _only(e)
             status = "failed"
