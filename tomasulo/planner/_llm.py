@@ -12,6 +12,7 @@ import datetime
 import email.utils
 import math
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 _log = get_logger("tomasulo.llm")
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # a Retry-After in seconds
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
@@ -698,14 +700,15 @@ def _retry_after(exc: BaseException | None) -> float | None:
 
 
 def _seconds(value: str | None) -> float | None:
-    """A header's value as a finite number >= 0, else None."""
-    if value is None:
+    """A header's value as a finite number >= 0 written in digits (``5``, ``0.25``), else None.
+
+    Only digits and one decimal point count (RFC 9110's ``delay-seconds``, with the fractions
+    some servers send): ``float`` alone would also take ``1_0``, ``inf`` or `` 1e3``.
+    """
+    if value is None or _DELAY.fullmatch(value.strip()) is None:
         return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    seconds = float(value.strip())
+    return seconds if math.isfinite(seconds) else None
 
 
 # -- configuration ------------------------------------------------------------------------------
