@@ -77,7 +77,10 @@ async def test_a_404_on_a_base_url_without_v1_says_to_add_it() -> None:
 # -- answers that are not OpenAI answers --------------------------------------------------------
 
 
-@pytest.mark.parametrize("retry_after", ["soon", "nan", "-1", "Thu, 99 Foo 2015 25:61:00 GMT"])
+@pytest.mark.parametrize(
+    "retry_after",
+    ["soon", "nan", "-1", "Thu, 99 Foo 2015 25:61:00 GMT", "", "1e999", "Wed, 99 Foo", "1_0", "1e1", "+9"],
+)
 async def test_a_retry_after_that_means_nothing_falls_back_to_backoff(retry_after: str) -> None:
     sim = SimulatedLLM([Reply.rate_limited(retry_after=retry_after), TEXT])
     with anyio.fail_after(10):

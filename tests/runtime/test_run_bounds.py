@@ -66,7 +66,7 @@ async def run(sim: SimulatedLLM, dialect: str = "vllm", *, llm_kw: Any = None, *
 async def test_a_deeply_nested_plan_ends_the_run_with_a_reason(dialect: str) -> None:
     deep = '1. search(query="everest")\n2. search(query=' + "[" * 3000 + "]" * 3000 + ")\n3. join()\n"
     sim = SimulatedLLM(default=Reply(deep, check_grammar=False), latency=Latency())
-    result = await run(sim, dialect, budget=Budget(max_replans=1))
+    result = await run(sim, dialect, budget=Budget(max_replans=0))
     assert result.status in ("failed", "stopped")
     # the nesting error is the first interrupt; the reason names the last one before the bound
     said = " ".join([result.reason or "", *result.interrupts]).lower()
@@ -297,3 +297,35 @@ async def test_a_server_that_sends_keep_alive_chunks_hits_the_llm_total_timeout(
     result = await run(sim, llm_kw={"timeouts": Timeouts(read=0.5, total=1.0), "retry": retry})
     assert result.status == "failed"
     assert "1 s total timeout" in (result.reason or "") and "chunks" in (result.reason or ""), result.reason
+
+
+async def test_a_budget_reached_by_the_chunk_that_holds_join_lets_the_whole_plan_run() -> None:
+    """The last chunk of a plan (the one with ``join()``) crosses max_tokens: the plan is whole,
+    so its tasks run to the end (not ``answer_grace``) and the run stops before the joiner."""
+    probe = SimulatedLLM([LONG_PLAN, finish("x")], latency=FAST)
+    await run(probe)
+    prompt = estimate_tokens(probe.requests[0].prompt)
+    bound = prompt + count_tokens(LONG_PLAN)  # reached by the plan's last chunk, "()\n"
+    lab = Lab(delay=0.2)
+    sim = SimulatedLLM([LONG_PLAN, finish("never asked")], latency=FAST)
+    with anyio.fail_after(30):
+        async with served(sim) as llm:
+            # a grace far shorter than the tasks: a cut plan would lose them all
+            orch = Orchestrator(lab.tools, llm, budget=Budget(max_tokens=bound, answer_grace=0.01))
+            result = await orch.run("How many times taller is Everest?")  # the probe's prompt
+    assert result.status == "stopped"
+    assert "token budget reached" in (result.reason or "")
+    assert "cut after" not in (result.reason or ""), result.reason
+    assert [t.id for t in result.tasks] == list(range(1, 11))
+    assert all(t.status == "succeeded" for t in result.tasks), [t.status for t in result.tasks]
+    assert result.plans == [LONG_PLAN]
+    assert len(sim.requests) == 1, "no joiner call once the budget is spent"
+    assert "8849" in (result.answer or "")
+
+
+async def test_a_huge_error_message_from_the_server_gives_a_bounded_reason() -> None:
+    sim = SimulatedLLM(default=Reply.server_error(400, "no " * 50_000), latency=FAST)
+    result = await run(sim)
+    assert result.status == "failed"
+    assert "LLMStatusError" in (result.reason or "") and "400" in (result.reason or ""), result.reason[:200]
+    assert len(result.reason or "") < 1000, f"a reason of {len(result.reason or '')} characters"

@@ -132,6 +132,14 @@ def stringify(value: Any) -> str:
     Strings go in as they are; ``None`` as ``null``, booleans as ``true``/``false``; integers and
     floats as Python writes them (``3``, ``2.5``); anything else as compact JSON (lists, dicts,
     pydantic models via ``model_dump``), falling back to ``str()``.
+
+    It never raises. An integer longer than Python writes as text (``sys.get_int_max_str_digits``,
+    4300 digits by default) is written as ``<integer of about N digits>``, inside JSON too (as
+    a string); a value nested too deeply to write, or whose ``str()`` fails, as
+    ``<TYPE that cannot be written as text>``.
+
+    >>> stringify(2**20000)
+    '<integer of about 6021 digits>'
     """
     if isinstance(value, str):
         return value
@@ -140,14 +148,52 @@ def stringify(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return repr(value)
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        value = dump(mode="json")
+        return _number_text(value)
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):
+            value = dump(mode="json")
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        except ValueError:  # an integer too long to write (or a cycle): write it bounded
+            shown = _writable(value, set(), 0)
+            return json.dumps(shown, ensure_ascii=False, separators=(",", ":"), default=str)
+    except Exception:  # not JSON data, nested too deeply, or a str() (the default) that raises
+        pass
+    try:
         return str(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be written as text>"
+
+
+def _number_text(value: int | float) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # more digits than int -> str converts (sys.get_int_max_str_digits)
+        assert isinstance(value, int)
+        return f"<{'negative ' if value < 0 else ''}integer of about {_digits(value)} digits>"
+
+
+def _digits(value: int) -> int:
+    """About how many decimal digits ``value`` has (without writing it out)."""
+    return int(abs(value).bit_length() * math.log10(2)) + 1
+
+
+def _writable(value: Any, path: set[int], depth: int) -> Any:
+    """``value`` with each integer too long to write replaced by its :func:`_number_text`."""
+    if type(value) is int:
+        return _number_text(value) if value.bit_length() > 12_000 else value
+    if isinstance(value, list | tuple | dict):
+        if id(value) in path or depth > 2 * MAX_NESTING:
+            raise ValueError("cycle or deep nesting")
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {k: _writable(v, path, depth + 1) for k, v in value.items()}
+            return [_writable(v, path, depth + 1) for v in value]
+        finally:
+            path.discard(id(value))
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +262,14 @@ def _value_problem(value: Value, depth: int = 1) -> str | None:
     """Why ``value`` cannot be a plan argument (not JSON data, a reference or a template), or
     ``None``; ``depth`` counts the arrays and objects it is inside."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None or kind is Ref or kind is Template:
+    if kind is str or kind is bool or value is None or kind is Ref or kind is Template:
         return None
+    if kind is int:
+        # the parsers refuse an integer longer than Python writes as text: so does a task
+        # built by hand, so that every plan can be written out (``to_text``) and read back
+        if value.bit_length() <= 12_000 or not _number_text(value).startswith("<"):
+            return None
+        return f"an integer of about {_digits(value)} digits is too long for a plan (pass it as a string)"
     if kind is float:
         return None if math.isfinite(value) else f"{value!r} is not a JSON number"
     if kind is list or kind is tuple or kind is dict:

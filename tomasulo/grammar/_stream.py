@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
 _THOUGHT = "Thought:"
-_SPECIAL = re.compile(r"[\"'\\)]")  # what can open or close a string, or close a call
+_SPECIAL = re.compile(r"[\"'\\()\[\]{}]")  # what opens or closes a string or a bracket
 # compat: a task written as a list item, `- 1. search(...)` or `* 1. ...`
 # compat: text that looks like a task line in a form compat does not read (`1) f(x)`, `**1.** f(x)`)
 _TASK_LIKE = re.compile(r"\d+\W{0,3}[ \t]*[A-Za-z_][\w.\-]*\(")
@@ -70,6 +70,8 @@ class PlanStream:
         self._parts: list[str] = []  # text of the current, unfinished line, joined when read
         self._quote: str | None = None  # the quote of the string the line is inside, if any
         self._escaped = False
+        self._depth = 0  # brackets ( [ { open outside strings on the current line
+        self._may_close = False  # the text set as the line so far closed the call's own ')'
         self._lineno = 1
         self._line_done = False  # the current line's task was already emitted at its ')'
         self._tasks: list[Task] = []
@@ -90,14 +92,16 @@ class PlanStream:
     @_buf.setter
     def _buf(self, text: str) -> None:
         self._parts = [text] if text else []
-        self._quote, self._escaped = None, False
-        self._scan(text)
+        self._quote, self._escaped, self._depth = None, False, 0
+        self._may_close = self._scan(text)
 
     def _scan(self, text: str) -> bool:
-        """Follow string quoting through ``text``; whether a ``)`` outside a string came by.
+        """Follow strings and brackets through ``text``; whether a ``)`` brought the depth to 0.
 
-        Only a ``)`` outside a string can close a call, so a line holding a long string full
-        of parentheses is not re-parsed at each of them (that made long lines quadratic).
+        Only the call's own ``)`` can complete a task line: one outside any string that closes
+        the bracket the call opened. A line is parsed early only then, so neither a long string
+        full of parentheses nor a long list of tuples, ``[(0, 0), (1, 1), ...]``, has the line
+        re-parsed at each inner ``)`` (either made long lines quadratic).
         """
         closed = False
         escape_at = 0 if self._escaped else -1  # where an escaped character sits, if any
@@ -113,8 +117,11 @@ class PlanStream:
                     self._quote = None
             elif c == '"' or (c == "'" and self.compat):
                 self._quote = c
-            elif c == ")":
-                closed = True
+            elif c in "([{":
+                self._depth += 1
+            elif c in ")]}":
+                self._depth -= 1
+                closed = closed or (c == ")" and self._depth == 0)
         self._escaped = self._quote is not None and escape_at == len(text)
         return closed
 
@@ -163,7 +170,7 @@ class PlanStream:
                 self._line(line, out)
             self._lineno += 1
             self._line_done = False
-        if self._parts and ")" in self._buf:
+        if self._parts and self._may_close:
             self._try_early(out)
         return out
 

@@ -12,6 +12,7 @@ import datetime
 import email.utils
 import math
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 _log = get_logger("tomasulo.llm")
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # a Retry-After in seconds
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
@@ -608,7 +610,7 @@ class _Call:
         return max(len(self._pieces), by_chars) if self.streaming else by_chars
 
     def _where(self, what: str) -> str:
-        return f"LLM server {self.llm.base_url} (model {self.llm.model!r}) {what}"
+        return f"LLM server {_shown_url(self.llm.base_url)} (model {self.llm.model!r}) {what}"
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -633,9 +635,10 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
             )
         hint = "; check the request (grammar, model name)" if status < 500 else ""
         if status == 404 and base_url and not _ends_in_version(base_url):
+            shown = _shown_url(base_url)
             hint = (
-                f"; the base URL {base_url!r} has no version path: OpenAI-compatible servers "
-                f"usually serve under /v1 (try {base_url.rstrip('/')}/v1)"
+                f"; the base URL {shown!r} has no version path: OpenAI-compatible servers "
+                f"usually serve under /v1 (try {_shown_url(_with_v1(base_url))})"
             )
         return LLMStatusError(
             where(f"answered {status}: {detail}{hint}"), status_code=status, partial=partial
@@ -697,17 +700,44 @@ def _retry_after(exc: BaseException | None) -> float | None:
 
 
 def _seconds(value: str | None) -> float | None:
-    """A header's value as a finite number >= 0, else None."""
-    if value is None:
+    """A header's value as a finite number >= 0 written in digits (``5``, ``0.25``), else None.
+
+    Only digits and one decimal point count (RFC 9110's ``delay-seconds``, with the fractions
+    some servers send): ``float`` alone would also take ``1_0``, ``inf`` or `` 1e3``.
+    """
+    if value is None or _DELAY.fullmatch(value.strip()) is None:
         return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    seconds = float(value.strip())
+    return seconds if math.isfinite(seconds) else None
 
 
 # -- configuration ------------------------------------------------------------------------------
+
+
+def _shown_url(url: str) -> str:
+    """``url`` as it may appear in a message or a log: userinfo and query values become ``***``.
+
+    Keys ride in base URLs (``https://user:sk-...@host/v1?api-key=...``); every message that
+    names the server shows it through here. Works on text that is not a valid URL too.
+
+    >>> _shown_url("https://u:sk-1@llm.example/v1?key=sk-2&v=1#frag")
+    'https://***@llm.example/v1?key=***&v=***#***'
+    """
+    text = url if isinstance(url, str) else repr(url)
+    rest, hash_, fragment = text.partition("#")
+    rest, qmark, query = rest.partition("?")
+    scheme, slashes, after = rest.partition("//")
+    if not slashes:  # no `//`: the authority (if any) starts the text, as in `user:key@host/v1`
+        scheme, after = "", rest
+    authority, slash, path = after.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    if qmark:
+        query = "&".join(
+            f"{item.partition('=')[0]}=***" if "=" in item else ("***" if item else "")
+            for item in query.split("&")
+        )
+    return f"{scheme}{slashes}{authority}{slash}{path}{qmark}{query}{hash_}{'***' if fragment else ''}"
 
 
 def _check_base_url(base_url: str) -> None:
@@ -715,22 +745,42 @@ def _check_base_url(base_url: str) -> None:
     example = "e.g. http://127.0.0.1:8000/v1"
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigError(f"the LLM base_url must be a URL ({example}), got {base_url!r}")
+    shown = _shown_url(base_url)
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise ConfigError(f"the LLM base_url {base_url!r} is not a valid URL ({exc}); {example}") from exc
+        detail = str(exc)
+        secrets = [p for p in _secret_parts(base_url) if p]
+        why = f" ({detail})" if detail and not any(p in detail for p in secrets) else ""
+        # `from None`: the parser's own error may quote the URL, keys and all
+        raise ConfigError(f"the LLM base_url {shown!r} is not a valid URL{why}; {example}") from None
     if url.scheme not in ("http", "https"):
         if "://" not in base_url:
-            guess = f" (did you mean 'http://{base_url}'?)" if base_url[:1].isalnum() else ""
+            guess = f" (did you mean 'http://{shown}'?)" if base_url[:1].isalnum() else ""
             raise ConfigError(
-                f"the LLM base_url {base_url!r} has no scheme; write it with http:// or https://{guess}"
+                f"the LLM base_url {shown!r} has no scheme; write it with http:// or https://{guess}"
             )
         raise ConfigError(
-            f"the LLM base_url {base_url!r} uses the {url.scheme!r} scheme; only http:// and "
+            f"the LLM base_url {shown!r} uses the {url.scheme!r} scheme; only http:// and "
             f"https:// are supported ({example})"
         )
     if not url.host:
-        raise ConfigError(f"the LLM base_url {base_url!r} names no host; {example}")
+        raise ConfigError(f"the LLM base_url {shown!r} names no host; {example}")
+
+
+def _secret_parts(url: str) -> list[str]:
+    """The pieces of ``url`` that :func:`_shown_url` hides: its userinfo and query."""
+    rest = url.partition("#")[0]
+    rest, _, query = rest.partition("?")
+    authority = rest.partition("//")[2] if "//" in rest else rest
+    authority = authority.partition("/")[0]
+    return [authority.rsplit("@", 1)[0] if "@" in authority else "", query]
+
+
+def _with_v1(base_url: str) -> str:
+    """``base_url`` with ``/v1`` added to its path (the query, if any, kept after it)."""
+    url = httpx.URL(base_url)
+    return str(url.copy_with(path=url.path.rstrip("/") + "/v1"))
 
 
 def _ends_in_version(base_url: str) -> bool:

@@ -213,7 +213,7 @@ class Run:
             if cancel_scope.cancelled_caught:
                 status, reason = "cancelled", "the run was cancelled"
         except TomasuloError as e:
-            status, reason = "failed", f"{type(e).__name__}: {e}"
+            status, reason = "failed", f"{type(e).__name__}: {_text(e)}"
         except Exception as e:  # an internal fault: the run fails with it, the traceback is logged
             inner = _only(e)
             status = "failed"
@@ -311,8 +311,8 @@ class Run:
         stopped early, and the next plan continues it.
 
         Raises:
-            _Stop: a token or cost bound was reached while the plan streamed; the tasks it
-                had dispatched were given ``answer_grace`` to finish.
+            _Stop: a token or cost bound was reached while the plan streamed, before its
+                join(); the tasks it had dispatched were given ``answer_grace`` to finish.
         """
         problem: str | None = None
         held: list[Task] = []
@@ -335,7 +335,11 @@ class Run:
                 problem = f"the planner's stream broke off ({type(e).__name__}: {e})"
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
             except BudgetExceeded as e:
-                cut = e
+                # a plan already read to its join() is whole: its tasks run to the end, and the
+                # budget check before the joiner stops the run (no plan is cut short by the
+                # usage report that follows its last line)
+                if not rnd.joined:
+                    cut = e
             finally:
                 self._preempt = None
         if cut is not None:
