@@ -17,8 +17,12 @@ the same :func:`send_request`.
 
 Every request goes through :func:`~tomasulo.tools._net.guarded_transport`: each hop of a redirect
 is checked against the :class:`NetPolicy` after resolution and pinned to the checked address.
-Redirects are followed here, not by httpx, so headers an auth scheme added (an API key, a bearer
-token) are dropped when a hop leaves the first request's origin.
+Redirects are followed here, not by httpx. A hop that leaves the first request's origin (scheme,
+host, port) carries only the headers in :data:`CROSS_ORIGIN_HEADERS` (``Accept``, ``User-Agent``,
+``Accept-Encoding``, and ``Content-Type`` when the body is sent again): every other header (an
+auth scheme's API key or token, a fixed ``headers=`` value, a header argument) stays with the
+origin it was meant for. Fixed header values are scrubbed from error messages and logs like
+secrets.
 
 Bounds (:class:`HttpLimits`): ``timeout`` seconds for one attempt, body included (a server that
 trickles bytes cannot pass it); ``max_response_bytes`` of (decompressed) body. Errors are typed:
@@ -71,6 +75,10 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _REDIRECTS = (301, 302, 303, 307, 308)
+#: The only headers a redirect to another origin carries (``content-type`` only with the body).
+CROSS_ORIGIN_HEADERS = frozenset({"accept", "user-agent", "accept-encoding", "content-type"})
+#: Fixed header names whose values are not secret (they are not scrubbed from messages).
+_PLAIN_HEADERS = frozenset({"accept", "user-agent", "accept-encoding", "content-type", "accept-language"})
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 
@@ -127,6 +135,8 @@ class HttpRequest:
     files: list[tuple[str, Any]] | None = None
     has_json: bool = False
     content: bytes | None = None
+    #: values to scrub from messages, besides the auth's (fixed header values)
+    secrets: list[str] = field(default_factory=list)
 
 
 class RequestAuth:
@@ -285,7 +295,9 @@ async def _attempt(
     idempotent: bool,
     tool: str,
 ) -> Any:
-    secrets = auth.secrets() if auth is not None else []
+    fixed = list(req.secrets)
+    register_secrets(fixed)
+    secrets = [*fixed, *(auth.secrets() if auth is not None else [])]
     for refreshed in (False, True):
         sent = HttpRequest(
             req.method,
@@ -298,10 +310,11 @@ async def _attempt(
             req.files,
             req.has_json,
             req.content,
+            list(req.secrets),
         )
         if auth is not None:
             await auth.apply(sent, client, policy)
-            secrets = auth.secrets()
+            secrets = [*fixed, *auth.secrets()]
             register_secrets(secrets)
         request = client.build_request(
             sent.method,
@@ -315,7 +328,6 @@ async def _attempt(
             content=sent.content,
         )
         first = request.url
-        added = {k.lower() for k in sent.headers} - {k.lower() for k in req.headers}
         for _hop in range(policy.max_redirects + 1):
             shown = f"{request.method} {_shown_url(request.url)}"
             try:
@@ -343,10 +355,14 @@ async def _attempt(
             headers = request.headers.copy()
             for name in ("content-length", "content-type", "transfer-encoding", "host", "cookie"):
                 headers.pop(name, None)
-            if _origin(url) != _origin(first):
-                for name in ("authorization", *added):
-                    headers.pop(name, None)
             keep_body = method == request.method and response.status_code in (307, 308)
+            if _origin(url) != _origin(first):
+                # only harmless headers cross origins: never auth, fixed or argument headers
+                for name in list(headers.keys()):
+                    if name.lower() not in CROSS_ORIGIN_HEADERS:
+                        del headers[name]
+            if keep_body and "content-type" in request.headers:
+                headers["content-type"] = request.headers["content-type"]
             request = client.build_request(
                 method,
                 url,
@@ -481,6 +497,11 @@ def new_client(policy: NetPolicy, limits: HttpLimits = DEFAULT_LIMITS) -> httpx.
     )
 
 
+def fixed_secrets(headers: Mapping[str, str]) -> list[str]:
+    """The values of fixed headers to scrub from messages (all but plain ones such as ``Accept``)."""
+    return [str(v) for k, v in headers.items() if k.lower() not in _PLAIN_HEADERS]
+
+
 def template_names(url_template: str) -> list[str]:
     """The ``{name}`` placeholders of a URL template, in order."""
     return [m.group(1) for m in _TEMPLATE.finditer(url_template)]
@@ -581,7 +602,7 @@ def http_tool(
     async def call_endpoint(**args: Any) -> Any:
         url = fill_template(url_template, args)
         rest = {k: v for k, v in args.items() if k not in placeholders}
-        req = HttpRequest(verb, url, headers=dict(fixed))
+        req = HttpRequest(verb, url, headers=dict(fixed), secrets=fixed_secrets(fixed))
         if verb in _QUERY_METHODS:
             for key, value in rest.items():
                 req.params.extend(query_pairs(key, value))

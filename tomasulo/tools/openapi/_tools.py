@@ -20,6 +20,7 @@ from .._http_tool import (
     RequestAuth,
     _query_value,
     fill_template,
+    fixed_secrets,
     new_client,
     query_pairs,
     send_request,
@@ -394,7 +395,7 @@ def build_request(
 ) -> HttpRequest:
     """The request for one call of ``op`` with (validated) ``args``."""
     path_values: dict[str, str] = {}
-    req = HttpRequest(op.method, "", headers=dict(headers))
+    req = HttpRequest(op.method, "", headers=dict(headers), secrets=fixed_secrets(headers))
     body: dict[str, Any] = {}
     whole: Any = None
     has_whole = False

@@ -1,0 +1,138 @@
+"""The security review's findings (issue #15): what crosses origins, spec bombs, bounds and injection."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anyio
+import pytest
+
+from tomasulo.tools import OpenAPITools, Tool, http_tool
+
+from .conftest import LOOPBACK
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "SUPERSECRETKEY"
+
+
+class Echo:
+    """A loopback server that records every request and answers with its headers; ``redirect_to``
+    sends every request but ``/final`` there with a 307."""
+
+    def __init__(self, redirect_to: str | None = None, body: bytes | None = None, media: str = "") -> None:
+        self.log: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                sent = self.rfile.read(n) if n else b""
+                outer.log.append({"path": self.path, "headers": dict(self.headers), "body": sent})
+                if redirect_to and not self.path.startswith("/final"):
+                    self.send_response(307)
+                    self.send_header("Location", redirect_to + "/final")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                out = (
+                    body
+                    if body is not None
+                    else json.dumps({"path": self.path, "headers": dict(self.headers)}).encode()
+                )
+                self.send_response(200)
+                self.send_header("content-type", media or "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def headers_seen(self) -> list[dict[str, str]]:
+        return [{k.lower(): v for k, v in e["headers"].items()} for e in self.log]
+
+
+@contextlib.contextmanager
+def echo(redirect_to: str | None = None, **kw: Any) -> Iterator[Echo]:
+    server = Echo(redirect_to, **kw)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(10)
+
+
+async def call(t: Tool, **args: Any) -> Any:
+    return await t.call(t.validate(args))
+
+
+def _spec(operation: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/x": {"get": {"operationId": "getx", **operation}}},
+        **extra,
+    }
+
+
+KEY_AS_PARAMETER = _spec(
+    {"parameters": [{"name": "X-API-Key", "in": "header", "schema": {"type": "string"}}]},
+    components={"securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+    security=[{"k": []}],
+)
+
+
+# -- 1, 2: nothing secret crosses origins on a redirect ------------------------------------------
+
+
+async def test_an_api_key_declared_also_as_a_header_parameter_stays_with_its_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K", SECRET)
+    with echo() as evil, echo(redirect_to=evil.url) as good:
+        src = OpenAPITools.from_spec(
+            KEY_AS_PARAMETER, base_url=good.url, auth={"k": {"key_env": "K"}}, policy=LOOPBACK
+        )
+        (tool,) = src.tools()
+        with anyio.fail_after(10):
+            await call(tool)
+            await call(tool, X_API_Key="from-the-plan")
+    assert all(h.get("x-api-key") == SECRET for h in good.headers_seen())
+    assert evil.log and all("x-api-key" not in h for h in evil.headers_seen())
+
+
+async def test_fixed_headers_are_not_forwarded_to_another_origin() -> None:
+    with echo() as evil, echo(redirect_to=evil.url) as good:
+        plain = http_tool(
+            "h",
+            good.url + "/y",
+            headers={"X-Api-Key": SECRET, "Accept": "application/json"},
+            policy=LOOPBACK,
+        )
+        src = OpenAPITools.from_spec(
+            _spec({}), base_url=good.url, headers={"X-Token": SECRET + "2"}, policy=LOOPBACK
+        )
+        (op,) = src.tools()
+        with anyio.fail_after(10):
+            await call(plain)
+            await call(op)
+    assert good.headers_seen()[0]["x-api-key"] == SECRET
+    assert good.headers_seen()[1]["x-token"] == SECRET + "2"
+    seen = evil.headers_seen()
+    assert len(seen) == 2
+    assert all("x-api-key" not in h and "x-token" not in h for h in seen)
+    assert seen[0]["accept"] == "application/json"  # harmless headers still go
