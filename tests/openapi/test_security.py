@@ -7,12 +7,15 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from tomasulo.exceptions import OpenAPIError
 from tomasulo.tools import OpenAPITools, Tool, http_tool
+from tomasulo.tools.openapi import _refs
 
 from .conftest import LOOPBACK
 
@@ -136,3 +139,68 @@ async def test_fixed_headers_are_not_forwarded_to_another_origin() -> None:
     assert len(seen) == 2
     assert all("x-api-key" not in h and "x-token" not in h for h in seen)
     assert seen[0]["accept"] == "application/json"  # harmless headers still go
+
+
+# -- 3: tiny specs that expand without end ------------------------------------------------------
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["openapi: 3.0.0", "info: {title: t, version: '1'}", "l0: &l0 {type: string}"]
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} {{type: object, properties: {{a: *l{i - 1}, b: *l{i - 1}}}}}")
+    lines.append(
+        "paths: {/x: {post: {operationId: p, requestBody: {content: {application/json: "
+        "{schema: *l" + str(levels) + "}}}}}}"
+    )
+    return "\n".join(lines)
+
+
+def test_a_yaml_alias_bomb_is_refused_naming_the_bound(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(14))
+    assert path.stat().st_size < 1000
+    with pytest.raises(OpenAPIError, match="MAX_SCHEMA_NODES"):
+        OpenAPITools.from_spec(path, base_url="http://127.0.0.1:1")
+
+
+def test_references_that_fan_out_give_a_bounded_schema() -> None:
+    schemas: dict[str, Any] = {"l0": {"type": "string"}}
+    for i in range(1, 15):
+        ref = {"$ref": f"#/components/schemas/l{i - 1}"}
+        schemas[f"l{i}"] = {"type": "object", "properties": {"a": ref, "b": ref}}
+    spec = {
+        "openapi": "3.0.0",
+        "info": {"title": "t", "version": "1"},
+        "components": {"schemas": schemas},
+        "paths": {
+            "/x": {
+                "post": {
+                    "operationId": "p",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/l14"}}}
+                    },
+                }
+            }
+        },
+    }
+    assert len(json.dumps(spec)) < 4096
+    (tool,) = OpenAPITools.from_spec(spec, base_url="http://127.0.0.1:1").tools()
+    shown = json.dumps(tool.input_schema)
+    assert len(shown) < 30_000 and "too large to expand" in shown
+
+
+def test_one_budget_counts_every_schema_of_the_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_refs, "MAX_DOCUMENT_NODES", 40)
+    body = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5)}}
+    content = {"content": {"application/json": {"schema": body}}}
+    paths = {f"/x{n}": {"post": {"operationId": f"p{n}", "requestBody": content}} for n in range(10)}
+    spec = {"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": paths}
+    with pytest.raises(OpenAPIError, match="MAX_DOCUMENT_NODES"):
+        OpenAPITools.from_spec(spec, base_url="http://127.0.0.1:1")
+
+
+def test_a_deeply_nested_json_spec_is_an_openapi_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"openapi": "3.0.0", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(OpenAPIError, match="nested too deeply"):
+        OpenAPITools.from_spec(path, base_url="http://127.0.0.1:1")

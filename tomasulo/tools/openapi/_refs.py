@@ -12,10 +12,19 @@ in request schemas ``readOnly`` properties are left out (and out of ``required``
 whose parts are all objects is merged into one object. ``nullable: true`` (3.0) is left for
 :func:`~tomasulo.tools.normalize_schema`, which turns it into ``anyOf [..., null]``; 3.1's
 ``type: [x, "null"]`` is already JSON Schema.
+
+**Bounds.** A tiny spec can describe a huge schema (YAML aliases that share a node twice per
+level, references that fan out), so the work is bounded: every schema node walked for one
+document counts against :data:`MAX_DOCUMENT_NODES`, and past it loading stops with an
+:class:`~tomasulo.exceptions.OpenAPIError` naming that bound. One schema (a parameter's or a
+request body's) stops expanding references once it has :data:`MAX_EXPANSION_NODES` nodes (the
+rest become open, as for recursion) and is refused past :data:`MAX_SCHEMA_NODES` nodes. Loading
+one document may take :data:`MAX_BUILD_SECONDS` at most.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +46,14 @@ DEFAULT_MAX_DEPTH = 3
 #: How many references one schema may expand in all; past it, references become open. Mutually
 #: recursive schemas grow exponentially with depth; this keeps a tool's schema small.
 MAX_EXPANSIONS = 2000
+#: Nodes (mappings and lists) one schema may have before its references stop being expanded.
+MAX_EXPANSION_NODES = 500
+#: Nodes one schema may have at all; more (aliases or inline parts, not references) is an error.
+MAX_SCHEMA_NODES = 1000
+#: Schema nodes walked for one whole document, every schema and every repeat counted.
+MAX_DOCUMENT_NODES = 200_000
+#: Seconds the schemas of one document may take to build.
+MAX_BUILD_SECONDS = 30.0
 _DROP = ("discriminator", "xml", "externalDocs", "example", "x-examples")
 _SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
 _SCHEMA_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -70,6 +87,9 @@ class Inliner:
         self.where = where
         self.max_depth = max_depth
         self._budget = MAX_EXPANSIONS
+        self._nodes = 0  # in the schema being built
+        self._document_nodes = 0
+        self._deadline = time.monotonic() + MAX_BUILD_SECONDS
 
     def lookup(self, ref: str, resolver: Resolver[Any]) -> tuple[Any, Resolver[Any]]:
         """The target of ``ref`` and the resolver for references inside it."""
@@ -98,15 +118,52 @@ class Inliner:
     def schema(self, node: Any, *, request: bool, resolver: Resolver[Any] | None = None) -> Any:
         """A plain copy of the schema ``node`` (``request``: leave ``readOnly`` properties out)."""
         self._budget = MAX_EXPANSIONS
-        return self._walk(node, resolver or self.root, request, {})
+        self._nodes = 0
+        try:
+            return self._walk(node, resolver or self.root, request, {})
+        except RecursionError:
+            raise OpenAPIError(
+                "a schema is nested too deeply to read (Python's recursion limit)", where=self.where
+            ) from None
+
+    def _count(self) -> None:
+        self._nodes += 1
+        self._document_nodes += 1
+        if self._nodes > MAX_SCHEMA_NODES:
+            raise OpenAPIError(
+                f"a schema expands to more than {MAX_SCHEMA_NODES} nodes (MAX_SCHEMA_NODES); YAML "
+                "aliases or repeated inline parts make it too large for a tool; simplify it",
+                where=self.where,
+            )
+        if self._document_nodes > MAX_DOCUMENT_NODES:
+            raise OpenAPIError(
+                f"the spec's schemas expand to more than {MAX_DOCUMENT_NODES} nodes in all "
+                "(MAX_DOCUMENT_NODES); YAML aliases or references that fan out make it too large; "
+                "load fewer operations (include=...) or simplify it",
+                where=self.where,
+            )
+        if self._document_nodes % 256 == 0:
+            self.check_deadline()
+
+    def check_deadline(self) -> None:
+        """Raise :class:`OpenAPIError` when building this document has run past its time."""
+        if time.monotonic() > self._deadline:
+            raise OpenAPIError(
+                f"building the spec's schemas took more than {MAX_BUILD_SECONDS:g} s "
+                "(MAX_BUILD_SECONDS); load fewer operations (include=...) or simplify it",
+                where=self.where,
+            )
 
     def _walk(self, node: Any, resolver: Resolver[Any], request: bool, stack: dict[int, int]) -> Any:
         if isinstance(node, bool) or not isinstance(node, Mapping):
             return node
+        self._count()
         if isinstance(node.get("$ref"), str):
             target, inner = self.lookup(node["$ref"], resolver)
             key = id(target)  # the same target object however the reference is spelled
             self._budget -= 1
+            if self._nodes > MAX_EXPANSION_NODES:
+                self._budget = -1
             if stack.get(key, 0) >= self.max_depth or self._budget < 0:
                 is_object = isinstance(target, Mapping) and (
                     target.get("type") == "object" or "properties" in target

@@ -229,7 +229,8 @@ class OpenAPITools:
         if len(response.content) > self._limits.max_response_bytes:
             raise OpenAPIError("the spec is larger than max_response_bytes", where=self._where)
         self._doc = parse_document(response.content, self._where)
-        self._build()
+        # CPU work, bounded (see _refs): off the event loop, so other tasks keep running
+        await anyio.to_thread.run_sync(self._build)
 
     def _server_url(self, doc: Mapping[str, Any]) -> str:
         if self._base_url:
@@ -290,6 +291,7 @@ class OpenAPITools:
                 n += 1
             taken.add(name)
             op.name = name
+            inliner.check_deadline()
             try:
                 schema = normalize_parameters(op.input_schema(), tool=name, strip_titles=True)
             except SchemaError as exc:
