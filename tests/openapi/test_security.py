@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -13,8 +14,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import OpenAPIError
-from tomasulo.tools import OpenAPITools, Tool, http_tool
+from tomasulo.exceptions import OpenAPIError, ToolHTTPError
+from tomasulo.tools import HttpLimits, OpenAPITools, Tool, http_tool
 from tomasulo.tools.openapi import _refs
 
 from .conftest import LOOPBACK
@@ -28,8 +29,16 @@ class Echo:
     """A loopback server that records every request and answers with its headers; ``redirect_to``
     sends every request but ``/final`` there with a 307."""
 
-    def __init__(self, redirect_to: str | None = None, body: bytes | None = None, media: str = "") -> None:
+    def __init__(
+        self,
+        redirect_to: str | None = None,
+        body: bytes | None = None,
+        media: str = "",
+        encoding: str = "",
+        stall: bool = False,
+    ) -> None:
         self.log: list[dict[str, Any]] = []
+        self.done = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,9 +62,14 @@ class Echo:
                 )
                 self.send_response(200)
                 self.send_header("content-type", media or "application/json")
-                self.send_header("content-length", str(len(out)))
+                if encoding:
+                    self.send_header("content-encoding", encoding)
+                self.send_header("content-length", str(len(out) + (1000 if stall else 0)))
                 self.end_headers()
                 self.wfile.write(out)
+                if stall:  # the body never ends: only a reader that stops at its bound returns
+                    self.wfile.flush()
+                    outer.done.wait(30)
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
@@ -74,6 +88,7 @@ def echo(redirect_to: str | None = None, **kw: Any) -> Iterator[Echo]:
     try:
         yield server
     finally:
+        server.done.set()
         server.server.shutdown()
         server.server.server_close()
         thread.join(10)
@@ -204,3 +219,55 @@ def test_a_deeply_nested_json_spec_is_an_openapi_error(tmp_path: Path) -> None:
     path.write_text('{"openapi": "3.0.0", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(OpenAPIError, match="nested too deeply"):
         OpenAPITools.from_spec(path, base_url="http://127.0.0.1:1")
+
+
+# -- 4: fetched specs and tokens are read with a bound --------------------------------------------
+
+ZIP_BOMB = gzip.compress(b" " * 5_000_000, 9)  # 5 MB of spaces in a few kilobytes
+# (the servers below send it and never end the body: the bound, not the end, must stop reading)
+
+
+async def test_a_fetched_spec_is_bounded_after_decompression() -> None:
+    with echo(body=ZIP_BOMB, encoding="gzip", stall=True) as spec_server:
+        src = OpenAPITools.from_spec(
+            spec_server.url + "/spec.json", policy=LOOPBACK, limits=HttpLimits(max_response_bytes=4096)
+        )
+        with anyio.fail_after(20), pytest.raises(OpenAPIError, match="max_response_bytes"):
+            await src.list_tools()
+
+
+async def test_a_token_answer_is_bounded_after_decompression() -> None:
+    with echo(body=ZIP_BOMB, encoding="gzip", stall=True) as token_server, echo() as api:
+        spec = _spec(
+            {},
+            components={
+                "securitySchemes": {
+                    "o": {
+                        "type": "oauth2",
+                        "flows": {"clientCredentials": {"tokenUrl": token_server.url + "/t", "scopes": {}}},
+                    }
+                }
+            },
+            security=[{"o": []}],
+        )
+        src = OpenAPITools.from_spec(
+            spec,
+            base_url=api.url,
+            policy=LOOPBACK,
+            limits=HttpLimits(max_response_bytes=4096, retries=0),
+            auth={"o": {"client_id": "id", "client_secret": SECRET}},
+        )
+        (tool,) = src.tools()
+        with anyio.fail_after(20), pytest.raises(ToolHTTPError, match="max_response_bytes"):
+            await call(tool)
+    assert api.log == []
+
+
+async def test_a_spec_url_that_redirects_is_followed() -> None:
+    spec = json.dumps(_spec({})).encode()
+    with echo(body=spec) as final, echo(redirect_to=final.url) as first:
+        src = OpenAPITools.from_spec(first.url + "/spec.json", base_url=final.url, policy=LOOPBACK)
+        with anyio.fail_after(10):
+            tools = await src.list_tools()
+    assert [t.name for t in tools] == ["getx"]
+    assert [e["path"] for e in final.log] == ["/final"]

@@ -254,7 +254,9 @@ def parse_body(response: httpx.Response, body: bytes, *, tool: str) -> Any:
     }
 
 
-async def _read(response: httpx.Response, limits: HttpLimits, tool: str, shown: str) -> bytes:
+async def read_bounded(response: httpx.Response, limits: HttpLimits, tool: str, shown: str) -> bytes:
+    """The body of a streamed ``response``, at most ``limits.max_response_bytes`` after
+    decompression (more is a :class:`~tomasulo.exceptions.ToolOutputError`)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -347,7 +349,7 @@ async def _attempt(
             try:
                 nxt = _redirect(request, response)
                 if nxt is None:
-                    body = await _read(response, limits, tool, shown)
+                    body = await read_bounded(response, limits, tool, shown)
                     break
             finally:
                 await response.aclose()

@@ -27,6 +27,7 @@ arguments, and every secret is scrubbed from error messages.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -35,8 +36,8 @@ from typing import Any
 import anyio
 import httpx
 
-from ...exceptions import ConfigError, ToolHTTPError
-from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub
+from ...exceptions import ConfigError, ToolHTTPError, ToolOutputError
+from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub, read_bounded
 from .._net import NetPolicy
 
 __all__ = ["make_auth"]
@@ -139,7 +140,19 @@ class ClientCredentials(RequestAuth):
         where = f"the token endpoint of {self.scheme!r} ({self.token_url.split('?')[0]})"
         try:
             with anyio.fail_after(self.limits.timeout):
-                response = await client.post(self.token_url, data=form, headers=headers)
+                request = client.build_request("POST", self.token_url, data=form, headers=headers)
+                response = await client.send(request, stream=True)
+                try:
+                    body = await read_bounded(response, self.limits, "", where)
+                finally:
+                    await response.aclose()
+        except ToolOutputError:
+            raise ToolHTTPError(
+                f"{where} answered more than {self.limits.max_response_bytes} bytes "
+                "(max_response_bytes); a token answer is small: check token_url",
+                method="POST",
+                url=self.token_url.split("?")[0],
+            ) from None
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ToolHTTPError(
                 f"{where} could not be reached: {_scrub(str(exc) or type(exc).__name__, self.secrets())}",
@@ -147,7 +160,7 @@ class ClientCredentials(RequestAuth):
                 url=self.token_url.split("?")[0],
             ) from None
         if response.status_code >= 400:
-            detail = _scrub(response.text[:200], self.secrets())
+            detail = _scrub(body[:200].decode("utf-8", errors="replace"), self.secrets())
             raise ToolHTTPError(
                 f"{where} refused the client credentials ({response.status_code}): {detail}; "
                 "check client_id and client_secret",
@@ -156,9 +169,9 @@ class ClientCredentials(RequestAuth):
                 url=self.token_url.split("?")[0],
             )
         try:
-            payload = response.json()
+            payload = json.loads(body)
             token = str(payload["access_token"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ToolHTTPError(
                 f"{where} answered without an access_token",
                 status_code=response.status_code,

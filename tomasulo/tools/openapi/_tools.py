@@ -12,17 +12,20 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from ...exceptions import ConfigError, OpenAPIError, SchemaError
+from ...exceptions import ConfigError, OpenAPIError, SchemaError, ToolOutputError
 from .._http_tool import (
     DEFAULT_LIMITS,
     HttpLimits,
     HttpRequest,
     RequestAuth,
     _query_value,
+    _scrub,
+    _shown_url,
     fill_template,
     fixed_secrets,
     new_client,
     query_pairs,
+    read_bounded,
     send_request,
 )
 from .._net import NetPolicy
@@ -219,16 +222,21 @@ class OpenAPITools:
         async with new_client(self._policy, self._limits) as client:
             try:
                 with anyio.fail_after(self._limits.timeout):
-                    response = await client.get(self._url, headers={"Accept": "application/json, */*"})
+                    status, body = await _get_bounded(client, self._url, self._policy, self._limits)
             except (httpx.HTTPError, TimeoutError) as exc:
                 raise OpenAPIError(
-                    f"cannot fetch the spec: {exc or type(exc).__name__}", where=self._where
+                    f"cannot fetch the spec: {_scrub(str(exc) or type(exc).__name__, [self._url])}",
+                    where=self._where,
                 ) from None
-        if response.status_code >= 400:
-            raise OpenAPIError(f"fetching the spec answered {response.status_code}", where=self._where)
-        if len(response.content) > self._limits.max_response_bytes:
-            raise OpenAPIError("the spec is larger than max_response_bytes", where=self._where)
-        self._doc = parse_document(response.content, self._where)
+            except ToolOutputError:
+                raise OpenAPIError(
+                    f"the spec is larger than {self._limits.max_response_bytes} bytes "
+                    "(max_response_bytes, counted after decompression); raise limits=HttpLimits(...)",
+                    where=self._where,
+                ) from None
+        if status >= 400:
+            raise OpenAPIError(f"fetching the spec answered {status}", where=self._where)
+        self._doc = parse_document(body, self._where)
         # CPU work, bounded (see _refs): off the event loop, so other tasks keep running
         await anyio.to_thread.run_sync(self._build)
 
@@ -338,6 +346,28 @@ class OpenAPITools:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+
+async def _get_bounded(
+    client: httpx.AsyncClient, url: str, policy: NetPolicy, limits: HttpLimits
+) -> tuple[int, bytes]:
+    """GET ``url``, following up to ``policy.max_redirects`` redirects (each hop through the
+    guarded transport), reading at most ``limits.max_response_bytes`` of decompressed body."""
+    target = httpx.URL(url)
+    for _hop in range(policy.max_redirects + 1):
+        request = client.build_request("GET", target, headers={"Accept": "application/json, */*"})
+        response = await client.send(request, stream=True)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in (301, 302, 303, 307, 308) and location:
+                target = target.join(location)
+                continue
+            if response.status_code >= 400:
+                return response.status_code, b""
+            return response.status_code, await read_bounded(response, limits, "", _shown_url(target))
+        finally:
+            await response.aclose()
+    raise httpx.TooManyRedirects(f"more than {policy.max_redirects} redirects (max_redirects)")
 
 
 def _pick_auth(op: Operation, doc: Mapping[str, Any], auths: Mapping[str, RequestAuth]) -> RequestAuth | None:
