@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -271,3 +272,57 @@ async def test_a_spec_url_that_redirects_is_followed() -> None:
             tools = await src.list_tools()
     assert [t.name for t in tools] == ["getx"]
     assert [e["path"] for e in final.log] == ["/final"]
+
+
+# -- 5: $ref reads only regular files under the spec's directory ----------------------------------
+
+
+def _body_ref(ref: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"a": {"$ref": ref}}}
+    body = {"content": {"application/json": {"schema": schema}}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/x": {"post": {"operationId": "p", "requestBody": body}}},
+    }
+
+
+def _load_file_spec(tmp_path: Path, ref: str) -> OpenAPITools:
+    spec_dir = tmp_path / "spec"
+    spec_dir.mkdir(exist_ok=True)
+    (spec_dir / "s.json").write_text(json.dumps(_body_ref(ref)))
+    return OpenAPITools.from_spec(spec_dir / "s.json", base_url="http://127.0.0.1:1")
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside" / "secret.yaml"
+    secret.parent.mkdir()
+    secret.write_text(f"type: string\ndescription: {SECRET}\n")
+    return secret
+
+
+def test_file_references_stay_under_the_spec_directory(tmp_path: Path, outside: Path) -> None:
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "ok.yaml").write_text("type: integer\n")
+    src = _load_file_spec(tmp_path, "ok.yaml")
+    assert src.tools()[0].input_schema["properties"]["a"]["type"] == "integer"  # a sibling is read
+    for ref in ("../outside/secret.yaml", outside.as_uri(), "/dev/zero"):
+        with pytest.raises(OpenAPIError, match="refused") as info:
+            _load_file_spec(tmp_path, ref)
+        assert SECRET not in str(info.value)
+
+
+def test_symlinks_out_and_fifos_are_refused(tmp_path: Path, outside: Path) -> None:
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "link.yaml").symlink_to(outside)
+    os.mkfifo(tmp_path / "spec" / "pipe.yaml")
+    with pytest.raises(OpenAPIError, match="only files under the spec's directory"):
+        _load_file_spec(tmp_path, "link.yaml")
+    with pytest.raises(OpenAPIError, match="not a regular file"):
+        _load_file_spec(tmp_path, "pipe.yaml")
+
+
+def test_a_mapping_spec_reads_no_file(outside: Path) -> None:
+    with pytest.raises(OpenAPIError, match="may not refer to files"):
+        OpenAPITools.from_spec(_body_ref(outside.as_uri()), base_url="http://127.0.0.1:1")

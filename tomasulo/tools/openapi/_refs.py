@@ -24,11 +24,13 @@ one document may take :data:`MAX_BUILD_SECONDS` at most.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urlsplit
 
 import referencing
 import referencing.exceptions
@@ -52,6 +54,8 @@ MAX_EXPANSION_NODES = 500
 MAX_SCHEMA_NODES = 1000
 #: Schema nodes walked for one whole document, every schema and every repeat counted.
 MAX_DOCUMENT_NODES = 200_000
+#: The largest file a ``$ref`` may read.
+MAX_REF_FILE_BYTES = 10 * 1024 * 1024
 #: Seconds the schemas of one document may take to build.
 MAX_BUILD_SECONDS = 30.0
 _DROP = ("discriminator", "xml", "externalDocs", "example", "x-examples")
@@ -60,23 +64,70 @@ _SCHEMA_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions")
 
 
-def make_resolver(doc: Mapping[str, Any], base: str, load: Callable[[Path], Any]) -> Resolver[Any]:
-    """A resolver for ``doc`` (found at ``base``, a file URI or URL) that loads sibling files with
-    ``load`` and refuses anything on the network."""
-    base_path = Path(urlsplit(base).path) if base.startswith("file:") else None
+def make_resolver(
+    doc: Mapping[str, Any], base: str, load: Callable[[Path], Any], *, local_root: Path | None = None
+) -> Resolver[Any]:
+    """A resolver for ``doc`` (found at ``base``, a file URI or URL) that loads other files with
+    ``load`` and refuses anything on the network.
+
+    Only regular files under ``local_root`` (the spec file's directory) are read, checked after
+    every symlink is resolved, and each at most :data:`MAX_REF_FILE_BYTES`; with no
+    ``local_root`` (a spec given as a mapping or fetched from a URL) no file is read at all.
+    """
+    root = Path(os.path.realpath(local_root)) if local_root is not None else None
 
     def retrieve(uri: str) -> referencing.Resource[Any]:
         parts = urlsplit(uri)
-        if parts.scheme == "file" and base_path is not None:
-            return referencing.Resource.from_contents(
-                load(Path(parts.path)), default_specification=DRAFT202012
+        if parts.scheme != "file" or root is None:
+            raise OpenAPIError(
+                f"the reference {uri!r} is refused: "
+                + (
+                    "a spec given as a mapping or fetched from a URL may not refer to files"
+                    if parts.scheme == "file"
+                    else "references to other hosts are not followed"
+                )
             )
-        raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
+        return referencing.Resource.from_contents(
+            load(_local_file(Path(unquote(parts.path)), root)), default_specification=DRAFT202012
+        )
 
     registry: referencing.Registry[Any] = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
     resource = referencing.Resource.from_contents(dict(doc), default_specification=DRAFT202012)
     registry = registry.with_resource(base, resource)
     return registry.resolver(base_uri=base)
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The message of an :class:`OpenAPIError` raised by ``retrieve`` under ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OpenAPIError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _local_file(path: Path, root: Path) -> Path:
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise OpenAPIError(
+            f"the reference to {str(path)!r} is refused: only files under the spec's directory "
+            f"({root}) are read"
+        )
+    try:
+        info = real.stat()
+    except OSError as exc:
+        raise OpenAPIError(f"the referenced file {str(path)!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OpenAPIError(f"the reference to {str(path)!r} is refused: it is not a regular file")
+    if info.st_size > MAX_REF_FILE_BYTES:
+        raise OpenAPIError(
+            f"the referenced file {str(path)!r} is larger than {MAX_REF_FILE_BYTES} bytes "
+            "(MAX_REF_FILE_BYTES)"
+        )
+    return real
 
 
 class Inliner:
@@ -96,6 +147,9 @@ class Inliner:
         try:
             found = resolver.lookup(ref)
         except referencing.exceptions.Unresolvable as exc:
+            refused = _refusal(exc)
+            if refused is not None:
+                raise OpenAPIError(refused, where=self.where, pointer=urldefrag(ref)[1]) from None
             raise OpenAPIError(
                 f"the reference {ref!r} cannot be resolved ({type(exc).__name__}); only references "
                 "inside the spec or to files beside it are followed",

@@ -95,6 +95,7 @@ class OpenAPITools:
         self.operations: list[Operation] = []
         self._doc: dict[str, Any] | None = None
         self._url: str | None = None
+        self._local_root: Path | None = None  # where $ref may read files: a spec file's directory
         if isinstance(spec, Mapping):
             self._where = str(spec.get("info", {}).get("title") or "<spec>")
             self._doc, self._base = dict(spec), "file:///spec.json"
@@ -105,6 +106,7 @@ class OpenAPITools:
             path = Path(spec).expanduser().resolve()
             self._where = str(spec)
             self._doc, self._base = read_local(path), path.as_uri()
+            self._local_root = path.parent
         if self._doc is not None:
             self._build()
 
@@ -266,7 +268,8 @@ class OpenAPITools:
         def load(path: Path) -> Any:
             return read_local(path)
 
-        inliner = Inliner(make_resolver(doc, self._base, load), self._where, self._max_depth)
+        resolver = make_resolver(doc, self._base, load, local_root=self._local_root)
+        inliner = Inliner(resolver, self._where, self._max_depth)
         operations = read_operations(
             doc,
             inliner,
