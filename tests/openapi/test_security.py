@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import OpenAPIError, ToolHTTPError
+from tomasulo.exceptions import OpenAPIError, ToolArgumentError, ToolHTTPError
 from tomasulo.tools import HttpLimits, OpenAPITools, Tool, http_tool
 from tomasulo.tools.openapi import _refs
 
@@ -326,3 +326,73 @@ def test_symlinks_out_and_fifos_are_refused(tmp_path: Path, outside: Path) -> No
 def test_a_mapping_spec_reads_no_file(outside: Path) -> None:
     with pytest.raises(OpenAPIError, match="may not refer to files"):
         OpenAPITools.from_spec(_body_ref(outside.as_uri()), base_url="http://127.0.0.1:1")
+
+
+# -- 6, 7, 10: arguments cannot change the request's shape ---------------------------------------
+
+PARAMETERS = [
+    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "h", "in": "header", "schema": {"type": "string"}},
+    {"name": "c", "in": "cookie", "schema": {"type": "string"}},
+]
+SHAPES = {
+    "openapi": "3.0.0",
+    "info": {"title": "t", "version": "1"},
+    "paths": {
+        "/v1/pets/{id}": {
+            "get": {"operationId": "g", "parameters": PARAMETERS},
+            "post": {"operationId": "p", "parameters": PARAMETERS},
+        }
+    },
+}
+
+
+async def test_dot_segments_in_a_path_parameter_are_refused() -> None:
+    with echo() as api:
+        src = OpenAPITools.from_spec(SHAPES, base_url=api.url + "/api", policy=LOOPBACK)
+        get = src.tools()[0]
+        plain = http_tool("plain", api.url + "/api/v1/pets/{id}", policy=LOOPBACK)
+        with anyio.fail_after(10):
+            assert (await call(get, id="a.b"))["path"] == "/api/v1/pets/a.b"
+            for value in ("..", ".", "%2e%2e", "%2E.", "../..", "a/../../x"):
+                for tool in (get, plain):
+                    with pytest.raises(ToolArgumentError, match="id"):
+                        await call(tool, id=value)
+    assert [e["path"] for e in api.log] == ["/api/v1/pets/a.b"]
+
+
+async def test_a_cookie_argument_cannot_add_cookies() -> None:
+    with echo() as api:
+        get = OpenAPITools.from_spec(SHAPES, base_url=api.url, policy=LOOPBACK).tools()[0]
+        with anyio.fail_after(10):
+            assert (await call(get, id="1", c="plain-value"))["headers"]["Cookie"] == "c=plain-value"
+            for value in ("x; session=attacker", "a,b", "a b", "a\\tb", 'a"b'):
+                with pytest.raises(ToolArgumentError, match="cookie"):
+                    await call(get, id="1", c=value)
+    assert len(api.log) == 1
+
+
+async def test_a_line_break_in_a_header_argument_is_an_argument_error() -> None:
+    with echo() as api:
+        tools = OpenAPITools.from_spec(SHAPES, base_url=api.url, policy=LOOPBACK).tools()
+        with anyio.fail_after(10):
+            for tool in tools:
+                with pytest.raises(ToolArgumentError, match="header"):
+                    await call(tool, id="1", h="a\r\nX-Injected: 1")
+    assert api.log == []
+
+
+def test_header_parameters_openapi_ignores_are_not_arguments_and_host_is_refused() -> None:
+    spec = _spec(
+        {
+            "parameters": [
+                {"name": name, "in": "header", "schema": {"type": "string"}}
+                for name in ("Authorization", "Accept", "Content-Type", "X-Trace")
+            ]
+        }
+    )
+    (tool,) = OpenAPITools.from_spec(spec, base_url="http://127.0.0.1:1").tools()
+    assert list(tool.input_schema["properties"]) == ["X_Trace"]
+    host = _spec({"parameters": [{"name": "Host", "in": "header", "schema": {"type": "string"}}]})
+    with pytest.raises(OpenAPIError, match="Host"):
+        OpenAPITools.from_spec(host, base_url="http://127.0.0.1:1")

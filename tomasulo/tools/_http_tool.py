@@ -50,13 +50,20 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..exceptions import ConfigError, ToolHTTPError, ToolOutputError, ToolTimeout
+from ..exceptions import (
+    ConfigError,
+    FieldError,
+    ToolArgumentError,
+    ToolHTTPError,
+    ToolOutputError,
+    ToolTimeout,
+)
 from ._net import NetPolicy, guarded_transport
 from ._schemas import check_tool_name, normalize_parameters
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
@@ -509,15 +516,60 @@ def template_names(url_template: str) -> list[str]:
     return [m.group(1) for m in _TEMPLATE.finditer(url_template)]
 
 
-def fill_template(url_template: str, values: Mapping[str, Any]) -> str:
-    """``url_template`` with each ``{name}`` replaced by its value, percent-encoded (``/`` too)."""
+def fill_template(url_template: str, values: Mapping[str, Any], *, tool: str = "") -> str:
+    """``url_template`` with each ``{name}`` replaced by its value, percent-encoded (``/`` too).
+
+    Raises:
+        ToolArgumentError: a value that is or holds a dot segment (``.``, ``..``, ``../x``, or
+            one percent-encoded), which would move the request to another path.
+    """
 
     def one(m: re.Match[str]) -> str:
         value = values[m.group(1)]
         text = json.dumps(value) if isinstance(value, bool) else str(value)
+        decoded = unquote(unquote(text))
+        if any(seg.strip() in (".", "..") for seg in re.split(r"[/\\]", decoded)):
+            raise ToolArgumentError(
+                tool,
+                [FieldError(m.group(1), "a path segment other than '.' or '..'", repr(text))],
+            )
         return quote(text, safe="")
 
     return _TEMPLATE.sub(one, url_template)
+
+
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f;,\"\\]")
+
+
+def check_header_value(name: str, value: str, *, tool: str, argument: str) -> None:
+    """Refuse a header argument with a line break or another control character (it could add
+    headers to the request)."""
+    if _BAD_HEADER_VALUE.search(value):
+        raise ToolArgumentError(
+            tool,
+            [
+                FieldError(
+                    argument, f"a {name} header value without line breaks or control characters", repr(value)
+                )
+            ],
+        )
+
+
+def check_cookie_value(name: str, value: str, *, tool: str, argument: str) -> None:
+    """Refuse a cookie argument with ``;``, ``,``, a quote, a backslash, whitespace or a control
+    character (it could add or override cookies)."""
+    if _BAD_COOKIE_VALUE.search(value):
+        raise ToolArgumentError(
+            tool,
+            [
+                FieldError(
+                    argument,
+                    f"a {name} cookie value without ';', ',', quotes, spaces or control characters",
+                    repr(value),
+                )
+            ],
+        )
 
 
 def _query_value(value: Any) -> str:
@@ -602,7 +654,7 @@ def http_tool(
     safe = verb in IDEMPOTENT_METHODS if idempotent is None else idempotent
 
     async def call_endpoint(**args: Any) -> Any:
-        url = fill_template(url_template, args)
+        url = fill_template(url_template, args, tool=name)
         rest = {k: v for k, v in args.items() if k not in placeholders}
         req = HttpRequest(verb, url, headers=dict(fixed), secrets=fixed_secrets(fixed))
         if verb in _QUERY_METHODS:

@@ -21,6 +21,8 @@ from .._http_tool import (
     _query_value,
     _scrub,
     _shown_url,
+    check_cookie_value,
+    check_header_value,
     fill_template,
     fixed_secrets,
     new_client,
@@ -329,7 +331,7 @@ class OpenAPITools:
         async def call_operation(**args: Any) -> Any:
             if not base:
                 raise ConfigError(f"{self.label}: no base URL for {op.method} {op.path}; pass base_url=...")
-            req = build_request(op, base, args, self._headers)
+            req = build_request(op, base, args, self._headers, tool=op.name)
             return await send_request(
                 req,
                 client=self._client,
@@ -426,9 +428,14 @@ def _query(arg: Argument, value: Any) -> list[tuple[str, str]]:
 
 
 def build_request(
-    op: Operation, base: str, args: Mapping[str, Any], headers: Mapping[str, str]
+    op: Operation, base: str, args: Mapping[str, Any], headers: Mapping[str, str], *, tool: str = ""
 ) -> HttpRequest:
-    """The request for one call of ``op`` with (validated) ``args``."""
+    """The request for one call of ``op`` with (validated) ``args``.
+
+    Raises:
+        ToolArgumentError: a header value with a line break or control character, a cookie value
+            with ``;``, ``,``, whitespace or a control character, or a path value ``.``/``..``.
+    """
     path_values: dict[str, str] = {}
     req = HttpRequest(op.method, "", headers=dict(headers), secrets=fixed_secrets(headers))
     body: dict[str, Any] = {}
@@ -445,15 +452,19 @@ def build_request(
                 req.params.extend(_query(arg, value))
         elif arg.location == "header":
             if value is not None:
-                req.headers[arg.wire] = _serialize_path(arg, value)
+                text = _serialize_path(arg, value)
+                check_header_value(arg.wire, text, tool=tool, argument=arg.name)
+                req.headers[arg.wire] = text
         elif arg.location == "cookie":
             if value is not None:
-                req.cookies[arg.wire] = _query_value(value)
+                text = _query_value(value)
+                check_cookie_value(arg.wire, text, tool=tool, argument=arg.name)
+                req.cookies[arg.wire] = text
         elif arg.location == "body":
             body[arg.wire] = value
         else:
             whole, has_whole = value, True
-    req.url = base + fill_template(op.path, path_values)
+    req.url = base + fill_template(op.path, path_values, tool=tool)
     if op.body_mode is None:
         return req
     payload = whole if has_whole else (body if body or op.body_required else None)
