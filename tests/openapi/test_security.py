@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import OpenAPIError, ToolArgumentError, ToolHTTPError
+from tomasulo.exceptions import OpenAPIError, ToolArgumentError, ToolHTTPError, ToolOutputError
 from tomasulo.tools import HttpLimits, OpenAPITools, Tool, http_tool
 from tomasulo.tools.openapi import _refs
 
@@ -396,3 +396,21 @@ def test_header_parameters_openapi_ignores_are_not_arguments_and_host_is_refused
     host = _spec({"parameters": [{"name": "Host", "in": "header", "schema": {"type": "string"}}]})
     with pytest.raises(OpenAPIError, match="Host"):
         OpenAPITools.from_spec(host, base_url="http://127.0.0.1:1")
+
+
+# -- 8: URLs in messages show no user, password or query ---------------------------------------
+
+
+async def test_messages_and_labels_show_no_userinfo_or_query() -> None:
+    with echo(body=b"[1]") as spec_server:
+        url = spec_server.url.replace("http://", f"http://ada:{SECRET}@") + f"/spec.json?token={SECRET}2"
+        src = OpenAPITools.from_spec(url, policy=LOOPBACK)
+        with anyio.fail_after(10), pytest.raises(OpenAPIError, match="not an OpenAPI document") as info:
+            await src.list_tools()
+    assert SECRET not in str(info.value) and SECRET not in src.label and "ada" not in src.label
+    with echo(body=b"{not json") as api:
+        base = api.url.replace("http://", f"http://ada:{SECRET}@")
+        (tool,) = OpenAPITools.from_spec(_spec({}), base_url=base, policy=LOOPBACK).tools()
+        with anyio.fail_after(10), pytest.raises(ToolOutputError, match="is not") as bad:
+            await call(tool)
+    assert SECRET not in str(bad.value) and "ada" not in str(bad.value)

@@ -221,8 +221,14 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def _shown_url(url: httpx.URL) -> str:
-    return str(url.copy_with(query=None, fragment=None))
+def _shown_url(url: httpx.URL | str) -> str:
+    """``url`` as messages show it: no user, password, query or fragment (any may be secret)."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else url
+        return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        text = str(url).split("?")[0].split("#")[0]
+        return re.sub(r"//[^/@]*@", "//", text)
 
 
 def _media_type(response: httpx.Response) -> str:
@@ -483,7 +489,7 @@ async def send_request(
                     if isinstance(exc, ToolTimeout):
                         raise
                     raise ToolTimeout(
-                        f"{req.method} {req.url.split('?')[0]} took more than {limits.timeout:g} s "
+                        f"{req.method} {_shown_url(req.url)} took more than {limits.timeout:g} s "
                         "(timeout), the body included",
                         tool=tool,
                     ) from None

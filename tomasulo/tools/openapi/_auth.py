@@ -37,7 +37,7 @@ import anyio
 import httpx
 
 from ...exceptions import ConfigError, ToolHTTPError, ToolOutputError
-from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub, read_bounded
+from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub, _shown_url, read_bounded
 from .._net import NetPolicy
 
 __all__ = ["make_auth"]
@@ -137,7 +137,7 @@ class ClientCredentials(RequestAuth):
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         else:
             form["client_id"], form["client_secret"] = self.client_id, self.client_secret
-        where = f"the token endpoint of {self.scheme!r} ({self.token_url.split('?')[0]})"
+        where = f"the token endpoint of {self.scheme!r} ({_shown_url(self.token_url)})"
         try:
             with anyio.fail_after(self.limits.timeout):
                 request = client.build_request("POST", self.token_url, data=form, headers=headers)
@@ -151,13 +151,13 @@ class ClientCredentials(RequestAuth):
                 f"{where} answered more than {self.limits.max_response_bytes} bytes "
                 "(max_response_bytes); a token answer is small: check token_url",
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             ) from None
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ToolHTTPError(
                 f"{where} could not be reached: {_scrub(str(exc) or type(exc).__name__, self.secrets())}",
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             ) from None
         if response.status_code >= 400:
             detail = _scrub(body[:200].decode("utf-8", errors="replace"), self.secrets())
@@ -166,7 +166,7 @@ class ClientCredentials(RequestAuth):
                 "check client_id and client_secret",
                 status_code=response.status_code,
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             )
         try:
             payload = json.loads(body)
@@ -176,7 +176,7 @@ class ClientCredentials(RequestAuth):
                 f"{where} answered without an access_token",
                 status_code=response.status_code,
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             ) from None
         expires = payload.get("expires_in")
         lifetime = float(expires) if isinstance(expires, int | float) else 3600.0

@@ -102,7 +102,8 @@ class OpenAPITools:
             self._where = str(spec.get("info", {}).get("title") or "<spec>")
             self._doc, self._base = dict(spec), "file:///spec.json"
         elif isinstance(spec, str) and spec.startswith(("http://", "https://")):
-            self._where = self._url = spec
+            self._url = spec
+            self._where = _shown_url(spec)  # the label and messages: no userinfo or query
             self._base = spec
         else:
             path = Path(spec).expanduser().resolve()
