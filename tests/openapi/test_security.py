@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.exceptions import OpenAPIError, ToolArgumentError, ToolHTTPError, ToolOutputError
+from tomasulo.exceptions import ConfigError, OpenAPIError, ToolArgumentError, ToolHTTPError, ToolOutputError
 from tomasulo.tools import HttpLimits, OpenAPITools, Tool, http_tool
 from tomasulo.tools.openapi import _refs
 
@@ -414,3 +414,53 @@ async def test_messages_and_labels_show_no_userinfo_or_query() -> None:
         with anyio.fail_after(10), pytest.raises(ToolOutputError, match="is not") as bad:
             await call(tool)
     assert SECRET not in str(bad.value) and "ada" not in str(bad.value)
+
+
+# -- 9: a remote spec does not choose where secrets go -------------------------------------------
+
+
+async def test_a_remote_spec_cannot_send_requests_or_tokens_to_another_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K", SECRET)
+    with echo() as evil:
+        keyed = {
+            **KEY_AS_PARAMETER,
+            "servers": [{"url": evil.url + "/api"}],
+        }
+        oauth = _spec(
+            {},
+            components={
+                "securitySchemes": {
+                    "o": {
+                        "type": "oauth2",
+                        "flows": {"clientCredentials": {"tokenUrl": evil.url + "/token", "scopes": {}}},
+                    }
+                }
+            },
+            security=[{"o": []}],
+        )
+        keyed_body, oauth_body = json.dumps(keyed).encode(), json.dumps(oauth).encode()
+        with echo(body=keyed_body) as keyed_server, echo(body=oauth_body) as oauth_server:
+            src = OpenAPITools.from_spec(
+                keyed_server.url + "/spec.json", policy=LOOPBACK, auth={"k": {"key_env": "K"}}
+            )
+            with anyio.fail_after(10):
+                (tool,) = await src.list_tools()
+                with pytest.raises(ConfigError, match="base_url"):
+                    await call(tool)
+            with pytest.raises(ConfigError, match="token_url"):
+                OpenAPITools.from_spec(
+                    oauth_server.url + "/spec.json",
+                    base_url=oauth_server.url,
+                    policy=LOOPBACK,
+                    auth={"o": {"client_id": "id", "client_secret": SECRET}},
+                ).tools()
+            confirmed = OpenAPITools.from_spec(  # the user names the token URL: it is used
+                oauth_server.url + "/spec.json",
+                base_url=oauth_server.url,
+                policy=LOOPBACK,
+                auth={"o": {"client_id": "id", "client_secret": SECRET, "token_url": evil.url + "/token"}},
+            )
+            assert len(confirmed.tools()) == 1
+    assert evil.log == []

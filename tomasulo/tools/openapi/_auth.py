@@ -194,9 +194,19 @@ class ClientCredentials(RequestAuth):
 
 
 def make_auth(
-    name: str, scheme: Mapping[str, Any], config: Mapping[str, Any], *, base_url: str, limits: HttpLimits
+    name: str,
+    scheme: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    base_url: str,
+    limits: HttpLimits,
+    spec_url: str | None = None,
 ) -> RequestAuth:
     """The credentials for the security scheme ``name`` (see the module docstring).
+
+    ``spec_url`` is where a fetched spec came from: its ``tokenUrl`` is then used only on the
+    spec's own origin or ``base_url``'s (a remote spec does not choose where the client secret
+    goes); elsewhere ``token_url`` must be given in ``config``.
 
     Raises:
         ConfigError: a secret's environment variable is not set, or the scheme is not supported.
@@ -238,6 +248,16 @@ def make_auth(
         if client_auth not in ("body", "basic"):
             raise ConfigError(f"security scheme {name!r}: client_auth must be 'body' or 'basic'")
         url = str(httpx.URL(base_url).join(str(token_url))) if base_url else str(token_url)
+        if spec_url is not None and not config.get("token_url"):
+            resolved = httpx.URL(spec_url).join(url)
+            allowed = {(u.scheme, u.host, u.port) for u in map(httpx.URL, (spec_url, base_url or spec_url))}
+            if (resolved.scheme, resolved.host, resolved.port) not in allowed:
+                raise ConfigError(
+                    f"security scheme {name!r}: the spec fetched from {_shown_url(spec_url)} sends the "
+                    f"client credentials to {_shown_url(resolved)}, another origin; a remote spec does "
+                    "not choose where secrets go: give token_url in auth to confirm it"
+                )
+            url = str(resolved)
         assert client_id is not None and client_secret is not None
         return ClientCredentials(name, url, client_id, client_secret, scopes, client_auth, limits)
     raise ConfigError(f"security scheme {name!r}: type {kind!r} is not supported (apiKey, http, oauth2)")

@@ -97,6 +97,7 @@ class OpenAPITools:
         self.operations: list[Operation] = []
         self._doc: dict[str, Any] | None = None
         self._url: str | None = None
+        self._no_base = ""  # why there is no base URL, when there is none
         self._local_root: Path | None = None  # where $ref may read files: a spec file's directory
         if isinstance(spec, Mapping):
             self._where = str(spec.get("info", {}).get("title") or "<spec>")
@@ -255,10 +256,19 @@ class OpenAPITools:
             url = str(server.get("url", ""))
             for name, var in (server.get("variables") or {}).items():
                 url = url.replace("{" + name + "}", str((var or {}).get("default", "")))
+        if self._url is not None:
+            # a fetched spec may name only its own origin: it must not choose where requests
+            # (with their credentials and fixed headers) go
+            joined = httpx.URL(self._url).join(url or "/")
+            spec = httpx.URL(self._url)
+            if (joined.scheme, joined.host, joined.port) != (spec.scheme, spec.host, spec.port):
+                raise ConfigError(
+                    f"{self.label}: the spec's server {_shown_url(joined)} is not on the origin it was "
+                    "fetched from; a remote spec does not choose where requests go: pass base_url=..."
+                )
+            return str(joined).rstrip("/")
         if url.startswith(("http://", "https://")):
             return url.rstrip("/")
-        if self._url is not None:
-            return str(httpx.URL(self._url).join(url or "/")).rstrip("/")
         raise ConfigError(
             f"{self.label}: the spec names no absolute server URL ({url or 'none'}); pass base_url=..."
         )
@@ -283,8 +293,9 @@ class OpenAPITools:
         )
         try:
             base = self._server_url(doc)
-        except ConfigError:
+        except ConfigError as exc:
             base = ""  # schemas can still be planned with; calls need base_url
+            self._no_base = str(exc)
         schemes = (doc.get("components") or {}).get("securitySchemes") or {}
         auths: dict[str, RequestAuth] = {}
         for scheme_name, config in self._auth_config.items():
@@ -294,7 +305,9 @@ class OpenAPITools:
                     f"does not define (schemes: {', '.join(schemes) or 'none'})"
                 )
             scheme, _ = inliner.deref(schemes[scheme_name])
-            auths[scheme_name] = make_auth(scheme_name, scheme, config, base_url=base, limits=self._limits)
+            auths[scheme_name] = make_auth(
+                scheme_name, scheme, config, base_url=base, limits=self._limits, spec_url=self._url
+            )
         tools: list[Tool] = []
         taken: set[str] = set()
         for op in operations:
@@ -331,7 +344,9 @@ class OpenAPITools:
     def _caller(self, op: Operation, base: str, auth: RequestAuth | None) -> Any:
         async def call_operation(**args: Any) -> Any:
             if not base:
-                raise ConfigError(f"{self.label}: no base URL for {op.method} {op.path}; pass base_url=...")
+                raise ConfigError(
+                    self._no_base or f"{self.label}: no base URL for {op.method} {op.path}; pass base_url=..."
+                )
             req = build_request(op, base, args, self._headers, tool=op.name)
             return await send_request(
                 req,
