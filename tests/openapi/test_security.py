@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import json
@@ -37,6 +38,7 @@ class Echo:
         media: str = "",
         encoding: str = "",
         stall: bool = False,
+        status: int = 200,
     ) -> None:
         self.log: list[dict[str, Any]] = []
         self.done = threading.Event()
@@ -61,7 +63,7 @@ class Echo:
                     if body is not None
                     else json.dumps({"path": self.path, "headers": dict(self.headers)}).encode()
                 )
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("content-type", media or "application/json")
                 if encoding:
                     self.send_header("content-encoding", encoding)
@@ -464,3 +466,27 @@ async def test_a_remote_spec_cannot_send_requests_or_tokens_to_another_origin(
             )
             assert len(confirmed.tools()) == 1
     assert evil.log == []
+
+
+# -- 10: the basic-auth pair and fixed header values are scrubbed ---------------------------------
+
+
+async def test_a_basic_auth_pair_and_fixed_header_values_are_scrubbed_from_errors() -> None:
+    pair = base64.b64encode(f"ada:{SECRET}".encode()).decode()
+    spec = _spec(
+        {},
+        components={"securitySchemes": {"b": {"type": "http", "scheme": "basic"}}},
+        security=[{"b": []}],
+    )
+    with echo(body=f"bad pair {pair}; bad header {SECRET}2".encode(), media="text/plain", status=400) as api:
+        (tool,) = OpenAPITools.from_spec(
+            spec,
+            base_url=api.url,
+            policy=LOOPBACK,
+            auth={"b": {"username": "ada", "password": SECRET}},
+            headers={"X-Token": SECRET + "2"},
+        ).tools()
+        with anyio.fail_after(10), pytest.raises(ToolHTTPError) as info:
+            await call(tool)
+    assert info.value.status_code == 400
+    assert pair not in str(info.value) and SECRET not in str(info.value)

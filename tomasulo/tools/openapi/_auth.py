@@ -121,7 +121,8 @@ class ClientCredentials(RequestAuth):
         self._lock: anyio.Lock | None = None
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.client_secret, self.token) if s]
+        pair = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        return [s for s in (self.client_secret, pair, self.token) if s]
 
     def unauthorized(self) -> bool:
         self.token = None
@@ -228,7 +229,7 @@ def make_auth(
             user = _secret(config, "username", name)
             password = _secret(config, "password", name)
             pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-            return HeaderAuth(f"Basic {pair}", [str(password)])
+            return HeaderAuth(f"Basic {pair}", [pair, str(password)])
         raise ConfigError(
             f"security scheme {name!r}: HTTP auth scheme {http!r} is not supported (bearer, basic)"
         )
