@@ -17,8 +17,12 @@ the same :func:`send_request`.
 
 Every request goes through :func:`~tomasulo.tools._net.guarded_transport`: each hop of a redirect
 is checked against the :class:`NetPolicy` after resolution and pinned to the checked address.
-Redirects are followed here, not by httpx, so headers an auth scheme added (an API key, a bearer
-token) are dropped when a hop leaves the first request's origin.
+Redirects are followed here, not by httpx. A hop that leaves the first request's origin (scheme,
+host, port) carries only the headers in :data:`CROSS_ORIGIN_HEADERS` (``Accept``, ``User-Agent``,
+``Accept-Encoding``, and ``Content-Type`` when the body is sent again): every other header (an
+auth scheme's API key or token, a fixed ``headers=`` value, a header argument) stays with the
+origin it was meant for. Fixed header values are scrubbed from error messages and logs like
+secrets.
 
 Bounds (:class:`HttpLimits`): ``timeout`` seconds for one attempt, body included (a server that
 trickles bytes cannot pass it); ``max_response_bytes`` of (decompressed) body. Errors are typed:
@@ -46,13 +50,20 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..exceptions import ConfigError, ToolHTTPError, ToolOutputError, ToolTimeout
+from ..exceptions import (
+    ConfigError,
+    FieldError,
+    ToolArgumentError,
+    ToolHTTPError,
+    ToolOutputError,
+    ToolTimeout,
+)
 from ._net import NetPolicy, guarded_transport
 from ._schemas import check_tool_name, normalize_parameters
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
@@ -71,6 +82,10 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _REDIRECTS = (301, 302, 303, 307, 308)
+#: The only headers a redirect to another origin carries (``content-type`` only with the body).
+CROSS_ORIGIN_HEADERS = frozenset({"accept", "user-agent", "accept-encoding", "content-type"})
+#: Fixed header names whose values are not secret (they are not scrubbed from messages).
+_PLAIN_HEADERS = frozenset({"accept", "user-agent", "accept-encoding", "content-type", "accept-language"})
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 
@@ -127,6 +142,8 @@ class HttpRequest:
     files: list[tuple[str, Any]] | None = None
     has_json: bool = False
     content: bytes | None = None
+    #: values to scrub from messages, besides the auth's (fixed header values)
+    secrets: list[str] = field(default_factory=list)
 
 
 class RequestAuth:
@@ -204,8 +221,14 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def _shown_url(url: httpx.URL) -> str:
-    return str(url.copy_with(query=None, fragment=None))
+def _shown_url(url: httpx.URL | str) -> str:
+    """``url`` as messages show it: no user, password, query or fragment (any may be secret)."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else url
+        return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        text = str(url).split("?")[0].split("#")[0]
+        return re.sub(r"//[^/@]*@", "//", text)
 
 
 def _media_type(response: httpx.Response) -> str:
@@ -244,7 +267,9 @@ def parse_body(response: httpx.Response, body: bytes, *, tool: str) -> Any:
     }
 
 
-async def _read(response: httpx.Response, limits: HttpLimits, tool: str, shown: str) -> bytes:
+async def read_bounded(response: httpx.Response, limits: HttpLimits, tool: str, shown: str) -> bytes:
+    """The body of a streamed ``response``, at most ``limits.max_response_bytes`` after
+    decompression (more is a :class:`~tomasulo.exceptions.ToolOutputError`)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -285,7 +310,9 @@ async def _attempt(
     idempotent: bool,
     tool: str,
 ) -> Any:
-    secrets = auth.secrets() if auth is not None else []
+    fixed = list(req.secrets)
+    register_secrets(fixed)
+    secrets = [*fixed, *(auth.secrets() if auth is not None else [])]
     for refreshed in (False, True):
         sent = HttpRequest(
             req.method,
@@ -298,10 +325,11 @@ async def _attempt(
             req.files,
             req.has_json,
             req.content,
+            list(req.secrets),
         )
         if auth is not None:
             await auth.apply(sent, client, policy)
-            secrets = auth.secrets()
+            secrets = [*fixed, *auth.secrets()]
             register_secrets(secrets)
         request = client.build_request(
             sent.method,
@@ -315,7 +343,6 @@ async def _attempt(
             content=sent.content,
         )
         first = request.url
-        added = {k.lower() for k in sent.headers} - {k.lower() for k in req.headers}
         for _hop in range(policy.max_redirects + 1):
             shown = f"{request.method} {_shown_url(request.url)}"
             try:
@@ -335,7 +362,7 @@ async def _attempt(
             try:
                 nxt = _redirect(request, response)
                 if nxt is None:
-                    body = await _read(response, limits, tool, shown)
+                    body = await read_bounded(response, limits, tool, shown)
                     break
             finally:
                 await response.aclose()
@@ -343,10 +370,14 @@ async def _attempt(
             headers = request.headers.copy()
             for name in ("content-length", "content-type", "transfer-encoding", "host", "cookie"):
                 headers.pop(name, None)
-            if _origin(url) != _origin(first):
-                for name in ("authorization", *added):
-                    headers.pop(name, None)
             keep_body = method == request.method and response.status_code in (307, 308)
+            if _origin(url) != _origin(first):
+                # only harmless headers cross origins: never auth, fixed or argument headers
+                for name in list(headers.keys()):
+                    if name.lower() not in CROSS_ORIGIN_HEADERS:
+                        del headers[name]
+            if keep_body and "content-type" in request.headers:
+                headers["content-type"] = request.headers["content-type"]
             request = client.build_request(
                 method,
                 url,
@@ -458,7 +489,7 @@ async def send_request(
                     if isinstance(exc, ToolTimeout):
                         raise
                     raise ToolTimeout(
-                        f"{req.method} {req.url.split('?')[0]} took more than {limits.timeout:g} s "
+                        f"{req.method} {_shown_url(req.url)} took more than {limits.timeout:g} s "
                         "(timeout), the body included",
                         tool=tool,
                     ) from None
@@ -481,20 +512,70 @@ def new_client(policy: NetPolicy, limits: HttpLimits = DEFAULT_LIMITS) -> httpx.
     )
 
 
+def fixed_secrets(headers: Mapping[str, str]) -> list[str]:
+    """The values of fixed headers to scrub from messages (all but plain ones such as ``Accept``)."""
+    return [str(v) for k, v in headers.items() if k.lower() not in _PLAIN_HEADERS]
+
+
 def template_names(url_template: str) -> list[str]:
     """The ``{name}`` placeholders of a URL template, in order."""
     return [m.group(1) for m in _TEMPLATE.finditer(url_template)]
 
 
-def fill_template(url_template: str, values: Mapping[str, Any]) -> str:
-    """``url_template`` with each ``{name}`` replaced by its value, percent-encoded (``/`` too)."""
+def fill_template(url_template: str, values: Mapping[str, Any], *, tool: str = "") -> str:
+    """``url_template`` with each ``{name}`` replaced by its value, percent-encoded (``/`` too).
+
+    Raises:
+        ToolArgumentError: a value that is or holds a dot segment (``.``, ``..``, ``../x``, or
+            one percent-encoded), which would move the request to another path.
+    """
 
     def one(m: re.Match[str]) -> str:
         value = values[m.group(1)]
         text = json.dumps(value) if isinstance(value, bool) else str(value)
+        decoded = unquote(unquote(text))
+        if any(seg.strip() in (".", "..") for seg in re.split(r"[/\\]", decoded)):
+            raise ToolArgumentError(
+                tool,
+                [FieldError(m.group(1), "a path segment other than '.' or '..'", repr(text))],
+            )
         return quote(text, safe="")
 
     return _TEMPLATE.sub(one, url_template)
+
+
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_COOKIE_VALUE = re.compile(r"[\x00-\x20\x7f;,\"\\]")
+
+
+def check_header_value(name: str, value: str, *, tool: str, argument: str) -> None:
+    """Refuse a header argument with a line break or another control character (it could add
+    headers to the request)."""
+    if _BAD_HEADER_VALUE.search(value):
+        raise ToolArgumentError(
+            tool,
+            [
+                FieldError(
+                    argument, f"a {name} header value without line breaks or control characters", repr(value)
+                )
+            ],
+        )
+
+
+def check_cookie_value(name: str, value: str, *, tool: str, argument: str) -> None:
+    """Refuse a cookie argument with ``;``, ``,``, a quote, a backslash, whitespace or a control
+    character (it could add or override cookies)."""
+    if _BAD_COOKIE_VALUE.search(value):
+        raise ToolArgumentError(
+            tool,
+            [
+                FieldError(
+                    argument,
+                    f"a {name} cookie value without ';', ',', quotes, spaces or control characters",
+                    repr(value),
+                )
+            ],
+        )
 
 
 def _query_value(value: Any) -> str:
@@ -579,9 +660,9 @@ def http_tool(
     safe = verb in IDEMPOTENT_METHODS if idempotent is None else idempotent
 
     async def call_endpoint(**args: Any) -> Any:
-        url = fill_template(url_template, args)
+        url = fill_template(url_template, args, tool=name)
         rest = {k: v for k, v in args.items() if k not in placeholders}
-        req = HttpRequest(verb, url, headers=dict(fixed))
+        req = HttpRequest(verb, url, headers=dict(fixed), secrets=fixed_secrets(fixed))
         if verb in _QUERY_METHODS:
             for key, value in rest.items():
                 req.params.extend(query_pairs(key, value))

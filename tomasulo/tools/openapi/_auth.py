@@ -27,6 +27,7 @@ arguments, and every secret is scrubbed from error messages.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -35,8 +36,8 @@ from typing import Any
 import anyio
 import httpx
 
-from ...exceptions import ConfigError, ToolHTTPError
-from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub
+from ...exceptions import ConfigError, ToolHTTPError, ToolOutputError
+from .._http_tool import HttpLimits, HttpRequest, RequestAuth, _scrub, _shown_url, read_bounded
 from .._net import NetPolicy
 
 __all__ = ["make_auth"]
@@ -120,7 +121,8 @@ class ClientCredentials(RequestAuth):
         self._lock: anyio.Lock | None = None
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.client_secret, self.token) if s]
+        pair = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        return [s for s in (self.client_secret, pair, self.token) if s]
 
     def unauthorized(self) -> bool:
         self.token = None
@@ -136,34 +138,46 @@ class ClientCredentials(RequestAuth):
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         else:
             form["client_id"], form["client_secret"] = self.client_id, self.client_secret
-        where = f"the token endpoint of {self.scheme!r} ({self.token_url.split('?')[0]})"
+        where = f"the token endpoint of {self.scheme!r} ({_shown_url(self.token_url)})"
         try:
             with anyio.fail_after(self.limits.timeout):
-                response = await client.post(self.token_url, data=form, headers=headers)
+                request = client.build_request("POST", self.token_url, data=form, headers=headers)
+                response = await client.send(request, stream=True)
+                try:
+                    body = await read_bounded(response, self.limits, "", where)
+                finally:
+                    await response.aclose()
+        except ToolOutputError:
+            raise ToolHTTPError(
+                f"{where} answered more than {self.limits.max_response_bytes} bytes "
+                "(max_response_bytes); a token answer is small: check token_url",
+                method="POST",
+                url=_shown_url(self.token_url),
+            ) from None
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ToolHTTPError(
                 f"{where} could not be reached: {_scrub(str(exc) or type(exc).__name__, self.secrets())}",
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             ) from None
         if response.status_code >= 400:
-            detail = _scrub(response.text[:200], self.secrets())
+            detail = _scrub(body[:200].decode("utf-8", errors="replace"), self.secrets())
             raise ToolHTTPError(
                 f"{where} refused the client credentials ({response.status_code}): {detail}; "
                 "check client_id and client_secret",
                 status_code=response.status_code,
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             )
         try:
-            payload = response.json()
+            payload = json.loads(body)
             token = str(payload["access_token"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ToolHTTPError(
                 f"{where} answered without an access_token",
                 status_code=response.status_code,
                 method="POST",
-                url=self.token_url.split("?")[0],
+                url=_shown_url(self.token_url),
             ) from None
         expires = payload.get("expires_in")
         lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
@@ -181,9 +195,19 @@ class ClientCredentials(RequestAuth):
 
 
 def make_auth(
-    name: str, scheme: Mapping[str, Any], config: Mapping[str, Any], *, base_url: str, limits: HttpLimits
+    name: str,
+    scheme: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    base_url: str,
+    limits: HttpLimits,
+    spec_url: str | None = None,
 ) -> RequestAuth:
     """The credentials for the security scheme ``name`` (see the module docstring).
+
+    ``spec_url`` is where a fetched spec came from: its ``tokenUrl`` is then used only on the
+    spec's own origin or ``base_url``'s (a remote spec does not choose where the client secret
+    goes); elsewhere ``token_url`` must be given in ``config``.
 
     Raises:
         ConfigError: a secret's environment variable is not set, or the scheme is not supported.
@@ -205,7 +229,7 @@ def make_auth(
             user = _secret(config, "username", name)
             password = _secret(config, "password", name)
             pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-            return HeaderAuth(f"Basic {pair}", [str(password)])
+            return HeaderAuth(f"Basic {pair}", [pair, str(password)])
         raise ConfigError(
             f"security scheme {name!r}: HTTP auth scheme {http!r} is not supported (bearer, basic)"
         )
@@ -225,6 +249,16 @@ def make_auth(
         if client_auth not in ("body", "basic"):
             raise ConfigError(f"security scheme {name!r}: client_auth must be 'body' or 'basic'")
         url = str(httpx.URL(base_url).join(str(token_url))) if base_url else str(token_url)
+        if spec_url is not None and not config.get("token_url"):
+            resolved = httpx.URL(spec_url).join(url)
+            allowed = {(u.scheme, u.host, u.port) for u in map(httpx.URL, (spec_url, base_url or spec_url))}
+            if (resolved.scheme, resolved.host, resolved.port) not in allowed:
+                raise ConfigError(
+                    f"security scheme {name!r}: the spec fetched from {_shown_url(spec_url)} sends the "
+                    f"client credentials to {_shown_url(resolved)}, another origin; a remote spec does "
+                    "not choose where secrets go: give token_url in auth to confirm it"
+                )
+            url = str(resolved)
         assert client_id is not None and client_secret is not None
         return ClientCredentials(name, url, client_id, client_secret, scopes, client_auth, limits)
     raise ConfigError(f"security scheme {name!r}: type {kind!r} is not supported (apiKey, http, oauth2)")

@@ -28,6 +28,10 @@ __all__ = ["Argument", "Operation", "matches", "read_operations"]
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _LOCATIONS = ("path", "query", "header", "cookie")
+#: Header parameters OpenAPI says are ignored (auth and media types have their own fields).
+_IGNORED_HEADERS = frozenset({"authorization", "accept", "content-type"})
+#: Header parameters that would change where or how a request goes.
+_REFUSED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "cookie"})
 BodyMode = Literal["json", "form", "multipart", "text", "bytes"]
 
 
@@ -140,6 +144,16 @@ def _operation(
                 where=where,
                 pointer=pointer + "/parameters",
             )
+        if param["in"] == "header":
+            lowered = str(param["name"]).lower()
+            if lowered in _IGNORED_HEADERS:
+                continue  # OpenAPI: such a header parameter "SHALL be ignored"
+            if lowered in _REFUSED_HEADERS:
+                raise OpenAPIError(
+                    f"the header parameter {param['name']!r} is refused: a call may not set it",
+                    where=where,
+                    pointer=pointer + "/parameters",
+                )
         params[(param["in"], param["name"])] = param
     taken: set[str] = set()
     arguments: list[Argument] = []

@@ -12,14 +12,25 @@ in request schemas ``readOnly`` properties are left out (and out of ``required``
 whose parts are all objects is merged into one object. ``nullable: true`` (3.0) is left for
 :func:`~tomasulo.tools.normalize_schema`, which turns it into ``anyOf [..., null]``; 3.1's
 ``type: [x, "null"]`` is already JSON Schema.
+
+**Bounds.** A tiny spec can describe a huge schema (YAML aliases that share a node twice per
+level, references that fan out), so the work is bounded: every schema node walked for one
+document counts against :data:`MAX_DOCUMENT_NODES`, and past it loading stops with an
+:class:`~tomasulo.exceptions.OpenAPIError` naming that bound. One schema (a parameter's or a
+request body's) stops expanding references once it has :data:`MAX_EXPANSION_NODES` nodes (the
+rest become open, as for recursion) and is refused past :data:`MAX_SCHEMA_NODES` nodes. Loading
+one document may take :data:`MAX_BUILD_SECONDS` at most.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urlsplit
 
 import referencing
 import referencing.exceptions
@@ -37,29 +48,86 @@ DEFAULT_MAX_DEPTH = 3
 #: How many references one schema may expand in all; past it, references become open. Mutually
 #: recursive schemas grow exponentially with depth; this keeps a tool's schema small.
 MAX_EXPANSIONS = 2000
+#: Nodes (mappings and lists) one schema may have before its references stop being expanded.
+MAX_EXPANSION_NODES = 500
+#: Nodes one schema may have at all; more (aliases or inline parts, not references) is an error.
+MAX_SCHEMA_NODES = 1000
+#: Schema nodes walked for one whole document, every schema and every repeat counted.
+MAX_DOCUMENT_NODES = 200_000
+#: The largest file a ``$ref`` may read.
+MAX_REF_FILE_BYTES = 10 * 1024 * 1024
+#: Seconds the schemas of one document may take to build.
+MAX_BUILD_SECONDS = 30.0
 _DROP = ("discriminator", "xml", "externalDocs", "example", "x-examples")
 _SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
 _SCHEMA_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions")
 
 
-def make_resolver(doc: Mapping[str, Any], base: str, load: Callable[[Path], Any]) -> Resolver[Any]:
-    """A resolver for ``doc`` (found at ``base``, a file URI or URL) that loads sibling files with
-    ``load`` and refuses anything on the network."""
-    base_path = Path(urlsplit(base).path) if base.startswith("file:") else None
+def make_resolver(
+    doc: Mapping[str, Any], base: str, load: Callable[[Path], Any], *, local_root: Path | None = None
+) -> Resolver[Any]:
+    """A resolver for ``doc`` (found at ``base``, a file URI or URL) that loads other files with
+    ``load`` and refuses anything on the network.
+
+    Only regular files under ``local_root`` (the spec file's directory) are read, checked after
+    every symlink is resolved, and each at most :data:`MAX_REF_FILE_BYTES`; with no
+    ``local_root`` (a spec given as a mapping or fetched from a URL) no file is read at all.
+    """
+    root = Path(os.path.realpath(local_root)) if local_root is not None else None
 
     def retrieve(uri: str) -> referencing.Resource[Any]:
         parts = urlsplit(uri)
-        if parts.scheme == "file" and base_path is not None:
-            return referencing.Resource.from_contents(
-                load(Path(parts.path)), default_specification=DRAFT202012
+        if parts.scheme != "file" or root is None:
+            raise OpenAPIError(
+                f"the reference {uri!r} is refused: "
+                + (
+                    "a spec given as a mapping or fetched from a URL may not refer to files"
+                    if parts.scheme == "file"
+                    else "references to other hosts are not followed"
+                )
             )
-        raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
+        return referencing.Resource.from_contents(
+            load(_local_file(Path(unquote(parts.path)), root)), default_specification=DRAFT202012
+        )
 
     registry: referencing.Registry[Any] = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
     resource = referencing.Resource.from_contents(dict(doc), default_specification=DRAFT202012)
     registry = registry.with_resource(base, resource)
     return registry.resolver(base_uri=base)
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The message of an :class:`OpenAPIError` raised by ``retrieve`` under ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OpenAPIError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _local_file(path: Path, root: Path) -> Path:
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise OpenAPIError(
+            f"the reference to {str(path)!r} is refused: only files under the spec's directory "
+            f"({root}) are read"
+        )
+    try:
+        info = real.stat()
+    except OSError as exc:
+        raise OpenAPIError(f"the referenced file {str(path)!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OpenAPIError(f"the reference to {str(path)!r} is refused: it is not a regular file")
+    if info.st_size > MAX_REF_FILE_BYTES:
+        raise OpenAPIError(
+            f"the referenced file {str(path)!r} is larger than {MAX_REF_FILE_BYTES} bytes "
+            "(MAX_REF_FILE_BYTES)"
+        )
+    return real
 
 
 class Inliner:
@@ -70,12 +138,18 @@ class Inliner:
         self.where = where
         self.max_depth = max_depth
         self._budget = MAX_EXPANSIONS
+        self._nodes = 0  # in the schema being built
+        self._document_nodes = 0
+        self._deadline = time.monotonic() + MAX_BUILD_SECONDS
 
     def lookup(self, ref: str, resolver: Resolver[Any]) -> tuple[Any, Resolver[Any]]:
         """The target of ``ref`` and the resolver for references inside it."""
         try:
             found = resolver.lookup(ref)
         except referencing.exceptions.Unresolvable as exc:
+            refused = _refusal(exc)
+            if refused is not None:
+                raise OpenAPIError(refused, where=self.where, pointer=urldefrag(ref)[1]) from None
             raise OpenAPIError(
                 f"the reference {ref!r} cannot be resolved ({type(exc).__name__}); only references "
                 "inside the spec or to files beside it are followed",
@@ -98,15 +172,52 @@ class Inliner:
     def schema(self, node: Any, *, request: bool, resolver: Resolver[Any] | None = None) -> Any:
         """A plain copy of the schema ``node`` (``request``: leave ``readOnly`` properties out)."""
         self._budget = MAX_EXPANSIONS
-        return self._walk(node, resolver or self.root, request, {})
+        self._nodes = 0
+        try:
+            return self._walk(node, resolver or self.root, request, {})
+        except RecursionError:
+            raise OpenAPIError(
+                "a schema is nested too deeply to read (Python's recursion limit)", where=self.where
+            ) from None
+
+    def _count(self) -> None:
+        self._nodes += 1
+        self._document_nodes += 1
+        if self._nodes > MAX_SCHEMA_NODES:
+            raise OpenAPIError(
+                f"a schema expands to more than {MAX_SCHEMA_NODES} nodes (MAX_SCHEMA_NODES); YAML "
+                "aliases or repeated inline parts make it too large for a tool; simplify it",
+                where=self.where,
+            )
+        if self._document_nodes > MAX_DOCUMENT_NODES:
+            raise OpenAPIError(
+                f"the spec's schemas expand to more than {MAX_DOCUMENT_NODES} nodes in all "
+                "(MAX_DOCUMENT_NODES); YAML aliases or references that fan out make it too large; "
+                "load fewer operations (include=...) or simplify it",
+                where=self.where,
+            )
+        if self._document_nodes % 256 == 0:
+            self.check_deadline()
+
+    def check_deadline(self) -> None:
+        """Raise :class:`OpenAPIError` when building this document has run past its time."""
+        if time.monotonic() > self._deadline:
+            raise OpenAPIError(
+                f"building the spec's schemas took more than {MAX_BUILD_SECONDS:g} s "
+                "(MAX_BUILD_SECONDS); load fewer operations (include=...) or simplify it",
+                where=self.where,
+            )
 
     def _walk(self, node: Any, resolver: Resolver[Any], request: bool, stack: dict[int, int]) -> Any:
         if isinstance(node, bool) or not isinstance(node, Mapping):
             return node
+        self._count()
         if isinstance(node.get("$ref"), str):
             target, inner = self.lookup(node["$ref"], resolver)
             key = id(target)  # the same target object however the reference is spelled
             self._budget -= 1
+            if self._nodes > MAX_EXPANSION_NODES:
+                self._budget = -1
             if stack.get(key, 0) >= self.max_depth or self._budget < 0:
                 is_object = isinstance(target, Mapping) and (
                     target.get("type") == "object" or "properties" in target

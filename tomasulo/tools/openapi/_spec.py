@@ -49,12 +49,18 @@ def parse_document(text: str | bytes, where: str) -> dict[str, Any]:
     """A JSON or YAML document as a mapping (YAML aliases are not expanded into bombs: the
     safe loader keeps shared nodes shared)."""
     try:
-        data = json.loads(text)
-    except ValueError:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise OpenAPIError(f"is neither JSON nor YAML: {exc}", where=where) from None
+            data = json.loads(text)
+        except ValueError:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise OpenAPIError(f"is neither JSON nor YAML: {exc}", where=where) from None
+    except RecursionError:
+        raise OpenAPIError(
+            "is nested too deeply to read (Python's recursion limit); it is not a usable spec",
+            where=where,
+        ) from None
     if not isinstance(data, dict):
         raise OpenAPIError("is not an OpenAPI document (expected a mapping at the top)", where=where)
     return data
@@ -76,9 +82,14 @@ def spec_version(doc: Mapping[str, Any], where: str) -> str:
     )
 
 
-def _rewrite_refs(node: Any) -> Any:
+def _rewrite_refs(node: Any, memo: dict[int, Any] | None = None) -> Any:
+    # a node shared by YAML aliases stays shared (one copy), so aliases cannot blow it up
+    memo = {} if memo is None else memo
+    if isinstance(node, dict | list) and id(node) in memo:
+        return memo[id(node)]
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
+        memo[id(node)] = out
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str):
                 value = (
@@ -86,10 +97,13 @@ def _rewrite_refs(node: Any) -> Any:
                     .replace("#/parameters/", "#/components/parameters/")
                     .replace("#/responses/", "#/components/responses/")
                 )
-            out[key] = _rewrite_refs(value)
+            out[key] = _rewrite_refs(value, memo)
         return out
     if isinstance(node, list):
-        return [_rewrite_refs(v) for v in node]
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_rewrite_refs(v, memo) for v in node)
+        return items
     return node
 
 

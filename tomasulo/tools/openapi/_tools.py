@@ -12,16 +12,22 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from ...exceptions import ConfigError, OpenAPIError, SchemaError
+from ...exceptions import ConfigError, OpenAPIError, SchemaError, ToolOutputError
 from .._http_tool import (
     DEFAULT_LIMITS,
     HttpLimits,
     HttpRequest,
     RequestAuth,
     _query_value,
+    _scrub,
+    _shown_url,
+    check_cookie_value,
+    check_header_value,
     fill_template,
+    fixed_secrets,
     new_client,
     query_pairs,
+    read_bounded,
     send_request,
 )
 from .._net import NetPolicy
@@ -91,16 +97,20 @@ class OpenAPITools:
         self.operations: list[Operation] = []
         self._doc: dict[str, Any] | None = None
         self._url: str | None = None
+        self._no_base = ""  # why there is no base URL, when there is none
+        self._local_root: Path | None = None  # where $ref may read files: a spec file's directory
         if isinstance(spec, Mapping):
             self._where = str(spec.get("info", {}).get("title") or "<spec>")
             self._doc, self._base = dict(spec), "file:///spec.json"
         elif isinstance(spec, str) and spec.startswith(("http://", "https://")):
-            self._where = self._url = spec
+            self._url = spec
+            self._where = _shown_url(spec)  # the label and messages: no userinfo or query
             self._base = spec
         else:
             path = Path(spec).expanduser().resolve()
             self._where = str(spec)
             self._doc, self._base = read_local(path), path.as_uri()
+            self._local_root = path.parent
         if self._doc is not None:
             self._build()
 
@@ -218,17 +228,23 @@ class OpenAPITools:
         async with new_client(self._policy, self._limits) as client:
             try:
                 with anyio.fail_after(self._limits.timeout):
-                    response = await client.get(self._url, headers={"Accept": "application/json, */*"})
+                    status, body = await _get_bounded(client, self._url, self._policy, self._limits)
             except (httpx.HTTPError, TimeoutError) as exc:
                 raise OpenAPIError(
-                    f"cannot fetch the spec: {exc or type(exc).__name__}", where=self._where
+                    f"cannot fetch the spec: {_scrub(str(exc) or type(exc).__name__, [self._url])}",
+                    where=self._where,
                 ) from None
-        if response.status_code >= 400:
-            raise OpenAPIError(f"fetching the spec answered {response.status_code}", where=self._where)
-        if len(response.content) > self._limits.max_response_bytes:
-            raise OpenAPIError("the spec is larger than max_response_bytes", where=self._where)
-        self._doc = parse_document(response.content, self._where)
-        self._build()
+            except ToolOutputError:
+                raise OpenAPIError(
+                    f"the spec is larger than {self._limits.max_response_bytes} bytes "
+                    "(max_response_bytes, counted after decompression); raise limits=HttpLimits(...)",
+                    where=self._where,
+                ) from None
+        if status >= 400:
+            raise OpenAPIError(f"fetching the spec answered {status}", where=self._where)
+        self._doc = parse_document(body, self._where)
+        # CPU work, bounded (see _refs): off the event loop, so other tasks keep running
+        await anyio.to_thread.run_sync(self._build)
 
     def _server_url(self, doc: Mapping[str, Any]) -> str:
         if self._base_url:
@@ -240,10 +256,19 @@ class OpenAPITools:
             url = str(server.get("url", ""))
             for name, var in (server.get("variables") or {}).items():
                 url = url.replace("{" + name + "}", str((var or {}).get("default", "")))
+        if self._url is not None:
+            # a fetched spec may name only its own origin: it must not choose where requests
+            # (with their credentials and fixed headers) go
+            joined = httpx.URL(self._url).join(url or "/")
+            spec = httpx.URL(self._url)
+            if (joined.scheme, joined.host, joined.port) != (spec.scheme, spec.host, spec.port):
+                raise ConfigError(
+                    f"{self.label}: the spec's server {_shown_url(joined)} is not on the origin it was "
+                    "fetched from; a remote spec does not choose where requests go: pass base_url=..."
+                )
+            return str(joined).rstrip("/")
         if url.startswith(("http://", "https://")):
             return url.rstrip("/")
-        if self._url is not None:
-            return str(httpx.URL(self._url).join(url or "/")).rstrip("/")
         raise ConfigError(
             f"{self.label}: the spec names no absolute server URL ({url or 'none'}); pass base_url=..."
         )
@@ -256,7 +281,8 @@ class OpenAPITools:
         def load(path: Path) -> Any:
             return read_local(path)
 
-        inliner = Inliner(make_resolver(doc, self._base, load), self._where, self._max_depth)
+        resolver = make_resolver(doc, self._base, load, local_root=self._local_root)
+        inliner = Inliner(resolver, self._where, self._max_depth)
         operations = read_operations(
             doc,
             inliner,
@@ -267,8 +293,9 @@ class OpenAPITools:
         )
         try:
             base = self._server_url(doc)
-        except ConfigError:
+        except ConfigError as exc:
             base = ""  # schemas can still be planned with; calls need base_url
+            self._no_base = str(exc)
         schemes = (doc.get("components") or {}).get("securitySchemes") or {}
         auths: dict[str, RequestAuth] = {}
         for scheme_name, config in self._auth_config.items():
@@ -278,7 +305,9 @@ class OpenAPITools:
                     f"does not define (schemes: {', '.join(schemes) or 'none'})"
                 )
             scheme, _ = inliner.deref(schemes[scheme_name])
-            auths[scheme_name] = make_auth(scheme_name, scheme, config, base_url=base, limits=self._limits)
+            auths[scheme_name] = make_auth(
+                scheme_name, scheme, config, base_url=base, limits=self._limits, spec_url=self._url
+            )
         tools: list[Tool] = []
         taken: set[str] = set()
         for op in operations:
@@ -289,6 +318,7 @@ class OpenAPITools:
                 n += 1
             taken.add(name)
             op.name = name
+            inliner.check_deadline()
             try:
                 schema = normalize_parameters(op.input_schema(), tool=name, strip_titles=True)
             except SchemaError as exc:
@@ -314,8 +344,10 @@ class OpenAPITools:
     def _caller(self, op: Operation, base: str, auth: RequestAuth | None) -> Any:
         async def call_operation(**args: Any) -> Any:
             if not base:
-                raise ConfigError(f"{self.label}: no base URL for {op.method} {op.path}; pass base_url=...")
-            req = build_request(op, base, args, self._headers)
+                raise ConfigError(
+                    self._no_base or f"{self.label}: no base URL for {op.method} {op.path}; pass base_url=..."
+                )
+            req = build_request(op, base, args, self._headers, tool=op.name)
             return await send_request(
                 req,
                 client=self._client,
@@ -335,6 +367,28 @@ class OpenAPITools:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+
+async def _get_bounded(
+    client: httpx.AsyncClient, url: str, policy: NetPolicy, limits: HttpLimits
+) -> tuple[int, bytes]:
+    """GET ``url``, following up to ``policy.max_redirects`` redirects (each hop through the
+    guarded transport), reading at most ``limits.max_response_bytes`` of decompressed body."""
+    target = httpx.URL(url)
+    for _hop in range(policy.max_redirects + 1):
+        request = client.build_request("GET", target, headers={"Accept": "application/json, */*"})
+        response = await client.send(request, stream=True)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in (301, 302, 303, 307, 308) and location:
+                target = target.join(location)
+                continue
+            if response.status_code >= 400:
+                return response.status_code, b""
+            return response.status_code, await read_bounded(response, limits, "", _shown_url(target))
+        finally:
+            await response.aclose()
+    raise httpx.TooManyRedirects(f"more than {policy.max_redirects} redirects (max_redirects)")
 
 
 def _pick_auth(op: Operation, doc: Mapping[str, Any], auths: Mapping[str, RequestAuth]) -> RequestAuth | None:
@@ -390,11 +444,16 @@ def _query(arg: Argument, value: Any) -> list[tuple[str, str]]:
 
 
 def build_request(
-    op: Operation, base: str, args: Mapping[str, Any], headers: Mapping[str, str]
+    op: Operation, base: str, args: Mapping[str, Any], headers: Mapping[str, str], *, tool: str = ""
 ) -> HttpRequest:
-    """The request for one call of ``op`` with (validated) ``args``."""
+    """The request for one call of ``op`` with (validated) ``args``.
+
+    Raises:
+        ToolArgumentError: a header value with a line break or control character, a cookie value
+            with ``;``, ``,``, whitespace or a control character, or a path value ``.``/``..``.
+    """
     path_values: dict[str, str] = {}
-    req = HttpRequest(op.method, "", headers=dict(headers))
+    req = HttpRequest(op.method, "", headers=dict(headers), secrets=fixed_secrets(headers))
     body: dict[str, Any] = {}
     whole: Any = None
     has_whole = False
@@ -409,15 +468,19 @@ def build_request(
                 req.params.extend(_query(arg, value))
         elif arg.location == "header":
             if value is not None:
-                req.headers[arg.wire] = _serialize_path(arg, value)
+                text = _serialize_path(arg, value)
+                check_header_value(arg.wire, text, tool=tool, argument=arg.name)
+                req.headers[arg.wire] = text
         elif arg.location == "cookie":
             if value is not None:
-                req.cookies[arg.wire] = _query_value(value)
+                text = _query_value(value)
+                check_cookie_value(arg.wire, text, tool=tool, argument=arg.name)
+                req.cookies[arg.wire] = text
         elif arg.location == "body":
             body[arg.wire] = value
         else:
             whole, has_whole = value, True
-    req.url = base + fill_template(op.path, path_values)
+    req.url = base + fill_template(op.path, path_values, tool=tool)
     if op.body_mode is None:
         return req
     payload = whole if has_whole else (body if body or op.body_required else None)
