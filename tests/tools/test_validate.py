@@ -8,8 +8,9 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from tomasulo.exceptions import FieldError, ToolArgumentError
-from tomasulo.tools import tool, tools_from_schemas
+from tomasulo.exceptions import FieldError, ToolArgumentError, ToolDefinitionError
+from tomasulo.grammar import parse_plan
+from tomasulo.tools import Tool, Toolset, tool, tools_from_schemas
 
 
 class Item(BaseModel):
@@ -145,3 +146,30 @@ def test_null_for_a_decorated_tools_optional_parameter_gets_the_python_default()
     args = {"customer": "ann", "items": [], "mode": "sea", "note": None}
     assert order.validate(args) == {"customer": "ann", "items": [], "mode": "sea"}
     assert order.validate({**args, "priority": None})["priority"] is None, "int | None takes null"
+
+
+REF = Tool(
+    name="t",
+    description="d",
+    input_schema={
+        "type": "object",
+        "$defs": {"S": {"type": "string"}, "N": {"type": ["string", "null"]}},
+        "properties": {"a": {"$ref": "#/$defs/S"}, "b": {"$ref": "#/$defs/N"}},
+    },
+    fn=lambda a="dflt", b="x": (a, b),
+)
+
+
+def test_null_for_an_optional_ref_parameter_is_resolved_against_the_root_defs() -> None:
+    assert REF.validate({"a": None}) == {}, "a string: null means 'not given'"
+    assert REF.validate({"b": None}) == {"b": None}, "the referenced schema takes null"
+    plan = parse_plan("1. t(a=null, b=null)\n2. join()", Toolset([REF]))
+    assert plan.tasks[0].kwargs == {"a": None, "b": None}, "the plan parses; the tool gets its default"
+
+
+def test_a_reference_that_does_not_resolve_is_a_definition_error() -> None:
+    t = Tool(name="t", input_schema={"type": "object", "properties": {"a": {"$ref": "#/$defs/Gone"}}})
+    with pytest.raises(ToolDefinitionError, match="does not resolve"):
+        t.validate({"a": 1})
+    with pytest.raises(ToolDefinitionError, match="does not resolve"):
+        t.validate({"a": None})

@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
+from referencing.exceptions import Unresolvable
 
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
 
@@ -329,8 +330,13 @@ class Tool:
             sub = self.input_schema.get("properties", {}).get(name)
             if sub is None:
                 return False  # not a parameter: validation reports it
-            cls = jsonschema.validators.validator_for(sub, jsonschema.Draft202012Validator)
-            hit = self._null_ok[name] = bool(cls(sub).is_valid(None))
+            # The root's validator, narrowed to the parameter: a `$ref` in it (`#/$defs/...`)
+            # still resolves against the whole schema.
+            try:
+                hit = bool(self._get_validator().evolve(schema=sub).is_valid(None))
+            except Unresolvable:
+                hit = True  # keep the null: validation reports the broken reference
+            self._null_ok[name] = hit
         return not hit
 
     def drop_unset(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -345,7 +351,14 @@ class Tool:
         validator = self._get_validator()
         errors: list[FieldError] = []
         args = self.drop_unset(args)
-        for err in sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path))):
+        try:
+            found = sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path)))
+        except Unresolvable as exc:
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: its input schema has a reference that does not resolve "
+                f"({safe_str(exc, 200)}); put the referenced schema under the root's '$defs'"
+            ) from None
+        for err in found:
             path = json_path(err.absolute_path)
             if err.validator == "required":
                 missing = err.message.split(" is a required")[0].strip("'\"")
