@@ -671,6 +671,11 @@ def test_tool_names_a_plan_cannot_write_are_mapped_and_their_functions_still_att
     assert tools[0].call({}) == "sunny" and tools[1].call({}) == 1
 
 
+def test_two_tool_names_that_map_to_one_are_refused_naming_both() -> None:
+    with pytest.raises(SchemaError, match=r"schema #1 \('get_weather'\) and schema #0 \('get weather'\)"):
+        tools_from_schemas([{"name": "get weather"}, {"name": "get_weather"}])
+
+
 def test_parameter_names_a_plan_cannot_write_are_mapped_and_back() -> None:
     seen: dict[str, Any] = {}
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -50,6 +51,7 @@ from ._toolset import RESERVED_NAMES
 __all__ = [
     "TOOL_NAME_PATTERN",
     "check_tool_name",
+    "legal_name",
     "normalize_parameters",
     "normalize_schema",
     "tools_from_schemas",
@@ -98,15 +100,30 @@ _ARRAY_HINTS = ("items", "prefixItems")
 _ANNOTATIONS = ("title", "description", "default", "examples")
 
 
-def plan_tool_name(name: str) -> str:
-    """A tool name the plan language can write for ``name`` (see :data:`TOOL_NAME_PATTERN`):
-    other characters become ``_``, and a name that starts with a digit gets a leading ``_``.
+_ILLEGAL = re.compile(r"[^A-Za-z0-9_.-]+")
 
-    >>> plan_tool_name("get weather"), plan_tool_name("2fa"), plan_tool_name("files/read")
-    ('get_weather', '_2fa', 'files_read')
+
+def legal_name(name: str) -> str:
+    """``name`` as a tool name the plan language can write (see :data:`TOOL_NAME_PATTERN`).
+
+    The one mapping for every tool source (raw schemas, :func:`~tomasulo.tools.prefixed`, MCP
+    servers, OpenAPI operations). A name that is legal already stays as it is. Otherwise accents
+    are dropped (``über`` -> ``uber``), each run of other characters becomes one ``_`` (none at
+    either end), an empty result becomes ``tool``, a name that does not start with a letter or
+    ``_`` gets a ``_`` in front, and a reserved word (``join``) gets a ``_`` after.
+
+    >>> legal_name("get weather!"), legal_name("2fa/verify"), legal_name("join"), legal_name("_x_")
+    ('get_weather', '_2fa_verify', 'join_', '_x_')
     """
-    out = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return out if TOOL_NAME_PATTERN.fullmatch(out) else "_" + out
+    if TOOL_NAME_PATTERN.fullmatch(name) and name not in RESERVED_NAMES:
+        return name
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    out = "_".join(part for part in _ILLEGAL.split(plain) if part) or "tool"
+    if not TOOL_NAME_PATTERN.fullmatch(out):
+        out = "_" + out
+    if out in RESERVED_NAMES:
+        out += "_"
+    return out
 
 
 def check_tool_name(name: object) -> str | None:
@@ -562,7 +579,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
 
     name = source_name = entry.get("name")
     if isinstance(name, str) and name and not TOOL_NAME_PATTERN.fullmatch(name):
-        name = plan_tool_name(name)  # `get weather`, `2fa`, `ns/tool`: a name a plan can write
+        name = legal_name(name)  # `get weather`, `2fa`, `ns/tool`: a name a plan can write
     why = check_tool_name(name) if name is not None else "it has no 'name'; add one"
     if why is not None:
         raise SchemaError(
@@ -614,6 +631,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
         output_schema=output_schema,
         policy=policy,
         fn=fn,
+        source_name=source_name if source_name != name else None,
     )
 
 
@@ -644,17 +662,25 @@ def tools_from_schemas(
             f"expected a list of tool schemas, got {describe_value(schemas)}; wrap one in a list"
         )
     tools: list[Tool] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, str]] = {}  # plan name -> (schema index, the name it was given)
     sources: set[str] = set()
     for index, entry in enumerate(schemas):
         t = _tool_from_schema(entry, index, functions)
+        original = t.source_name or t.name
         if t.name in seen:
+            first, first_name = seen[t.name]
+            what = (
+                f"repeats the name {original!r} of schema #{first}"
+                if first_name == original
+                else f"({original!r}) and schema #{first} ({first_name!r}) would both be named "
+                f"{t.name!r} in plans"
+            )
             raise SchemaError(
-                f"schema #{index} repeats the name of an earlier tool; tool names must be unique",
+                f"schema #{index} {what}; tool names must be unique: rename one of them",
                 tool=t.name,
                 field="/function/name" if "function" in entry else "/name",
             )
-        seen.add(t.name)
+        seen[t.name] = (index, original)
         tools.append(t)
         raw = entry.get("function", entry) if isinstance(entry, Mapping) else {}
         if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):

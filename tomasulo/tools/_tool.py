@@ -263,6 +263,9 @@ class Tool:
     #: parser, the prompt and validation all see those), and :attr:`convert` maps them back
     #: before ``fn`` is called.
     source_names: Mapping[str, str] = field(default_factory=dict)
+    #: The tool's name where it came from (a raw schema, an MCP server, a renamed source) when
+    #: that differs from :attr:`name` (``get weather`` for ``get_weather``); ``None`` otherwise.
+    source_name: str | None = None
 
     def __post_init__(self) -> None:
         self._validator: Any = None
