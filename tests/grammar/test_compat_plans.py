@@ -88,6 +88,16 @@ def test_numbers_as_python_writes_them() -> None:
     assert type(task.args[1][2]) is int
 
 
+def test_a_leading_zero_is_never_dropped_from_a_number() -> None:
+    geo = Toolset([Tool(name="geo", input_schema={"type": "object", "properties": {"zip": {}}})])
+    assert tasks_of("1. geo(zip=02134)\n", geo)[0].kwargs == {"zip": "02134"}, "read as text"
+    assert tasks_of("1. geo(007)\n", geo)[0].args == ("007",)
+    assert tasks_of("1. geo(0_1)\n", geo)[0].args == ("0_1",)
+    assert tasks_of("1. geo([0, -0, 0.5])\n", geo)[0].args == ([0, 0, 0.5],), "a lone zero is a number"
+    with pytest.raises(PlanSyntaxError, match="the number 02134 has a leading zero"):
+        tasks_of("1. geo(zip=[02134])\n", geo)
+
+
 def test_tuples_are_arrays() -> None:
     first, second = tasks_of("1. math('x', (1, 2, 3))\n2. search(('a', 'b'),)\n", None)
     assert first.args[1] == [1, 2, 3] and second.args == (["a", "b"],)
