@@ -8,7 +8,10 @@ JSON Schema (draft 2020-12) that the grammar compiler and :meth:`Tool.validate
 - ``type`` names are mapped case-insensitively: ``str`` -> ``string``, ``int`` -> ``integer``,
   ``float``/``double`` -> ``number``, ``bool`` -> ``boolean``, ``dict`` -> ``object``,
   ``list``/``tuple``/``set`` -> ``array``, ``none`` -> ``null``; ``any`` removes the constraint.
-  Lists of types are mapped item by item and deduplicated. Any other name is a :class:`SchemaError`.
+  Lists of types are mapped item by item and deduplicated. Generic names too: ``List<String>``,
+  ``Map<String, Integer>``, ``String[]``, ``Optional[int]``, ``Tuple[int, ...]`` (an array of
+  integers), ``Literal['a', 'b']`` (an ``enum``), unions ``int | None`` and ``Union[...]`` (an
+  ``anyOf``). Any other name is a :class:`SchemaError`.
 - A schema without ``type`` that has ``properties`` (or ``required``, ``additionalProperties``,
   ``patternProperties``) is an object; one with ``items`` or ``prefixItems`` is an array;
   anything else stays unconstrained.
@@ -33,6 +36,7 @@ The result is checked with ``jsonschema``'s ``check_schema``.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -140,8 +144,8 @@ def check_tool_name(name: object) -> str | None:
     return None
 
 
-def _split_type_params(text: str) -> list[str]:
-    """``String, List<Integer>`` as ``["String", "List<Integer>"]`` (commas at the top level)."""
+def _split_type_params(text: str, sep: str = ",") -> list[str]:
+    """``String, List<Integer>`` as ``["String", "List<Integer>"]`` (``sep`` at the top level)."""
     out: list[str] = []
     depth, start = 0, 0
     for i, c in enumerate(text):
@@ -149,7 +153,7 @@ def _split_type_params(text: str) -> list[str]:
             depth += 1
         elif c in ">]":
             depth -= 1
-        elif c == "," and depth == 0:
+        elif c == sep and depth == 0:
             out.append(text[start:i])
             start = i + 1
     out.append(text[start:])
@@ -232,7 +236,11 @@ class _Normalizer:
             if key == "title" and self.strip_titles:
                 continue
             sub = (*path, key)
-            if key == "type" and isinstance(value, str) and (_GENERIC.fullmatch(value) or "[]" in value):
+            if (
+                key == "type"
+                and isinstance(value, str)
+                and (_GENERIC.fullmatch(value) or "[]" in value or "|" in value)
+            ):
                 fragment = self.type_expr(value, sub)
                 out.update((k, v) for k, v in fragment.items() if k == "type" or k not in schema)
             elif key == "type":
@@ -295,6 +303,10 @@ class _Normalizer:
         ``Map<String, Integer>`` an object of integers, ``Optional[int]`` an integer or null,
         ``String[]`` an array of strings; a parameter the schema cannot name is any value."""
         text = text.strip()
+        alternatives = _split_type_params(text, "|")
+        if len(alternatives) > 1:  # `int | None`, `str|list[str]`
+            options = [self.type_expr(p, path) for p in alternatives]
+            return {} if any(not o for o in options) else {"anyOf": options}
         if text.endswith("[]"):
             return {"type": "array", "items": self.type_expr(text[:-2], path)}
         m = _GENERIC.fullmatch(text)
@@ -309,8 +321,13 @@ class _Normalizer:
         if base in ("union", "either") and params:
             options = [self.type_expr(p, path) for p in params]
             return {} if any(not o for o in options) else {"anyOf": options}
+        if base == "literal":  # `Literal['a', 'b']`
+            return {"enum": self.literal_values(m.group(2), text, path)}
         kind = self.type_(base, path)
         if kind == "array":
+            if base == "tuple" and len(params) == 2 and params[1] == "...":  # `Tuple[int, ...]`
+                items = self.type_expr(params[0], path)
+                return {"type": "array", "items": items} if items else {"type": "array"}
             if base == "tuple" and len(params) > 1:
                 return {"type": "array", "prefixItems": [self.type_expr(p, path) for p in params]}
             items = self.type_expr(params[0], path) if len(params) == 1 else {}
@@ -319,6 +336,21 @@ class _Normalizer:
             value = self.type_expr(params[-1], path) if len(params) == 2 else {}
             return {"type": "object", "additionalProperties": value} if value else {"type": "object"}
         raise self.error(f"the type {text!r} takes no type parameters; write {m.group(1)!r}", path)
+
+    def literal_values(self, inside: str, text: str, path: tuple[str | int, ...]) -> list[Any]:
+        """The values of ``Literal[...]``: Python literals (strings, numbers, booleans, ``None``)."""
+        try:
+            values = ast.literal_eval(f"[{inside}]")
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            values = None
+        plain = (str, int, float, bool, type(None))
+        if not isinstance(values, list) or not values or not all(isinstance(v, plain) for v in values):
+            raise self.error(
+                f"the type {text!r} must list literal values (strings, numbers, true/false, None), "
+                "as in Literal['a', 'b']",
+                path,
+            )
+        return values
 
     def many(self, value: Any, path: tuple[str | int, ...]) -> list[Any]:
         if not isinstance(value, list) or not value:
