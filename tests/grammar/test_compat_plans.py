@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tomasulo.dispatcher import Dispatcher
-from tomasulo.exceptions import PlanError, PlanSyntaxError, TextAfterJoinError
+from tomasulo.exceptions import PlanError, PlanSyntaxError
 from tomasulo.grammar import PlanStream, Ref, Task, Template, parse_plan
 from tomasulo.tools import Tool, Toolset
 
@@ -88,6 +88,16 @@ def test_numbers_as_python_writes_them() -> None:
     assert type(task.args[1][2]) is int
 
 
+def test_a_leading_zero_is_never_dropped_from_a_number() -> None:
+    geo = Toolset([Tool(name="geo", input_schema={"type": "object", "properties": {"zip": {}}})])
+    assert tasks_of("1. geo(zip=02134)\n", geo)[0].kwargs == {"zip": "02134"}, "read as text"
+    assert tasks_of("1. geo(007)\n", geo)[0].args == ("007",)
+    assert tasks_of("1. geo(0_1)\n", geo)[0].args == ("0_1",)
+    assert tasks_of("1. geo([0, -0, 0.5])\n", geo)[0].args == ([0, 0, 0.5],), "a lone zero is a number"
+    with pytest.raises(PlanSyntaxError, match="the number 02134 has a leading zero"):
+        tasks_of("1. geo(zip=[02134])\n", geo)
+
+
 def test_tuples_are_arrays() -> None:
     first, second = tasks_of("1. math('x', (1, 2, 3))\n2. search(('a', 'b'),)\n", None)
     assert first.args[1] == [1, 2, 3] and second.args == (["a", "b"],)
@@ -115,8 +125,12 @@ def test_text_after_join_is_ignored_in_compat_mode(after: str) -> None:
     text = f"1. search('a')\n2. join() and then some words\n{after}"
     plan = parse_plan(text, TOOLS, compat=True)
     assert [t.id for t in plan.tasks] == [1] and plan.joined
-    with pytest.raises((TextAfterJoinError, PlanSyntaxError)):
-        parse_plan(text.replace("'", '"'), TOOLS)  # strict mode still says so
+    strict = f'1. search("a")\n2. join()\n{after}'  # the join line itself is clean
+    assert parse_plan('1. search("a")\n2. join()\n', TOOLS).joined, "without the text: a plan"
+    with pytest.raises(PlanError) as info:
+        parse_plan(strict, TOOLS)
+    # strict mode says so, at the first line that may not follow (<END_OF_PLAN> itself may)
+    assert info.value.line == (4 if after.startswith("<END_OF_PLAN>") else 3)
 
 
 QUOTED = Toolset(
@@ -207,13 +221,33 @@ def test_unquoted_text_is_chunking_proof(words: list[str], cuts: list[int]) -> N
         "Step 1: search('x')\nStep 2: join()\n",
         "Task 1 - search('x')\n",
         "1) search('x')\n",
-        "**1.** search('x')\n",
+        "**Step 1:** search('x')\n",
+        "- Step 1: search('x')\n",
     ],
 )
 def test_task_lines_in_a_form_compat_does_not_read_are_an_error_not_an_empty_plan(text: str) -> None:
     with pytest.raises(PlanSyntaxError) as info:
         parse_plan(text, TOOLS, compat=True)
     assert info.value.line == 1
+    with pytest.raises(PlanSyntaxError) as streamed:
+        chunked(text, list(range(len(text))))
+    assert streamed.value.line == 1, "streamed char by char: the same"
+
+
+def test_a_task_like_line_is_noticed_only_at_its_start() -> None:
+    # a prose line that merely contains `1a(` later on is prose, not an unread task line
+    assert tasks_of("We tried 3 things: see f(x) and more.\n", TOOLS) == []
+    assert tasks_of("It is a" + "1a" * 20000 + "(\n", TOOLS) == [], "long prose lines are cheap"
+
+
+@pytest.mark.parametrize("text", ["**1.** search('x')\n2. join()\n", "**1. search('x')**\n2. join()\n"])
+def test_a_bold_task_line_is_a_clear_error_whole_or_streamed(text: str) -> None:
+    with pytest.raises(PlanSyntaxError) as whole:
+        parse_plan(text, TOOLS, compat=True)
+    assert whole.value.line == 1
+    with pytest.raises(PlanSyntaxError) as streamed:
+        chunked(text, list(range(len(text))))
+    assert (streamed.value.line, streamed.value.column) == (whole.value.line, whole.value.column)
 
 
 def test_a_plan_of_only_prose_is_still_not_an_error_but_is_empty() -> None:

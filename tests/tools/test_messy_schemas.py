@@ -652,6 +652,27 @@ def test_normalize_schema_alone() -> None:
     assert isinstance(Tool(name="x").input_schema, dict)
 
 
+@pytest.mark.parametrize(
+    ("written", "schema"),
+    [
+        ("Tuple[int, ...]", {"type": "array", "items": {"type": "integer"}}),
+        ("Literal['a', 'b']", {"enum": ["a", "b"]}),
+        ('Literal["a,b", 1, None]', {"enum": ["a,b", 1, None]}),
+        ("int | None", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+        ("str|list[str]", {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+        ("List[int | str]", {"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}),
+    ],
+)
+def test_python_type_names_python_programmers_write(written: str, schema: dict[str, Any]) -> None:
+    [t] = tools_from_schemas([bare({"properties": {"v": {"type": written}}})])
+    assert t.input_schema["properties"]["v"] == schema
+
+
+def test_a_literal_type_without_literal_values_says_so() -> None:
+    with pytest.raises(SchemaError, match=r"must list literal values .* as in Literal\['a', 'b'\]"):
+        tools_from_schemas([bare({"properties": {"v": {"type": "Literal[x]"}}})])
+
+
 def test_generic_type_that_takes_no_parameters_says_so() -> None:
     with pytest.raises(SchemaError, match="the type 'Boolean<String>' takes no type parameters"):
         tools_from_schemas([bare({"properties": {"v": {"type": "Boolean<String>"}}})])
@@ -669,6 +690,11 @@ def test_tool_names_a_plan_cannot_write_are_mapped_and_their_functions_still_att
     )
     assert [t.name for t in tools] == ["get_weather", "_1tool", "files_read"]
     assert tools[0].call({}) == "sunny" and tools[1].call({}) == 1
+
+
+def test_two_tool_names_that_map_to_one_are_refused_naming_both() -> None:
+    with pytest.raises(SchemaError, match=r"schema #1 \('get_weather'\) and schema #0 \('get weather'\)"):
+        tools_from_schemas([{"name": "get weather"}, {"name": "get_weather"}])
 
 
 def test_parameter_names_a_plan_cannot_write_are_mapped_and_back() -> None:

@@ -10,7 +10,16 @@ import anyio
 import pytest
 
 from tomasulo.exceptions import ToolsetError
-from tomasulo.tools import StaticTools, Tool, ToolSource, collect, legal_name, prefixed, tool
+from tomasulo.tools import (
+    StaticTools,
+    Tool,
+    ToolSource,
+    collect,
+    legal_name,
+    prefixed,
+    tool,
+    tools_from_schemas,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -55,6 +64,32 @@ def test_legal_names() -> None:
     assert legal_name("join") == "join_"
     assert legal_name("math.factorial") == "math.factorial"
     assert legal_name("!!!") == "tool"
+    assert legal_name("get weather!") == "get_weather"
+    assert legal_name("café-au-lait") == "cafe-au-lait", "accents are dropped, not the letter"
+    assert legal_name("_x_") == "_x_", "a legal name stays as it is"
+
+
+def test_schemas_and_sources_map_names_the_same_way() -> None:
+    names = ["get weather!", "a  b", "über", "_x_", "ns/tool", "2fa"]
+    tools = tools_from_schemas([{"name": n} for n in names])
+    assert [t.name for t in tools] == [legal_name(n) for n in names]
+    assert [t.source_name for t in tools] == ["get weather!", "a  b", "über", None, "ns/tool", "2fa"]
+
+
+async def test_prefixed_rename_keys_are_the_tools_own_names() -> None:
+    [t] = tools_from_schemas([{"name": "get weather!"}], functions={"get weather!": lambda: "sunny"})
+    with anyio.fail_after(5):
+        async with prefixed(StaticTools([t]), "w_", rename={"get weather!": "weather"}) as source:
+            [renamed] = await source.list_tools()
+    assert (renamed.name, renamed.source_name) == ("w_weather", "get weather!")
+    assert renamed.call({}) == "sunny"
+
+
+async def test_prefixed_refuses_a_rename_key_that_names_no_tool() -> None:
+    with anyio.fail_after(5):
+        async with prefixed(StaticTools([search]), rename={"serach": "find"}) as source:
+            with pytest.raises(ToolsetError, match="'serach', which the source does not have"):
+                await source.list_tools()
 
 
 async def test_prefixed_renames_and_the_renamed_tool_still_calls() -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
 
-from tomasulo.exceptions import FieldError, ToolArgumentError
-from tomasulo.tools import tool, tools_from_schemas
+from tomasulo.exceptions import FieldError, ToolArgumentError, ToolDefinitionError
+from tomasulo.grammar import parse_plan
+from tomasulo.tools import Tool, Toolset, tool, tools_from_schemas
 
 
 class Item(BaseModel):
@@ -145,3 +147,72 @@ def test_null_for_a_decorated_tools_optional_parameter_gets_the_python_default()
     args = {"customer": "ann", "items": [], "mode": "sea", "note": None}
     assert order.validate(args) == {"customer": "ann", "items": [], "mode": "sea"}
     assert order.validate({**args, "priority": None})["priority"] is None, "int | None takes null"
+
+
+REF = Tool(
+    name="t",
+    description="d",
+    input_schema={
+        "type": "object",
+        "$defs": {"S": {"type": "string"}, "N": {"type": ["string", "null"]}},
+        "properties": {"a": {"$ref": "#/$defs/S"}, "b": {"$ref": "#/$defs/N"}},
+    },
+    fn=lambda a="dflt", b="x": (a, b),
+)
+
+
+def test_null_for_an_optional_ref_parameter_is_resolved_against_the_root_defs() -> None:
+    assert REF.validate({"a": None}) == {}, "a string: null means 'not given'"
+    assert REF.validate({"b": None}) == {"b": None}, "the referenced schema takes null"
+    plan = parse_plan("1. t(a=null, b=null)\n2. join()", Toolset([REF]))
+    assert plan.tasks[0].kwargs == {"a": None, "b": None}, "the plan parses; the tool gets its default"
+
+
+def test_a_reference_that_does_not_resolve_is_a_definition_error() -> None:
+    t = Tool(name="t", input_schema={"type": "object", "properties": {"a": {"$ref": "#/$defs/Gone"}}})
+    with pytest.raises(ToolDefinitionError, match="does not resolve"):
+        t.validate({"a": 1})
+    with pytest.raises(ToolDefinitionError, match="does not resolve"):
+        t.validate({"a": None})
+
+
+def _names(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+# Keywords beside `properties` and `required` that name parameters keep the schema's own names.
+PERSON = Tool(
+    name="person",
+    input_schema={
+        "type": "object",
+        "properties": {"first-name": {"type": "string"}, "last-name": {"type": "string"}},
+        "anyOf": [{"required": ["first-name"]}, {"required": ["last-name"]}],
+        "dependentRequired": {"first-name": ["last-name"]},
+        "additionalProperties": False,
+    },
+    fn=_names,
+)
+
+
+def test_renamed_parameters_still_satisfy_the_schemas_other_keywords() -> None:
+    assert PERSON.param_names == ("first_name", "last_name")
+    args = PERSON.validate({"first_name": "Ann", "last_name": "Lee"})
+    assert PERSON.call(args) == {"first-name": "Ann", "last-name": "Lee"}
+    assert PERSON.call(PERSON.validate({"last_name": "Lee"})) == {"last-name": "Lee"}
+    copy = dataclasses.replace(PERSON, name="person2")
+    assert copy.validate({"last_name": "Lee"}) == {"last_name": "Lee"}, "replace keeps the way back"
+    again = pickle.loads(pickle.dumps(PERSON))
+    assert again.validate({"last_name": "Lee"}) == {"last_name": "Lee"}
+
+
+def test_errors_about_renamed_parameters_use_the_plan_names() -> None:
+    assert [(e.path, e.expected) for e in PERSON.field_errors({})] == [
+        ("", "at least one of: first_name; last_name")
+    ]
+    assert [(e.path, e.expected) for e in PERSON.field_errors({"first_name": "Ann"})] == [
+        ("last_name", "a value")
+    ]
+    assert sorted((e.path, e.expected) for e in PERSON.field_errors({"last_name": 1, "zz": 2})) == [
+        ("last_name", "string"),
+        ("zz", "no such property"),
+    ]

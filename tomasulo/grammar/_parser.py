@@ -27,6 +27,7 @@ _TASK_HEAD = re.compile(r"\s*(\d+)\s*\.\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\(")
 _IDENT_EQ = re.compile(r"([^\W\d]\w*)\s*=(?!=)")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 # compat: Python-style numbers as well: `.5`, `5.`, `1_000`
+_LEADING_ZERO = re.compile(r"-?0\d")  # compat `02134`, `0_1`: refused, never read as 2134
 _COMPAT_NUMBER = re.compile(r"-?(?=\.?\d)(?:\d(?:_?\d)*)?(\.(?:\d(?:_?\d)*)?)?([eE][-+]?\d(?:_?\d)*)?")
 _WS = re.compile(r"[ \t\r]*")
 _DQ_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
@@ -165,8 +166,16 @@ class _LineReader:
         m = (_COMPAT_NUMBER if self.compat else _NUMBER).match(self.text, self.pos)
         if m is None or not m.group(0).strip("-"):
             raise self.error("malformed number")
-        self.pos = m.end()
         text = m.group(0).replace("_", "")
+        if _LEADING_ZERO.match(text):
+            # compat `02134`: not a number Python or JSON reads, and dropping the zero would pass
+            # a different value; at the top level the text is read as a string instead
+            self.bare = self.depth == 0
+            raise self.error(
+                f"the number {m.group(0)} has a leading zero",
+                hint=f'write it as a string ("{m.group(0)}") or without the zero',
+            )
+        self.pos = m.end()
         if m.group(1) is None and m.group(2) is None:
             try:
                 return int(text)

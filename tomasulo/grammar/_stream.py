@@ -31,7 +31,8 @@ _THOUGHT = "Thought:"
 _SPECIAL = re.compile(r"[\"'\\()\[\]{}]")  # what opens or closes a string or a bracket
 # compat: a task written as a list item, `- 1. search(...)` or `* 1. ...`
 # compat: text that looks like a task line in a form compat does not read (`1) f(x)`, `**1.** f(x)`)
-_TASK_LIKE = re.compile(r"\d+\W{0,3}[ \t]*[A-Za-z_][\w.\-]*\(")
+# (matched at the start of the stripped line, every repeat bounded: linear on long prose lines)
+_TASK_LIKE = re.compile(r"\W{0,4}(?:[A-Za-z]{1,12}\s{0,3})?\d{1,9}\W{0,6}[A-Za-z_][\w.\-]{0,64}\(")
 _BULLET = re.compile(r"[ \t]*(?:[-*•+][ \t]+|\*\*)(?=\d+[ \t]*\.)")
 
 
@@ -305,7 +306,7 @@ class PlanStream:
         if self.compat and not stripped[:1].isdigit():
             # LLMCompiler-style prose around the plan; a line that looks like a task in a form
             # not read here is kept, so a plan of only such lines is an error, not empty
-            if self._unread is None and _TASK_LIKE.search(line):
+            if self._unread is None and _TASK_LIKE.match(stripped):
                 self._unread = (self._lineno, line)
             return
         call = parse_call_line(line, self._lineno, compat=self.compat)

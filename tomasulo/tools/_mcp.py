@@ -492,6 +492,7 @@ class MCPTools:
             [t] = tools_from_schemas([entry], {plan_name: self._caller(spec.name, plan_name, unwrap)})
             if self.policy is not None:
                 t.policy = self.policy
+            t.source_name = spec.name if spec.name != plan_name else None
             out.append(t)
         return out
 

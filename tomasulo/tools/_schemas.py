@@ -8,7 +8,10 @@ JSON Schema (draft 2020-12) that the grammar compiler and :meth:`Tool.validate
 - ``type`` names are mapped case-insensitively: ``str`` -> ``string``, ``int`` -> ``integer``,
   ``float``/``double`` -> ``number``, ``bool`` -> ``boolean``, ``dict`` -> ``object``,
   ``list``/``tuple``/``set`` -> ``array``, ``none`` -> ``null``; ``any`` removes the constraint.
-  Lists of types are mapped item by item and deduplicated. Any other name is a :class:`SchemaError`.
+  Lists of types are mapped item by item and deduplicated. Generic names too: ``List<String>``,
+  ``Map<String, Integer>``, ``String[]``, ``Optional[int]``, ``Tuple[int, ...]`` (an array of
+  integers), ``Literal['a', 'b']`` (an ``enum``), unions ``int | None`` and ``Union[...]`` (an
+  ``anyOf``). Any other name is a :class:`SchemaError`.
 - A schema without ``type`` that has ``properties`` (or ``required``, ``additionalProperties``,
   ``patternProperties``) is an object; one with ``items`` or ``prefixItems`` is an array;
   anything else stays unconstrained.
@@ -33,9 +36,11 @@ The result is checked with ``jsonschema``'s ``check_schema``.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -50,6 +55,7 @@ from ._toolset import RESERVED_NAMES
 __all__ = [
     "TOOL_NAME_PATTERN",
     "check_tool_name",
+    "legal_name",
     "normalize_parameters",
     "normalize_schema",
     "tools_from_schemas",
@@ -98,15 +104,30 @@ _ARRAY_HINTS = ("items", "prefixItems")
 _ANNOTATIONS = ("title", "description", "default", "examples")
 
 
-def plan_tool_name(name: str) -> str:
-    """A tool name the plan language can write for ``name`` (see :data:`TOOL_NAME_PATTERN`):
-    other characters become ``_``, and a name that starts with a digit gets a leading ``_``.
+_ILLEGAL = re.compile(r"[^A-Za-z0-9_.-]+")
 
-    >>> plan_tool_name("get weather"), plan_tool_name("2fa"), plan_tool_name("files/read")
-    ('get_weather', '_2fa', 'files_read')
+
+def legal_name(name: str) -> str:
+    """``name`` as a tool name the plan language can write (see :data:`TOOL_NAME_PATTERN`).
+
+    The one mapping for every tool source (raw schemas, :func:`~tomasulo.tools.prefixed`, MCP
+    servers, OpenAPI operations). A name that is legal already stays as it is. Otherwise accents
+    are dropped (``über`` -> ``uber``), each run of other characters becomes one ``_`` (none at
+    either end), an empty result becomes ``tool``, a name that does not start with a letter or
+    ``_`` gets a ``_`` in front, and a reserved word (``join``) gets a ``_`` after.
+
+    >>> legal_name("get weather!"), legal_name("2fa/verify"), legal_name("join"), legal_name("_x_")
+    ('get_weather', '_2fa_verify', 'join_', '_x_')
     """
-    out = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return out if TOOL_NAME_PATTERN.fullmatch(out) else "_" + out
+    if TOOL_NAME_PATTERN.fullmatch(name) and name not in RESERVED_NAMES:
+        return name
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    out = "_".join(part for part in _ILLEGAL.split(plain) if part) or "tool"
+    if not TOOL_NAME_PATTERN.fullmatch(out):
+        out = "_" + out
+    if out in RESERVED_NAMES:
+        out += "_"
+    return out
 
 
 def check_tool_name(name: object) -> str | None:
@@ -123,8 +144,8 @@ def check_tool_name(name: object) -> str | None:
     return None
 
 
-def _split_type_params(text: str) -> list[str]:
-    """``String, List<Integer>`` as ``["String", "List<Integer>"]`` (commas at the top level)."""
+def _split_type_params(text: str, sep: str = ",") -> list[str]:
+    """``String, List<Integer>`` as ``["String", "List<Integer>"]`` (``sep`` at the top level)."""
     out: list[str] = []
     depth, start = 0, 0
     for i, c in enumerate(text):
@@ -132,7 +153,7 @@ def _split_type_params(text: str) -> list[str]:
             depth += 1
         elif c in ">]":
             depth -= 1
-        elif c == "," and depth == 0:
+        elif c == sep and depth == 0:
             out.append(text[start:i])
             start = i + 1
     out.append(text[start:])
@@ -215,7 +236,11 @@ class _Normalizer:
             if key == "title" and self.strip_titles:
                 continue
             sub = (*path, key)
-            if key == "type" and isinstance(value, str) and (_GENERIC.fullmatch(value) or "[]" in value):
+            if (
+                key == "type"
+                and isinstance(value, str)
+                and (_GENERIC.fullmatch(value) or "[]" in value or "|" in value)
+            ):
                 fragment = self.type_expr(value, sub)
                 out.update((k, v) for k, v in fragment.items() if k == "type" or k not in schema)
             elif key == "type":
@@ -278,6 +303,10 @@ class _Normalizer:
         ``Map<String, Integer>`` an object of integers, ``Optional[int]`` an integer or null,
         ``String[]`` an array of strings; a parameter the schema cannot name is any value."""
         text = text.strip()
+        alternatives = _split_type_params(text, "|")
+        if len(alternatives) > 1:  # `int | None`, `str|list[str]`
+            options = [self.type_expr(p, path) for p in alternatives]
+            return {} if any(not o for o in options) else {"anyOf": options}
         if text.endswith("[]"):
             return {"type": "array", "items": self.type_expr(text[:-2], path)}
         m = _GENERIC.fullmatch(text)
@@ -292,8 +321,13 @@ class _Normalizer:
         if base in ("union", "either") and params:
             options = [self.type_expr(p, path) for p in params]
             return {} if any(not o for o in options) else {"anyOf": options}
+        if base == "literal":  # `Literal['a', 'b']`
+            return {"enum": self.literal_values(m.group(2), text, path)}
         kind = self.type_(base, path)
         if kind == "array":
+            if base == "tuple" and len(params) == 2 and params[1] == "...":  # `Tuple[int, ...]`
+                items = self.type_expr(params[0], path)
+                return {"type": "array", "items": items} if items else {"type": "array"}
             if base == "tuple" and len(params) > 1:
                 return {"type": "array", "prefixItems": [self.type_expr(p, path) for p in params]}
             items = self.type_expr(params[0], path) if len(params) == 1 else {}
@@ -302,6 +336,21 @@ class _Normalizer:
             value = self.type_expr(params[-1], path) if len(params) == 2 else {}
             return {"type": "object", "additionalProperties": value} if value else {"type": "object"}
         raise self.error(f"the type {text!r} takes no type parameters; write {m.group(1)!r}", path)
+
+    def literal_values(self, inside: str, text: str, path: tuple[str | int, ...]) -> list[Any]:
+        """The values of ``Literal[...]``: Python literals (strings, numbers, booleans, ``None``)."""
+        try:
+            values = ast.literal_eval(f"[{inside}]")
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            values = None
+        plain = (str, int, float, bool, type(None))
+        if not isinstance(values, list) or not values or not all(isinstance(v, plain) for v in values):
+            raise self.error(
+                f"the type {text!r} must list literal values (strings, numbers, true/false, None), "
+                "as in Literal['a', 'b']",
+                path,
+            )
+        return values
 
     def many(self, value: Any, path: tuple[str | int, ...]) -> list[Any]:
         if not isinstance(value, list) or not value:
@@ -562,7 +611,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
 
     name = source_name = entry.get("name")
     if isinstance(name, str) and name and not TOOL_NAME_PATTERN.fullmatch(name):
-        name = plan_tool_name(name)  # `get weather`, `2fa`, `ns/tool`: a name a plan can write
+        name = legal_name(name)  # `get weather`, `2fa`, `ns/tool`: a name a plan can write
     why = check_tool_name(name) if name is not None else "it has no 'name'; add one"
     if why is not None:
         raise SchemaError(
@@ -614,6 +663,7 @@ def _tool_from_schema(entry: Any, index: int, functions: Mapping[str, Callable[.
         output_schema=output_schema,
         policy=policy,
         fn=fn,
+        source_name=source_name if source_name != name else None,
     )
 
 
@@ -644,17 +694,25 @@ def tools_from_schemas(
             f"expected a list of tool schemas, got {describe_value(schemas)}; wrap one in a list"
         )
     tools: list[Tool] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, str]] = {}  # plan name -> (schema index, the name it was given)
     sources: set[str] = set()
     for index, entry in enumerate(schemas):
         t = _tool_from_schema(entry, index, functions)
+        original = t.source_name or t.name
         if t.name in seen:
+            first, first_name = seen[t.name]
+            what = (
+                f"repeats the name {original!r} of schema #{first}"
+                if first_name == original
+                else f"({original!r}) and schema #{first} ({first_name!r}) would both be named "
+                f"{t.name!r} in plans"
+            )
             raise SchemaError(
-                f"schema #{index} repeats the name of an earlier tool; tool names must be unique",
+                f"schema #{index} {what}; tool names must be unique: rename one of them",
                 tool=t.name,
                 field="/function/name" if "function" in entry else "/name",
             )
-        seen.add(t.name)
+        seen[t.name] = (index, original)
         tools.append(t)
         raw = entry.get("function", entry) if isinstance(entry, Mapping) else {}
         if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):

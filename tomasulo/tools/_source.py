@@ -19,16 +19,15 @@ error that names both sources.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from ..exceptions import ToolsetError
-from ._schemas import TOOL_NAME_PATTERN
+from ._schemas import legal_name
 from ._tool import Tool
-from ._toolset import RESERVED_NAMES, Toolset
+from ._toolset import Toolset
 
 __all__ = ["StaticTools", "ToolSource", "collect", "legal_name", "prefixed"]
 
@@ -98,27 +97,14 @@ class StaticTools:
         return list(self._tools)
 
 
-_ILLEGAL = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def legal_name(name: str) -> str:
-    """``name`` made writable in a plan: runs of other characters become ``_``; a leading digit or
-    punctuation gets a ``_`` in front; a reserved word gets a ``_`` after.
-
-    >>> legal_name("get weather"), legal_name("2fa/verify"), legal_name("join")
-    ('get_weather', '_2fa_verify', 'join_')
-    """
-    out = _ILLEGAL.sub("_", name).strip("_") or "tool"
-    if not TOOL_NAME_PATTERN.fullmatch(out):
-        out = "_" + out
-    if out in RESERVED_NAMES:
-        out += "_"
-    return out
-
-
 class prefixed:  # lower case: it reads as a function, prefixed(source, "gh_")
     """A source whose tools are renamed: ``rename`` first (outside name -> plan name), then
     ``prefix`` in front, then :func:`legal_name`. Two outside names that end up equal are refused.
+
+    An outside name is the name the tool had where it came from (:attr:`Tool.source_name
+    <tomasulo.tools.Tool.source_name>`, ``get weather``; else its name). A ``rename`` key is
+    an outside name (the tool's current name works too); a key that names no tool of the source
+    is refused, so a typo does not pass unnoticed.
 
     >>> import anyio
     >>> from tomasulo.tools import tool
@@ -160,15 +146,25 @@ class prefixed:  # lower case: it reads as a function, prefixed(source, "gh_")
     async def list_tools(self) -> list[Tool]:
         out: dict[str, Tool] = {}
         origin: dict[str, str] = {}
-        for t in await self._source.list_tools():
-            name = self.plan_name(t.name)
+        listed = await self._source.list_tools()
+        outside_names = [t.source_name or t.name for t in listed]
+        known = {*outside_names, *(t.name for t in listed)}
+        unknown = [k for k in self._rename if k not in known]
+        if unknown:
+            raise ToolsetError(
+                f"{self.label}: rename={{...}} names {', '.join(map(repr, unknown))}, which the "
+                f"source does not have (its tools: {', '.join(map(repr, outside_names)) or 'none'}); "
+                "use the tools' own names as keys"
+            )
+        for t, outside in zip(listed, outside_names, strict=True):
+            name = self.plan_name(outside if outside in self._rename else t.name)
             if name in out:
                 raise ToolsetError(
-                    f"{self.label}: the tools {origin[name]!r} and {t.name!r} would both be named "
+                    f"{self.label}: the tools {origin[name]!r} and {outside!r} would both be named "
                     f"{name!r} in plans; rename one of them (rename={{...}})"
                 )
-            origin[name] = t.name
-            out[name] = t if name == t.name else dataclasses.replace(t, name=name)
+            origin[name] = outside
+            out[name] = t if name == t.name else dataclasses.replace(t, name=name, source_name=outside)
         return list(out.values())
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
+from referencing.exceptions import Unresolvable
 
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
 
@@ -268,6 +269,9 @@ class Tool:
     #: parser, the prompt and validation all see those), and :attr:`convert` maps them back
     #: before ``fn`` is called.
     source_names: Mapping[str, str] = field(default_factory=dict)
+    #: The tool's name where it came from (a raw schema, an MCP server, a renamed source) when
+    #: that differs from :attr:`name` (``get weather`` for ``get_weather``); ``None`` otherwise.
+    source_name: str | None = None
 
     def __post_init__(self) -> None:
         self._validator: Any = None
@@ -315,10 +319,29 @@ class Tool:
             getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )
 
+    def _source_schema(self) -> dict[str, Any]:
+        """The input schema with the parameters' own names (the schema the tool came with).
+
+        Renaming touches only ``properties`` and the top-level ``required``; every other keyword
+        (``anyOf``/``oneOf``/``allOf`` with ``required``, ``dependentRequired``,
+        ``dependencies``, ``if``/``then``) still speaks of the original names, so arguments are
+        validated against this schema once their names are mapped back.
+        """
+        back = self.source_names
+        props = self.input_schema.get("properties")
+        if not back or not isinstance(props, Mapping):
+            return self.input_schema
+        schema = dict(self.input_schema)
+        schema["properties"] = {back.get(n, n): sub for n, sub in props.items()}
+        if isinstance(schema.get("required"), list):
+            schema["required"] = [back.get(n, n) for n in schema["required"]]
+        return schema
+
     def _get_validator(self) -> Any:
         if self._validator is None:
-            cls = jsonschema.validators.validator_for(self.input_schema, jsonschema.Draft202012Validator)
-            self._validator = cls(self.input_schema)
+            schema = self._source_schema()
+            cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+            self._validator = cls(schema)
         return self._validator
 
     def is_unset(self, name: str, value: Any) -> bool:
@@ -335,8 +358,13 @@ class Tool:
             sub = self.input_schema.get("properties", {}).get(name)
             if sub is None:
                 return False  # not a parameter: validation reports it
-            cls = jsonschema.validators.validator_for(sub, jsonschema.Draft202012Validator)
-            hit = self._null_ok[name] = bool(cls(sub).is_valid(None))
+            # The root's validator, narrowed to the parameter: a `$ref` in it (`#/$defs/...`)
+            # still resolves against the whole schema.
+            try:
+                hit = bool(self._get_validator().evolve(schema=sub).is_valid(None))
+            except Unresolvable:
+                hit = True  # keep the null: validation reports the broken reference
+            self._null_ok[name] = hit
         return not hit
 
     def drop_unset(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,10 +379,32 @@ class Tool:
         validator = self._get_validator()
         errors: list[FieldError] = []
         args = self.drop_unset(args)
-        for err in sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path))):
-            path = json_path(err.absolute_path)
-            if err.validator == "required":
-                missing = err.message.split(" is a required")[0].strip("'\"")
+        back = self.source_names
+        to_plan = {source: plan for plan, source in back.items()}
+        if back:
+            props = self.input_schema.get("properties", {})
+            args = {back.get(k, k) if k in props else k: v for k, v in args.items()}
+
+        def plan_path(err: ValidationError) -> str:
+            # Errors speak of the source names; report the names the plan wrote.
+            items = list(err.absolute_path)
+            if items and isinstance(items[0], str):
+                items[0] = to_plan.get(items[0], items[0])
+            return json_path(items)
+
+        try:
+            found = sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path)))
+        except Unresolvable as exc:
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: its input schema has a reference that does not resolve "
+                f"({safe_str(exc, 200)}); put the referenced schema under the root's '$defs'"
+            ) from None
+        for err in found:
+            path = plan_path(err)
+            if err.validator in ("required", "dependentRequired", "dependencies"):
+                missing = err.message.split(" is a")[0].strip("'\"")
+                if not path:
+                    missing = to_plan.get(missing, missing)
                 errors.append(
                     FieldError(
                         path=f"{path}.{missing}" if path else missing,
@@ -368,13 +418,24 @@ class Tool:
                 for key in extra:
                     errors.append(
                         FieldError(
-                            path=f"{path}.{key}" if path else key,
+                            path=f"{path}.{key}" if path else to_plan.get(key, key),
                             expected="no such property",
                             got=describe_value(err.instance[key]),
                         )
                     )
                 continue
-            errors.append(FieldError(path=path, expected=_expected(err), got=describe_value(err.instance)))
+            expected = _expected(err)
+            alts: Any = err.validator_value
+            if (
+                err.validator in ("anyOf", "oneOf")
+                and isinstance(alts, list)
+                and all(isinstance(a, Mapping) and isinstance(a.get("required"), list) for a in alts)
+            ):  # `anyOf: [{"required": ["a"]}, {"required": ["b"]}]`: which parameters to give
+                names = [
+                    " and ".join(to_plan.get(n, n) if not path else n for n in a["required"]) for a in alts
+                ]
+                expected = f"{'one' if err.validator == 'oneOf' else 'at least one'} of: " + "; ".join(names)
+            errors.append(FieldError(path=path, expected=expected, got=describe_value(err.instance)))
         return errors
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
