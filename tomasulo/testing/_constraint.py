@@ -126,14 +126,15 @@ class GrammarConstraint:
             self._proto = llguidance.LLMatcher(_tokenizer(), self._grammar, log_level=0)
         return self._proto.deep_copy()
 
-    def check(self, text: str) -> GrammarMismatch | None:
-        """Return None when ``text`` is a complete match, else where it goes wrong."""
+    def check(self, text: str, *, prefix: bool = False) -> GrammarMismatch | None:
+        """Return None when ``text`` is a complete match (with ``prefix``: the start of one,
+        as an answer cut off at ``max_tokens`` is), else where it goes wrong."""
         matcher = self._matcher()
         data = text.encode("utf-8")
         for index, byte in enumerate(data):
             if not matcher.consume_token(byte):
                 return self._mismatch(data, index, incomplete=False)
-        if not matcher.is_accepting():
+        if not prefix and not matcher.is_accepting():
             return self._mismatch(data, len(data), incomplete=True)
         return None
 

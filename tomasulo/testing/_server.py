@@ -273,12 +273,13 @@ class SimulatedLLM:
         if text is None:
             text = _sample(constraint, rng, reply.max_sample_bytes)
         elif constraint is not None and self.enforce_grammar and reply.check_grammar:
-            mismatch = constraint.check(text)
+            mismatch = constraint.check(text, prefix=reply.finish == "length")
             if mismatch is not None:
                 return _error(400, str(mismatch), param=constraint.field, code="grammar_mismatch")
         record.extra["text"] = text
         encoder = encoder_for(record.path, record.body, self.model)
         tokens, finish = _limit(split_tokens(text), encoder)
+        finish = reply.finish or finish
         latency = reply.latency or self.latency
         usage = self._prompt_usage(record, latency, len(tokens))
         schedule = self._schedule(record, latency, len(tokens), usage, rng)
