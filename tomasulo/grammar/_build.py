@@ -44,6 +44,7 @@ from ._ast import JOIN
 from ._ir import (
     CTX,
     EMPTY,
+    SCALARS,
     And,
     CharClass,
     Expr,
@@ -623,7 +624,7 @@ class _Builder:
 
 #: The llguidance form's context whose references may name any id.
 _ANY_CTX = "any"
-_ANY_CHAR = CharClass(((0, 0x10FFFF),))
+_ANY_CHAR = CharClass(SCALARS)
 # one character inside a JSON string: not a quote, or an escape; outside strings, strings whole
 _IN_STR = alt(CharClass.of('"\\', negated=True), seq(Lit("\\"), _ANY_CHAR))
 _OUT_STR = alt(CharClass.of('"', negated=True), seq(Lit('"'), Repeat(_IN_STR, 0), Lit('"')))

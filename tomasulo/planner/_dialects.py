@@ -4,7 +4,7 @@
 dialect    grammar field (text plans)                              JSON schema field (joiner)
 =========  =====================================================  ==============================
 vllm       ``structured_outputs.grammar`` (GBNF, else Lark)        ``structured_outputs.json``
-llamacpp   ``grammar`` (GBNF)                                      ``response_format`` json_schema
+llamacpp   ``grammar`` (GBNF)                                      ``response_format`` json_object
 sglang     ``ebnf`` (GBNF)                                         ``response_format`` json_schema
 openai     Responses custom tool, ``format: grammar/lark``         ``response_format`` strict
 ollama     (none: JSON schemas only)                               ``response_format`` json_schema
@@ -12,10 +12,11 @@ plain      (none: compat parsing and a repair round)               (none)
 =========  =====================================================  ==============================
 
 The JSON schema goes in chat ``response_format`` (``{"type": "json_schema", "json_schema":
-{"name", "schema", "strict"}}``) wherever the server's OpenAI-compatible endpoint reads it:
-llama.cpp's ``llama-server`` and llama-cpp-python both do, while llama-cpp-python ignores the
-top-level ``json_schema`` field ``llama-server`` also takes, and Ollama's ``/v1`` endpoint
-ignores its native ``format`` field. docs/servers.md lists what each server was tested with.
+{"name", "schema", "strict"}}``) wherever the server's OpenAI-compatible endpoint reads it; Ollama's
+``/v1`` endpoint ignores its native ``format`` field. The ``llamacpp`` dialect sends
+``{"type": "json_object", "schema": ...}``, the one form both llama.cpp's ``llama-server`` and
+llama-cpp-python read: llama-cpp-python refuses ``"type": "json_schema"`` (422) and ignores the
+top-level ``json_schema`` field. docs/servers.md lists what each server was tested with.
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def shape_request(
         if grammar.gbnf is not None:
             return _extra("grammar", {"grammar": grammar.gbnf})
         if schema is not None:
-            return _response_format(grammar.name, schema)
+            return RequestShape(
+                output="json",
+                field="response_format",
+                response_format={"type": "json_object", "schema": schema},
+            )
     if dialect == "sglang":
         if grammar.gbnf is not None:
             return _extra("ebnf", {"ebnf": grammar.gbnf})

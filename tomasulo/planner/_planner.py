@@ -273,7 +273,9 @@ def parse_decision(text: str) -> JoinDecision:
     m = _JSON_OBJECT.search(text)
     if m is not None:
         try:
-            obj = json.loads(m.group(0))
+            # strict=False: raw control characters in strings, which llama-cpp-python's JSON
+            # schema grammar lets a model write (JSON proper wants them escaped)
+            obj = json.loads(m.group(0), strict=False)
         except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict) and obj.get("action") in ("finish", "replan"):

@@ -237,8 +237,8 @@ def _completion_fields(body: Mapping[str, Any]) -> _Found:
         if fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema", {})
             found.append(("response_format", "json_schema", schema))
-        elif fmt.get("type") == "json_object":
-            found.append(("response_format", "json_schema", {"type": "object"}))
+        elif fmt.get("type") == "json_object":  # with "schema": llama.cpp's form of json_schema
+            found.append(("response_format", "json_schema", fmt.get("schema") or {"type": "object"}))
     ollama = body.get("format")
     if isinstance(ollama, Mapping):
         found.append(("format", "json_schema", ollama))
