@@ -193,3 +193,42 @@ async def test_the_server_refuses_the_json_schema_form_it_does_not_read(
     assert honoured.status_code == 200
     text = honoured.json()["choices"][0]["message"]["content"]
     assert text.startswith('{"a"') or text.startswith("{ ") or text.startswith("{\n"), text
+
+
+#: a grammar the model can never finish ("\x01" is not in the vocabulary): it writes until
+#: max_tokens, as a plan nobody reads any more would
+ENDLESS = GrammarSpec(gbnf='root ::= [a-z ]+ "\\x01"')
+
+
+async def first_piece_after(llm: LLM, t0: float) -> float:
+    async with aclosing(llm.stream("again", grammar=ENDLESS, max_tokens=4)) as chunks:
+        async for _ in chunks:
+            return time.monotonic() - t0
+    raise AssertionError("no text")
+
+
+async def test_a_closed_stream_stops_the_server_so_the_next_request_does_not_queue(
+    llama_cpp_python: LlamaServer,
+) -> None:
+    """Preemption closes the stream; llama-cpp-python notices within a chunk and frees the model
+    (its one lock), so the replan's first token comes about as fast as on an idle server
+    instead of after the abandoned generation's remaining thousands of tokens."""
+    async with llm_for(llama_cpp_python, seed=5) as llm:
+        with anyio.fail_after(120):
+            idle = min([await first_piece_after(llm, time.monotonic()) for _ in range(3)])
+            t0 = time.monotonic()
+            pieces = 0
+            async with aclosing(llm.stream("write", grammar=ENDLESS, max_tokens=3000)) as chunks:
+                async for _ in chunks:
+                    pieces += 1
+                    if pieces == 20:
+                        break  # what a preempted plan does: close it
+            rate = pieces / (time.monotonic() - t0)
+            after = await first_piece_after(llm, time.monotonic())
+    left = (3000 - pieces) / rate  # what the abandoned generation would still have taken
+    print(
+        f"\nfirst token: idle {idle * 1000:.0f} ms, after a preemption {after * 1000:.0f} ms "
+        f"(the abandoned stream had about {left:.1f} s to go at {rate:.0f} tokens/s)"
+    )
+    assert after < max(10 * idle, 1.0)
+    assert after < left / 5
