@@ -257,3 +257,42 @@ async def test_a_user_message_during_the_last_allowed_joiner_call_is_answered_an
     assert result.answer == "8849 / 5895 = 1.5011"
     assert result.interrupts == ["the user said: answer in feet too"]
     assert len(sim.requests) == 2
+
+
+# -- SimulatedLLM as a given server: only the fields that server reads count -----------------------
+
+SERVERS = [
+    ("vllm", "vllm"),
+    ("llamacpp", "llama-server"),
+    ("llamacpp", "llama-cpp-python"),
+    ("sglang", "sglang"),
+    ("openai", "openai"),
+    ("ollama", "ollama"),
+]
+
+
+@pytest.mark.parametrize(("dialect", "server"), SERVERS)
+async def test_every_request_of_a_dialect_is_constrained_by_its_server(dialect: str, server: str) -> None:
+    plan = JSON_PLAN if dialect == "ollama" else PLAN
+    sim = SimulatedLLM([plan, finish("1.5")], latency=FAST, server=server)
+    result = await run(sim, dialect)
+    assert result.status == "finished", result.reason
+    assert [r.grammar_field is not None for r in sim.requests] == [True, True], [
+        r.grammar_field for r in sim.requests
+    ]
+
+
+def test_a_server_profile_ignores_fields_its_server_does_not_read() -> None:
+    from tomasulo.testing import InvalidGrammar, find_constraint
+
+    schema = {"type": "object"}
+    path = "/v1/chat/completions"
+    # the joiner's old llamacpp request: llama-server reads it, llama-cpp-python does not
+    assert find_constraint(path, {"json_schema": schema}, server="llama-server") is not None
+    assert find_constraint(path, {"json_schema": schema}, server="llama-cpp-python") is None
+    assert find_constraint(path, {"format": schema}, server="ollama") is None
+    openai_form = {"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}
+    with pytest.raises(InvalidGrammar, match="refuses"):
+        find_constraint(path, openai_form, server="llama-cpp-python")
+    with pytest.raises(ValueError, match="unknown server"):
+        SimulatedLLM(server="tgi")

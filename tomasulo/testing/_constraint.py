@@ -195,13 +195,52 @@ def _allowed(mask: bytes) -> list[int]:
 # -- finding the grammar in a request ------------------------------------------------------------
 
 
-def find_constraint(path: str, body: Mapping[str, Any]) -> GrammarConstraint | None:
+#: Which constraint fields each real server reads; the rest it ignores (see SimulatedLLM's
+#: ``server=``). ``response_format:json_schema`` / ``:json_object`` name the two forms.
+SERVER_FIELDS: Mapping[str, frozenset[str]] = {
+    "vllm": frozenset(
+        {
+            "structured_outputs.grammar",
+            "structured_outputs.json",
+            "structured_outputs.regex",
+            "structured_outputs.choice",
+            "response_format:json_schema",
+            "response_format:json_object",
+        }
+    ),
+    "llama-server": frozenset(
+        {"grammar", "json_schema", "response_format:json_schema", "response_format:json_object"}
+    ),
+    "llama-cpp-python": frozenset({"grammar", "response_format:json_object"}),
+    "sglang": frozenset({"ebnf", "regex", "json_schema", "response_format:json_schema"}),
+    "ollama": frozenset({"response_format:json_schema", "response_format:json_object"}),
+    "openai": frozenset(
+        {"response_format:json_schema", "response_format:json_object", "tools", "text.format"}
+    ),
+}
+#: Forms a server refuses outright, with its complaint.
+SERVER_REFUSES: Mapping[str, Mapping[str, str]] = {
+    "llama-cpp-python": {
+        "response_format:json_schema": "response_format.type must be 'text' or 'json_object'",
+    },
+}
+
+
+def find_constraint(
+    path: str, body: Mapping[str, Any], *, server: str | None = None
+) -> GrammarConstraint | None:
     """The grammar a request carries, in any dialect's field, or None.
 
+    With ``server`` (a key of :data:`SERVER_FIELDS`), only the fields that server reads count:
+    a constraint anywhere else is ignored, as that server ignores it.
+
     Raises:
-        InvalidGrammar: the grammar cannot be compiled, or two fields carry grammars.
+        InvalidGrammar: the grammar cannot be compiled, two fields carry grammars, or
+            ``server`` refuses the form used.
     """
     found = _responses_fields(body) if path.endswith("/responses") else _completion_fields(body)
+    if server is not None:
+        found = _read_by(server, body, found)
     if not found:
         return None
     if len(found) > 1:
@@ -263,6 +302,25 @@ _FLAT_KEYS: Sequence[tuple[str, ConstraintKind]] = (
     ("ebnf", "gbnf"),  # SGLang
     ("regex", "regex"),  # SGLang
 )
+
+
+def _read_by(server: str, body: Mapping[str, Any], found: _Found) -> _Found:
+    if server not in SERVER_FIELDS:
+        raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVER_FIELDS)}")
+    reads, refuses = SERVER_FIELDS[server], SERVER_REFUSES.get(server, {})
+    kept: _Found = []
+    for item in found:
+        name = item[0]
+        if name == "response_format":
+            fmt = body.get("response_format") or {}
+            name = f"response_format:{fmt.get('type')}"
+        elif name.startswith("tools["):
+            name = "tools"
+        if name in refuses:
+            raise InvalidGrammar(item[0], f"{server} refuses this form: {refuses[name]}")
+        if name in reads:
+            kept.append(item)
+    return kept
 
 
 def _normalize(kind: ConstraintKind, value: Any) -> Any:
