@@ -63,7 +63,8 @@ async def run(sim: SimulatedLLM, dialect: str = "vllm", *, llm_kw: Any = None, *
 
 
 def last_user(request: RecordedRequest) -> str:
-    return str(request.body["messages"][-1]["content"])
+    messages = request.body.get("messages") or request.body["input"]  # chat, or Responses
+    return str(messages[-1]["content"])
 
 
 # -- the joiner's schema goes where each server reads it -----------------------------------------
@@ -136,12 +137,14 @@ async def test_joiner_replies_unreadable_twice_stop_with_the_best_answer_and_kee
 # -- plans cut off at the token limit ------------------------------------------------------------
 
 
-async def test_a_plan_cut_off_by_length_is_continued_by_a_replan_never_taken_as_complete() -> None:
+@pytest.mark.parametrize("dialect", ["vllm", "openai"])  # chat "length"; Responses "incomplete"
+async def test_a_plan_cut_off_by_length_is_continued_by_a_replan_never_taken_as_complete(
+    dialect: str,
+) -> None:
     cut = Reply.truncated('1. search(query="everest")\n2. search(query="kilim')
     rest = '2. search(query="kilimanjaro")\n3. math(expression="${1} / ${2}")\n4. join()\n'
-    sim = SimulatedLLM([Reply(cut.text, finish="length", check_grammar=False), rest, finish("1.5")])
-    sim.latency = FAST
-    result = await run(sim)
+    sim = SimulatedLLM([cut, rest, finish("1.5")], latency=FAST)
+    result = await run(sim, dialect)
     assert result.status == "finished", result.reason
     assert result.replans == 1
     assert any("cut off" in i and "token limit" in i for i in result.interrupts), result.interrupts
@@ -219,11 +222,11 @@ async def test_a_plain_plan_that_stops_before_join_is_detected_and_continued() -
 def joiner_interrupted(holder: dict[str, Any], message: str) -> Any:
     """Replies in order; the first joiner request delivers a user message to the run first."""
 
-    def source(record: RecordedRequest) -> Reply | str:
+    async def source(record: RecordedRequest) -> Reply | str:
         if record.index == 0:
             return PLAN
         if record.index == 1:
-            holder["handle"]._run.user_message(message)
+            await holder["handle"].interrupt(message)
             return finish("8849 / 5895 = 1.5011")
         if record.index == 2:
             return "5. join()\n"
