@@ -349,7 +349,11 @@ class Run:
                 problem = f"the plan was invalid at line {e.line}, column {e.column}: {e.message}"
                 self.log.warning("plan error", error=str(e))
             except LLMTruncated as e:  # cut off at max_tokens: incomplete, continued by a replan
-                problem = f"plan {plan_no} was cut off: {e}"
+                n = len(rnd.plan.tasks)
+                problem = (
+                    f"plan {plan_no} was cut off at the token limit (max_tokens={e.max_tokens}) "
+                    f"after {n} task{'s' * (n != 1)}, before its join()"
+                )
                 self.log.warning("plan truncated", error=str(e), partial_chars=len(e.partial))
             except LLMError as e:
                 if not e.partial:
