@@ -43,6 +43,7 @@
     │   ├── LLMRateLimitError          429 after every retry
     │   ├── LLMStatusError             another HTTP error status
     │   └── LLMResponseError           the answer could not be used (no plan after repair)
+    │       └── LLMTruncated           the server stopped at max_tokens (finish_reason "length")
     └── BudgetExceeded                 a run hit its bound on replans, tokens, cost or wall time
 
 Control-flow signals are not errors and do not derive from ``TomasuloError``:
@@ -76,6 +77,7 @@ __all__ = [
     "LLMResponseError",
     "LLMStatusError",
     "LLMTimeout",
+    "LLMTruncated",
     "MissingArgumentError",
     "OpenAPIError",
     "PlanArgumentError",
@@ -585,6 +587,18 @@ class LLMStatusError(LLMError):
 
 class LLMResponseError(LLMError):
     """The LLM's answer could not be used, even after a repair round."""
+
+
+class LLMTruncated(LLMResponseError):
+    """The server stopped because the answer reached ``max_tokens`` (``finish_reason: "length"``).
+
+    ``partial`` holds the whole text it sent: a plan cut off here is incomplete, never a plan
+    that ended. ``max_tokens`` is the limit the request carried (None: the server's own).
+    """
+
+    def __init__(self, message: str, *, partial: str = "", max_tokens: int | None = None) -> None:
+        self.max_tokens = max_tokens
+        super().__init__(message, partial=partial)
 
 
 class BudgetExceeded(TomasuloError):

@@ -46,7 +46,7 @@ EXPECTED: dict[str, tuple[str | None, str, str]] = {
     "llamacpp": ("grammar", "/v1/chat/completions", "text"),
     "sglang": ("ebnf", "/v1/chat/completions", "text"),
     "openai": ("tools[plan].format", "/v1/responses", "text"),
-    "ollama": ("format", "/v1/chat/completions", "json"),
+    "ollama": ("response_format", "/v1/chat/completions", "json"),
     "plain": (None, "/v1/chat/completions", "text"),
 }
 

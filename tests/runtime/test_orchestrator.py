@@ -86,7 +86,7 @@ async def test_every_dialect_end_to_end(dialect: str) -> None:
         "llamacpp": "grammar",
         "sglang": "ebnf",
         "openai": "tools[plan].format",
-        "ollama": "format",
+        "ollama": "response_format",
         "plain": None,
     }[dialect]
     assert fields[0] == expected

@@ -116,14 +116,17 @@ async def test_an_html_page_instead_of_a_stream_fails_the_run_with_a_reason() ->
         ("[" * 100_000, "application/json", "JSON"),
     ],
 )
-async def test_a_joiner_answer_that_is_not_json_fails_the_run(
+async def test_a_joiner_answer_that_is_not_json_twice_stops_with_the_best_answer(
     body: str, content_type: str, expected: str
 ) -> None:
-    sim = SimulatedLLM([PLAN, Reply.raw(body, content_type=content_type)], latency=FAST)
+    bad = Reply.raw(body, content_type=content_type)
+    sim = SimulatedLLM([PLAN, bad, bad], latency=FAST)
     result = await run(sim)
-    assert result.status == "failed"
-    assert expected in (result.reason or ""), result.reason
+    assert result.status == "stopped"
+    assert expected in (result.reason or "") and "repair round" in (result.reason or ""), result.reason
     assert result.results[3] == 1.5011, "the tasks' outcomes are kept"
+    assert result.answer == "1.5011", "the run answers with the last result"
+    assert len(sim.requests) == 3, "one repair round, no more"
 
 
 async def test_a_malformed_event_mid_plan_replans_without_rerunning_tasks() -> None:

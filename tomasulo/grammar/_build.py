@@ -44,6 +44,7 @@ from ._ast import JOIN
 from ._ir import (
     CTX,
     EMPTY,
+    SCALARS,
     And,
     CharClass,
     Expr,
@@ -395,8 +396,10 @@ class _Builder:
 
     def literal(self, node: Node, ctx: str | None) -> Expr:
         kind = node[0]
-        if kind == "string":
+        if node == STRING:
             return Ref("str_plain") if ctx is None else Ref(f"tstr_{ctx}")
+        if kind == "string":
+            return self.bounded_string(node, ctx)
         if kind == "integer":
             lo, hi = node[1], node[2]
             if lo is None and hi is None:
@@ -429,6 +432,39 @@ class _Builder:
                 body = self.members(node[1], ctx, sep, open_="{", close="}", keyword=False)
             self.rules[name] = Rule(name, body, token)
         return Ref(name)
+
+    def bounded_string(self, node: Node, ctx: str | None) -> Expr:
+        """A string of ``node[1]`` to ``node[2]`` characters (``minLength`` / ``maxLength``).
+
+        A string without ``$`` is held to its bounds exactly (one character or escape per
+        item). One with a ``$`` may not be followed by ``{``, which a count cannot follow, so
+        such strings only have the upper bound (roughly: runs of dollars count once) and the
+        check after parsing has the last word; so do strings with ``${k}`` interpolations,
+        whose length is known only once the results exist.
+        """
+        lo, hi = node[1], node[2]
+        exact = seq(Lit('"'), Repeat(_STR_ITEM, lo, hi), Lit('"'))
+        options: list[Expr] = [exact]
+        if hi is None or hi > 0:
+            rest = Repeat(alt(_STR_ITEM, seq(_DOLLARS, _STR_NB)), 0, hi)
+            options.append(
+                seq(
+                    Lit('"'),
+                    Repeat(_STR_ITEM, 0, None if hi is None else hi - 1),
+                    _DOLLARS,
+                    opt(seq(_STR_NB, rest)),
+                    Repeat(Lit("$"), 0),
+                    Lit('"'),
+                )
+            )
+        plain = self.rule(f"str{self.node_id(node)}", alt(*options), token=True)
+        if ctx is None:
+            return plain
+        # with earlier results to interpolate: a template (at least one `${k}`) of any length
+        interp = seq(Lit("${"), Ref(f"ids_{ctx}"), Repeat(Ref("path_item"), 0), Lit("}"))
+        chars = Ref("str_char")
+        body = seq(Lit('"'), Repeat(chars, 0), interp, Repeat(alt(chars, interp), 0), _TAIL)
+        return alt(plain, self.rule(f"tstr1_{ctx}", body, token=True))
 
     def any_value(self, ctx: str | None) -> Expr:
         name = f"any{self.sfx(ctx)}"
@@ -623,7 +659,7 @@ class _Builder:
 
 #: The llguidance form's context whose references may name any id.
 _ANY_CTX = "any"
-_ANY_CHAR = CharClass(((0, 0x10FFFF),))
+_ANY_CHAR = CharClass(SCALARS)
 # one character inside a JSON string: not a quote, or an escape; outside strings, strings whole
 _IN_STR = alt(CharClass.of('"\\', negated=True), seq(Lit("\\"), _ANY_CHAR))
 _OUT_STR = alt(CharClass.of('"', negated=True), seq(Lit('"'), Repeat(_IN_STR, 0), Lit('"')))

@@ -1,7 +1,9 @@
 """Emit the grammar IR as GBNF: llama.cpp's ``grammar``, SGLang's ``ebnf``, vLLM with xgrammar.
 
 Rule names become ``[a-z0-9-]`` words (``_`` turns into ``-``) and the start rule is ``root``.
-Characters outside printable ASCII are written ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``.
+Characters outside printable ASCII are written ``\\xNN`` or ``\\uNNNN``; those above U+FFFF are
+written as themselves (UTF-8), since llguidance's GBNF reader (vLLM's guidance backend) misreads
+``\\UNNNNNNNN``.
 Token rules are ordinary rules here: GBNF engines match characters, not lexemes.
 """
 
@@ -27,7 +29,7 @@ def _esc(cp: int, *, in_class: bool) -> str:
         return f"\\x{cp:02X}"
     if cp < 0x10000:
         return f"\\u{cp:04X}"
-    return f"\\U{cp:08X}"
+    return c
 
 
 def _name(rule: str) -> str:

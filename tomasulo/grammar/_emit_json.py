@@ -64,9 +64,17 @@ def plan_json_schema(
     def build(node: Node) -> dict[str, Any]:
         kind = node[0]
         if kind == "string":
-            return {"type": "string"}
+            bounds = {"minLength": node[1]} if len(node) > 1 and node[1] else {}
+            if len(node) > 2 and node[2] is not None:
+                bounds["maxLength"] = node[2]
+            return {"type": "string", **bounds}
         if kind == "integer":
-            return {"type": "integer", "minimum": 0} if node[1] else {"type": "integer"}
+            ints: dict[str, Any] = {"type": "integer"}
+            if node[1] is not None:
+                ints["minimum"] = node[1]
+            if node[2] is not None:
+                ints["maximum"] = node[2]
+            return ints
         if kind in ("number", "boolean", "null"):
             return {"type": kind}
         if kind == "enum":

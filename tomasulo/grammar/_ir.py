@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CTX",
+    "SCALARS",
     "Alt",
     "And",
     "CharClass",
@@ -38,6 +39,7 @@ __all__ = [
     "Rule",
     "Seq",
     "alt",
+    "complement",
     "opt",
     "seq",
 ]
@@ -52,15 +54,45 @@ class Lit:
 
 @dataclass(frozen=True, slots=True)
 class CharClass:
-    """One character within ``ranges`` (inclusive code point pairs), or outside them if ``negated``."""
+    """One character within ``ranges`` (inclusive code point pairs), or outside them if ``negated``.
+
+    Build negated classes with :meth:`of`, which writes them as the complement within
+    :data:`SCALARS` (every Unicode scalar value: no surrogate, nothing above U+10FFFF): an engine
+    that decodes UTF-8 byte by byte (llama.cpp) then cannot let an invalid sequence through a
+    ``[^...]`` class, since every range an emitter writes is made of whole valid characters.
+    """
 
     ranges: tuple[tuple[int, int], ...]
     negated: bool = False
 
     @classmethod
     def of(cls, chars: str, *, negated: bool = False, ranges: tuple[tuple[int, int], ...] = ()) -> CharClass:
-        """A class from single characters plus explicit ranges: ``CharClass.of("_", ranges=((97, 122),))``."""
-        return cls(tuple((ord(c), ord(c)) for c in chars) + ranges, negated)
+        """A class from single characters plus explicit ranges: ``CharClass.of("_", ranges=((97, 122),))``.
+
+        ``negated=True`` gives the positive class of every scalar value not listed.
+        """
+        listed = tuple((ord(c), ord(c)) for c in chars) + ranges
+        return cls(complement(listed)) if negated else cls(listed)
+
+
+#: Every Unicode scalar value (what UTF-8 can encode): code points less the surrogates.
+SCALARS: tuple[tuple[int, int], ...] = ((0x0, 0xD7FF), (0xE000, 0x10FFFF))
+
+
+def complement(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """The scalar values (:data:`SCALARS`) outside ``ranges``, as sorted disjoint ranges."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in SCALARS:
+        start = lo
+        for a, b in sorted(ranges):
+            if b < start or a > hi:
+                continue
+            if a > start:
+                out.append((start, a - 1))
+            start = max(start, b + 1)
+        if start <= hi:
+            out.append((start, hi))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ __all__ = ["ANY", "STRING", "Node", "literal_text", "normalize", "tool_params"]
 # the parser's validation has the last word; the features kept are exactly the ones the plan
 # grammar enforces:
 #
-# - ``{"type": "string"}`` (any string; ``pattern``, ``format`` and length bounds are widened),
+# - ``{"type": "string"}``, with ``minLength`` / ``maxLength`` kept up to 256 characters (a
+#   string holding ``$`` or a ``${k}`` interpolation only has its lengths checked after parsing;
+#   ``pattern`` and ``format`` are widened),
 # - ``integer`` with its bounds (``minimum``, ``maximum``, exclusive ones), ``number`` (bounds
 #   widened),
 #   ``boolean``, ``null``, type lists,
@@ -30,14 +32,16 @@ __all__ = ["ANY", "STRING", "Node", "literal_text", "normalize", "tool_params"]
 # - anything else: any JSON value.
 
 
-#: ``("any",)``, ``("string",)``, ``("integer", lo, hi)``, ``("number",)``, ``("boolean",)``,
-#: ``("null",)``, ``("enum", texts)``, ``("array", item, min, max)``,
+#: ``("any",)``, ``("string",)`` or ``("string", min, max)``, ``("integer", lo, hi)``,
+#: ``("number",)``, ``("boolean",)``, ``("null",)``, ``("enum", texts)``, ``("array", item, min, max)``,
 #: ``("object", ((name, node, required), ...))``, ``("union", (node, ...))``.
 Node: TypeAlias = tuple[Any, ...]
 
 ANY: Node = ("any",)
 STRING: Node = ("string",)
 _MAX_DEPTH = 24
+#: String length bounds up to this are kept exactly; larger ones are widened.
+MAX_STRING_BOUND = 256
 
 
 def literal_text(value: Any) -> str:
@@ -92,7 +96,7 @@ def _norm(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...], depth: in
     if isinstance(t, list):
         return _union([_norm({**schema, "type": x}, root, seen, depth + 1) for x in t])
     if t == "string":
-        return STRING
+        return _string(schema)
     if t == "integer":
         return ("integer", *_int_bounds(schema))
     if t == "number":
@@ -121,6 +125,18 @@ def _norm(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...], depth: in
             tuple((name, _norm(sub, root, seen, depth + 1), name in required) for name, sub in props.items()),
         )
     return ANY
+
+
+def _string(schema: Mapping[str, Any]) -> Node:
+    def bound(key: str) -> int | None:
+        v = schema.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+    lo, hi = bound("minLength") or 0, bound("maxLength")
+    if hi is not None and (hi < lo or hi > MAX_STRING_BOUND):
+        hi = None
+    lo = min(lo, MAX_STRING_BOUND)
+    return STRING if lo == 0 and hi is None else ("string", lo, hi)
 
 
 def _int_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -155,7 +171,14 @@ def _union(nodes: list[Node]) -> Node:
             lo = None if any(n[1] is None for n in ints) else min(n[1] for n in ints)
             hi = None if any(n[2] is None for n in ints) else max(n[2] for n in ints)
             flat = [n for n in flat if n[0] != "integer"] + [("integer", lo, hi)]
-    if "string" in kinds:
+    strings = [n for n in flat if n[0] == "string"]
+    if len(strings) > 1:  # one string rule: the widest bounds
+        lo = min(n[1] if len(n) > 1 else 0 for n in strings)
+        his = [n[2] if len(n) > 1 else None for n in strings]
+        hi = None if any(h is None for h in his) else max(h for h in his if h is not None)
+        merged = STRING if lo == 0 and hi is None else ("string", lo, hi)
+        flat = [n for n in flat if n[0] != "string"] + [merged]
+    if STRING in flat:
         # a free string already admits every string enum value
         flat = [
             ("enum", tuple(t for t in n[1] if not t.startswith('"'))) if n[0] == "enum" else n for n in flat

@@ -7,7 +7,15 @@ replan; ``Usage`` and ``Prices`` meter tokens and cost.
 
 from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
-from ._planner import JoinDecision, Joiner, Planner, PlanRound, parse_decision
+from ._planner import (
+    JOINER_MAX_TOKENS,
+    PLAN_TOKENS_PER_TASK,
+    JoinDecision,
+    Joiner,
+    Planner,
+    PlanRound,
+    parse_decision,
+)
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
 from ._usage import Prices, Usage, estimate_tokens
 
@@ -15,7 +23,9 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DIALECTS",
+    "JOINER_MAX_TOKENS",
     "LLM",
+    "PLAN_TOKENS_PER_TASK",
     "Dialect",
     "GrammarSpec",
     "JoinDecision",

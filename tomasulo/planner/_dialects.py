@@ -1,21 +1,27 @@
 """Where each kind of server wants the grammar: one request shape per dialect.
 
 =========  =====================================================  ==============================
-dialect    grammar field (text plans)                              JSON schema field
+dialect    grammar field (text plans)                              JSON schema field (joiner)
 =========  =====================================================  ==============================
 vllm       ``structured_outputs.grammar`` (GBNF, else Lark)        ``structured_outputs.json``
-llamacpp   ``grammar`` (GBNF)                                      ``json_schema``
-sglang     ``ebnf`` (GBNF)                                         ``json_schema`` (a string)
+llamacpp   ``grammar`` (GBNF)                                      ``response_format`` json_object
+sglang     ``ebnf`` (GBNF)                                         ``response_format`` json_schema
 openai     Responses custom tool, ``format: grammar/lark``         ``response_format`` strict
-ollama     (none: JSON schemas only)                               ``format``
+ollama     (none: JSON schemas only)                               ``response_format`` json_schema
 plain      (none: compat parsing and a repair round)               (none)
 =========  =====================================================  ==============================
+
+The JSON schema goes in chat ``response_format`` (``{"type": "json_schema", "json_schema":
+{"name", "schema", "strict"}}``) wherever the server's OpenAI-compatible endpoint reads it; Ollama's
+``/v1`` endpoint ignores its native ``format`` field. The ``llamacpp`` dialect sends
+``{"type": "json_object", "schema": ...}``, the one form both llama.cpp's ``llama-server`` and
+llama-cpp-python read: llama-cpp-python refuses ``"type": "json_schema"`` (422) and ignores the
+top-level ``json_schema`` field. docs/servers.md lists what each server was tested with.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -107,12 +113,16 @@ def shape_request(
         if grammar.gbnf is not None:
             return _extra("grammar", {"grammar": grammar.gbnf})
         if schema is not None:
-            return _extra("json_schema", {"json_schema": schema}, "json")
+            return RequestShape(
+                output="json",
+                field="response_format",
+                response_format={"type": "json_object", "schema": schema},
+            )
     if dialect == "sglang":
         if grammar.gbnf is not None:
             return _extra("ebnf", {"ebnf": grammar.gbnf})
         if schema is not None:
-            return _extra("json_schema", {"json_schema": json.dumps(schema)}, "json")
+            return _response_format(grammar.name, schema)
     if dialect == "openai":
         if grammar.lark is not None and custom_tools:
             tool = {
@@ -123,18 +133,22 @@ def shape_request(
             }
             return RequestShape(api="responses", field=f"tools[{grammar.name}].format", tool=tool)
         if schema is not None:
-            strict = {"name": grammar.name, "schema": schema, "strict": True}
-            return RequestShape(
-                output="json",
-                field="response_format",
-                response_format={"type": "json_schema", "json_schema": strict},
-            )
+            return _response_format(grammar.name, schema)
     if dialect == "ollama" and schema is not None:
-        return _extra("format", {"format": schema}, "json")
+        return _response_format(grammar.name, schema)
     have = [n for n in ("gbnf", "lark", "json_schema") if getattr(grammar, n) is not None]
     raise ConfigError(
         f"the {dialect!r} dialect cannot take a grammar given only as {' and '.join(have)}; "
         f"add the form it needs to the GrammarSpec (see tomasulo.planner dialect table)"
+    )
+
+
+def _response_format(name: str, schema: dict[str, Any]) -> RequestShape:
+    strict = {"name": name, "schema": schema, "strict": True}
+    return RequestShape(
+        output="json",
+        field="response_format",
+        response_format={"type": "json_schema", "json_schema": strict},
     )
 
 

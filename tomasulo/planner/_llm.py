@@ -37,6 +37,7 @@ from ..exceptions import (
     LLMResponseError,
     LLMStatusError,
     LLMTimeout,
+    LLMTruncated,
 )
 from ._dialects import Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._usage import Prices, Usage, estimate_tokens
@@ -147,7 +148,11 @@ class LLM:
         retry, timeouts: see :class:`RetryPolicy` and :class:`Timeouts`.
         custom_tools: whether an ``openai`` model takes Responses custom tools with Lark
             grammars; when False the JSON plan dialect is used.
-        temperature: sent when not None.
+        temperature, top_p, seed: sampling settings, sent when not None (``seed`` is not
+            sent to the Responses API, which has none).
+        max_tokens: a cap on every answer's length (None: only the caller's); a request
+            asks for the smaller of this and the caller's ``max_tokens``. Set it below the
+            server's context length on servers that refuse longer requests (vLLM).
     """
 
     def __init__(
@@ -163,6 +168,9 @@ class LLM:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         custom_tools: bool = True,
         temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         import openai  # imported on first use: it is slow to import
 
@@ -175,7 +183,12 @@ class LLM:
         self.retry = retry
         self.timeouts = timeouts
         self.custom_tools = custom_tools
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"LLM max_tokens must be at least 1, got {max_tokens}")
         self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self.max_tokens = max_tokens
         self.usage = Usage()
         backstop = timeouts.read + timeouts.connect
         self._client = openai.AsyncOpenAI(
@@ -235,9 +248,14 @@ class LLM:
         is read, and the error reaches the consumer.
 
         The work per chunk is constant: the text received is joined only once, at the end.
+
+        Raises:
+            LLMTruncated: after the last piece, when the server says it stopped at
+                ``max_tokens`` (``finish_reason: "length"``): the text is cut off, not
+                finished. ``partial`` holds all of it.
         """
         shape = self.request_shape(grammar)
-        call = _Call(self, _as_messages(messages), shape, max_tokens, stop, stream=True)
+        call = _Call(self, _as_messages(messages), shape, self._cap(max_tokens), stop, stream=True)
         try:
             first = await call.open()
             if first:
@@ -249,6 +267,7 @@ class LLM:
                     yield text
                     if watch is not None:
                         watch(self._live(call, usage))
+            call.check_finish()
         finally:
             with anyio.CancelScope(shield=True):
                 await call.close()
@@ -268,19 +287,29 @@ class LLM:
 
         ``json_schema`` is a shorthand for ``grammar=GrammarSpec(json_schema=...)``: each dialect
         sends it in its JSON-schema field (``plain`` sends nothing; parse leniently).
+
+        Raises:
+            LLMTruncated: the server stopped at ``max_tokens`` (``finish_reason: "length"``);
+                ``partial`` holds the cut-off text.
         """
         if json_schema is not None:
             if grammar is not None:
                 raise ConfigError("give complete() a grammar or a json_schema, not both")
             grammar = GrammarSpec(json_schema=json_schema, name="answer")
         shape = self.request_shape(grammar)
-        call = _Call(self, _as_messages(messages), shape, max_tokens, stop, stream=False)
+        call = _Call(self, _as_messages(messages), shape, self._cap(max_tokens), stop, stream=False)
         text = ""
         try:
             text = await call.open()
+            call.check_finish(text)
         finally:
             self._account(call, text, usage)
         return text
+
+    def _cap(self, max_tokens: int | None) -> int | None:
+        """The request's ``max_tokens``: the smaller of the caller's and the LLM's cap."""
+        caps = [n for n in (max_tokens, self.max_tokens) if n is not None]
+        return min(caps) if caps else None
 
     def _account(self, call: _Call, completion: str, usage: Usage | None) -> None:
         delta = call.usage(completion)
@@ -329,6 +358,7 @@ class _Call:
         self._chars = 0
         self._prompt_tokens: int | None = None
         self._stream: Any = None
+        self.finish_reason: str | None = None  # as the server said; "length" means cut off
 
     def text(self) -> str:
         """The text the stream has produced so far (joined here, not once per chunk)."""
@@ -381,6 +411,7 @@ class _Call:
 
         self.requests += 1
         self.chunks, self._pieces, self._chars = 0, [], 0
+        self.finish_reason = None
         budget, by_total = self._budget()
         try:
             with anyio.fail_after(budget):
@@ -441,6 +472,8 @@ class _Call:
         common: dict[str, Any] = {"model": self.llm.model, "stream": self.streaming}
         if self.llm.temperature is not None:
             common["temperature"] = self.llm.temperature
+        if self.llm.top_p is not None:
+            common["top_p"] = self.llm.top_p
         if shape.api == "responses":
             if self.max_tokens is not None:
                 common["max_output_tokens"] = self.max_tokens
@@ -453,6 +486,8 @@ class _Call:
             )
         if self.max_tokens is not None:
             common["max_tokens"] = self.max_tokens
+        if self.llm.seed is not None:
+            common["seed"] = self.llm.seed
         if self.stop:
             common["stop"] = self.stop
         if self.streaming:
@@ -534,12 +569,15 @@ class _Call:
             if not event.choices:
                 return ""
             choice = event.choices[0]
+            if getattr(choice, "finish_reason", None):
+                self.finish_reason = str(choice.finish_reason)
             delta = getattr(choice, "delta", None)
             text = getattr(delta, "content", None) if delta is not None else choice.text
             return text or ""
         if kind in ("response.custom_tool_call_input.delta", "response.output_text.delta"):
             return str(event.delta)
         if kind in ("response.completed", "response.incomplete"):
+            self.finish_reason = _responses_finish(event.response)
             usage = getattr(event.response, "usage", None)
             if usage is not None:
                 self.reported = (usage.input_tokens, usage.output_tokens)
@@ -558,6 +596,7 @@ class _Call:
             )
         usage = getattr(response, "usage", None)
         if self.shape.api == "responses":
+            self.finish_reason = _responses_finish(response)
             if usage is not None:
                 self.reported = (usage.input_tokens, usage.output_tokens)
             for item in response.output or ():
@@ -568,7 +607,24 @@ class _Call:
             self.reported = (usage.prompt_tokens, usage.completion_tokens)
         if not response.choices:
             raise LLMResponseError(self._where("answered with no choices"))
+        finish = getattr(response.choices[0], "finish_reason", None)
+        self.finish_reason = str(finish) if finish else None
         return str(response.choices[0].message.content or "")
+
+    def check_finish(self, text: str | None = None) -> None:
+        """Raise :class:`LLMTruncated` when the server stopped at the token limit."""
+        if self.finish_reason != "length":
+            return
+        text = self.text() if text is None else text
+        limit = f"max_tokens={self.max_tokens}" if self.max_tokens is not None else "its token limit"
+        raise LLMTruncated(
+            self._where(
+                f"stopped at {limit} (finish_reason 'length') after {len(text)} characters: "
+                "the answer is cut off"
+            ),
+            partial=text,
+            max_tokens=self.max_tokens,
+        )
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -611,6 +667,16 @@ class _Call:
 
     def _where(self, what: str) -> str:
         return f"LLM server {_shown_url(self.llm.base_url)} (model {self.llm.model!r}) {what}"
+
+
+def _responses_finish(response: Any) -> str | None:
+    """A Responses API answer's end as a chat ``finish_reason`` ("length" when cut off)."""
+    status = getattr(response, "status", None)
+    if status == "incomplete":
+        details = getattr(response, "incomplete_details", None)
+        reason = getattr(details, "reason", None)
+        return "length" if reason in (None, "max_output_tokens") else str(reason)
+    return "stop" if status == "completed" else None
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -12,17 +12,41 @@ from typing import Literal
 import anyio
 
 from .._logging import get_logger
-from ..exceptions import LLMResponseError, PlanError
-from ..grammar import JsonPlanStream, Plan, PlanStream, Task, build_grammar
+from ..exceptions import ConfigError, LLMResponseError, LLMTruncated, PlanError
+from ..grammar import END_OF_PLAN, JsonPlanStream, Plan, PlanStream, Task, build_grammar
 from ..tools import Toolset
 from ._dialects import GrammarSpec
 from ._llm import LLM
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages
 from ._usage import Usage
 
-__all__ = ["JoinDecision", "Joiner", "PlanRound", "Planner", "parse_decision"]
+__all__ = [
+    "JOINER_MAX_TOKENS",
+    "PLAN_TOKENS_PER_TASK",
+    "JoinDecision",
+    "Joiner",
+    "PlanRound",
+    "Planner",
+    "parse_decision",
+]
 
 log = get_logger("tomasulo.planner")
+
+#: Tokens a plan may spend per task it may hold (the request's ``max_tokens`` is this times the
+#: task cap, plus one task's worth for the join and thoughts): a plan is bounded by its cap.
+PLAN_TOKENS_PER_TASK = 256
+#: ``max_tokens`` of a joiner call: a thought and an answer, not an essay.
+JOINER_MAX_TOKENS = 1024
+
+PLAN_REPAIR = (
+    "That answer holds no plan. Write the plan itself now, one task per line as "
+    "`N. tool(arguments)`, starting at task {start_id}, and end it with `N. join()`; write "
+    "nothing else."
+)
+JOINER_REPAIR = (
+    "That answer could not be read ({error}). Answer again with only the JSON object the "
+    "instructions describe, and keep the thought short."
+)
 
 
 class PlanRound:
@@ -48,6 +72,8 @@ class PlanRound:
         self.output: Literal["text", "json"] = "text"
         self._parser: PlanStream | JsonPlanStream = self._make_parser()
         self._chunks: list[str] = []
+        #: whether the model's first answer held no plan and was asked again (``plain`` only)
+        self.repaired = False
 
     def _make_parser(self) -> PlanStream | JsonPlanStream:
         ctx, tools = self.ctx, self.planner.tools
@@ -109,17 +135,53 @@ class PlanRound:
         """
         await self._prepare()
         messages = planner_messages(self.planner.tools, self.ctx, output=self.output)
+        async for task in self._stream(messages):
+            yield task
+        if self.compat and not self.plan.tasks and not self.joined:
+            # prose with no task in it (a server without grammars lets a model chat): ask once
+            # more, saying what was wanted, before the run hears of an empty plan
+            self.repaired = True
+            log.info("plan repair", chars=len(self.text), start_id=self.ctx.start_id)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": self.text[:2000]},
+                {"role": "user", "content": PLAN_REPAIR.format(start_id=self.ctx.start_id)},
+            ]
+            self._chunks = []
+            self._parser = self._make_parser()
+            async for task in self._stream(messages):
+                yield task
+
+    async def _stream(self, messages: list[dict[str, str]]) -> AsyncIterator[Task]:
         llm = self.planner.llm
-        stream = llm.stream(messages, grammar=self.grammar, usage=self.usage, watch=self.watch)
-        async with aclosing(stream) as chunks:
-            async for chunk in chunks:
-                self._chunks.append(chunk)
-                for task in self._read(self._parser.feed, chunk):
-                    yield task
-                if self._parser.joined and self.compat:
-                    # without a grammar the model may ramble on: stop paying for tokens. With one,
-                    # the server stops right after join() and sends its usage report, so read on.
-                    break
+        stream = llm.stream(
+            messages,
+            grammar=self.grammar,
+            max_tokens=self.planner.max_tokens(self.ctx.max_tasks),
+            # LLMCompiler-style models end plans with this marker; without a grammar, stop there
+            stop=[END_OF_PLAN] if self.compat and self.output == "text" else None,
+            usage=self.usage,
+            watch=self.watch,
+        )
+        try:
+            async with aclosing(stream) as chunks:
+                async for chunk in chunks:
+                    self._chunks.append(chunk)
+                    for task in self._read(self._parser.feed, chunk):
+                        yield task
+                    if self._parser.joined and self.compat:
+                        # without a grammar the model may ramble on: stop paying for tokens. With
+                        # one, the server stops right after join() and sends its usage report.
+                        break
+        except LLMTruncated as e:
+            if not self._parser.joined:  # cut off mid-plan: incomplete, never a finished plan
+                n = len(self.plan.tasks)
+                raise LLMTruncated(
+                    f"the plan was cut off at the token limit (max_tokens={e.max_tokens}) after "
+                    f"{n} complete task{'s' * (n != 1)} and before its join(); {e}",
+                    partial=e.partial,
+                    max_tokens=e.max_tokens,
+                ) from e
         for task in self._read(lambda _: self._parser.close(), ""):
             yield task
 
@@ -148,12 +210,28 @@ class Planner:
         llm: the model.
         tools: what plans may call.
         use_grammar: send the plan grammar to servers that take one (``plain`` never does).
+        tokens_per_task: the plan's ``max_tokens`` is this times (task cap + 1); a plan cut
+            off there is incomplete (:class:`~tomasulo.exceptions.LLMTruncated`) and replanned.
     """
 
-    def __init__(self, llm: LLM, tools: Toolset, *, use_grammar: bool = True) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        tools: Toolset,
+        *,
+        use_grammar: bool = True,
+        tokens_per_task: int = PLAN_TOKENS_PER_TASK,
+    ) -> None:
+        if tokens_per_task < 1:
+            raise ConfigError(f"tokens_per_task must be at least 1, got {tokens_per_task}")
         self.llm = llm
         self.tools = tools
         self.use_grammar = use_grammar
+        self.tokens_per_task = tokens_per_task
+
+    def max_tokens(self, max_tasks: int) -> int:
+        """The ``max_tokens`` of a plan of at most ``max_tasks`` tasks (and its join)."""
+        return self.tokens_per_task * (max_tasks + 1)
 
     def start(
         self, ctx: PlanContext, usage: Usage, *, watch: Callable[[Usage], None] | None = None
@@ -168,12 +246,18 @@ class Planner:
 
 @dataclass(frozen=True, slots=True)
 class JoinDecision:
-    """The joiner's verdict: ``finish`` with ``answer``, or ``replan`` with ``feedback``."""
+    """The joiner's verdict: ``finish`` with ``answer``, or ``replan`` with ``feedback``.
+
+    ``forced`` is set when no reply of the joiner could be read, even after a repair round:
+    the decision is then ``finish`` with no ``answer``, and ``thought`` says why; the run
+    answers with the best result it has instead of failing.
+    """
 
     action: Literal["finish", "replan"]
     thought: str = ""
     answer: str | None = None
     feedback: str | None = None
+    forced: bool = False
 
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -189,7 +273,9 @@ def parse_decision(text: str) -> JoinDecision:
     m = _JSON_OBJECT.search(text)
     if m is not None:
         try:
-            obj = json.loads(m.group(0))
+            # strict=False: raw control characters in strings, which llama-cpp-python's JSON
+            # schema grammar lets a model write (JSON proper wants them escaped)
+            obj = json.loads(m.group(0), strict=False)
         except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict) and obj.get("action") in ("finish", "replan"):
@@ -206,10 +292,16 @@ def parse_decision(text: str) -> JoinDecision:
 
 
 class Joiner:
-    """Decides, from the results, whether to answer or to plan again."""
+    """Decides, from the results, whether to answer or to plan again.
 
-    def __init__(self, llm: LLM) -> None:
+    The decision is asked for under the joiner's JSON schema, in the field the server's
+    dialect honours. A reply that does not parse (or was cut off at ``max_tokens``) gets one
+    repair round; when that fails too the decision is a forced finish (``forced=True``).
+    """
+
+    def __init__(self, llm: LLM, *, max_tokens: int = JOINER_MAX_TOKENS) -> None:
         self.llm = llm
+        self.max_tokens = max_tokens
 
     async def decide(
         self,
@@ -227,8 +319,30 @@ class Joiner:
         if force_finish:
             schema = schema["oneOf"][0]
         messages = joiner_messages(question, plan, reports, force_finish=force_finish)
-        text = await self.llm.complete(messages, json_schema=schema, usage=usage)
-        decision = parse_decision(text)
-        if force_finish and decision.action != "finish":
-            return JoinDecision("finish", decision.thought, answer=decision.feedback or "")
-        return decision
+        error: LLMResponseError | None = None
+        for attempt in (1, 2):
+            text = ""
+            try:
+                text = await self.llm.complete(
+                    messages, json_schema=schema, max_tokens=self.max_tokens, usage=usage
+                )
+                decision = parse_decision(text)
+            except LLMResponseError as e:  # unreadable, or cut off (LLMTruncated)
+                error, text = e, e.partial or text
+                log.warning("joiner reply unreadable", attempt=attempt, error=str(e)[:300])
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": text[:2000]},
+                    {"role": "user", "content": JOINER_REPAIR.format(error=_brief(e))},
+                ]
+                continue
+            if force_finish and decision.action != "finish":
+                return JoinDecision("finish", decision.thought, answer=decision.feedback or "")
+            return decision
+        why = f"the joiner's replies could not be read, even after a repair round: {_brief(error)}"
+        return JoinDecision("finish", why, forced=True)
+
+
+def _brief(error: BaseException | None) -> str:
+    text = str(error) if error is not None else "no reply"
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -15,7 +15,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised
-from ..exceptions import BudgetExceeded, DispatchError, LLMError, PlanError, TomasuloError, UserError
+from ..exceptions import (
+    BudgetExceeded,
+    DispatchError,
+    LLMError,
+    LLMTruncated,
+    PlanError,
+    TomasuloError,
+    UserError,
+)
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, TaskReport, Usage
 from ._events import JoinerDecided, PlanFinished, PlanStarted, RunFinished, UserMessage
@@ -229,6 +237,8 @@ class Run:
             status, reason = "failed", f"interrupted by {type(e).__name__}"
             raise
         finally:
+            # an interrupt that came after the last decision is still the run's: never dropped
+            self._interrupts.extend(self._drain_signals())
             if self._answer is None and status != "finished":
                 self._answer = self._best_answer()
             self.emit(RunFinished, status=status, reason=reason)
@@ -296,6 +306,15 @@ class Run:
                 self._replan_allowed(reason)
                 continue
             decision = await self._join(d)
+            late = self._drain_signals()  # interrupts that arrived while the joiner decided
+            if late:
+                self._interrupts.extend(late)
+                if not self._deadline_hit and self._replans < self.orch.budget.max_replans:
+                    # the answer may not hold any more: plan again with what was said
+                    reason = "; ".join(late)
+                    feedback = decision.feedback if decision.action == "replan" else None
+                    self._replan_allowed(reason)
+                    continue
             if decision.action == "finish":
                 self._answer = decision.answer
                 return
@@ -329,6 +348,13 @@ class Run:
             except PlanError as e:
                 problem = f"the plan was invalid at line {e.line}, column {e.column}: {e.message}"
                 self.log.warning("plan error", error=str(e))
+            except LLMTruncated as e:  # cut off at max_tokens: incomplete, continued by a replan
+                n = len(rnd.plan.tasks)
+                problem = (
+                    f"plan {plan_no} was cut off at the token limit (max_tokens={e.max_tokens}) "
+                    f"after {n} task{'s' * (n != 1)}, before its join()"
+                )
+                self.log.warning("plan truncated", error=str(e), partial_chars=len(e.partial))
             except LLMError as e:
                 if not e.partial:
                     raise
@@ -409,6 +435,9 @@ class Run:
             self.query, "".join(self._plans), self._reports(d), self.usage
         )
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
+        if decision.forced:  # no reply could be read: answer with what the tasks found
+            self._answer = self._best_answer()
+            raise _Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
         return decision
 
     async def _final_answer(self, d: Dispatcher, why: str) -> None:

@@ -126,14 +126,15 @@ class GrammarConstraint:
             self._proto = llguidance.LLMatcher(_tokenizer(), self._grammar, log_level=0)
         return self._proto.deep_copy()
 
-    def check(self, text: str) -> GrammarMismatch | None:
-        """Return None when ``text`` is a complete match, else where it goes wrong."""
+    def check(self, text: str, *, prefix: bool = False) -> GrammarMismatch | None:
+        """Return None when ``text`` is a complete match (with ``prefix``: the start of one,
+        as an answer cut off at ``max_tokens`` is), else where it goes wrong."""
         matcher = self._matcher()
         data = text.encode("utf-8")
         for index, byte in enumerate(data):
             if not matcher.consume_token(byte):
                 return self._mismatch(data, index, incomplete=False)
-        if not matcher.is_accepting():
+        if not prefix and not matcher.is_accepting():
             return self._mismatch(data, len(data), incomplete=True)
         return None
 
@@ -194,13 +195,52 @@ def _allowed(mask: bytes) -> list[int]:
 # -- finding the grammar in a request ------------------------------------------------------------
 
 
-def find_constraint(path: str, body: Mapping[str, Any]) -> GrammarConstraint | None:
+#: Which constraint fields each real server reads; the rest it ignores (see SimulatedLLM's
+#: ``server=``). ``response_format:json_schema`` / ``:json_object`` name the two forms.
+SERVER_FIELDS: Mapping[str, frozenset[str]] = {
+    "vllm": frozenset(
+        {
+            "structured_outputs.grammar",
+            "structured_outputs.json",
+            "structured_outputs.regex",
+            "structured_outputs.choice",
+            "response_format:json_schema",
+            "response_format:json_object",
+        }
+    ),
+    "llama-server": frozenset(
+        {"grammar", "json_schema", "response_format:json_schema", "response_format:json_object"}
+    ),
+    "llama-cpp-python": frozenset({"grammar", "response_format:json_object"}),
+    "sglang": frozenset({"ebnf", "regex", "json_schema", "response_format:json_schema"}),
+    "ollama": frozenset({"response_format:json_schema", "response_format:json_object"}),
+    "openai": frozenset(
+        {"response_format:json_schema", "response_format:json_object", "tools", "text.format"}
+    ),
+}
+#: Forms a server refuses outright, with its complaint.
+SERVER_REFUSES: Mapping[str, Mapping[str, str]] = {
+    "llama-cpp-python": {
+        "response_format:json_schema": "response_format.type must be 'text' or 'json_object'",
+    },
+}
+
+
+def find_constraint(
+    path: str, body: Mapping[str, Any], *, server: str | None = None
+) -> GrammarConstraint | None:
     """The grammar a request carries, in any dialect's field, or None.
 
+    With ``server`` (a key of :data:`SERVER_FIELDS`), only the fields that server reads count:
+    a constraint anywhere else is ignored, as that server ignores it.
+
     Raises:
-        InvalidGrammar: the grammar cannot be compiled, or two fields carry grammars.
+        InvalidGrammar: the grammar cannot be compiled, two fields carry grammars, or
+            ``server`` refuses the form used.
     """
     found = _responses_fields(body) if path.endswith("/responses") else _completion_fields(body)
+    if server is not None:
+        found = _read_by(server, body, found)
     if not found:
         return None
     if len(found) > 1:
@@ -236,8 +276,8 @@ def _completion_fields(body: Mapping[str, Any]) -> _Found:
         if fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema", {})
             found.append(("response_format", "json_schema", schema))
-        elif fmt.get("type") == "json_object":
-            found.append(("response_format", "json_schema", {"type": "object"}))
+        elif fmt.get("type") == "json_object":  # with "schema": llama.cpp's form of json_schema
+            found.append(("response_format", "json_schema", fmt.get("schema") or {"type": "object"}))
     ollama = body.get("format")
     if isinstance(ollama, Mapping):
         found.append(("format", "json_schema", ollama))
@@ -262,6 +302,25 @@ _FLAT_KEYS: Sequence[tuple[str, ConstraintKind]] = (
     ("ebnf", "gbnf"),  # SGLang
     ("regex", "regex"),  # SGLang
 )
+
+
+def _read_by(server: str, body: Mapping[str, Any], found: _Found) -> _Found:
+    if server not in SERVER_FIELDS:
+        raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVER_FIELDS)}")
+    reads, refuses = SERVER_FIELDS[server], SERVER_REFUSES.get(server, {})
+    kept: _Found = []
+    for item in found:
+        name = item[0]
+        if name == "response_format":
+            fmt = body.get("response_format") or {}
+            name = f"response_format:{fmt.get('type')}"
+        elif name.startswith("tools["):
+            name = "tools"
+        if name in refuses:
+            raise InvalidGrammar(item[0], f"{server} refuses this form: {refuses[name]}")
+        if name in reads:
+            kept.append(item)
+    return kept
 
 
 def _normalize(kind: ConstraintKind, value: Any) -> Any:

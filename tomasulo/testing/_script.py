@@ -173,6 +173,8 @@ class Reply:
             It also lets tool calls through that break their tool's schema or ``tool_choice``.
         tool_calls: native tool calls that follow ``text`` (see :meth:`calls` and
             :class:`ToolCall`); their arguments are checked against the declared tool's schema.
+        finish: the ``finish_reason`` to report (None: ``"stop"``, or ``"length"`` where the
+            request's ``max_tokens`` cut the text); see :meth:`truncated`.
 
     Example::
 
@@ -187,6 +189,7 @@ class Reply:
     check_grammar: bool = True
     max_sample_bytes: int = 2000
     tool_calls: tuple[ToolCall, ...] = ()
+    finish: str | None = None
 
     def __post_init__(self) -> None:
         calls = tuple(self.tool_calls)
@@ -213,6 +216,12 @@ class Reply:
     def disconnect(cls, text: str, after_tokens: int) -> Reply:
         """Send the first ``after_tokens`` tokens of ``text``, then drop the connection."""
         return cls(text, fault=Disconnect(after_tokens))
+
+    @classmethod
+    def truncated(cls, text: str) -> Reply:
+        """Send ``text`` and end with ``finish_reason: "length"``, as a server that hit its
+        token limit does (a request's own ``max_tokens`` does this too, by counting)."""
+        return cls(text, finish="length")
 
     @classmethod
     def stall(cls, text: str, after_tokens: int, seconds: float) -> Reply:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._constraint import GrammarConstraint, InvalidGrammar, find_constraint
+from ._constraint import SERVER_FIELDS, GrammarConstraint, InvalidGrammar, find_constraint
 from ._latency import PrefixCache
 from ._protocol import Encoder, Usage, encoder_for, sse
 from ._script import (
@@ -67,6 +67,10 @@ class SimulatedLLM:
     Whatever grammar the request carries (in any dialect's field) is compiled with llguidance, and
     a scripted text it does not accept is refused with a 400 whose message names the first
     offending position, so a test proves that the grammar we send admits the text we expect.
+    ``server=`` (``"vllm"``, ``"llama-server"``, ``"llama-cpp-python"``, ``"sglang"``,
+    ``"ollama"``, ``"openai"``) reads only the fields that server reads, as it does: a
+    constraint sent elsewhere is ignored (the reply is unconstrained), and a form the server
+    refuses is answered 400.
 
     A request that declares function ``tools`` (chat completions or Responses) can be answered
     with native tool calls, ``Reply.calls(ToolCall("search", {"query": "x"}), ...)``, streamed as
@@ -100,6 +104,7 @@ class SimulatedLLM:
         model: str = "simulated-llm",
         seed: int = 0,
         enforce_grammar: bool = True,
+        server: str | None = None,
     ) -> None:
         self._queue: deque[Reply] = deque()
         self._source: ReplySource | None = None
@@ -112,6 +117,9 @@ class SimulatedLLM:
         self.model = model
         self.seed = seed
         self.enforce_grammar = enforce_grammar
+        if server is not None and server not in SERVER_FIELDS:
+            raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVER_FIELDS)}")
+        self.server = server
         self.requests: list[RecordedRequest] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -251,7 +259,7 @@ class SimulatedLLM:
 
     async def _answer(self, record: RecordedRequest) -> Response:
         try:
-            constraint = find_constraint(record.path, record.body)
+            constraint = find_constraint(record.path, record.body, server=self.server)
         except (InvalidGrammar, ValueError) as exc:
             return _error(400, str(exc), param=getattr(exc, "field", None), code="invalid_grammar")
         record.grammar_field = constraint.field if constraint else None
@@ -273,12 +281,13 @@ class SimulatedLLM:
         if text is None:
             text = _sample(constraint, rng, reply.max_sample_bytes)
         elif constraint is not None and self.enforce_grammar and reply.check_grammar:
-            mismatch = constraint.check(text)
+            mismatch = constraint.check(text, prefix=reply.finish == "length")
             if mismatch is not None:
                 return _error(400, str(mismatch), param=constraint.field, code="grammar_mismatch")
         record.extra["text"] = text
         encoder = encoder_for(record.path, record.body, self.model)
         tokens, finish = _limit(split_tokens(text), encoder)
+        finish = reply.finish or finish
         latency = reply.latency or self.latency
         usage = self._prompt_usage(record, latency, len(tokens))
         schedule = self._schedule(record, latency, len(tokens), usage, rng)
