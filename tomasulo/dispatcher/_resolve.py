@@ -12,10 +12,10 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from .._text import preview, safe_str
 from ..exceptions import ReferenceResolutionError, ToolArgumentError
 from ..grammar import Ref, Task, Template, iter_refs
 from ..tools import Tool
-from ..tools._tool import preview, safe_str
 
 __all__ = ["resolve_args"]
 

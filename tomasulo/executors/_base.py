@@ -8,9 +8,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
+from .._text import describe_value, json_path
 from ..exceptions import ToolOutputError
 from ..tools import Tool
-from ..tools._tool import describe_value, json_path
 
 __all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs"]
 

@@ -2,25 +2,31 @@
 
 ``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
-replan; ``Usage`` and ``Prices`` meter tokens and cost.
+replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads LLM settings from
+flags, the environment and configuration files.
 """
 
 from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
 from ._planner import JoinDecision, Joiner, Planner, PlanRound, parse_decision
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
+from ._settings import DEFAULT_DIALECT, ENV_VARS, ModelDefaults, ModelSettings, resolve_model
 from ._usage import Prices, Usage, estimate_tokens
 
 __all__ = [
+    "DEFAULT_DIALECT",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DIALECTS",
+    "ENV_VARS",
     "LLM",
     "Dialect",
     "GrammarSpec",
     "JoinDecision",
     "Joiner",
     "Message",
+    "ModelDefaults",
+    "ModelSettings",
     "OutputFormat",
     "PlanContext",
     "PlanRound",
@@ -35,6 +41,7 @@ __all__ = [
     "joiner_messages",
     "parse_decision",
     "planner_messages",
+    "resolve_model",
     "shape_request",
     "tool_catalog",
 ]

@@ -8,10 +8,20 @@ from typing import Any
 
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
+from ._loader import ToolLoadError, load_tools
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
 from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
-from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
+from ._tool import (
+    DEFAULT_POLICY,
+    MAX_MESSAGE_CHARS,
+    MAX_RESULT_DEPTH,
+    NotJSONError,
+    Tool,
+    ToolPolicy,
+    function_ref,
+    to_json_value,
+)
 from ._toolset import Toolset
 from .openapi import OpenAPITools
 
@@ -41,6 +51,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RESULT_DEPTH",
     "HttpLimits",
     "MCPAudio",
     "MCPImage",
@@ -48,22 +60,27 @@ __all__ = [
     "MCPResourceLink",
     "MCPTools",
     "NetPolicy",
+    "NotJSONError",
     "OpenAPITools",
     "StaticTools",
     "Tool",
+    "ToolLoadError",
     "ToolPolicy",
     "ToolSource",
     "Toolset",
     "check_ip",
     "check_url",
     "collect",
+    "function_ref",
     "guarded_client",
     "guarded_transport",
     "http_tool",
     "legal_name",
+    "load_tools",
     "normalize_parameters",
     "normalize_schema",
     "prefixed",
+    "to_json_value",
     "tool",
     "tools_from_schemas",
 ]

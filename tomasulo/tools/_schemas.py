@@ -49,8 +49,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JSONSchemaError
 
 from ..exceptions import SchemaError
-from ._tool import DEFAULT_POLICY, Tool, ToolPolicy, describe_value
-from ._toolset import RESERVED_NAMES
+from ._tool import DEFAULT_POLICY, RESERVED_NAMES, Tool, ToolPolicy, describe_value
 
 __all__ = [
     "TOOL_NAME_PATTERN",

@@ -20,12 +20,13 @@ from typing import Any, Union, get_args, get_origin
 import jsonschema
 from pydantic import BaseModel, ValidationError
 
+from .._text import did_you_mean
 from ..exceptions import PlanError, ToolsetError, WorkflowError
 from ..grammar import Plan, Ref, parse_path, parse_plan
-from ..tools import Tool, Toolset
-from ._json import find_lone_surrogate
+from ..tools import Tool, ToolLoadError, Toolset
+from ..views import find_lone_surrogate
 from ._model import Step, Workflow
-from ._tools import INPUT_TOOL, ToolLoadError, build_tools, did_you_mean, input_tool
+from ._tools import INPUT_TOOL, build_tools, input_tool
 from ._yaml import YamlDocument, decode_utf8
 
 __all__ = ["LoadedWorkflow", "OutputRef", "load_workflow", "loads_workflow"]
