@@ -192,10 +192,6 @@ class PlanGrammar:
             )
         )
 
-    def joiner_schema(self) -> dict[str, Any]:
-        """The joiner's structured-output schema (same for every toolset): :func:`joiner_schema`."""
-        return joiner_schema()
-
     def __len__(self) -> int:
         return len(self.ir)
 

@@ -1,5 +1,8 @@
 """Tool declarations: `@tool`, `Tool`, `Toolset`, schema normalization and tool sources.
 
+JSON Schema semantics (the draft, the types, the validator cache) live in one module here,
+:func:`schema_validator`; everything that validates a value against a schema goes through it.
+
 The MCP names (``MCPTools`` and its content types) load the ``mcp`` SDK on first use.
 """
 
@@ -8,6 +11,7 @@ from typing import Any
 
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
+from ._jsonschema import JSON_TYPES, schema_validator
 from ._loader import ToolLoadError, load_tools
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
@@ -51,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "JSON_TYPES",
     "MAX_MESSAGE_CHARS",
     "MAX_RESULT_DEPTH",
     "HttpLimits",
@@ -80,6 +85,7 @@ __all__ = [
     "normalize_parameters",
     "normalize_schema",
     "prefixed",
+    "schema_validator",
     "to_json_value",
     "tool",
     "tools_from_schemas",

@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import jsonschema
 from jsonschema.exceptions import ValidationError
 from referencing.exceptions import Unresolvable
 
 from .._text import MAX_MESSAGE_CHARS, clip_text, describe_value, json_path, preview, safe_str
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
+from ._jsonschema import schema_validator
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -203,7 +203,6 @@ class Tool:
     source_name: str | None = None
 
     def __post_init__(self) -> None:
-        self._validator: Any = None
         self._null_ok: dict[str, bool] = {}
         props = self.input_schema.get("properties") if isinstance(self.input_schema, Mapping) else None
         if isinstance(props, Mapping) and not all(
@@ -267,11 +266,8 @@ class Tool:
         return schema
 
     def _get_validator(self) -> Any:
-        if self._validator is None:
-            schema = self._source_schema()
-            cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
-            self._validator = cls(schema)
-        return self._validator
+        # Renaming sets input_schema anew, so its identity says the validator is current.
+        return schema_validator(self._source_schema, owner=self, key="input", source=self.input_schema)
 
     def is_unset(self, name: str, value: Any) -> bool:
         """Whether ``name=value`` means "not given": ``null`` for an optional parameter whose
@@ -403,17 +399,6 @@ class Tool:
         if self.fn is None:
             raise ToolDefinitionError(f"tool {self.name!r} has no function to call")
         return self.fn(*args, **kwargs)
-
-    def to_openai(self) -> dict[str, Any]:
-        """The tool in OpenAI's function-calling format."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.input_schema,
-            },
-        }
 
     def signature(self) -> str:
         """A one-line signature for prompts: ``search(query: string, limit?: integer)``."""
