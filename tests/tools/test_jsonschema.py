@@ -66,6 +66,7 @@ def test_no_other_module_builds_validators() -> None:
             name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
             if isinstance(node, ast.alias):
                 name = node.name
-            if name and (name == "validator_for" or (name.startswith("Draft") and name.endswith("Validator"))):
+            draft = name is not None and name.startswith("Draft") and name.endswith("Validator")
+            if name == "validator_for" or draft:
                 bad.append(f"{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', '?')}: {name}")
     assert not bad, "use tomasulo.tools.schema_validator:\n" + "\n".join(bad)

@@ -124,6 +124,7 @@ def test_public_names() -> None:
     assert sorted(tomasulo.tools.__all__) == [
         "DEFAULT_POLICY",
         "HttpLimits",
+        "JSON_TYPES",
         "MAX_MESSAGE_CHARS",
         "MAX_RESULT_DEPTH",
         "MCPAudio",
@@ -152,6 +153,7 @@ def test_public_names() -> None:
         "normalize_parameters",
         "normalize_schema",
         "prefixed",
+        "schema_validator",
         "to_json_value",
         "tool",
         "tools_from_schemas",

@@ -26,7 +26,7 @@ from ._model import (
 from ._orchestrated import OrchestratorRunner, StepRun
 from ._run import StepResult, StepRunner, WorkflowResult, run_workflow
 from ._schema import SCHEMA_PATH, workflow_json_schema
-from ._tools import INPUT_TOOL, input_tool
+from ._tools import INPUT_TOOL, input_tool, tool_source
 from ._yaml import decode_utf8
 
 __all__ = [
@@ -57,5 +57,6 @@ __all__ = [
     "read_batch_inputs",
     "run_batch",
     "run_workflow",
+    "tool_source",
     "workflow_json_schema",
 ]

@@ -224,6 +224,7 @@ class FileAccess:
             raise IsADirectoryError(f"{path!r} is not a regular file")
         return fd, "/".join(real) or "."
 
+
 def _read(access: FileAccess, path: str, offset: int, limit: int | None) -> dict[str, Any]:
     fd, rel = access.open_file(path)
     try:

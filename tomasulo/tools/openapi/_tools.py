@@ -361,6 +361,7 @@ class OpenAPITools:
         call_operation.__name__ = op.name
         return call_operation
 
+
 async def _get_bounded(
     client: httpx.AsyncClient, url: str, policy: NetPolicy, limits: HttpLimits
 ) -> tuple[int, bytes]:
