@@ -204,7 +204,7 @@ def mean(xs: Sequence[float]) -> float:
 def draw(row: Row, args: argparse.Namespace, out: Path) -> Path | None:
     """The run's Gantt chart: its tasks, and its LLM calls (light: waiting for the first token)."""
     try:
-        from tomasulo.workflows import GanttBar, bars_from, draw_gantt
+        from tomasulo.views import GanttBar, bars_from, draw_gantt
     except ImportError:  # the workflows package is optional for this benchmark
         return None
     bars = list(bars_from(row.result.tasks))

@@ -18,6 +18,7 @@ PACKAGES = [
     "tomasulo.testing",
     "tomasulo.tools",
     "tomasulo.tools.builtins",
+    "tomasulo.views",
     "tomasulo.workflows",
 ]
 

@@ -54,7 +54,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _json_out(data: Any) -> None:
-    from .workflows import dumps_json
+    from .views import dumps_json
 
     print(dumps_json(data))
 
@@ -68,7 +68,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT, *, as_json: bool = False) ->
 
 
 def _read_text(source: str, as_json: bool = False) -> str:
-    from .workflows._yaml import decode_utf8
+    from .workflows import decode_utf8
 
     name = "<stdin>" if source == "-" else source
     try:
@@ -122,15 +122,15 @@ def _is_workflow(source: str) -> bool:
 
 
 def _toolset(specs: list[str], builtins: bool) -> Toolset | None:
+    from .tools import ToolLoadError, load_tools
     from .tools.builtins import builtin_toolset
-    from .workflows._tools import ToolLoadError, _import
 
     if not specs and not builtins:
         return None
     tools = list(builtin_toolset()) if builtins else []
     for spec in specs:
         try:
-            tools.extend(_import(spec, Path.cwd()))
+            tools.extend(load_tools(spec, Path.cwd()))
         except ToolLoadError as exc:
             _fail(f"--tools {spec}: {exc}")
     try:
@@ -371,7 +371,7 @@ def _check_gantt(path: Path | None, as_json: bool) -> None:
 
 
 def _draw(bars: Any, path: Path | None, title: str, as_json: bool) -> str | None:
-    from .workflows import draw_gantt
+    from .views import draw_gantt
 
     if path is None:
         return None
@@ -389,7 +389,7 @@ def _draw(bars: Any, path: Path | None, title: str, as_json: bool) -> str | None
 
 
 def _print_value(value: Any) -> None:
-    from .workflows import dumps_json, jsonable
+    from .views import dumps_json, jsonable
 
     text = jsonable(value) if isinstance(value, str) else dumps_json(value, indent=2)
     out.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -402,7 +402,7 @@ def _model_flags(
 
 
 def _resolve(config: Any, flags: dict[str, str | None]) -> Any:
-    from .workflows import resolve_model
+    from .planner import resolve_model
 
     return resolve_model(
         config,
@@ -473,7 +473,8 @@ async def _run_once(
     gantt: Path | None,
     title: str,
 ) -> int:
-    from .workflows import LiveView, OrchestratorRunner, report_lines, run_workflow, task_json
+    from .views import LiveView, report_lines, task_json
+    from .workflows import OrchestratorRunner, run_workflow
 
     view = LiveView(err, live=False if as_json else None, title=title)
     runner = OrchestratorRunner(on_event=None if as_json else view.on_event, model=flags)
@@ -500,7 +501,8 @@ async def _run_once(
 async def _run_batch(
     workflow: Any, batch: Path, out_file: Path, jobs: int, flags: dict[str, str | None], as_json: bool
 ) -> int:
-    from .workflows import BatchView, OrchestratorRunner, run_batch
+    from .views import BatchView
+    from .workflows import OrchestratorRunner, run_batch
 
     view = BatchView(0, err, live=False if as_json else None)
     runner = OrchestratorRunner(model=flags, keep_runs=False)
@@ -586,8 +588,8 @@ def ask(
 def _ask_tools(
     specs: list[str], builtins: bool, db: Path | None, root: Path | None, as_json: bool
 ) -> Toolset:
+    from .tools import ToolLoadError, load_tools
     from .tools.builtins import builtin_toolset
-    from .workflows._tools import ToolLoadError, _import
 
     try:
         tools = list(builtin_toolset(db=db, root=root)) if builtins or db or root else []
@@ -595,7 +597,7 @@ def _ask_tools(
             tools = [t for t in tools if t.name not in ("math", "echo", "sleep")]
         for spec in specs:
             try:
-                tools.extend(_import(spec, Path.cwd()))
+                tools.extend(load_tools(spec, Path.cwd()))
             except ToolLoadError as exc:
                 _fail(f"--tools {spec}: {exc}", as_json=as_json)
         if not tools:
@@ -615,7 +617,7 @@ async def _ask(
     gantt: Path | None,
 ) -> int:
     from .runtime import Budget, Orchestrator
-    from .workflows import LiveView, bars_from, report_lines, task_json
+    from .views import LiveView, bars_from, report_lines, task_json
 
     view = LiveView(err, live=False if as_json else None, title=question[:80])
     async with settings.llm() as llm:
@@ -662,7 +664,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _read_script(path: Path) -> list[str]:
-    from .workflows._yaml import decode_utf8
+    from .workflows import decode_utf8
 
     try:
         text = decode_utf8(path.read_bytes(), path=str(path), what="the script")

@@ -17,6 +17,7 @@ def test_public_names() -> None:
         "FUNCTIONS",
         "FileAccess",
         "MathLimits",
+        "PATH_OPTIONS",
         "builtin_options",
         "builtin_tools",
         "builtin_toolset",

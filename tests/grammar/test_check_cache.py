@@ -8,8 +8,9 @@ import weakref
 import pytest
 
 from tomasulo.exceptions import ArgumentTypeError
-from tomasulo.grammar import _check, parse_plan
+from tomasulo.grammar import parse_plan
 from tomasulo.tools import Tool, Toolset
+from tomasulo.tools._jsonschema import _validators
 
 PLAN = '1. search(query="everest", limit=3)\n2. join()\n'
 
@@ -26,9 +27,9 @@ def fresh_toolset() -> Toolset:
 def test_validators_are_built_once_per_tool_and_parameter() -> None:
     tools = fresh_toolset()
     parse_plan(PLAN, tools)
-    cache = _check._validators[tools["search"]]
+    cache = _validators[tools["search"]]  # the one cache of tomasulo.tools
     first = dict(cache)
-    assert set(first) == {"query", "limit"}
+    assert set(first) == {("param", "query"), ("param", "limit")}
     parse_plan(PLAN, tools)
     assert all(cache[p][1] is first[p][1] for p in first), "a live tool reuses its validators"
     with pytest.raises(ArgumentTypeError, match="limit"):
@@ -37,14 +38,14 @@ def test_validators_are_built_once_per_tool_and_parameter() -> None:
 
 def test_dropping_toolsets_frees_their_validators() -> None:
     gc.collect()
-    before = len(_check._validators)
+    before = len(_validators)
     alive: list[weakref.ref[Tool]] = []
     for _ in range(50):
         tools = fresh_toolset()
         parse_plan(PLAN, tools)
         alive.append(weakref.ref(tools["search"]))
-    assert len(_check._validators) >= before + 1
+    assert len(_validators) >= before + 1
     del tools
     gc.collect()
     assert all(ref() is None for ref in alive), "the cache does not keep tools alive"
-    assert len(_check._validators) == before, "validators die with their tools"
+    assert len(_validators) == before, "validators die with their tools"

@@ -16,11 +16,11 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tomasulo.planner import resolve_model
 from tomasulo.service import build_mcp_server
 from tomasulo.testing import SimulatedLLM
 from tomasulo.tools import Toolset
 from tomasulo.tools.builtins import builtin_toolset
-from tomasulo.workflows import resolve_model
 
 pytestmark = pytest.mark.anyio
 

@@ -16,14 +16,12 @@ import pytest
 from tomasulo.exceptions import WorkflowError
 from tomasulo.grammar import Ref, Template
 from tomasulo.runtime import TaskRecord
+from tomasulo.views import dumps_json, jsonable, task_json
 from tomasulo.workflows import (
-    dumps_json,
-    jsonable,
     load_workflow,
     loads_workflow,
     run_batch,
     run_workflow,
-    task_json,
 )
 
 pytestmark = pytest.mark.anyio

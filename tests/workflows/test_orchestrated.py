@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tomasulo.exceptions import ConfigError
+from tomasulo.planner import resolve_model
 from tomasulo.testing import Reply, SimulatedLLM
 from tomasulo.workflows import (
     ModelConfig,
     OrchestratorRunner,
     load_workflow,
     loads_workflow,
-    resolve_model,
     run_workflow,
 )
 

@@ -25,6 +25,7 @@ from anyio import CancelScope, CapacityLimiter, WouldBlock
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from .._text import safe_str
 from ..exceptions import (
     DispatchError,
     Interrupt,
@@ -35,11 +36,9 @@ from ..exceptions import (
     ToolOutputError,
     ToolTimeout,
 )
-from ..executors import Executor, LocalExecutor, check_output
-from ..executors._threads import raised_on_thread
+from ..executors import Executor, LocalExecutor, check_output, raised_on_thread
 from ..grammar import JOIN, Plan, Task
-from ..tools import Tool, Toolset
-from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
+from ..tools import MAX_MESSAGE_CHARS, NotJSONError, Tool, Toolset, to_json_value
 from ._events import (
     Event,
     InterruptRaised,

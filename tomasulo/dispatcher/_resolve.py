@@ -12,10 +12,10 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from .._text import preview, safe_str
 from ..exceptions import ReferenceResolutionError, ToolArgumentError
 from ..grammar import Ref, Task, Template, iter_refs
-from ..tools import Tool
-from ..tools._tool import preview, safe_str
+from ..tools import JSON_TYPES, Tool
 
 __all__ = ["resolve_args"]
 
@@ -322,15 +322,10 @@ class BoundArgs:
                 ) from exc.cause
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
+# The types come from the one owner of JSON Schema semantics (tomasulo.tools); the checker only
+# ever answers "valid" where that validation would (tests/dispatcher: a property test and an
+# exhaustive one hold the two together).
+_JSON_TYPES = JSON_TYPES
 _PLAIN_KEYS = frozenset({"type", "title", "description", "default", "examples"})
 _OBJECT_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "title", "description"})
 

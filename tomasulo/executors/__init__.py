@@ -5,6 +5,7 @@ from ._base import BaseExecutor, Executor, check_output, prepare_kwargs
 from ._local import DEFAULT_MAX_THREADS, LocalExecutor
 from ._process import ProcessExecutor
 from ._ray import RayExecutor
+from ._threads import raised_on_thread
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
@@ -15,4 +16,5 @@ __all__ = [
     "RayExecutor",
     "check_output",
     "prepare_kwargs",
+    "raised_on_thread",
 ]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import weakref
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
-import jsonschema
-
+from .._text import describe_value, json_path
 from ..exceptions import ToolOutputError
-from ..tools import Tool
-from ..tools._tool import describe_value, json_path
+from ..tools import Tool, schema_validator
 
 __all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs"]
 
@@ -76,9 +73,6 @@ def prepare_kwargs(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     return tool.convert(args) if tool.convert is not None else args
 
 
-_output_validators: weakref.WeakKeyDictionary[Tool, Any] = weakref.WeakKeyDictionary()
-
-
 def check_output(tool: Tool, value: Any, *, task_id: int, attempt: int) -> Any:
     """Return ``value`` when it fits ``tool.output_schema`` (or there is none).
 
@@ -88,11 +82,7 @@ def check_output(tool: Tool, value: Any, *, task_id: int, attempt: int) -> Any:
     schema = tool.output_schema
     if not schema:
         return value
-    validator = _output_validators.get(tool)
-    if validator is None:
-        cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
-        validator = cls(schema)
-        _output_validators[tool] = validator
+    validator = schema_validator(schema, owner=tool, key="output")
     dump = getattr(value, "model_dump", None)
     data = dump(mode="json") if callable(dump) else value
     errors = list(validator.iter_errors(data))

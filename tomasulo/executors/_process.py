@@ -13,8 +13,7 @@ import anyio.to_process
 from anyio import BrokenWorkerProcess
 
 from ..exceptions import ConfigError, ToolCrashed, ToolExecutionError
-from ..tools import Tool
-from ..tools._tool import function_ref
+from ..tools import Tool, function_ref
 from ._base import BaseExecutor, prepare_kwargs
 from ._remote import invoke, unpack
 

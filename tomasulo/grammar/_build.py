@@ -109,11 +109,17 @@ class PlanGrammar:
 
     Build it with :func:`build_grammar`. Emitted texts are computed once and kept.
 
-    >>> g = build_grammar(toolset)          # doctest: +SKIP
-    >>> g.gbnf()    # llama.cpp `grammar`, SGLang `ebnf`, vLLM (xgrammar)
-    >>> g.lark()    # OpenAI custom-tool grammar, vLLM guidance, llguidance, python-lark
-    >>> g.llguidance()    # llguidance only (TokenMasker): same language, compiles faster
-    >>> g.json_schema()   # the JSON plan dialect
+    >>> from tomasulo.tools import Toolset, tool
+    >>> @tool
+    ... def search(query: str) -> str:
+    ...     "Search."
+    ...     return query
+    >>> g = build_grammar(Toolset([search]), max_tasks=4)
+    >>> gbnf = g.gbnf()    # llama.cpp `grammar`, SGLang `ebnf`, vLLM (xgrammar)
+    >>> lark = g.lark()    # OpenAI custom-tool grammar, vLLM guidance, llguidance, python-lark
+    >>> lg = g.llguidance()    # llguidance only (TokenMasker): same language, compiles faster
+    >>> g.json_schema()["type"]   # the JSON plan dialect
+    'object'
     """
 
     def __init__(
@@ -192,10 +198,6 @@ class PlanGrammar:
                 lambda: plan_json_schema(self.tools, max_tasks=self.max_tasks, start_id=self.start_id),
             )
         )
-
-    def joiner_schema(self) -> dict[str, Any]:
-        """The joiner's structured-output schema (same for every toolset): :func:`joiner_schema`."""
-        return joiner_schema()
 
     def __len__(self) -> int:
         return len(self.ir)

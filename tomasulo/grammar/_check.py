@@ -9,11 +9,8 @@ references are checked at dispatch, when they exist); references name only earli
 from __future__ import annotations
 
 import difflib
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import jsonschema
 
 from ..exceptions import (
     ArgumentTypeError,
@@ -24,6 +21,7 @@ from ..exceptions import (
     UnknownKeywordError,
     UnknownToolError,
 )
+from ..tools import schema_validator
 from ._ast import Ref, Task, Template, Value, iter_refs
 from ._parser import ArgNode, CallLine
 
@@ -82,32 +80,12 @@ def _has_deferred(value: Any) -> bool:
     return False
 
 
-#: Per tool, per parameter: (the schema it was built from, its validator). Keyed weakly by the
-#: tool, so the validators go when the tool does (a long-lived process builds many toolsets).
-_validators: weakref.WeakKeyDictionary[Tool, dict[str, tuple[Mapping[str, Any], Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _validator(tool: Tool, param: str, schema: Mapping[str, Any]) -> Any:
-    cache = _validators.get(tool)
-    if cache is None:
-        cache = _validators[tool] = {}
-    hit = cache.get(param)
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
-
-    def is_array(checker: Any, instance: Any) -> bool:
-        return isinstance(instance, list | tuple)
-
-    type_checker = cls.TYPE_CHECKER.redefine("array", is_array)
-    # a parameter's schema may point into the tool schema's own definitions ("#/$defs/X")
-    root = tool.input_schema
-    full: dict[str, Any] = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
-    v = jsonschema.validators.extend(cls, type_checker=type_checker)(full)  # type: ignore[no-untyped-call]
-    cache[param] = (schema, v)  # holds no reference to the tool, or it would never go
-    return v
+    # A parameter's schema may point into the tool schema's own definitions ("#/$defs/X");
+    # plan literals may hold tuples where the schema says array.
+    return schema_validator(
+        schema, owner=tool, key=("param", param), defs_from=tool.input_schema, tuples_are_arrays=True
+    )
 
 
 def _literal_problem(tool: Tool, param: str, schema: Mapping[str, Any], value: Value) -> str | None:

@@ -80,7 +80,6 @@ class JsonPlanStream:
         self.start_id = start_id
         self.max_tasks = max_tasks
         self._text: list[str] = []
-        self._pos = 0  # absolute offset of the next character to scan
         self._line = 1
         self._line_start = 0
         self._depth = 0

@@ -41,7 +41,7 @@ class PlanStream:
 
     >>> s = PlanStream()
     >>> s.feed('1. search(query="Everest")')
-    [Task(id=1, tool='search', args=(), kwargs={'query': 'Everest'}, thought=None)]
+    [Task(id=1, tool='search', args=(), kwargs={'query': 'Everest'}, thought=None, line=1, column=1)]
     >>> s.feed("\\n2. join()\\n")
     []
     >>> s.close(); s.joined

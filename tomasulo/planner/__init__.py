@@ -2,7 +2,8 @@
 
 ``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
-replan; ``Usage`` and ``Prices`` meter tokens and cost.
+replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads LLM settings from
+flags, the environment and configuration files.
 """
 
 from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
@@ -17,12 +18,15 @@ from ._planner import (
     parse_decision,
 )
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
+from ._settings import DEFAULT_DIALECT, ENV_VARS, ModelDefaults, ModelSettings, resolve_model
 from ._usage import Prices, Usage, estimate_tokens
 
 __all__ = [
+    "DEFAULT_DIALECT",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DIALECTS",
+    "ENV_VARS",
     "JOINER_MAX_TOKENS",
     "LLM",
     "PLAN_TOKENS_PER_TASK",
@@ -31,6 +35,8 @@ __all__ = [
     "JoinDecision",
     "Joiner",
     "Message",
+    "ModelDefaults",
+    "ModelSettings",
     "OutputFormat",
     "PlanContext",
     "PlanRound",
@@ -45,6 +51,7 @@ __all__ = [
     "joiner_messages",
     "parse_decision",
     "planner_messages",
+    "resolve_model",
     "shape_request",
     "tool_catalog",
 ]

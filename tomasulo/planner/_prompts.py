@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..grammar import Plan, Task, stringify, value_to_text
-from ..tools import Tool, Toolset
+from ..grammar import Plan, Task, stringify
+from ..tools import Toolset
 
 __all__ = [
     "PlanContext",
@@ -188,11 +188,3 @@ def joiner_messages(
     )
     user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def describe_tool_call(task: Task, tool: Tool | None) -> str:
-    """``tool(name=value, ...)`` with arguments bound to parameter names where the tool is known."""
-    if tool is None:
-        return task.to_text()
-    args = task.bind(tool.param_names)
-    return f"{task.tool}({', '.join(f'{k}={value_to_text(v)}' for k, v in args.items())})"

@@ -96,7 +96,7 @@ def _internal(tool: str, exc: Exception) -> ToolError:
 
 
 def _outcome(result: RunResult) -> dict[str, Any]:
-    from ..workflows import task_json
+    from ..views import task_json
 
     return {
         "ok": result.ok,
@@ -176,7 +176,7 @@ def build_mcp_server(
     Args:
         tools: the tools plans may call.
         model: the model settings for ``ask`` (a ``ModelSettings`` from
-            :func:`tomasulo.workflows.resolve_model`: anything with ``.llm()``); ``None``: ``ask``
+            :func:`tomasulo.planner.resolve_model`: anything with ``.llm()``); ``None``: ``ask``
             answers with an error saying how to configure one.
         model_problem: why there is no model, for that error.
         max_replans: replans one ``ask`` may make.

@@ -1,5 +1,8 @@
 """Tool declarations: `@tool`, `Tool`, `Toolset`, schema normalization and tool sources.
 
+JSON Schema semantics (the draft, the types, the validator cache) live in one module here,
+:func:`schema_validator`; everything that validates a value against a schema goes through it.
+
 The MCP names (``MCPTools`` and its content types) load the ``mcp`` SDK on first use.
 """
 
@@ -8,10 +11,21 @@ from typing import Any
 
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
+from ._jsonschema import JSON_TYPES, schema_validator
+from ._loader import ToolLoadError, load_tools
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
 from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
-from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
+from ._tool import (
+    DEFAULT_POLICY,
+    MAX_MESSAGE_CHARS,
+    MAX_RESULT_DEPTH,
+    NotJSONError,
+    Tool,
+    ToolPolicy,
+    function_ref,
+    to_json_value,
+)
 from ._toolset import Toolset
 from .openapi import OpenAPITools
 
@@ -41,6 +55,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "JSON_TYPES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RESULT_DEPTH",
     "HttpLimits",
     "MCPAudio",
     "MCPImage",
@@ -48,22 +65,28 @@ __all__ = [
     "MCPResourceLink",
     "MCPTools",
     "NetPolicy",
+    "NotJSONError",
     "OpenAPITools",
     "StaticTools",
     "Tool",
+    "ToolLoadError",
     "ToolPolicy",
     "ToolSource",
     "Toolset",
     "check_ip",
     "check_url",
     "collect",
+    "function_ref",
     "guarded_client",
     "guarded_transport",
     "http_tool",
     "legal_name",
+    "load_tools",
     "normalize_parameters",
     "normalize_schema",
     "prefixed",
+    "schema_validator",
+    "to_json_value",
     "tool",
     "tools_from_schemas",
 ]

@@ -45,12 +45,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JSONSchemaError
 
 from ..exceptions import SchemaError
-from ._tool import DEFAULT_POLICY, Tool, ToolPolicy, describe_value
-from ._toolset import RESERVED_NAMES
+from ._jsonschema import check_schema
+from ._tool import DEFAULT_POLICY, RESERVED_NAMES, Tool, ToolPolicy, describe_value
 
 __all__ = [
     "TOOL_NAME_PATTERN",
@@ -511,7 +510,7 @@ class _Normalizer:
 
     def check(self, result: Any) -> None:
         try:
-            Draft202012Validator.check_schema(result)
+            check_schema(result)
         except JSONSchemaError as err:
             path = tuple(err.absolute_path)
             raise self.error(f"not a valid JSON schema: {err.message}", path) from None

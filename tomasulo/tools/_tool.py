@@ -14,17 +14,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import jsonschema
 from jsonschema.exceptions import ValidationError
 from referencing.exceptions import Unresolvable
 
+from .._text import MAX_MESSAGE_CHARS, clip_text, describe_value, json_path, preview, safe_str
 from ..exceptions import ConfigError, FieldError, ToolArgumentError, ToolDefinitionError
+from ._jsonschema import schema_validator
 
 __all__ = [
     "DEFAULT_POLICY",
     "MAX_MESSAGE_CHARS",
     "MAX_RESULT_DEPTH",
     "PLAN_NAME",
+    "RESERVED_NAMES",
     "NotJSONError",
     "Tool",
     "ToolPolicy",
@@ -38,8 +40,6 @@ __all__ = [
     "to_json_value",
 ]
 
-#: Error messages from tools are cut to this many characters (with a note of the full length).
-MAX_MESSAGE_CHARS = 2000
 #: A tool's result may nest lists and objects this deep; deeper ones are refused.
 MAX_RESULT_DEPTH = 200
 
@@ -48,6 +48,8 @@ MAX_RESULT_DEPTH = 200
 #: the same (``tomasulo.grammar._parser._IDENT_EQ``; a test keeps the two equal).
 PLAN_NAME = re.compile(r"[^\W\d]\w*")
 _NOT_WORD = re.compile(r"\W")
+#: Names no tool may take: the plan language's own words.
+RESERVED_NAMES = frozenset({"join"})
 
 
 def plan_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
@@ -120,79 +122,6 @@ class ToolPolicy:
 
 
 DEFAULT_POLICY = ToolPolicy()
-
-
-def json_path(path: Any) -> str:
-    """A jsonschema error path as ``a.b[0].c``."""
-    out = ""
-    for item in path:
-        if isinstance(item, int):
-            out += f"[{item}]"
-        else:
-            out += f".{item}" if out else str(item)
-    return out
-
-
-def clip_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text``, cut to about ``limit`` characters with a note of its full length when longer."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... [cut: {len(text):,} characters in all]"
-
-
-def safe_str(obj: object, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``str(obj)`` clipped to ``limit``; never raises (an object whose ``__str__`` raises, or
-    returns something that is not a string, is described by its type instead)."""
-    try:
-        text = str(obj)
-        if type(text) is not str:
-            raise TypeError("__str__ returned a non-string")
-    except Exception as exc:
-        return f"<{type(obj).__name__} whose str() raised {type(exc).__name__}>"
-    return clip_text(text, limit)
-
-
-def _safe_repr(obj: object) -> str:
-    try:
-        text = repr(obj)
-        if type(text) is not str:
-            raise TypeError("__repr__ returned a non-string")
-    except Exception as exc:
-        return f"<{type(obj).__name__} whose repr() raised {type(exc).__name__}>"
-    return text
-
-
-def preview(value: Any, limit: int = 60) -> str:
-    """A short text of ``value`` for error messages: compact JSON where it can be, else a repr;
-    never raises, never longer than about ``limit`` characters."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        text = _safe_repr(value)
-    if len(text) > limit:
-        text = text[: max(limit - 3, 1)] + "..."
-    return text
-
-
-def describe_value(value: Any) -> str:
-    """A short description of a value for error messages: its JSON type and a clipped repr.
-
-    Never raises, even for an object whose ``__repr__`` does.
-    """
-    kind = {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        tuple: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
-    text = _safe_repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{kind} {text}"
 
 
 def _expected(err: ValidationError) -> str:
@@ -274,7 +203,6 @@ class Tool:
     source_name: str | None = None
 
     def __post_init__(self) -> None:
-        self._validator: Any = None
         self._null_ok: dict[str, bool] = {}
         props = self.input_schema.get("properties") if isinstance(self.input_schema, Mapping) else None
         if isinstance(props, Mapping) and not all(
@@ -338,11 +266,8 @@ class Tool:
         return schema
 
     def _get_validator(self) -> Any:
-        if self._validator is None:
-            schema = self._source_schema()
-            cls = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
-            self._validator = cls(schema)
-        return self._validator
+        # Renaming sets input_schema anew, so its identity says the validator is current.
+        return schema_validator(self._source_schema, owner=self, key="input", source=self.input_schema)
 
     def is_unset(self, name: str, value: Any) -> bool:
         """Whether ``name=value`` means "not given": ``null`` for an optional parameter whose
@@ -474,17 +399,6 @@ class Tool:
         if self.fn is None:
             raise ToolDefinitionError(f"tool {self.name!r} has no function to call")
         return self.fn(*args, **kwargs)
-
-    def to_openai(self) -> dict[str, Any]:
-        """The tool in OpenAI's function-calling format."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.input_schema,
-            },
-        }
 
     def signature(self) -> str:
         """A one-line signature for prompts: ``search(query: string, limit?: integer)``."""

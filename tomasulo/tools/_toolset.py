@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..exceptions import ToolsetError
-from ._tool import Tool
+from ._schemas import tools_from_schemas
+from ._tool import RESERVED_NAMES, Tool
 
-__all__ = ["RESERVED_NAMES", "Toolset"]
+__all__ = ["Toolset"]
+
 
 #: Names the plan language keeps for itself.
-RESERVED_NAMES = frozenset({"join"})
-
-
 class Toolset:
     """Tools by name, in the order they were added.
 
@@ -115,6 +114,4 @@ class Toolset:
         Raises :class:`~tomasulo.exceptions.SchemaError` naming the tool and the field for a
         schema that cannot be normalized.
         """
-        from ._schemas import tools_from_schemas
-
         return cls(tools_from_schemas(schemas, functions or {}))

@@ -3,7 +3,7 @@
 Each output line is one whole JSON object, written with one ``write`` on a file opened for
 appending, then flushed to disk (``fsync``) before the next:
 ``{"key": ..., "line": n, "ok": true, "inputs": {...}, "outputs": {...}}``, or ``"ok": false``
-with ``"error"``. Values JSON cannot hold follow the rule of :mod:`tomasulo.workflows._json`.
+with ``"error"``. Values JSON cannot hold follow the rule of :func:`tomasulo.views.jsonable`.
 
 A line's key is its ``"id"`` field (a string or an integer) when it has one; otherwise
 ``sha256:`` and the start of the SHA-256 of the line's canonical JSON (sorted keys, no spaces,
@@ -42,7 +42,7 @@ from typing import Any
 import anyio
 
 from ..exceptions import WorkflowError
-from ._json import find_lone_surrogate, jsonable
+from ..views import find_lone_surrogate, jsonable
 from ._loader import LoadedWorkflow
 from ._run import StepRunner, run_workflow
 

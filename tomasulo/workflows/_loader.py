@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-import jsonschema
 from pydantic import BaseModel, ValidationError
 
+from .._text import did_you_mean
 from ..exceptions import PlanError, ToolsetError, WorkflowError
 from ..grammar import Plan, Ref, parse_path, parse_plan
-from ..tools import Tool, Toolset
-from ._json import find_lone_surrogate
+from ..tools import Tool, ToolLoadError, Toolset, schema_validator
+from ..views import find_lone_surrogate
 from ._model import Step, Workflow
-from ._tools import INPUT_TOOL, ToolLoadError, build_tools, did_you_mean, input_tool
+from ._tools import INPUT_TOOL, build_tools, input_tool
 from ._yaml import YamlDocument, decode_utf8
 
 __all__ = ["LoadedWorkflow", "OutputRef", "load_workflow", "loads_workflow"]
@@ -146,7 +146,7 @@ class LoadedWorkflow:
                 continue
             else:
                 raise self.error(f"missing input {name!r} ({spec.type}); give it with -i {name}=VALUE")
-            errors = list(jsonschema.Draft202012Validator(spec.json_schema()).iter_errors(value))
+            errors = list(schema_validator(spec.json_schema()).iter_errors(value))
             if errors:
                 raise self.error(f"input {name!r}: {errors[0].message}")
             out[name] = value
@@ -367,7 +367,7 @@ def _check_defaults(doc: YamlDocument, spec: Workflow) -> None:
                 f"input {name!r}: the default {_huge_integer_problem(bits)}",
                 doc.node_at(("inputs", name, "default")),
             )
-        errors = list(jsonschema.Draft202012Validator(input_spec.json_schema()).iter_errors(default))
+        errors = list(schema_validator(input_spec.json_schema()).iter_errors(default))
         if not errors:
             continue
         shown = json.dumps(default, ensure_ascii=False, default=str)

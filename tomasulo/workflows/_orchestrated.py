@@ -10,105 +10,23 @@ Plan steps run through :meth:`Orchestrator.execute_plan` (no LLM); query steps t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import get_args
 
 import httpx
 
 from ..dispatcher import Event, Limits
-from ..exceptions import ConfigError
 from ..executors import Executor
 from ..grammar import Plan
-from ..planner import LLM, Dialect
+from ..planner import resolve_model
 from ..runtime import Budget, Orchestrator, RunResult
 from ..tools import Toolset
-from ._gantt import GanttBar, bars_from
+from ..views import GanttBar, bars_from
 from ._model import ModelConfig, RunLimits
 from ._run import StepResult
 
-__all__ = ["ENV_VARS", "ModelSettings", "OrchestratorRunner", "StepRun", "resolve_model"]
-
-#: The environment variables that configure the LLM (flags win over them; they win over files).
-ENV_VARS = {
-    "base_url": "TOMASULO_BASE_URL",
-    "model": "TOMASULO_MODEL",
-    "dialect": "TOMASULO_DIALECT",
-    "api_key": "TOMASULO_API_KEY",
-}
-
-#: Used when neither a flag, an environment variable nor the workflow names a dialect: no grammar is
-#: sent, plans are read in compat mode, so any OpenAI-compatible server works.
-DEFAULT_DIALECT: Dialect = "plain"
-
-MODEL_HELP = (
-    "no LLM is configured. Give one with flags:\n"
-    '  tomasulo ask "..." --base-url http://127.0.0.1:8000/v1 --model NAME --dialect vllm\n'
-    "or with environment variables:\n"
-    "  export TOMASULO_BASE_URL=http://127.0.0.1:11434/v1 TOMASULO_MODEL=qwen2.5 TOMASULO_DIALECT=ollama\n"
-    "  export TOMASULO_API_KEY=...   (only if the server needs a key)\n"
-    "or in a workflow file: model: {base_url: ..., model: ..., dialect: ...}.\n"
-    f"Dialects: {', '.join(get_args(Dialect))}. "
-    "To try it with no real server: tomasulo simulate-llm --script replies.txt"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    """A fully resolved LLM configuration."""
-
-    base_url: str
-    model: str
-    dialect: Dialect
-    api_key: str = "EMPTY"
-    temperature: float | None = None
-
-    def llm(self, http_client: httpx.AsyncClient | None = None) -> LLM:
-        """An :class:`LLM` for these settings."""
-        return LLM(
-            self.base_url,
-            model=self.model,
-            dialect=self.dialect,
-            api_key=self.api_key,
-            temperature=self.temperature,
-            http_client=http_client,
-        )
-
-
-def resolve_model(
-    config: ModelConfig | None = None,
-    *,
-    base_url: str | None = None,
-    model: str | None = None,
-    dialect: str | None = None,
-    api_key: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ModelSettings:
-    """Combine flags (the keyword arguments), environment variables and the workflow's ``model``.
-
-    The API key comes from ``api_key``, else ``TOMASULO_API_KEY``, else the variable named by
-    ``config.api_key_env``.
-
-    Raises:
-        ConfigError: no base URL or model anywhere (the message says how to give them), or an
-            unknown dialect.
-    """
-    env = os.environ if environ is None else environ
-    cfg = config or ModelConfig()
-    url = base_url or env.get(ENV_VARS["base_url"]) or cfg.base_url
-    name = model or env.get(ENV_VARS["model"]) or cfg.model
-    kind = dialect or env.get(ENV_VARS["dialect"]) or cfg.dialect or DEFAULT_DIALECT
-    if not url or not name:
-        missing = " and ".join(k for k, v in (("a base URL", url), ("a model name", name)) if not v)
-        raise ConfigError(f"{MODEL_HELP}\n(missing: {missing})")
-    if kind not in get_args(Dialect):
-        raise ConfigError(f"unknown dialect {kind!r}; choose one of {', '.join(get_args(Dialect))}")
-    key = api_key or env.get(ENV_VARS["api_key"])
-    if key is None and cfg.api_key_env:
-        key = env.get(cfg.api_key_env)
-    return ModelSettings(url, name, kind, key or "EMPTY", cfg.temperature)  # type: ignore[arg-type]
+__all__ = ["OrchestratorRunner", "StepRun"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +114,7 @@ class OrchestratorRunner:
         """Plan ``question`` with the LLM and run it; ``answer`` is the joiner's answer.
 
         Raises:
-            ConfigError: no model is configured (see :func:`resolve_model`).
+            ConfigError: no model is configured (see :func:`~tomasulo.planner.resolve_model`).
         """
         given = self.model
         settings = resolve_model(

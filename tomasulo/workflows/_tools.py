@@ -2,119 +2,35 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
 import importlib
 import inspect
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._text import did_you_mean
 from ..exceptions import TomasuloError, UserError
-from ..tools import HttpLimits, OpenAPITools, StaticTools, Tool, ToolPolicy, Toolset, ToolSource, tool
-from ..tools._http_tool import http_tool
-from ..tools._net import NetPolicy
-from ..tools.builtins import BUILTINS, builtin_options, builtin_tools
-from ..tools.builtins._registry import PATH_OPTIONS
+from ..tools import (
+    HttpLimits,
+    NetPolicy,
+    OpenAPITools,
+    StaticTools,
+    Tool,
+    ToolLoadError,
+    ToolPolicy,
+    ToolSource,
+    http_tool,
+    load_tools,
+)
+from ..tools.builtins import BUILTINS, PATH_OPTIONS, builtin_options, builtin_tools
 from ._model import HttpToolSpec, MCPSourceSpec, NetSpec, OpenAPISourceSpec, PolicySpec, ToolSpec
 
 __all__ = ["INPUT_TOOL", "ToolLoadError", "build_tools", "input_tool", "tool_source"]
 
 #: The name of the tool that gives a plan its inputs and earlier steps' outputs.
 INPUT_TOOL = "input"
-
-
-class ToolLoadError(Exception):
-    """A tool entry that cannot be made; ``key`` names the entry's key at fault."""
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        self.key = key
-        super().__init__(message)
-
-
-def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-@contextlib.contextmanager
-def _on_path(folder: Path | None) -> Iterator[None]:
-    if folder is None:
-        yield
-        return
-    entry = str(folder)
-    sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)
-
-
-def _import(target: str, folder: Path | None) -> list[Tool]:
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ToolLoadError(f"import path {target!r} must look like module:name", "import")
-    with _on_path(folder):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ToolLoadError(f"cannot import module {module_name!r}: {exc}", "import") from None
-        except (Exception, SystemExit) as exc:  # the module's own code failed while importing
-            raise ToolLoadError(
-                f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}", "import"
-            ) from None
-    value: Any = module
-    for part in attr.split("."):
-        if not hasattr(value, part):
-            names = [n for n in dir(value) if not n.startswith("_")]
-            raise ToolLoadError(
-                f"{module_name!r} has no attribute {part!r}{did_you_mean(part, names)}", "import"
-            )
-        value = getattr(value, part)
-    if isinstance(value, Tool):
-        return [value]
-    if isinstance(value, Toolset):
-        return list(value)
-    if isinstance(value, list | tuple) and value and all(isinstance(v, Tool) for v in value):
-        return list(value)
-    refusal = _not_a_tool(target, value)
-    if refusal is not None:
-        raise ToolLoadError(refusal, "import")
-    try:
-        return [tool(value)]
-    except TomasuloError as exc:
-        raise ToolLoadError(f"{target!r} cannot become a tool: {exc}", "import") from None
-
-
-_TOOL_HELP = "name a @tool, a Toolset, or a function of your own (module:name)"
-
-
-def _not_a_tool(target: str, value: Any) -> str | None:
-    """Why ``value`` may not become a tool, or ``None`` for a Python function of the user's own.
-
-    Only functions written in Python outside the standard library become tools: a built-in
-    (``os:system``), a class, a module or any other object is refused, and so is a standard
-    library function (``shutil:rmtree``), which was never meant to be called by a model.
-    """
-    if inspect.ismodule(value):
-        return f"{target!r} is a module, not a tool, toolset or function; {_TOOL_HELP}"
-    if inspect.isclass(value):
-        return f"{target!r} is a class, not a tool; {_TOOL_HELP}"
-    if not callable(value):
-        return f"{target!r} is a {type(value).__name__}, not a tool, toolset or function; {_TOOL_HELP}"
-    name = f"{getattr(value, '__module__', None) or '?'}.{getattr(value, '__qualname__', target)}"
-    if inspect.isbuiltin(value) or inspect.ismethoddescriptor(value) or inspect.ismethodwrapper(value):
-        return f"{target!r} is a built-in function ({name}), not a tool; {_TOOL_HELP}"
-    home = value if inspect.isfunction(value) or inspect.ismethod(value) else type(value)
-    module = getattr(home, "__module__", None) or ""
-    if module.partition(".")[0] in sys.stdlib_module_names:
-        return f"{target!r} is a function of the standard library ({name}), not a tool; {_TOOL_HELP}"
-    return None
 
 
 def _net(spec: NetSpec) -> NetPolicy:
@@ -323,7 +239,7 @@ def build_tools(spec: ToolSpec, folder: Path | None) -> list[Tool]:
     if spec.builtin is not None:
         tools = _builtin(spec, folder)
     elif spec.import_ is not None:
-        tools = _import(spec.import_, folder)
+        tools = load_tools(spec.import_, folder)
     elif spec.openapi is not None:
         try:
             tools = _openapi_source(spec.openapi, folder).tools()

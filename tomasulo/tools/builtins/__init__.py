@@ -17,12 +17,13 @@ from ._files import FileAccess, file_tools, grep_tool, read_file_tool
 from ._http import check_address, http_get_tool
 from ._math import FUNCTIONS, MathLimits, evaluate, math_tool
 from ._misc import echo_tool, sleep_tool
-from ._registry import BUILTINS, builtin_options, builtin_tools, builtin_toolset
+from ._registry import BUILTINS, PATH_OPTIONS, builtin_options, builtin_tools, builtin_toolset
 from ._sql import database_from_script, sql_tool
 
 __all__ = [
     "BUILTINS",
     "FUNCTIONS",
+    "PATH_OPTIONS",
     "FileAccess",
     "MathLimits",
     "builtin_options",

@@ -224,10 +224,6 @@ class FileAccess:
             raise IsADirectoryError(f"{path!r} is not a regular file")
         return fd, "/".join(real) or "."
 
-    def relative(self, real: Path) -> str:
-        """``real`` as a path relative to the root (``.`` for the root itself)."""
-        return real.relative_to(self.root).as_posix() or "."
-
 
 def _read(access: FileAccess, path: str, offset: int, limit: int | None) -> dict[str, Any]:
     fd, rel = access.open_file(path)

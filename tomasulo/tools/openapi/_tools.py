@@ -361,13 +361,6 @@ class OpenAPITools:
         call_operation.__name__ = op.name
         return call_operation
 
-    def tool_for(self, name: str) -> Tool:
-        """The tool called ``name`` (after the prefix)."""
-        for t in self.tools():
-            if t.name == name:
-                return t
-        raise KeyError(name)
-
 
 async def _get_bounded(
     client: httpx.AsyncClient, url: str, policy: NetPolicy, limits: HttpLimits

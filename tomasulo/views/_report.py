@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from ..grammar import Ref, Template, value_to_text
 from ..runtime import RunResult, TaskRecord
 from ._json import CIRCULAR, MAX_JSON_DEPTH, TOO_DEEP, jsonable
-from ._orchestrated import StepRun
 
-__all__ = ["args_json", "call_text", "jsonable", "report_lines", "task_json"]
+__all__ = ["StepLike", "args_json", "call_text", "report_lines", "task_json"]
+
+
+class StepLike(Protocol):
+    """A run with a label, as :func:`report_lines` takes it (a workflow's ``StepRun``)."""
+
+    @property
+    def step(self) -> str:
+        """The label: a workflow step's id, or ``""``."""
+        ...
+
+    @property
+    def result(self) -> RunResult:
+        """The run's result."""
+        ...
+
+
+class _Unlabelled(NamedTuple):
+    step: str
+    result: RunResult
 
 
 def _plan_value(value: Any, active: set[int], depth: int) -> Any:
@@ -75,9 +93,9 @@ def task_json(record: TaskRecord, step: str = "", offset: float = 0.0) -> dict[s
     return out
 
 
-def report_lines(runs: Sequence[StepRun] | RunResult) -> list[str]:
+def report_lines(runs: Sequence[StepLike] | RunResult) -> list[str]:
     """A few lines per step: how many tasks succeeded, and every retry, failure and skip with its cause."""
-    steps = [StepRun("", runs, 0.0)] if isinstance(runs, RunResult) else list(runs)
+    steps: list[StepLike] = [_Unlabelled("", runs)] if isinstance(runs, RunResult) else list(runs)
     lines: list[str] = []
     for run in steps:
         tasks = run.result.tasks

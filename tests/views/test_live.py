@@ -15,7 +15,7 @@ from tomasulo.dispatcher._events import (
     TaskStarted,
     TaskSucceeded,
 )
-from tomasulo.workflows import LiveView
+from tomasulo.views import LiveView
 
 
 def events() -> list[object]:

@@ -13,7 +13,7 @@ from tomasulo.exceptions import ConfigError
 from tomasulo.runtime import Orchestrator, RunResult
 from tomasulo.tools import Toolset
 from tomasulo.tools.builtins import builtin_tools
-from tomasulo.workflows import GanttBar, bars_from, draw_gantt
+from tomasulo.views import GanttBar, bars_from, draw_gantt
 
 pytestmark = pytest.mark.anyio
 
