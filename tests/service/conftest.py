@@ -114,7 +114,9 @@ class LiveService:
 def run_app(prepared: PreparedService) -> tuple[str, Callable[[], None]]:
     """Serve the app with uvicorn in a thread; returns its URL and a function that stops it."""
     sock = bind("127.0.0.1", 0)
-    server = _Server(uvicorn.Config(prepared.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
+    server = _Server(
+        uvicorn.Config(prepared.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     if not server.ready.wait(30):

@@ -68,7 +68,12 @@ class PostgresServer:
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*self.as_user, *args], capture_output=True, text=True, timeout=timeout, check=False, cwd=self.folder
+            [*self.as_user, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.folder,
         )
 
     @classmethod
@@ -118,5 +123,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.data.exists():
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
+            self._run(
+                str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60
+            )
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -123,7 +123,9 @@ def test_direct_tool_call(service: LiveService) -> None:
 
 
 def test_a_direct_call_is_bounded_in_time(service: LiveService) -> None:
-    response = service.client("acme").post("/v1/tools/sleep:call", json={"args": {"seconds": 5}, "timeout": 0.3})
+    response = service.client("acme").post(
+        "/v1/tools/sleep:call", json={"args": {"seconds": 5}, "timeout": 0.3}
+    )
     assert response.status_code == 200
     assert response.json()["status"] != "succeeded"
     assert response.elapsed.total_seconds() < 3
@@ -161,7 +163,9 @@ def test_validate_the_json_dialect_and_a_tool_subset(service: LiveService) -> No
     acme = service.client("acme")
     plan = '{"tasks": [{"id": 1, "tool": "echo", "args": {"value": "hi"}}]}'
     assert acme.post("/v1/plans:validate", json={"plan": plan, "dialect": "json"}).json()["ok"]
-    verdict = acme.post("/v1/plans:validate", json={"plan": plan, "dialect": "json", "tools": ["math"]}).json()
+    verdict = acme.post(
+        "/v1/plans:validate", json={"plan": plan, "dialect": "json", "tools": ["math"]}
+    ).json()
     assert not verdict["ok"]
     assert verdict["errors"][0]["type"] == "UnknownToolError"
 
@@ -209,7 +213,9 @@ def test_malformed_json_is_a_400(service: LiveService) -> None:
 
 
 def test_wrong_content_type_is_a_415(service: LiveService) -> None:
-    response = service.client("acme").post("/v1/plans:validate", content=b"plan=1", headers={"content-type": "text/plain"})
+    response = service.client("acme").post(
+        "/v1/plans:validate", content=b"plan=1", headers={"content-type": "text/plain"}
+    )
     assert "text/plain" in assert_problem(response, 415, "unsupported-media-type")["detail"]
 
 
@@ -217,7 +223,9 @@ def test_invalid_body_is_a_422_naming_the_field(service: LiveService) -> None:
     acme = service.client("acme")
     body = assert_problem(acme.post("/v1/plans:validate", json={"plan": 3}), 422, "invalid-request")
     assert "body field 'plan'" in body["detail"]
-    extra = assert_problem(acme.post("/v1/plans:validate", json={"plan": "", "oops": 1}), 422, "invalid-request")
+    extra = assert_problem(
+        acme.post("/v1/plans:validate", json={"plan": "", "oops": 1}), 422, "invalid-request"
+    )
     assert "oops" in extra["detail"]
     assert_problem(acme.post("/v1/tools/math:call", json=[1, 2]), 422, "invalid-request")
 

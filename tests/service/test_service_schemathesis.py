@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tomasulo.service._config import loads_service_config
 from tomasulo.service._app import create_app
+from tomasulo.service._config import loads_service_config
 from tomasulo.service._serve import prepare
 from tomasulo.service._store import Database
 

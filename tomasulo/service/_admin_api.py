@@ -74,7 +74,9 @@ def update_tenant(tenant_id: TenantId, body: TenantUpdate, admin: AdminDep) -> T
     if body.limits is not None:
         changes["limits"] = body.limits
     if tenant_id == DEFAULT_TENANT and changes.get("disabled"):
-        raise ProblemError(409, "conflict", "the default tenant holds the first admin key; it cannot be disabled")
+        raise ProblemError(
+            409, "conflict", "the default tenant holds the first admin key; it cannot be disabled"
+        )
     try:
         tenant = admin.state.db.update_tenant(tenant_id, changes) if changes else _tenant(admin, tenant_id)
     except NotFound:

@@ -110,7 +110,8 @@ class Caller:
             raise ProblemError(
                 404,
                 "not-found",
-                f"no tool {name!r} for this tenant{did_you_mean(name, list(tools))}; GET /v1/tools lists them",
+                f"no tool {name!r} for this tenant{did_you_mean(name, list(tools))}; "
+                "GET /v1/tools lists them",
             )
         return tools[name]
 
@@ -180,7 +181,9 @@ def get_caller(
     try:
         tenant = state.tenant(principal.tenant_id)
     except NotFound:
-        raise ProblemError(401, "unauthorized", "the key's tenant no longer exists", headers=challenge) from None
+        raise ProblemError(
+            401, "unauthorized", "the key's tenant no longer exists", headers=challenge
+        ) from None
     if tenant.disabled:
         raise ProblemError(401, "unauthorized", "the key's tenant is disabled", headers=challenge)
     per_minute = tenant.limits.requests_per_minute or state.config.limits.requests_per_minute
@@ -203,9 +206,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 def require_admin(caller: CallerDep) -> Caller:
     """The caller, if its key is an admin key; a 403 problem otherwise."""
     if not caller.principal.is_admin:
-        raise ProblemError(
-            403, "forbidden", "this endpoint needs an admin key; the key used is a member key"
-        )
+        raise ProblemError(403, "forbidden", "this endpoint needs an admin key; the key used is a member key")
     return caller
 
 
@@ -305,7 +306,9 @@ def create_app(
 
     @app.get("/v1/me", tags=["tenants"], summary="The caller's key, role and tenant", responses=ERRORS)
     def me(caller: CallerDep) -> Me:
-        return Me(key_id=caller.principal.key_id, role=caller.principal.role, tenant=tenant_out(caller.tenant))
+        return Me(
+            key_id=caller.principal.key_id, role=caller.principal.role, tenant=tenant_out(caller.tenant)
+        )
 
     @app.get("/v1/models", tags=["models"], summary="The models the tenant may use", responses=ERRORS)
     def list_models(caller: CallerDep) -> ModelList:

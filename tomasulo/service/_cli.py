@@ -25,11 +25,13 @@ DatabaseOpt = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="postgresql+psycopg://user:pw@host/db (env TOMASULO_DATABASE_URL; default: SQLite in --data-dir).",
+        help="postgresql+psycopg://user:pw@host/db (env TOMASULO_DATABASE_URL; "
+        "default: SQLite in --data-dir).",
     ),
 ]
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="State folder (default: the file's data_dir, else ~/.tomasulo).")
+    Path | None,
+    typer.Option("--data-dir", help="State folder (default: the file's data_dir, else ~/.tomasulo)."),
 ]
 
 
@@ -52,7 +54,7 @@ def _config(path: Path | None) -> ServiceConfig:
 
 def _database(config_path: Path | None, database_url: str | None, data_dir: Path | None) -> Database:
     from ..exceptions import UserError
-    from ._serve import database_for
+    from ._store import database_for
 
     config = _config(config_path)
     try:
@@ -61,7 +63,10 @@ def _database(config_path: Path | None, database_url: str | None, data_dir: Path
     except UserError as exc:
         _fail(str(exc))
     except Exception as exc:  # the database itself: unreachable, refused, wrong password
-        _fail(f"cannot use the database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1)
+        _fail(
+            f"cannot use the database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            1,
+        )
     return db
 
 
@@ -69,7 +74,9 @@ def serve_command(
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
     data_dir: DataDirOpt = None,
-    host: Annotated[str | None, typer.Option("--host", help="Default 127.0.0.1 (or the file's host).")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Default 127.0.0.1 (or the file's host).")
+    ] = None,
     port: Annotated[int | None, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = None,
 ) -> None:
     """Serve the REST API (tools, plans, grammars, tenants) with uvicorn; prints URL and admin key.
@@ -94,8 +101,11 @@ def serve_command(
     except KeyboardInterrupt:
         sys.stderr.write("stopped\n")
     except OSError as exc:
-        _fail(f"cannot listen on {host or settings.host}:{settings.port if port is None else port}: "
-              f"{exc.strerror or exc}", 1)
+        _fail(
+            f"cannot listen on {host or settings.host}:{settings.port if port is None else port}: "
+            f"{exc.strerror or exc}",
+            1,
+        )
     except UserError as exc:  # a tool source that failed to open
         _fail(str(exc), 1)
 
@@ -104,7 +114,9 @@ db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(config: ConfigOpt = None, database_url: DatabaseOpt = None, data_dir: DataDirOpt = None) -> None:
+def db_upgrade(
+    config: ConfigOpt = None, database_url: DatabaseOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """Apply the schema migrations (the service also applies them when it starts)."""
     db = _database(config, database_url, data_dir)
     sys.stdout.write(f"{db.url}: at revision {db.revision()}\n")
@@ -118,7 +130,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The key's tenant.")] = "default",
-    role: Annotated[str, typer.Option("--role", help="admin (manage tenants and keys) or member.")] = "member",
+    role: Annotated[
+        str, typer.Option("--role", help="admin (manage tenants and keys) or member.")
+    ] = "member",
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
@@ -137,7 +151,10 @@ def keys_create(
         record, full = db.create_key(tenant, role, name)  # type: ignore[arg-type]
     except NotFound:
         known = ", ".join(t.id for t in db.tenants())
-        _fail(f"no tenant {tenant!r}; tenants: {known} (add tenants in the config file or POST /v1/admin/tenants)")
+        _fail(
+            f"no tenant {tenant!r}; tenants: {known} "
+            "(add tenants in the config file or POST /v1/admin/tenants)"
+        )
     except ConfigError as exc:
         _fail(str(exc))
     finally:

@@ -202,7 +202,11 @@ class ServiceConfig(_Strict):
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> ServiceConfig:
-        if self.default_model is not None and self.models is not None and self.default_model not in self.models:
+        if (
+            self.default_model is not None
+            and self.models is not None
+            and self.default_model not in self.models
+        ):
             names = list(self.models)
             raise ValueError(
                 f"default_model {self.default_model!r} is not one of models: {', '.join(names) or 'none'}"
@@ -339,4 +343,3 @@ def load_service_config(path: str | os.PathLike[str]) -> ServiceConfig:
     except OSError as exc:
         raise WorkflowError(f"cannot read the configuration: {exc.strerror}", path=where) from None
     return loads_service_config(decode_utf8(data, path=where, what="the configuration"), path=where)
-

@@ -150,7 +150,8 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> JSONRe
         detail = f"the body is not valid JSON at character {position}: {ctx.get('error', 'invalid JSON')}"
         return problem_response(request.scope, 400, "malformed-json", detail, title="Malformed JSON")
     fields = [
-        {"where": _where(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))} for e in errors[:20]
+        {"where": _where(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+        for e in errors[:20]
     ]
     detail = "; ".join(f"{f['where']}: {f['message']}" for f in fields[:5])
     if len(errors) > 5:

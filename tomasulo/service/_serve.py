@@ -12,19 +12,17 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TextIO
 
 from fastapi import FastAPI
 
-from ..exceptions import UserError
-from ..tools import ToolSource, Toolset
+from ..tools import Toolset, ToolSource
 from ..workflows._tools import ToolLoadError, tool_source  # the one import of the tool-source loader
 from ._app import create_app
-from ._config import DEFAULT_DATA_DIR, ServiceConfig
-from ._store import Database, sqlite_url
+from ._config import ServiceConfig
+from ._store import Database, database_for
 
-__all__ = ["PreparedService", "database_for", "prepare", "serve", "tool_sources"]
+__all__ = ["PreparedService", "prepare", "serve", "tool_sources"]
 
 
 def tool_sources(config: ServiceConfig) -> list[ToolSource]:
@@ -46,37 +44,6 @@ def tool_sources(config: ServiceConfig) -> list[ToolSource]:
             key = exc.key or "builtin"
             raise config.error_at(str(exc), ("tools", i, key), key=key not in ("builtin", "import")) from None
     return sources
-
-
-def data_dir_for(config: ServiceConfig, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The data folder: ``--data-dir``, else the file's ``data_dir``, else ``~/.tomasulo``."""
-    chosen = data_dir if data_dir is not None else config.data_dir
-    path = Path(chosen).expanduser() if chosen is not None else DEFAULT_DATA_DIR.expanduser()
-    if chosen is not None and config.folder is not None and not path.is_absolute() and data_dir is None:
-        path = config.folder / path
-    return path
-
-
-def database_for(
-    config: ServiceConfig,
-    *,
-    database_url: str | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Database:
-    """The database: ``--database-url``, else the file's, else SQLite in the data folder.
-
-    Raises:
-        ConfigError: a URL SQLAlchemy cannot use, or a data folder that cannot be made.
-    """
-    url = database_url or os.environ.get("TOMASULO_DATABASE_URL") or config.database_url
-    if url is None:
-        folder = data_dir_for(config, data_dir)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot make the data folder {folder}: {exc.strerror}") from None
-        url = sqlite_url(folder)
-    return Database.open(url)
 
 
 @dataclass
@@ -129,7 +96,9 @@ def banner(service: PreparedService, url: str, out: TextIO) -> None:
         out.write(f"  admin key: {service.admin_key}\n")
         out.write("  (shown this once and stored hashed: keep it; `tomasulo keys create` makes more)\n")
     else:
-        out.write("  admin key: created on an earlier start; `tomasulo keys create --role admin` makes another\n")
+        out.write(
+            "  admin key: created on an earlier start; `tomasulo keys create --role admin` makes another\n"
+        )
     out.flush()
 
 

@@ -11,7 +11,8 @@ through SQLAlchemy 2 Core. The methods are synchronous; the app calls them from 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..exceptions import ConfigError
-from ._config import DEFAULT_TENANT, TenantLimits, TenantSpec
+from ..exceptions import ConfigError, UserError
+from ._config import DEFAULT_DATA_DIR, DEFAULT_TENANT, ServiceConfig, TenantLimits, TenantSpec
 from ._keys import ROLES, Principal, Role, hash_secret, new_key, parse_key, verify
 from ._schema import api_keys, tenants
 
-__all__ = ["Database", "KeyRecord", "NotFound", "Tenant", "sqlite_url", "upgrade_database"]
+__all__ = [
+    "Database",
+    "KeyRecord",
+    "NotFound",
+    "Tenant",
+    "data_dir_for",
+    "database_for",
+    "sqlite_url",
+    "upgrade_database",
+]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -395,6 +405,32 @@ class Database:
         return full
 
 
-def patterns(values: Iterable[str]) -> tuple[str, ...]:
-    """Grant patterns, cleaned of blanks and repeats, in order."""
-    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+def data_dir_for(config: ServiceConfig, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: ``--data-dir``, else the file's ``data_dir``, else ``~/.tomasulo``."""
+    chosen = data_dir if data_dir is not None else config.data_dir
+    path = Path(chosen).expanduser() if chosen is not None else DEFAULT_DATA_DIR.expanduser()
+    if chosen is not None and config.folder is not None and not path.is_absolute() and data_dir is None:
+        path = config.folder / path
+    return path
+
+
+def database_for(
+    config: ServiceConfig,
+    *,
+    database_url: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Database:
+    """The database: ``--database-url``, else the file's, else SQLite in the data folder.
+
+    Raises:
+        ConfigError: a URL SQLAlchemy cannot use, or a data folder that cannot be made.
+    """
+    url = database_url or os.environ.get("TOMASULO_DATABASE_URL") or config.database_url
+    if url is None:
+        folder = data_dir_for(config, data_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the data folder {folder}: {exc.strerror}") from None
+        url = sqlite_url(folder)
+    return Database.open(url)

@@ -13,7 +13,7 @@ import anyio
 from fastapi import APIRouter, Depends, Query
 
 from ..dispatcher import Limits
-from ..exceptions import PlanError, ToolArgumentError, TomasuloError
+from ..exceptions import PlanError, TomasuloError, ToolArgumentError
 from ..grammar import Plan, Task, build_grammar, parse_json_plan, parse_plan
 from ..planner import Dialect
 from ..tools import Tool
@@ -99,16 +99,22 @@ async def call_tool(name: str, body: ToolCallRequest, caller: CallerDep) -> Tool
     try:
         args = tool.validate(body.args)
     except ToolArgumentError as exc:
-        fields = [{"where": e.path or "<arguments>", "message": f"expected {e.expected}, got {e.got}"} for e in exc.errors]
+        fields = [
+            {"where": e.path or "<arguments>", "message": f"expected {e.expected}, got {e.got}"}
+            for e in exc.errors
+        ]
         raise ProblemError(
             422,
             "invalid-arguments",
-            f"invalid arguments for tool {name!r}: " + "; ".join(f"{f['where']}: {f['message']}" for f in fields),
+            f"invalid arguments for tool {name!r}: "
+            + "; ".join(f"{f['where']}: {f['message']}" for f in fields),
             title="Invalid arguments",
             errors=fields,
         ) from None
     if tool.fn is None:
-        raise ProblemError(409, "not-callable", f"tool {name!r} has a schema but nothing to call", title="Not callable")
+        raise ProblemError(
+            409, "not-callable", f"tool {name!r} has a schema but nothing to call", title="Not callable"
+        )
     timeout = min(body.timeout or limits.tool_call_timeout, limits.tool_call_timeout)
     plan = Plan(tasks=(Task(1, name, kwargs=args),), join_id=2)
     orchestrator = Orchestrator([tool], limits=Limits(deadline=timeout, max_concurrency=1))
@@ -168,7 +174,9 @@ async def validate_plan(body: PlanValidateRequest, caller: CallerDep) -> PlanVal
             title="Plan too long",
         )
     if body.dialect == "json" and body.compat:
-        raise ProblemError(422, "invalid-request", "compat applies to the text dialect only", title="Invalid request")
+        raise ProblemError(
+            422, "invalid-request", "compat applies to the text dialect only", title="Invalid request"
+        )
     tools = caller.toolset(body.tools)
     max_tasks = min(body.max_tasks or limits.max_tasks, limits.max_tasks)
 
