@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -19,17 +20,29 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import exc as sa_exc
+from starlette.responses import JSONResponse
 
 from ..tools import Tool, Toolset, ToolSource
 from ..workflows._tools import did_you_mean
 from ._config import ModelBackend, ServiceConfig
 from ._keys import Principal, VerifiedKeys
 from ._models import Health, Me, ModelList, ModelOut, TenantOut
-from ._problems import PROBLEM_JSON, BodyLimit, Problem, ProblemError, RequestId, install_problem_handlers
+from ._problems import (
+    PROBLEM_JSON,
+    BodyLimit,
+    Problem,
+    ProblemError,
+    RequestId,
+    install_problem_handlers,
+    problem_response,
+)
 from ._ratelimit import RateLimiter
 from ._store import Database, NotFound, Tenant
 
 __all__ = ["Caller", "ServiceState", "create_app"]
+
+_log = logging.getLogger("tomasulo.service")
 
 #: The error responses every authenticated route may give (documented in the OpenAPI schema).
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -42,6 +55,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (415, "Body is not JSON"),
         (422, "Invalid request"),
         (429, "Too many requests (see Retry-After)"),
+        (503, "The database does not answer (see Retry-After)"),
     )
 }
 
@@ -236,6 +250,18 @@ async def _open_tools(state: ServiceState, stack: contextlib.AsyncExitStack) -> 
     state.toolset = Toolset(tools)
 
 
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    _log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
+    return problem_response(
+        request.scope,
+        503,
+        "unavailable",
+        "the database does not answer; retry shortly",
+        title="Service unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def create_app(
     config: ServiceConfig,
     db: Database,
@@ -282,6 +308,8 @@ def create_app(
     )
     app.state.service = state
     install_problem_handlers(app)
+    app.add_exception_handler(sa_exc.OperationalError, _database_down)
+    app.add_exception_handler(sa_exc.InterfaceError, _database_down)
     app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
     app.add_middleware(RequestId)
 

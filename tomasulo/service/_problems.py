@@ -194,6 +194,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             500,
             "internal",
             f"the server failed on this request (a bug); quote request id {rid} when reporting it",
+            headers={"X-Request-ID": rid} if rid else None,
         )
 
     app.add_exception_handler(ProblemError, on_problem)
