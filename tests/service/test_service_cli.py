@@ -149,3 +149,13 @@ def test_keys_create_list_revoke_and_db_upgrade(data_dir: Path) -> None:
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert "revoked 20" in tomasulo("keys", "list", *where).stdout
     assert tomasulo("keys", "revoke", "0000000000000000", *where).returncode == 2
+
+
+def test_a_tool_source_that_cannot_open_exits_1_before_listening(tmp_path: Path) -> None:
+    config = tmp_path / "service.yaml"
+    config.write_text(f"data_dir: state\ntools:\n  - mcp: {{command: {tmp_path / 'no-such-server'}}}\n")
+    done = tomasulo("serve", "--config", str(config), "--port", "0")
+    assert done.returncode == 1, done.stderr
+    assert "cannot start" in done.stderr
+    assert "tomasulo service on" not in done.stderr
+    assert "Traceback" not in done.stderr

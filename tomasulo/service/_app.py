@@ -40,7 +40,7 @@ from ._problems import (
 from ._ratelimit import RateLimiter
 from ._store import Database, NotFound, Tenant
 
-__all__ = ["Caller", "ServiceState", "create_app"]
+__all__ = ["Caller", "ServiceState", "create_app", "open_tool_sources"]
 
 _log = logging.getLogger("tomasulo.service")
 
@@ -81,6 +81,7 @@ class ServiceState:
     calls: anyio.CapacityLimiter | None = None
     grammars: anyio.CapacityLimiter | None = None
     tenant_ttl: float = 5.0
+    sources_open: bool = False
     _tenants: dict[str, tuple[float, Tenant]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,12 +243,21 @@ def tenant_out(tenant: Tenant) -> TenantOut:
     return TenantOut.model_validate(tenant.to_json())
 
 
-async def _open_tools(state: ServiceState, stack: contextlib.AsyncExitStack) -> None:
+async def open_tool_sources(state: ServiceState, stack: contextlib.AsyncExitStack) -> None:
+    """Open the tool sources on ``stack`` and add their tools to the app's toolset.
+
+    Raises:
+        TomasuloError: a source that cannot be opened or listed (``ToolSourceError``,
+            ``OpenAPIError``), or two tools of one name (``ToolsetError``).
+    """
+    if state.sources_open:
+        return
     tools: list[Tool] = list(state.toolset)
     for source in state.sources:
         opened = await stack.enter_async_context(source)
         tools.extend(await opened.list_tools())
     state.toolset = Toolset(tools)
+    state.sources_open = True
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -294,7 +304,7 @@ def create_app(
         state.calls = anyio.CapacityLimiter(config.limits.max_concurrent_calls)
         state.grammars = anyio.CapacityLimiter(2)
         async with contextlib.AsyncExitStack() as stack:
-            await _open_tools(state, stack)
+            await open_tool_sources(state, stack)  # unless serve() opened them already
             yield
 
     app = FastAPI(

@@ -86,7 +86,7 @@ def serve_command(
     """
     import anyio
 
-    from ..exceptions import UserError
+    from ..exceptions import TomasuloError, UserError
     from ._serve import prepare, serve
 
     settings = _config(config)
@@ -97,17 +97,20 @@ def serve_command(
     except Exception as exc:
         _fail(f"cannot start: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1)
     try:
-        anyio.run(lambda: serve(service, host=host, port=port))
+        started = anyio.run(lambda: serve(service, host=host, port=port))
     except KeyboardInterrupt:
         sys.stderr.write("stopped\n")
+    except TomasuloError as exc:  # a tool source that cannot be opened, before anything listens
+        _fail(f"cannot start: {exc}", 1)
     except OSError as exc:
         _fail(
             f"cannot listen on {host or settings.host}:{settings.port if port is None else port}: "
             f"{exc.strerror or exc}",
             1,
         )
-    except UserError as exc:  # a tool source that failed to open
-        _fail(str(exc), 1)
+    else:
+        if not started:
+            _fail("the service did not start (the error is above)", 1)
 
 
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)

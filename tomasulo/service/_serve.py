@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -18,7 +19,7 @@ from fastapi import FastAPI
 
 from ..tools import Toolset, ToolSource
 from ..workflows._tools import ToolLoadError, tool_source  # the one import of the tool-source loader
-from ._app import create_app
+from ._app import create_app, open_tool_sources
 from ._config import ServiceConfig
 from ._store import Database, database_for
 
@@ -109,8 +110,13 @@ async def serve(
     port: int | None = None,
     out: TextIO = sys.stderr,
     on_listening: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until cancelled or signalled (Ctrl-C stops accepting, then ends open requests)."""
+) -> bool:
+    """Serve until cancelled or signalled (Ctrl-C stops accepting, then ends open requests).
+
+    The banner (URL, docs URL, admin key) is printed once the app has started (its tool sources
+    are open) and the socket accepts. Returns ``False`` if the app failed to start (uvicorn has
+    logged why), ``True`` after a normal stop.
+    """
     import uvicorn
 
     host = host or service.config.host
@@ -118,6 +124,15 @@ async def serve(
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                banner(service, url, out)
+                if on_listening is not None:
+                    on_listening(url)
+
     config = uvicorn.Config(
         service.app,
         log_level="warning",
@@ -125,11 +140,13 @@ async def serve(
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    banner(service, url, out)
-    if on_listening is not None:
-        on_listening(url)
+    server = _Server(config)
     try:
-        await server.serve(sockets=[sock])
+        async with contextlib.AsyncExitStack() as stack:
+            # opened here, not in the app's lifespan, so that a source that fails is one clear error
+            await open_tool_sources(service.app.state.service, stack)
+            await server.serve(sockets=[sock])
     finally:
         service.db.close()
+        sock.close()
+    return bool(server.started)
