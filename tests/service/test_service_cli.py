@@ -141,13 +141,13 @@ def test_keys_create_list_revoke_and_db_upgrade(data_dir: Path) -> None:
     key = made.stdout.strip()
     assert key.startswith("tmsk_")
     key_id = key.split("_")[1]
-    listed = tomasulo("keys", "list", *where)
-    assert key_id in listed.stdout and "admin" in listed.stdout and key not in listed.stdout
     missing = tomasulo("keys", "create", "--tenant", "nobody", *where)
     assert missing.returncode == 2 and "no tenant 'nobody'" in missing.stderr
     revoked = tomasulo("keys", "revoke", key_id, *where)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    assert "revoked 20" in tomasulo("keys", "list", *where).stdout
+    listed = tomasulo("keys", "list", *where)
+    assert key_id in listed.stdout and "admin" in listed.stdout and "ops" in listed.stdout
+    assert "revoked 20" in listed.stdout and key not in listed.stdout
     assert tomasulo("keys", "revoke", "0000000000000000", *where).returncode == 2
 
 
