@@ -429,7 +429,7 @@ def database_for(
     if url is None:
         folder = data_dir_for(config, data_dir)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # key hashes live here
         except OSError as exc:
             raise UserError(f"cannot make the data folder {folder}: {exc.strerror}") from None
         url = sqlite_url(folder)
