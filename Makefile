@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 LLAMA  := $(VENV)/.llamacpp-stamp
 
-.PHONY: demo test bench lint typecheck clean
+.PHONY: demo test bench lint typecheck clean postgres
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,16 @@ $(LLAMA): $(STAMP) scripts/install-llamacpp.sh
 	bash scripts/install-llamacpp.sh $(PY)
 	touch $(LLAMA)
 
+# PostgreSQL binaries for tests/service (the tests start their own server as a non-root user).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP) $(LLAMA)
-	$(PY) -m pytest -q -p no:cacheprovider
+test: $(STAMP) $(LLAMA) postgres
+	TOMASULO_REQUIRE_POSTGRES=1 $(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) benchmarks/parse_bench.py

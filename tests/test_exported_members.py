@@ -15,6 +15,7 @@ PACKAGES = [
     "tomasulo.grammar",
     "tomasulo.planner",
     "tomasulo.runtime",
+    "tomasulo.service",
     "tomasulo.testing",
     "tomasulo.tools",
     "tomasulo.tools.builtins",

@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 the run failed, 2 bad input (a bad file, plan, option or i
     tomasulo run FILE [-i k=v]         run a workflow (or --inputs in.jsonl --out out.jsonl -j 8)
     tomasulo ask "question"            plan with an LLM and run the tools
     tomasulo simulate-llm              serve SimulatedLLM, an OpenAI-compatible test server
+    tomasulo serve [--config F]        the REST service (tomasulo db upgrade, tomasulo keys ...)
 
 On a terminal, runs show a live table of tasks on standard error; elsewhere, one line per change.
 Results go to standard output (``--json`` for machines). ``--gantt out.png|out.html`` draws the
@@ -845,6 +846,15 @@ def mcp_server(
         err.print("stopped")
     except OSError as exc:
         _fail(f"cannot serve MCP: {exc.strerror or exc}")
+
+
+# -- tomasulo serve / db / keys: the REST service (tomasulo/service/_cli.py) ------------------
+
+from .service import db_app, keys_app, serve_command  # noqa: E402 - typer only, FastAPI loads later
+
+app.command("serve")(serve_command)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 
 if __name__ == "__main__":

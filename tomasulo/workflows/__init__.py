@@ -27,7 +27,7 @@ from ._orchestrated import OrchestratorRunner, StepRun
 from ._run import StepResult, StepRunner, WorkflowResult, run_workflow
 from ._schema import SCHEMA_PATH, workflow_json_schema
 from ._tools import INPUT_TOOL, input_tool, tool_source
-from ._yaml import decode_utf8
+from ._yaml import YamlDocument, decode_utf8
 
 __all__ = [
     "INPUT_TOOL",
@@ -49,6 +49,7 @@ __all__ = [
     "ToolSpec",
     "Workflow",
     "WorkflowResult",
+    "YamlDocument",
     "check_batch_paths",
     "decode_utf8",
     "input_tool",
