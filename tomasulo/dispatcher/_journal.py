@@ -74,8 +74,11 @@ class Subscription:
     """One reader's events: the backlog it asked for, then live ones; iterating ends when the
     journal closes. ``async for event in journal.events(after=seq): ...``"""
 
-    def __init__(self, journal: RunJournal, backlog: Iterable[Event], after: int = 0) -> None:
+    def __init__(
+        self, journal: RunJournal, backlog: Iterable[Event], after: int = 0, quiet: bool = False
+    ) -> None:
         self._journal = journal
+        self.quiet = quiet
         self._after = after  # live events up to this seq are not this reader's
         self._buffer: deque[Event] = deque(backlog)
         self._wakeup: anyio.Event | None = None
@@ -150,6 +153,7 @@ class RunJournal:
         self._built_upto = 0  # every item before this index is an Event
         self._subscribers: list[Subscription] = []
         self._eager = on_event is not None
+        self._watchers = 0  # readers that are not quiet
         self._observer_warnings: list[str] = []
         self._observer_failures = 0
         #: The run's events have ended (see :meth:`close`); later ones reach ``on_event`` only.
@@ -171,9 +175,10 @@ class RunJournal:
 
     @property
     def listening(self) -> bool:
-        """Whether anyone reads events as they happen (an ``on_event`` callback or a live
-        iterator); events that cost something to make (``PlanDelta``) are made only then."""
-        return self._eager
+        """Whether anyone watches events as they happen (an ``on_event`` callback, or an
+        iterator that is not ``quiet``); events made only for watchers (``PlanDelta``, the plan's
+        text as it streams) are made only then."""
+        return self._watchers > 0 or self._on_event is not None
 
     @property
     def warnings(self) -> list[str]:
@@ -281,34 +286,38 @@ class RunJournal:
         self._built_upto = len(items)
         return items  # type: ignore[return-value]
 
-    def events(self, *, after: int = 0) -> Subscription:
+    def events(self, *, after: int = 0, quiet: bool = False) -> Subscription:
         """An async iterator over the events with ``seq`` greater than ``after``: those recorded
         already, then each one as it is recorded; it ends when the journal closes.
 
         A reader that reconnects passes the ``seq`` of the last event it saw and misses nothing,
         sees nothing twice. With ``after`` past the latest event, the iterator starts at
-        ``after + 1``.
+        ``after + 1``. A ``quiet`` reader (a store) does not count as watching (see
+        :attr:`listening`): it gets every event recorded, but none is made for it.
         """
         if after < 0:
             raise ValueError(f"after must be a seq (0 or more), got {after}")
         backlog = self.history()[after:] if after < len(self._items) else ()
-        sub = Subscription(self, backlog, after)
+        sub = Subscription(self, backlog, after, quiet)
         if self.closed:
             sub._close()
         else:
             self._subscribers.append(sub)
             self._eager = True
+            self._watchers += not quiet
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+            self._watchers -= not sub.quiet
         self._eager = self._on_event is not None or bool(self._subscribers)
 
     def close(self) -> None:
         """End every live iterator: the run's events have ended (idempotent)."""
         self.closed = True
         subs, self._subscribers = self._subscribers, []
+        self._watchers = 0
         self._eager = self._on_event is not None
         for sub in subs:
             sub._close()

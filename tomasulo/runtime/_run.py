@@ -182,7 +182,7 @@ class Run:
             if store is None:
                 result: RunResult = await body()
                 return result
-            sub = self.journal.events()
+            sub = self.journal.events(quiet=True)
             failure: BaseException | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._persist, store, sub)
