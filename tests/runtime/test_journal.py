@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import tomasulo
@@ -219,7 +220,7 @@ def _dag_plan(n: int, seed: int) -> list[Task]:
 
 async def step(i: int, xs: Any = None) -> int:
     if i % 3 == 0:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     return i
 
 
@@ -254,14 +255,14 @@ async def test_a_reader_that_reconnects_with_after_misses_and_repeats_nothing_in
                         return
                     await sub.aclose()
                     reconnects += 1
-                    await anyio.sleep(0)  # events keep coming while it is away
+                    await anyio.lowlevel.checkpoint()  # events keep coming while it is away
 
             tg.start_soon(reader)
             await anyio.wait_all_tasks_blocked()
             for task in _dag_plan(1000, seed=5):
                 d.submit(task)
                 if task.id % 50 == 0:
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
             d.close_input()
     history = list(d.history)
     assert reconnects > 10
@@ -435,7 +436,7 @@ async def test_the_in_memory_store_lists_the_latest_runs_and_keeps_a_bounded_num
     assert all(r.status == "finished" and r.mode == "plan_then_execute" and r.events > 10 for r in runs)
     with pytest.raises(KeyError):
         await store.load_events(ids[0])
-    assert [e.seq for e in await store.load_events(ids[2], after=5)][0] == 6
+    assert (await store.load_events(ids[2], after=5))[0].seq == 6
 
 
 async def test_a_store_that_fails_does_not_stop_the_run_and_is_reported() -> None:
