@@ -90,8 +90,12 @@ class TaskNode(BoundArgs):
 
     def planned_args(self) -> dict[str, Any]:
         """The task's arguments by parameter name, as planned (for its ``TaskPlanned`` event)."""
+        task = self.task
+        names = self.info.param_names
+        if not task.kwargs and len(task.args) <= len(names):
+            return dict(zip(names, task.args))  # noqa: B905 (Task.bind's result, without its checks)
         try:
-            return self.task.bind(self.info.param_names)
+            return task.bind(names)
         except ValueError:  # the task fails when it is resolved, saying why
             return {}
 

@@ -14,7 +14,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._logging import bound_context, get_logger
-from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription
+from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import (
     BudgetExceeded,
     DispatchError,
@@ -593,11 +593,12 @@ class Run:
     def _build_result(self, status: RunStatus, reason: str | None, makespan: float) -> RunResult:
         d = self._dispatcher
         records = []
+        timeline = list(self.journal.history())
         if d is not None:
+            # each task's arguments as its TaskPlanned event has them (bound once, for both)
+            planned = {e.task_id: e.args for e in timeline if type(e) is TaskPlanned}
             for tid, outcome in sorted(d.outcomes.items()):
-                task = self._tasks.get(tid)
-                tool = self.orch.tools.get(task.tool) if task is not None else None
-                args = task.bind(tool.param_names) if task is not None and tool is not None else {}
+                args = planned.get(tid, {}) if tid in self._tasks else {}
                 records.append(TaskRecord.from_outcome(outcome, args, self._task_plan.get(tid, 0), self._t0))
         return RunResult(
             run_id=self.run_id,
@@ -612,7 +613,7 @@ class Run:
             usage=self.usage,
             llm_calls=self._llm_calls,
             makespan=makespan,
-            timeline=list(self.journal.history()),
+            timeline=timeline,
             warnings=self._result_warnings(),
         )
 

@@ -22,7 +22,7 @@ from ._result import RunResult
 __all__ = ["DEFAULT_MAX_RUNS", "InMemoryRunStore", "RunStore", "RunSummary"]
 
 #: How many runs an :class:`InMemoryRunStore` keeps by default (the oldest go first).
-DEFAULT_MAX_RUNS = 1000
+DEFAULT_MAX_RUNS = 100
 
 
 @dataclass(frozen=True, slots=True)
