@@ -54,7 +54,7 @@ from tomasulo.runtime import (
     RunStarted,
     RunStore,
 )
-from tomasulo.testing import Latency, SimulatedLLM
+from tomasulo.testing import Latency, Reply, SimulatedLLM, count_tokens
 from tomasulo.tools import Tool, Toolset
 
 from .rtools import Lab
@@ -540,3 +540,21 @@ def test_run_finished_carries_its_usage() -> None:
     e = RunFinished(run_id="r", seq=9, ts=1.0, task_id=None, status="finished", usage=Usage(prompt_tokens=3))
     back = Event.from_json(json.loads(json.dumps(e.to_json())))
     assert isinstance(back, RunFinished) and back.usage == Usage(prompt_tokens=3)
+
+
+async def test_an_llm_call_that_breaks_off_is_recorded_with_its_error_and_the_run_rebuilds() -> None:
+    cut = PLAN.index("2. search")
+    rest = PLAN[cut:]  # the replan continues the numbering
+    sim = SimulatedLLM(
+        [Reply.disconnect(PLAN, after_tokens=count_tokens(PLAN[:cut])), rest, finish("1.5011")], latency=FAST
+    )
+    with anyio.fail_after(20):
+        async with served(sim) as llm:
+            result = await Orchestrator(Lab().tools, llm).run("ratio?")
+    finished = [e for e in result.timeline if isinstance(e, LLMCallFinished)]
+    assert [e.purpose for e in finished][:2] == ["plan", "plan"]
+    assert finished[0].error is not None and finished[0].error.startswith("LLMConnectionError")
+    assert finished[1].error is None
+    assert result.status == "finished" and result.replans == 1
+    assert "".join(e.text for e in result.timeline if isinstance(e, PlanDelta)) == ""  # nobody watched
+    _assert_rebuilt(result, result.timeline)
