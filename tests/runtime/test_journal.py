@@ -558,3 +558,21 @@ async def test_an_llm_call_that_breaks_off_is_recorded_with_its_error_and_the_ru
     assert result.status == "finished" and result.replans == 1
     assert "".join(e.text for e in result.timeline if isinstance(e, PlanDelta)) == ""  # nobody watched
     _assert_rebuilt(result, result.timeline)
+
+
+def test_a_second_class_cannot_take_an_event_kind() -> None:
+    with pytest.raises(
+        TypeError, match=r"'task_ready' .* is already taken by tomasulo\.dispatcher\._events\.TaskReady"
+    ):
+
+        @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+        class TaskReady(Event):  # a class of the same name elsewhere
+            pass
+
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class Mine(Event):
+        kind: typing.ClassVar[str] = "test_mine_kind"
+        note: str = ""
+
+    e = Mine(run_id="r", seq=1, ts=0.0, task_id=None, note="hi")
+    assert Event.from_json(e.to_json()) == e

@@ -162,6 +162,14 @@ class Event:
         # (no super() call: in a slotted dataclass its implicit __class__ is the class replaced)
         if "kind" not in cls.__dict__:
             cls.kind = _CAMEL.sub("_", cls.__name__).lower()
+        taken = _KINDS.get(cls.kind)
+        # (the slotted class that replaces the first has its module and name, not yet its qualname)
+        if taken is not None and (taken.__module__, taken.__name__) != (cls.__module__, cls.__name__):
+            raise TypeError(
+                f"event kind {cls.kind!r} of {cls.__module__}.{cls.__qualname__} is already taken by "
+                f"{taken.__module__}.{taken.__qualname__}; give the class a kind of its own "
+                '(kind: ClassVar[str] = "...")'
+            )
         _KINDS[cls.kind] = cls  # the slotted class dataclass makes replaces the first one
 
     def to_json(self) -> dict[str, Any]:
