@@ -16,11 +16,21 @@ interrupts replan without throwing away work.
 
 from . import exceptions
 from ._logging import configure_logging
-from .dispatcher import Dispatcher, Event, Limits, Outcome
-from .exceptions import Interrupt, PlanError, Replan, TomasuloError, ToolError, UserError
+from .dispatcher import Dispatcher, Event, Limits, Outcome, RunJournal
+from .exceptions import (
+    BudgetExceeded,
+    Interrupt,
+    PlanError,
+    Replan,
+    RunCancelled,
+    RunFailed,
+    TomasuloError,
+    ToolError,
+    UserError,
+)
 from .grammar import Plan, PlanStream, Ref, Task, Template, build_grammar, parse_plan
 from .planner import LLM, Prices, Usage
-from .runtime import Budget, Orchestrator, RunHandle, RunResult
+from .runtime import Budget, InMemoryRunStore, Orchestrator, RunHandle, RunResult, RunStore
 from .tools import Tool, ToolPolicy, Toolset, tool
 
 __version__ = "0.1.0"
@@ -28,8 +38,10 @@ __version__ = "0.1.0"
 __all__ = [
     "LLM",
     "Budget",
+    "BudgetExceeded",
     "Dispatcher",
     "Event",
+    "InMemoryRunStore",
     "Interrupt",
     "Limits",
     "Orchestrator",
@@ -40,8 +52,12 @@ __all__ = [
     "Prices",
     "Ref",
     "Replan",
+    "RunCancelled",
+    "RunFailed",
     "RunHandle",
+    "RunJournal",
     "RunResult",
+    "RunStore",
     "Task",
     "Template",
     "TomasuloError",

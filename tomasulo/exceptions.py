@@ -9,7 +9,8 @@
     │   ├── ToolsetError               a name clash, or a lookup of a tool that is not there
     │   ├── ConfigError                bad limits, options or settings
     │   ├── OpenAPIError               an OpenAPI spec that cannot be loaded or turned into tools
-    │   └── WorkflowError              a workflow file that cannot be loaded (line, column)
+    │   ├── WorkflowError              a workflow file that cannot be loaded (line, column)
+    │   └── DispatchError              the dispatcher was misused (a taken id, a closed input)
     ├── PlanError                      a plan that cannot be accepted (line, column, text, hint)
     │   ├── PlanSyntaxError            text that is not the plan language
     │   ├── UnknownToolError           a task names a tool that is not in the toolset
@@ -35,8 +36,8 @@
     │   └── ReferenceResolutionError   an input could not be resolved from an upstream result
     ├── ToolSourceError                a tool source (an MCP server) could not be opened or listed
     ├── DestinationRefused             (also a PermissionError) a URL or address the SSRF check refuses
-    ├── DispatchError                  the dispatcher was misused or an invariant broke
-    ├── RunCancelled                   (also a CancelledError-like signal for callers) a run was cancelled
+    ├── RunFailed                      RunResult.raise_for_status(): the run failed (result attached)
+    ├── RunCancelled                   RunResult.raise_for_status(): the run was cancelled
     ├── LLMError                       the LLM server did not give a usable answer
     │   ├── LLMConnectionError         could not connect, or the connection dropped
     │   ├── LLMTimeout                 (also a TimeoutError)
@@ -44,7 +45,8 @@
     │   ├── LLMStatusError             another HTTP error status
     │   └── LLMResponseError           the answer could not be used (no plan after repair)
     │       └── LLMTruncated           the server stopped at max_tokens (finish_reason "length")
-    └── BudgetExceeded                 a run hit its bound on replans, tokens, cost or wall time
+    ├── BudgetExceeded                 a run hit its bound on replans, tokens, cost or wall time
+    └── RecordedError                  an error read back from a run's journal (type name, message)
 
 Control-flow signals are not errors and do not derive from ``TomasuloError``:
 
@@ -83,9 +85,11 @@ __all__ = [
     "PlanArgumentError",
     "PlanError",
     "PlanSyntaxError",
+    "RecordedError",
     "ReferenceResolutionError",
     "Replan",
     "RunCancelled",
+    "RunFailed",
     "SchemaError",
     "TaskIdError",
     "TextAfterJoinError",
@@ -542,12 +546,29 @@ def _rebuild_refused(message: str, host: str | None, address: str | None, reason
     return DestinationRefused(message, host=host, address=address, reason=reason)
 
 
-class DispatchError(TomasuloError):
-    """The dispatcher was misused, for example fed a task whose id is taken."""
+class DispatchError(UserError):
+    """The dispatcher was misused, for example fed a task whose id is taken, or after
+    ``close_input()``. (A run turns a task its dispatcher refuses into a plan error.)"""
 
 
-class RunCancelled(TomasuloError):
-    """A run was cancelled before it finished."""
+class _RunError(TomasuloError):
+    """A run that did not finish, raised by ``RunResult.raise_for_status()``."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        #: The :class:`~tomasulo.RunResult` (its tasks, answer so far, reason).
+        self.result = result
+        super().__init__(message)
+
+
+class RunFailed(_RunError):
+    """The run failed: the LLM or the run broke, or (a fixed plan) a task did not succeed.
+
+    ``result`` holds the run's :class:`~tomasulo.RunResult`; its ``reason`` says what failed.
+    """
+
+
+class RunCancelled(_RunError):
+    """The run was cancelled before it finished; ``result`` holds what it had done."""
 
 
 # -- LLM servers --------------------------------------------------------------------------------
@@ -602,11 +623,70 @@ class LLMTruncated(LLMResponseError):
 
 
 class BudgetExceeded(TomasuloError):
-    """A run hit one of its bounds (replans, tokens, cost, wall time); ``bound`` names it."""
+    """A run hit one of its bounds (replans, tokens, cost, wall time); ``bound`` names it.
 
-    def __init__(self, message: str, *, bound: str = "") -> None:
+    Raised inside a run when a token or cost bound cuts a stream, and by
+    ``RunResult.raise_for_status()`` for a run that ended ``stopped`` (then ``result`` holds the
+    :class:`~tomasulo.RunResult`, with the best answer at hand).
+    """
+
+    def __init__(self, message: str, *, bound: str = "", result: Any = None) -> None:
         self.bound = bound
+        self.result = result
         super().__init__(message)
+
+
+class RecordedError(TomasuloError):
+    """An exception read back from a run's journal: the JSON form of an error keeps its type's
+    name and its message, not the object.
+
+    ``type_name`` is the original exception's type name (``"ValueError"``), ``message`` its text.
+    It equals any exception with that type name and text, so an outcome read back equals the
+    outcome recorded live.
+
+    >>> RecordedError.from_json(RecordedError.to_json(ValueError("bad"))) == ValueError("bad")
+    True
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(message)
+
+    @staticmethod
+    def describe(exc: BaseException) -> tuple[str, str]:
+        """The type name and message of ``exc``, as its JSON form keeps them (never raises)."""
+        if isinstance(exc, RecordedError):
+            return exc.type_name, exc.message
+        try:
+            text = str(exc)
+            if type(text) is not str:
+                raise TypeError("__str__ returned a non-string")
+        except Exception as e:
+            text = f"<{type(exc).__name__} whose str() raised {type(e).__name__}>"
+        return type(exc).__name__, text
+
+    @staticmethod
+    def to_json(exc: BaseException) -> dict[str, str]:
+        """``{"type": <type name>, "message": <text>}``."""
+        name, text = RecordedError.describe(exc)
+        return {"type": name, "message": text}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RecordedError:
+        """The error :meth:`to_json` wrote."""
+        return cls(str(data.get("type", "Exception")), str(data.get("message", "")))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BaseException):
+            return RecordedError.describe(other) == (self.type_name, self.message)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.message))
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.type_name, self.message))
 
 
 # -- control flow -------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ async def test_failure_skips_transitive_dependents_and_raises_interrupt() -> Non
     assert "task 1 failed" in (out[3].message or "")
     assert out[4].value == 5
     interrupts = [e for e in events if isinstance(e, InterruptRaised)]
-    assert [(e.task_id, e.kind) for e in interrupts] == [(1, "failure")]
+    assert [(e.task_id, e.source) for e in interrupts] == [(1, "failure")]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert all(e.ts <= f.ts for e, f in itertools.pairwise(events))
 
@@ -146,7 +146,7 @@ async def test_tool_interrupt_keeps_partial_value_and_is_reported() -> None:
     assert out[1].value == {"partial": True}
     assert out[2].status == "skipped"
     (raised,) = [e for e in events if isinstance(e, InterruptRaised)]
-    assert raised.kind == "interrupt"
+    assert raised.source == "interrupt"
     assert "need the user's city" in raised.reason
 
 

@@ -65,7 +65,7 @@ def test_fast_constructors_build_equal_events() -> None:
     slow = Outcome(task_id=3, tool="t", status="succeeded", value=[1], attempts=1, finished_at=2.0)
     fast = make_outcome(3, "t", "succeeded", [1], None, None, None, 1, None, None, None, 2.0, None)
     assert fast == slow
-    assert make_planned("r", 1, 0.5, 3, "t", (1, 2)) == TaskPlanned(
+    assert make_planned("r", 1, 0.5, 3, "t", (1, 2), {}) == TaskPlanned(
         run_id="r", seq=1, ts=0.5, task_id=3, tool="t", deps=(1, 2)
     )
     done = make_terminal["succeeded"]("r", 2, 0.5, 3, "t", fast)

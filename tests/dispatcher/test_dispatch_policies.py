@@ -258,7 +258,7 @@ async def test_deadline_cancels_the_run_and_raises_an_interrupt() -> None:
     assert [d.outcomes[i].status for i in (2, 3, 4)] == ["cancelled"] * 3
     assert "deadline" in (d.outcomes[2].message or "")
     assert 0.1 <= elapsed < 1.0
-    deadline_events = [e for e in events if getattr(e, "kind", None) == "deadline"]
+    deadline_events = [e for e in events if getattr(e, "source", None) == "deadline"]
     assert len(deadline_events) == 1 and deadline_events[0].task_id is None
 
 

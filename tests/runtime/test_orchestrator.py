@@ -12,7 +12,7 @@ import pytest
 
 from tomasulo.dispatcher import Limits, TaskStarted
 from tomasulo.planner import LLM, RetryPolicy, Timeouts
-from tomasulo.runtime import Budget, Orchestrator, PlanStarted, RunFinished, UserMessage
+from tomasulo.runtime import Budget, Orchestrator, PlanStarted, RunFinished, RunStarted, UserMessage
 from tomasulo.testing import Latency, RecordedRequest, Reply, SimulatedLLM, count_tokens
 
 from .rtools import Lab
@@ -312,7 +312,7 @@ async def test_stream_yields_events_until_the_run_ends() -> None:
     with anyio.fail_after(20):
         async with served(sim) as llm, Orchestrator(lab.tools, llm) as orch:
             kinds = [type(e).__name__ async for e in orch.stream("ratio?")]
-    assert kinds[0] == "PlanStarted" and kinds[-1] == "RunFinished"
+    assert kinds[:2] == ["RunStarted", "PlanStarted"] and kinds[-1] == "RunFinished"
     assert kinds.count("TaskSucceeded") == 3
 
 
@@ -328,7 +328,8 @@ async def test_tasks_start_while_the_plan_is_still_streaming() -> None:
     plan_done = next(e for e in events if type(e).__name__ == "PlanFinished")
     assert started.seq < plan_done.seq
     assert plan_done.ts - started.ts > 0.1, "task 1 ran well before the plan's last token"
-    assert isinstance(events[0], PlanStarted) and isinstance(events[-1], RunFinished)
+    assert isinstance(events[0], RunStarted) and isinstance(events[1], PlanStarted)
+    assert isinstance(events[-1], RunFinished)
 
 
 async def test_execute_plan_needs_no_llm() -> None:

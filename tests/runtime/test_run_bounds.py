@@ -205,7 +205,7 @@ async def test_an_observer_that_raises_neither_stops_nor_changes_the_run() -> No
     assert isinstance(seen[-1], RunFinished) and seen[-1].status == "finished"
     assert result.warnings, "the observer's failures are reported"
     first = result.warnings[0]
-    assert "on_event observer" in first and "RuntimeError: observer broke on PlanStarted" in first
+    assert "on_event observer" in first and "RuntimeError: observer broke on RunStarted" in first
     assert "more events" in result.warnings[-1]
 
 

@@ -1,6 +1,6 @@
-"""The task fetching unit: DAG state, ready queue, limits, reference resolution, events."""
+"""The task fetching unit: DAG state, ready queue, limits, reference resolution, the run's journal."""
 
-from ._dispatcher import Dispatcher, EventCallback
+from ._dispatcher import Dispatcher
 from ._events import (
     Event,
     InterruptRaised,
@@ -12,11 +12,15 @@ from ._events import (
     TaskFailed,
     TaskPlanned,
     TaskReady,
+    TaskRestored,
     TaskRetrying,
     TaskSkipped,
     TaskStarted,
     TaskSucceeded,
+    event_kinds,
+    json_value,
 )
+from ._journal import EventCallback, RunJournal, Subscription, outcomes_of
 from ._limits import DEFAULT_CANCEL_GRACE, DEFAULT_LIMITS, Limits
 from ._resolve import resolve_args
 
@@ -29,16 +33,22 @@ __all__ = [
     "InterruptRaised",
     "Limits",
     "Outcome",
+    "RunJournal",
     "Status",
+    "Subscription",
     "TaskAbandoned",
     "TaskCancelled",
     "TaskEvent",
     "TaskFailed",
     "TaskPlanned",
     "TaskReady",
+    "TaskRestored",
     "TaskRetrying",
     "TaskSkipped",
     "TaskStarted",
     "TaskSucceeded",
+    "event_kinds",
+    "json_value",
+    "outcomes_of",
     "resolve_args",
 ]

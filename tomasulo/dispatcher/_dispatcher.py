@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
@@ -44,16 +44,17 @@ from ._events import (
     InterruptRaised,
     Outcome,
     TaskAbandoned,
+    TaskRestored,
     TaskRetrying,
     make_outcome,
 )
+from ._journal import ENDED, PLANNED, READY, STARTED, EventCallback, RunJournal, Subscription, restore_map
 from ._limits import DEFAULT_LIMITS, Limits
-from ._log import ENDED, PLANNED, READY, STARTED, EventCallback, EventLog
-from ._node import TaskNode, ToolInfo
+from ._node import RestoredNode, TaskNode, ToolInfo
 from ._order import plan_order
 from ._watch import CallWatch
 
-__all__ = ["Dispatcher", "EventCallback"]
+__all__ = ["Dispatcher"]
 
 logger = logging.getLogger("tomasulo.dispatcher")
 
@@ -151,6 +152,17 @@ class Dispatcher:
     neither, they are built when :attr:`history` is first read (same objects, same ``seq`` and
     ``ts``), which saves their cost in runs nobody watches.
 
+    Events are numbered once in the run's :class:`RunJournal`: pass ``journal`` to write into
+    a run's (the Orchestrator does; its ``run_id`` and ``on_event`` are then the journal's), or
+    the dispatcher makes its own. ``on_interrupt`` is called with each :class:`InterruptRaised`
+    as it happens, whether or not anyone reads the journal.
+
+    ``restore`` seeds outcomes recorded earlier (say, :func:`outcomes_of` a stored journal):
+    those tasks count as ended and never run, a reference to one resolves to its recorded value
+    (a task using a restored failure is skipped), and each gets a :class:`TaskRestored` event.
+    Submit only the tasks that did not end; submitting a restored id is refused like any
+    repeated id.
+
     Leaving the ``async with`` block normally waits for every submitted task; leaving it with an
     exception cancels what is unfinished. The dispatcher enters the executor for the run
     (executors built on :class:`~tomasulo.executors.BaseExecutor` count entries, so one can
@@ -165,15 +177,32 @@ class Dispatcher:
         limits: Limits | None = None,
         run_id: str | None = None,
         on_event: EventCallback | None = None,
+        journal: RunJournal | None = None,
+        restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
+        on_interrupt: Callable[[InterruptRaised], None] | None = None,
     ) -> None:
+        if journal is not None and (
+            on_event is not None or (run_id is not None and run_id != journal.run_id)
+        ):
+            raise DispatchError(
+                "give the Dispatcher a journal, or a run_id and on_event for a journal of its own, "
+                "not both (the journal's run_id and on_event are the run's)"
+            )
         self.tools = tools
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor  # async tools may be awaited directly
         self._on_loop = isinstance(self.executor, LocalExecutor)  # async tools run on this loop
         self._cancel_exc: type[BaseException] = asyncio.CancelledError
         self.limits = limits if limits is not None else DEFAULT_LIMITS
-        self.run_id = run_id if run_id is not None else _new_run_id()
-        self._nodes: dict[int, TaskNode] = {}
+        if journal is None:
+            journal = RunJournal(run_id if run_id is not None else _new_run_id(), on_event=on_event)
+            self._owns_journal = True
+        else:
+            self._owns_journal = False
+        self._journal = journal
+        self.run_id = journal.run_id
+        self._on_interrupt = on_interrupt
+        self._nodes: dict[int, TaskNode | RestoredNode] = {}
         self._outcomes: dict[int, Outcome] = {}
         self._results: dict[int, Any] = {}
         self._lookup = self._results.__getitem__  # resolves references
@@ -185,7 +214,6 @@ class Dispatcher:
         self._unfinished = 0
         self._idle: anyio.Event | None = None
         self._workers_done: anyio.Event | None = None
-        self._log = EventLog(self.run_id, on_event)
         self._tool_limiters: dict[str, CapacityLimiter] = {}
         self._tool_waiting: dict[str, deque[TaskNode]] = {}
         self._lanes: dict[str, deque[TaskNode]] = {}
@@ -208,6 +236,8 @@ class Dispatcher:
         self._new_event: Callable[[], anyio.Event] = anyio.Event
         self._new_scope: Callable[[], CancelScope] = CancelScope
         self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
+        for outcome in restore_map(restore).values():
+            self._restore(outcome)
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -224,7 +254,12 @@ class Dispatcher:
     @property
     def history(self) -> tuple[Event, ...]:
         """Every event of the run so far, in order."""
-        return tuple(self._log.history())
+        return tuple(self._journal.history())
+
+    @property
+    def journal(self) -> RunJournal:
+        """The run's journal: the one given, or the dispatcher's own."""
+        return self._journal
 
     @property
     def pending(self) -> int:
@@ -298,7 +333,7 @@ class Dispatcher:
                             # the task group waits for them; see Limits.cancel_grace).
                             self._abandon_running()
                 finally:
-                    self._log.close()  # after TaskAbandoned events, so that iterators see them
+                    self._close_journal()  # after TaskAbandoned events, so that iterators see them
                 # The body's own exception (if any) propagates by itself, not inside a group.
                 await self._tg.__aexit__(None, None, None)
                 if len(self._workers) > self._busy:  # woken workers returning, cancelled ones unwinding
@@ -361,7 +396,7 @@ class Dispatcher:
         # Events not built yet (nobody listened) are built now, from the outcomes as they were
         # when they happened: the TaskCancelled event says "Cancelled" in every run, and the
         # TaskAbandoned event after it carries the outcome as it ends.
-        self._log.history()
+        self._journal.history()
         for node in self._nodes.values():
             if node.scope is None or node.tid in self._abandoned:
                 continue
@@ -378,7 +413,7 @@ class Dispatcher:
                 node.outcome = self._outcomes[node.tid] = outcome
             message = f"task {node.tid} ({node.name}): {note}"
             logger.warning("run %s: %s; the run ends without it", self.run_id, message)
-            self._log.emit(
+            self._journal.emit(
                 TaskAbandoned(
                     **self._stamp(node.tid), tool=node.name, grace=grace, message=message, outcome=outcome
                 )
@@ -399,7 +434,7 @@ class Dispatcher:
     def _expire(self, seconds: float) -> None:
         self._expired = True
         reason = f"the run's deadline of {seconds:g} s passed"
-        self._log.emit(InterruptRaised(**self._stamp(None), kind="deadline", reason=reason))
+        self._interrupt(InterruptRaised(**self._stamp(None), source="deadline", reason=reason))
         self._cancel_nodes(None, reason)
 
     # -- input ----------------------------------------------------------------------------------
@@ -442,14 +477,14 @@ class Dispatcher:
         now = node.planned_at
         nodes[tid] = node
         self._unfinished += 1
-        self._log.task(PLANNED, node)
+        self._journal.task(PLANNED, node)
         if info.sequential:
             self._lanes.setdefault(tool.name, deque()).append(node)
         if self._expired:
             self._finish(node, self._cancelled_outcome(node, "the run's deadline had passed"))
             self._pump()
             return
-        cause: TaskNode | None = None
+        cause: TaskNode | RestoredNode | None = None
         for dep in deps:
             up = nodes[dep]
             if up.outcome is None:
@@ -535,10 +570,10 @@ class Dispatcher:
         count = 0
         for task, _ in order:
             node = nodes[task.id]
-            if node.waiting and node.outcome is None:
+            if node.outcome is None and node.waiting:  # type: ignore[union-attr]  # a TaskNode
                 while self._waking:  # workers are still taking tasks that can start
                     await checkpoint()
-                node.bind()
+                node.bind()  # type: ignore[union-attr]
                 count += 1
                 if count % _BIND_BATCH == 0:
                     await checkpoint()
@@ -597,7 +632,7 @@ class Dispatcher:
         """No more tasks will come; once every task has an outcome, event iterators end."""
         self._input_closed = True
         if self._unfinished == 0 and not self._unwinding:
-            self._log.close()
+            self._close_journal()
         if self._unfinished <= self._busy:
             self._wake_idle_workers()  # nothing is left to start: parked workers may return
 
@@ -637,9 +672,9 @@ class Dispatcher:
                     raise DispatchError(f"cancel(): no task {tid} was submitted")
                 targets.append(node)
         # Dependents first, so that cancelling everything leaves every task cancelled.
-        targets.sort(key=lambda n: n.task.id, reverse=True)
+        targets.sort(key=lambda n: n.tid, reverse=True)
         for node in targets:
-            if node.outcome is not None:
+            if node.outcome is not None or not isinstance(node, TaskNode):
                 continue
             scope = node.scope
             if scope is not None:
@@ -649,13 +684,18 @@ class Dispatcher:
                 scope.cancel()
         self._pump()
 
-    def events(self, *, replay: bool = True) -> AsyncIterator[Event]:
-        """An async iterator over the run's events.
+    def events(self, *, replay: bool = True, after: int | None = None) -> Subscription:
+        """An async iterator over the run's events (see :meth:`RunJournal.events`).
 
-        With ``replay`` (the default) it starts with every event so far. It ends when the run's
-        events end: the input is closed and every task has an outcome, or the dispatcher exits.
+        It starts after event ``after`` (a reader resuming passes the last ``seq`` it saw); by
+        default with every event so far, or, without ``replay``, with the next one. For the
+        dispatcher's own journal it ends when the run's events end: the input is closed and every
+        task has an outcome, or the dispatcher exits; for a journal given to it, when its owner
+        closes it.
         """
-        return self._log.subscribe(replay=replay, ended=self._log.closed)
+        if after is None:
+            after = 0 if replay else self._journal.last_seq
+        return self._journal.events(after=after)
 
     @classmethod
     async def run_plan(
@@ -687,8 +727,29 @@ class Dispatcher:
 
     # -- events ---------------------------------------------------------------------------------
 
+    def _close_journal(self) -> None:
+        """The dispatcher's events have ended: close its own journal (a run closes its own)."""
+        if self._owns_journal:
+            self._journal.close()
+
+    def _interrupt(self, event: InterruptRaised) -> None:
+        self._journal.emit(event)
+        if self._on_interrupt is not None:
+            self._on_interrupt(event)
+
+    def _restore(self, outcome: Outcome) -> None:
+        """Seed a task that ended earlier: its outcome (and value) stand, it never runs."""
+        tid = outcome.task_id
+        if tid in self._nodes:
+            raise DispatchError(f"restore: task {tid} is given twice")
+        self._nodes[tid] = RestoredNode(outcome)
+        self._outcomes[tid] = outcome
+        if outcome.status == "succeeded":
+            self._results[tid] = outcome.value
+        self._journal.emit(TaskRestored(**self._stamp(tid), tool=outcome.tool, outcome=outcome))
+
     def _stamp(self, task_id: int | None) -> dict[str, Any]:
-        return {"run_id": self.run_id, "seq": self._log.next_seq(), "ts": _now(), "task_id": task_id}
+        return {"run_id": self.run_id, "seq": self._journal.next_seq(), "ts": _now(), "task_id": task_id}
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -701,7 +762,7 @@ class Dispatcher:
                 return  # an earlier call of this tool has not finished yet
         node.queued = True
         node.ready_at = now
-        self._log.task(READY, node)
+        self._journal.task(READY, node)
         if node.rank:
             heapq.heappush(self._ranked, (-node.rank, node.tid, node))
         else:
@@ -828,7 +889,7 @@ class Dispatcher:
                                 # with no timeout or checks.
                                 node.attempts = 1
                                 node.started_at = _now()
-                                self._log.task(STARTED, node)
+                                self._journal.task(STARTED, node)
                                 value = await direct(**args)
                                 if type(value) not in _JSON_SCALARS and node.outcome is None:
                                     value = self._json_result(node, value)
@@ -886,7 +947,7 @@ class Dispatcher:
         """A cancelled task's call has returned: once none is left, the run's events may end."""
         self._unwinding.discard(node.tid)
         if not self._unwinding and self._input_closed and self._unfinished == 0:
-            self._log.close()
+            self._close_journal()
 
     def _release_tool_slot(self, node: TaskNode) -> None:
         limiter = self._tool_limiters.get(node.name)
@@ -911,7 +972,7 @@ class Dispatcher:
         node.attempts = attempt
         if node.started_at is None:
             node.started_at = now
-        self._log.started(node, now, attempt)
+        self._journal.started(node, now, attempt)
         timeout = node.info.policy.timeout
         tid = node.tid
         if timeout is None:
@@ -1001,7 +1062,7 @@ class Dispatcher:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
-            self._log.emit(
+            self._journal.emit(
                 TaskRetrying(
                     **self._stamp(node.tid),
                     tool=node.name,
@@ -1121,7 +1182,7 @@ class Dispatcher:
             finished_at=_now(),
         )
         self._finish(node, outcome)
-        self._log.emit(InterruptRaised(**self._stamp(node.tid), kind=kind, reason=message, error=error))
+        self._interrupt(InterruptRaised(**self._stamp(node.tid), source=kind, reason=message, error=error))
 
     def _cancelled_outcome(self, node: TaskNode, reason: str) -> Outcome:
         return Outcome(
@@ -1137,10 +1198,10 @@ class Dispatcher:
             finished_at=_now(),
         )
 
-    def _skipped_outcome(self, node: TaskNode, upstream: TaskNode) -> Outcome:
+    def _skipped_outcome(self, node: TaskNode, upstream: TaskNode | RestoredNode) -> Outcome:
         up = upstream.outcome
         assert up is not None
-        root = up.skipped_because if up.status == "skipped" else upstream.task.id
+        root = up.skipped_because if up.status == "skipped" else upstream.tid
         root_outcome = self._outcomes.get(root) if root is not None else None
         why = root_outcome.status if root_outcome is not None else "did not succeed"
         detail = ""
@@ -1173,7 +1234,7 @@ class Dispatcher:
                 self._results[tid] = outcome.value
             now = outcome.finished_at
             assert now is not None
-            self._log.task(ENDED, node)
+            self._journal.task(ENDED, node)
             self._unfinished -= 1
             if node.done is not None:
                 node.done.set()
@@ -1195,7 +1256,7 @@ class Dispatcher:
                 self._idle = None
             if self._input_closed:
                 if not self._unwinding:
-                    self._log.close()
+                    self._close_journal()
                 # Nothing can become ready again: parked workers may return now, while the
                 # caller takes the results, rather than when the run is closed.
                 self._wake_idle_workers()

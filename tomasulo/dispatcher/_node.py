@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from anyio import CancelScope
 
@@ -10,7 +12,7 @@ from ..tools import Tool
 from ._events import Outcome
 from ._resolve import BoundArgs, checker_for
 
-__all__ = ["TaskNode", "ToolInfo"]
+__all__ = ["RestoredNode", "TaskNode", "ToolInfo"]
 
 
 class ToolInfo:
@@ -85,3 +87,31 @@ class TaskNode(BoundArgs):
         self.data_ready = False  # inputs done (a sequential task may still wait for its turn)
         self.queued = False
         self.rank = 0  # how urgent among ready tasks: a higher rank starts first (0: in order)
+
+    def planned_args(self) -> dict[str, Any]:
+        """The task's arguments by parameter name, as planned (for its ``TaskPlanned`` event)."""
+        task = self.task
+        names = self.info.param_names
+        if not task.kwargs and len(task.args) <= len(names):
+            return dict(zip(names, task.args))  # noqa: B905 (Task.bind's result, without its checks)
+        try:
+            return task.bind(names)
+        except ValueError:  # the task fails when it is resolved, saying why
+            return {}
+
+
+class RestoredNode:
+    """A task that ended in an earlier run, restored with its outcome: references to it
+    resolve, and it never runs again."""
+
+    __slots__ = ("name", "outcome", "tid")
+
+    #: What the dispatcher reads of every node, fixed for a restored one.
+    scope: CancelScope | None = None
+    dependents: list[TaskNode] | None = None
+    done: anyio.Event | None = None
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.tid = outcome.task_id
+        self.name = outcome.tool
+        self.outcome: Outcome | None = outcome

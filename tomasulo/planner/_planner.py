@@ -74,6 +74,9 @@ class PlanRound:
         self._chunks: list[str] = []
         #: whether the model's first answer held no plan and was asked again (``plain`` only)
         self.repaired = False
+        #: Called with each piece of the model's text as it arrives, before it is parsed (the
+        #: run times the first one and passes the text on as ``PlanDelta`` events).
+        self.on_text: Callable[[str], None] | None = None
 
     def _make_parser(self) -> PlanStream | JsonPlanStream:
         ctx, tools = self.ctx, self.planner.tools
@@ -167,6 +170,8 @@ class PlanRound:
             async with aclosing(stream) as chunks:
                 async for chunk in chunks:
                     self._chunks.append(chunk)
+                    if self.on_text is not None:
+                        self.on_text(chunk)
                     for task in self._read(self._parser.feed, chunk):
                         yield task
                     if self._parser.joined and self.compat:

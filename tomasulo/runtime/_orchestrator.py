@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, get_args
 
 import anyio
 import anyio.abc
 
-from ..dispatcher import DEFAULT_LIMITS, Event, Limits
+from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Subscription
 from ..exceptions import ConfigError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
 from ..planner import LLM, Joiner, Planner
 from ..tools import Tool, Toolset
 from ._result import DEFAULT_BUDGET, Budget, RunResult
-from ._run import Mode, Run, iterate
+from ._run import Mode, Run
+from ._store import InMemoryRunStore, RunStore
 
 __all__ = ["Orchestrator", "RunHandle"]
+
+
+class _Default:
+    """The default of an argument whose ``None`` means something else."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
 
 
 class RunHandle:
@@ -46,9 +57,15 @@ class RunHandle:
         """Whether the run has ended."""
         return self._run.done.is_set()
 
-    def events(self) -> AsyncIterator[Event]:
-        """Every event of the run, from the first, until the run ends."""
-        return iterate(self._run.subscribe())
+    def events(self, *, after: int = 0) -> Subscription:
+        """The run's events after ``after`` (default: from the first), then live ones, until
+        the run ends. A reader that reconnects passes the ``seq`` of the last event it saw."""
+        return self._run.subscribe(after)
+
+    @property
+    def journal(self) -> RunJournal:
+        """The run's journal (every event so far: ``handle.journal.history()``)."""
+        return self._run.journal
 
     async def interrupt(self, message: str) -> None:
         """Send a user message: a plan still streaming is preempted and the planner replans."""
@@ -84,7 +101,10 @@ class Orchestrator:
         max_tasks: the most tasks one plan may hold (the grammar enforces it).
         max_turns: the most LLM turns in the baseline modes.
         use_grammar: send the plan grammar to servers that take one.
-        on_event: called with every event of every run, in order.
+        on_event: called with every event of every run, in order. An observer that raises
+            changes nothing: the run goes on, and ``RunResult.warnings`` says what it raised.
+        store: where each run's journal and result are written, in batches off the hot path
+            (default: an :class:`InMemoryRunStore` of the latest runs; ``None``: nowhere).
     """
 
     def __init__(
@@ -100,6 +120,7 @@ class Orchestrator:
         max_turns: int = 16,
         use_grammar: bool = True,
         on_event: Callable[[Event], None] | None = None,
+        store: RunStore | _Default | None = DEFAULT,
     ) -> None:
         if mode not in get_args(Mode):
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}")
@@ -114,6 +135,7 @@ class Orchestrator:
         self.max_tasks = max_tasks
         self.max_turns = max_turns
         self.on_event = on_event
+        self.store: RunStore | None = InMemoryRunStore() if isinstance(store, _Default) else store
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
         self.joiner = Joiner(llm) if llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -175,8 +197,18 @@ class Orchestrator:
             if not handle.done:
                 handle.cancel()
 
-    async def execute_plan(self, plan: str | Plan, *, compat: bool = False) -> RunResult:
+    async def execute_plan(
+        self,
+        plan: str | Plan,
+        *,
+        compat: bool = False,
+        restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
+    ) -> RunResult:
         """Run a fixed plan with no LLM; the answer is the last task's result as text.
+
+        ``restore`` resumes a run: outcomes recorded earlier (``outcomes_of(events)`` of its
+        journal, keeping the ones to keep) stand for their tasks, which do not run again;
+        references to them resolve to their recorded values, and the rest of the plan runs.
 
         Raises:
             PlanError: the plan text is invalid, or the dispatcher refuses a task of the plan
@@ -185,7 +217,7 @@ class Orchestrator:
         """
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)
-        return await Run(self, "", mode="plan_then_execute").execute(plan)
+        return await Run(self, "", mode="plan_then_execute", restore=restore).execute(plan)
 
 
 def _running_event_loop() -> str | None:

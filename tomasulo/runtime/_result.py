@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..dispatcher import Event, Outcome
-from ..exceptions import BudgetExceeded, ConfigError
+from ..dispatcher import (
+    Event,
+    Outcome,
+    TaskAbandoned,
+    TaskCancelled,
+    TaskFailed,
+    TaskPlanned,
+    TaskRestored,
+    TaskSkipped,
+    TaskSucceeded,
+)
+from ..exceptions import BudgetExceeded, ConfigError, RunCancelled, RunFailed
 from ..planner import Usage
+from ._events import PlanStarted, RunFinished, RunStarted
 
 __all__ = ["DEFAULT_BUDGET", "Budget", "RunResult", "RunStatus", "TaskRecord"]
 
@@ -165,3 +178,99 @@ class RunResult:
     def results(self) -> dict[int, Any]:
         """Values of the tasks that succeeded, by id."""
         return {t.id: t.value for t in self.tasks if t.status == "succeeded"}
+
+    def raise_for_status(self) -> RunResult:
+        """Return the result if the run finished; else raise what ended it, with the result
+        attached as ``result``.
+
+        >>> RunResult(run_id="r", query="q", status="finished").raise_for_status().status
+        'finished'
+
+        Raises:
+            RunFailed: the run failed (``reason`` says how).
+            BudgetExceeded: a bound stopped it (replans, tokens, cost, wall time, turns, the
+                tools' deadline); ``answer`` holds the best answer at hand.
+            RunCancelled: it was cancelled.
+        """
+        if self.status == "finished":
+            return self
+        text = f"run {self.run_id} {self.status}: {self.reason or 'no reason given'}"
+        if self.status == "cancelled":
+            raise RunCancelled(text, result=self)
+        if self.status == "stopped":
+            raise BudgetExceeded(text, bound=_bound(self.reason or ""), result=self)
+        raise RunFailed(text, result=self)
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> RunResult:
+        """The result of a run, rebuilt from its journal alone (its events, in order, as a live
+        run's ``timeline`` holds them or a store gives them back).
+
+        The result equals the one the run returned, with one exception: the rule for values
+        that are not JSON (see :mod:`tomasulo.dispatcher`) applies to events read back from
+        JSON, so such values, references inside task arguments and errors come back in their
+        JSON form. A warning the ``on_event`` observer caused on the run's last event
+        (``RunFinished``) is only in the live result.
+
+        Raises:
+            ValueError: the events have no ``RunStarted`` or no ``RunFinished`` (the run has
+                not ended, or the journal is cut).
+        """
+        timeline = list(events)
+        start = next((e for e in timeline if isinstance(e, RunStarted)), None)
+        end = next((e for e in reversed(timeline) if isinstance(e, RunFinished)), None)
+        if start is None or end is None:
+            missing = "RunStarted" if start is None else "RunFinished"
+            raise ValueError(f"the events have no {missing}: the run has not ended, or its journal is cut")
+        plan = 1  # tasks of a fixed plan come with no PlanStarted
+        plan_of: dict[int, int] = {}
+        args_of: dict[int, dict[str, Any]] = {}
+        outcomes: dict[int, Outcome] = {}
+        for e in timeline:
+            if isinstance(e, PlanStarted):
+                plan = e.plan
+            elif isinstance(e, TaskPlanned):
+                plan_of[e.task_id] = plan
+                args_of[e.task_id] = e.args
+            elif isinstance(e, _ENDED):
+                outcomes[e.task_id] = e.outcome
+            elif isinstance(e, TaskAbandoned) and e.outcome is not None:
+                outcomes[e.task_id] = e.outcome
+        t0 = start.ts
+        return cls(
+            run_id=start.run_id,
+            query=start.query,
+            answer=end.answer,
+            status=end.status,  # type: ignore[arg-type]
+            reason=end.reason,
+            tasks=[
+                TaskRecord.from_outcome(o, args_of.get(tid, {}), plan_of.get(tid, 0), t0)
+                for tid, o in sorted(outcomes.items())
+            ],
+            plans=list(end.plans),
+            replans=end.replans,
+            interrupts=list(end.interrupts),
+            usage=dataclasses.replace(end.usage),
+            llm_calls=end.llm_calls,
+            makespan=end.makespan,
+            timeline=timeline,
+            warnings=list(end.warnings),
+        )
+
+
+_ENDED = (TaskSucceeded, TaskFailed, TaskSkipped, TaskCancelled, TaskRestored)
+
+
+def _bound(reason: str) -> str:
+    """Which bound a ``stopped`` run's reason names."""
+    for word, bound in (
+        ("token", "tokens"),
+        ("cost", "cost"),
+        ("wall-time", "wall_time"),
+        ("replan", "replans"),
+        ("turn", "turns"),
+        ("deadline", "deadline"),
+    ):
+        if word in reason:
+            return bound
+    return ""

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +14,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._logging import bound_context, get_logger
-from ..dispatcher import Dispatcher, Event, InterruptRaised
+from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import (
     BudgetExceeded,
     DispatchError,
@@ -22,24 +22,38 @@ from ..exceptions import (
     LLMTruncated,
     PlanError,
     TomasuloError,
+    UnknownToolError,
     UserError,
 )
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, TaskReport, Usage
-from ._events import JoinerDecided, PlanFinished, PlanStarted, RunFinished, UserMessage
+from ..tools import Toolset
+from ._events import (
+    JoinerDecided,
+    LLMCallFinished,
+    LLMCallStarted,
+    LLMPurpose,
+    PlanDelta,
+    PlanFinished,
+    PlanStarted,
+    RunFinished,
+    RunStarted,
+    UserMessage,
+)
 from ._result import RunResult, RunStatus, TaskRecord
+from ._store import RunStore
 
 if TYPE_CHECKING:
     from ._orchestrator import Orchestrator
 
-__all__ = ["Mode", "Run"]
+__all__ = ["PLAN_DELTA_INTERVAL", "Mode", "Run"]
 
 Mode = Literal["stream", "plan_then_execute", "react", "parallel_fc"]
 
 log = get_logger("tomasulo.run")
 
-#: observer failures recorded one by one on a run's result (and logged); later ones are counted
-MAX_OBSERVER_WARNINGS = 5
+#: Plan text is passed on (``PlanDelta``) at each line's end, or after this many seconds.
+PLAN_DELTA_INTERVAL = 0.05
 
 
 class _Stop(Exception):
@@ -54,7 +68,15 @@ class _Stop(Exception):
 class Run:
     """The state of one run; the orchestrator drives it, a :class:`RunHandle` watches it."""
 
-    def __init__(self, orch: Orchestrator, query: str, *, mode: Mode, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        query: str,
+        *,
+        mode: Mode,
+        run_id: str | None = None,
+        restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
+    ) -> None:
         self.orch = orch
         self.query = query
         self.mode: Mode = mode
@@ -64,9 +86,11 @@ class Run:
         self.result: RunResult | None = None
         self.done = anyio.Event()
         self._t0 = time.monotonic()
-        self._seq = 0
-        self._history: list[Event] = []
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._wall0 = time.time()
+        #: The run's one journal: the dispatcher's events and the run's own, numbered once.
+        self.journal = RunJournal(self.run_id, on_event=orch.on_event)
+        self._restore = restore
+        self._ended = False
         send, recv = anyio.create_memory_object_stream[str](math.inf)
         self._signals_send: MemoryObjectSendStream[str] = send
         self._signals: MemoryObjectReceiveStream[str] = recv
@@ -82,88 +106,42 @@ class Run:
         self._answer: str | None = None
         self._deadline_hit = False
         self._warnings: list[str] = []
-        self._observer_failures = 0
+        self._call: _LLMCall | None = None  # the LLM call in progress
 
     # -- events ---------------------------------------------------------------------------------
 
-    def _stamp(self, task_id: int | None = None) -> dict[str, Any]:
-        self._seq += 1
-        return {"run_id": self.run_id, "seq": self._seq, "ts": time.monotonic(), "task_id": task_id}
-
-    def _publish(self, event: Event) -> None:
-        """The run's one event sink: history, subscribers, then the ``on_event`` observer.
-
-        Nothing an observer does reaches the run: an error it raises is logged and recorded
-        in ``RunResult.warnings``, and the run goes on as if it had returned.
-        """
-        self._history.append(event)
-        for sub in list(self._subscribers):
-            try:
-                sub.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(sub)  # the reader went away
-                sub.close()
-        callback = self.orch.on_event
-        if callback is not None:
-            try:
-                callback(event)
-            except Exception as exc:
-                self._observer_failed(callback, event, exc)
-
-    def _observer_failed(self, callback: Callable[[Event], None], event: Event, exc: Exception) -> None:
-        self._observer_failures += 1
-        if self._observer_failures > MAX_OBSERVER_WARNINGS:
-            return
-        name = getattr(callback, "__qualname__", None) or repr(callback)
-        try:
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-        except Exception:  # an exception whose __str__ raises
-            detail = type(exc).__name__
-        line = (
-            f"the on_event observer {name} raised on {type(event).__name__} (seq {event.seq}): "
-            f"{detail}; the run went on without it"
-        )
-        self._warnings.append(line)
-        self.log.warning("observer failed", observer=name, event_type=type(event).__name__, error=detail)
-
     def emit(self, cls: Callable[..., Event], task_id: int | None = None, **fields: Any) -> None:
-        """Publish a run event in the run's sequence."""
-        self._publish(cls(**self._stamp(task_id), **fields))
+        """Record a run event in the run's journal."""
+        self.journal.record(cls, task_id, **fields)
 
-    def _on_dispatch(self, event: Event) -> None:
-        # re-stamp so dispatcher and run events share one per-run sequence
-        self._seq += 1
-        restamped = dataclasses.replace(event, seq=self._seq, run_id=self.run_id)
-        self._publish(restamped)
-        if isinstance(event, InterruptRaised):
-            if event.kind == "deadline":
-                self._deadline_hit = True
-            self.signal(event.reason)
+    def _on_interrupt(self, event: InterruptRaised) -> None:
+        if event.source == "deadline":
+            self._deadline_hit = True
+        self.signal(event.reason)
 
-    def subscribe(self) -> MemoryObjectReceiveStream[Event]:
-        """A stream of the run's events: the backlog first, then live ones; it ends with the run."""
-        send, recv = anyio.create_memory_object_stream[Event](math.inf)
-        for event in self._history:
-            send.send_nowait(event)
-        if self.done.is_set():
-            send.close()
-        else:
-            self._subscribers.append(send)
-        return recv
+    def subscribe(self, after: int = 0) -> Subscription:
+        """The run's events after ``after``: the backlog first, then live ones; it ends with the run."""
+        return self.journal.events(after=after)
 
     def _close_streams(self) -> None:
-        self.done.set()
-        for sub in self._subscribers:
-            sub.close()
-        self._subscribers.clear()
+        self._ended = True
+        self.journal.close()
         self._signals_send.close()
         self._signals.close()
+
+    def _llm_call(self, purpose: LLMPurpose, llm: Any, plan: int = 0) -> _LLMCall:
+        """Record an LLM call: ``LLMCallStarted`` now, ``LLMCallFinished`` when it ends."""
+        self._llm_calls += 1
+        model = getattr(llm, "model", None)
+        call = _LLMCall(self, self._llm_calls, purpose, model if isinstance(model, str) else None, plan)
+        self._call = call
+        return call
 
     # -- signals from outside -------------------------------------------------------------------
 
     def signal(self, reason: str) -> None:
         """An interrupt: preempt a plan that is still streaming and replan with ``reason``."""
-        if self.done.is_set():
+        if self._ended:
             return
         self._signals_send.send_nowait(reason)
         if self._preempt is not None:
@@ -171,7 +149,7 @@ class Run:
 
     def user_message(self, message: str) -> None:
         """A message from the user: an interrupt the planner hears as such."""
-        if self.done.is_set():
+        if self._ended:
             raise UserError(f"run {self.run_id} has already finished; start a new one")
         self.emit(UserMessage, message=message)
         self.signal(f"the user said: {message}")
@@ -192,6 +170,57 @@ class Run:
     # -- the run --------------------------------------------------------------------------------
 
     async def drive(self) -> RunResult:
+        """Run to the end, writing the journal to the orchestrator's store as it goes.
+
+        See :meth:`_drive`; the result is saved, and :attr:`done` set, once the store has
+        every event.
+        """
+        return await self._stored(self._drive)
+
+    async def _stored(self, body: Callable[[], Any]) -> RunResult:
+        store: RunStore | None = self.orch.store
+        try:
+            if store is None:
+                result: RunResult = await body()
+                return result
+            sub = self.journal.events(quiet=True)
+            failure: BaseException | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._persist, store, sub)
+                try:
+                    await body()
+                except BaseException as exc:  # re-raised once the store has the events
+                    failure = exc
+            if failure is not None:
+                raise failure
+            result = self.result  # type: ignore[assignment]
+            assert result is not None
+            try:
+                await store.save_result(result)
+            except Exception as exc:
+                self._store_failed(exc)
+            return result
+        finally:
+            self.done.set()
+
+    async def _persist(self, store: RunStore, sub: Subscription) -> None:
+        """Append the journal to the store in batches, off the hot path, until the run ends."""
+        try:
+            while batch := await sub.batch():
+                await store.append(self.run_id, batch)
+        except Exception as exc:
+            self._store_failed(exc)
+            await sub.aclose()
+
+    def _store_failed(self, exc: Exception) -> None:
+        detail = f"{type(exc).__name__}: {_text(exc)}"
+        self.log.warning("run store failed", error=detail)
+        line = f"the run store {type(self.orch.store).__name__} failed: {detail}; the run went on without it"
+        self._warnings.append(line)
+        if self.result is not None:
+            self.result.warnings.append(line)
+
+    async def _drive(self) -> RunResult:
         """Run to the end; always returns a result (failures are in its status and reason).
 
         The status is ``failed`` until the run's path ends cleanly: whatever breaks inside
@@ -202,6 +231,7 @@ class Run:
         status: RunStatus = "failed"
         reason: str | None = "the run ended before its result was decided"
         budget = self.orch.budget
+        self._started()
         self.log.info("run started", mode=self.mode, query=self.query[:200])
         context = bound_context(run_id=self.run_id)
         context.__enter__()
@@ -241,9 +271,8 @@ class Run:
             self._interrupts.extend(self._drain_signals())
             if self._answer is None and status != "finished":
                 self._answer = self._best_answer()
-            self.emit(RunFinished, status=status, reason=reason)
-            self.result = self._build_result(status, reason)
-            self._close_streams()
+            self._finished(status, reason)
+            assert self.result is not None
             self.log.info(
                 "run finished", status=status, reason=reason, makespan=round(self.result.makespan, 4)
             )
@@ -265,8 +294,35 @@ class Run:
     def _new_dispatcher(self) -> Dispatcher:
         orch = self.orch
         return Dispatcher(
-            orch.tools, orch.executor, limits=orch.limits, run_id=self.run_id, on_event=self._on_dispatch
+            orch.tools,
+            orch.executor,
+            limits=orch.limits,
+            journal=self.journal,
+            restore=self._restore,
+            on_interrupt=self._on_interrupt,
         )
+
+    def _started(self) -> None:
+        self.emit(RunStarted, ts=self._t0, query=self.query, mode=self.mode, wall_time=self._wall0)
+
+    def _finished(self, status: RunStatus, reason: str | None) -> None:
+        """Record the end (the result is rebuilt from this event and those before it)."""
+        makespan = time.monotonic() - self._t0
+        self.emit(
+            RunFinished,
+            status=status,
+            reason=reason,
+            answer=self._answer,
+            plans=list(self._plans),
+            replans=self._replans,
+            interrupts=list(self._interrupts),
+            llm_calls=self._llm_calls,
+            usage=dataclasses.replace(self.usage),
+            makespan=makespan,
+            warnings=self._result_warnings(),
+        )
+        self.result = self._build_result(status, reason, makespan)
+        self._close_streams()
 
     def _require_llm(self) -> Any:
         if self.orch.planner is None or self.orch.joiner is None:
@@ -285,8 +341,9 @@ class Run:
             ctx = self._context(start_id, feedback, self.orch.max_tasks)
             self.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
             rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
-            self._llm_calls += 1
-            preempted, problem = await self._stream_plan(d, rnd, plan_no)
+            with self._llm_call("plan", planner.llm, plan_no) as call:
+                rnd.on_text = call.on_text
+                preempted, problem = await self._stream_plan(d, rnd, plan_no)
             self._plans.append(rnd.plan_text())
             self.emit(
                 PlanFinished, plan=plan_no, tasks=len(rnd.plan.tasks), joined=rnd.joined, preempted=preempted
@@ -358,6 +415,8 @@ class Run:
             except LLMError as e:
                 if not e.partial:
                     raise
+                if self._call is not None:
+                    self._call.finish(f"{type(e).__name__}: {_text(e)}")
                 problem = f"the planner's stream broke off ({type(e).__name__}: {e})"
                 self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
             except BudgetExceeded as e:
@@ -366,6 +425,8 @@ class Run:
                 # usage report that follows its last line)
                 if not rnd.joined:
                     cut = e
+                    if self._call is not None:
+                        self._call.finish(f"{type(e).__name__}: {_text(e)}")
             finally:
                 self._preempt = None
         if cut is not None:
@@ -430,10 +491,10 @@ class Run:
         self._check_budget()
         joiner = self.orch.joiner
         assert joiner is not None
-        self._llm_calls += 1
-        decision: JoinDecision = await joiner.decide(
-            self.query, "".join(self._plans), self._reports(d), self.usage
-        )
+        with self._llm_call("join", joiner.llm):
+            decision: JoinDecision = await joiner.decide(
+                self.query, "".join(self._plans), self._reports(d), self.usage
+            )
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
             self._answer = self._best_answer()
@@ -447,10 +508,10 @@ class Run:
         if joiner is not None and self.orch.budget.exhausted(self.usage) is None:
             with anyio.move_on_after(self.orch.budget.answer_grace):
                 try:
-                    self._llm_calls += 1
-                    decision = await joiner.decide(
-                        self.query, "".join(self._plans), self._reports(d), self.usage, force_finish=True
-                    )
+                    with self._llm_call("join", joiner.llm):
+                        decision = await joiner.decide(
+                            self.query, "".join(self._plans), self._reports(d), self.usage, force_finish=True
+                        )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
                 except TomasuloError as e:
@@ -503,13 +564,14 @@ class Run:
             ctx = self._context(start_id, None, max_tasks)
             self.emit(PlanStarted, plan=turn, start_id=start_id, reason="" if turn == 1 else "next turn")
             rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
-            self._llm_calls += 1
             tasks: list[Task] = []
             invalid: str | None = None
             try:
-                async with aclosing(rnd.tasks()) as stream:
-                    async for task in stream:
-                        tasks.append(task)
+                with self._llm_call("turn", planner.llm, turn) as call:
+                    rnd.on_text = call.on_text
+                    async with aclosing(rnd.tasks()) as stream:
+                        async for task in stream:
+                            tasks.append(task)
             except BudgetExceeded as e:
                 self._plans.append(rnd.plan_text())
                 raise _Stop("stopped", f"{e} while turn {turn} streamed; its calls did not run") from None
@@ -550,14 +612,15 @@ class Run:
         done = [o for _, o in sorted(d.outcomes.items()) if o.status == "succeeded"]
         return stringify(done[-1].value) if done else None
 
-    def _build_result(self, status: RunStatus, reason: str | None) -> RunResult:
+    def _build_result(self, status: RunStatus, reason: str | None, makespan: float) -> RunResult:
         d = self._dispatcher
         records = []
+        timeline = list(self.journal.history())
         if d is not None:
+            # each task's arguments as its TaskPlanned event has them (bound once, for both)
+            planned = {e.task_id: e.args for e in timeline if type(e) is TaskPlanned}
             for tid, outcome in sorted(d.outcomes.items()):
-                task = self._tasks.get(tid)
-                tool = self.orch.tools.get(task.tool) if task is not None else None
-                args = task.bind(tool.param_names) if task is not None and tool is not None else {}
+                args = planned.get(tid, {}) if tid in self._tasks else {}
                 records.append(TaskRecord.from_outcome(outcome, args, self._task_plan.get(tid, 0), self._t0))
         return RunResult(
             run_id=self.run_id,
@@ -571,38 +634,41 @@ class Run:
             interrupts=list(self._interrupts),
             usage=self.usage,
             llm_calls=self._llm_calls,
-            makespan=time.monotonic() - self._t0,
-            timeline=list(self._history),
+            makespan=makespan,
+            timeline=timeline,
             warnings=self._result_warnings(),
         )
 
     def _result_warnings(self) -> list[str]:
-        out = list(self._warnings)
-        more = self._observer_failures - MAX_OBSERVER_WARNINGS
-        if more > 0:
-            out.append(f"the on_event observer raised on {more} more events (not listed)")
-        return out
+        return self.journal.warnings + self._warnings
 
     async def execute(self, plan: Plan) -> RunResult:
-        """Run a fixed plan with no LLM at all.
+        """Run a fixed plan with no LLM at all (tasks restored from an earlier run are not run
+        again; the others are), writing the journal to the store as :meth:`drive` does.
 
         Raises:
             PlanError: the dispatcher refused a task (the message names it and says why);
                 nothing ran, since every task is submitted before any call starts.
         """
+        return await self._stored(lambda: self._execute(plan))
+
+    async def _execute(self, plan: Plan) -> RunResult:
         status: RunStatus = "failed"
         reason: str | None = "the run ended before its result was decided"
+        self._started()
         try:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
                 self._plans.append(plan.to_text())
-                refused = self._submit_plan(d, plan.tasks, 1)
+                restored = d.outcomes
+                todo = [t for t in plan.tasks if t.id not in restored]
+                refused = self._submit_plan(d, todo, 1)
                 if refused is not None:
                     task, problem = refused
                     d.cancel()  # no call has started: nothing was awaited since the first submit
                     status, reason = "failed", problem
                     index = next(i for i, t in enumerate(plan.tasks) if t is task)
-                    raise _refused(plan, index, problem)
+                    raise _refused(plan, index, problem, self.orch.tools)
                 d.close_input()
                 await d.wait()
             failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
@@ -615,10 +681,72 @@ class Run:
             if last is not None and d.outcomes[last].status == "succeeded":
                 self._answer = stringify(d.outcomes[last].value)
         finally:
-            self.emit(RunFinished, status=status, reason=reason)
-            self.result = self._build_result(status, reason)
-            self._close_streams()
+            self._finished(status, reason)
+        assert self.result is not None
         return self.result
+
+
+class _LLMCall:
+    """One LLM call of a run: ``LLMCallStarted`` when made, ``LLMCallFinished`` (once) when it
+    ends, with what it used; :meth:`on_text` (a plan round's text hook) times the first text
+    and passes the text on as coalesced ``PlanDelta`` events while someone listens."""
+
+    def __init__(self, run: Run, call: int, purpose: LLMPurpose, model: str | None, plan: int) -> None:
+        self.run = run
+        self.call = call
+        self.purpose: LLMPurpose = purpose
+        self.model = model
+        self.plan = plan
+        self.before = dataclasses.replace(run.usage)
+        self.start = time.monotonic()
+        self.first: float | None = None
+        self.pending: list[str] = []
+        self.flushed = self.start
+        self.done = False
+        run.emit(LLMCallStarted, call=call, purpose=purpose, model=model)
+
+    def on_text(self, chunk: str) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
+        if not self.run.journal.listening:
+            return
+        self.pending.append(chunk)
+        if "\n" in chunk or time.monotonic() - self.flushed >= PLAN_DELTA_INTERVAL:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.run.emit(PlanDelta, plan=self.plan, text="".join(self.pending))
+            self.pending.clear()
+        self.flushed = time.monotonic()
+
+    def finish(self, error: str | None = None) -> None:
+        """The call ended (``error`` says how it broke, if it did); later calls do nothing."""
+        if self.done:
+            return
+        self.done = True
+        self._flush()
+        used, before = self.run.usage, self.before
+        self.run.emit(
+            LLMCallFinished,
+            call=self.call,
+            purpose=self.purpose,
+            model=self.model,
+            prompt_tokens=used.prompt_tokens - before.prompt_tokens,
+            completion_tokens=used.completion_tokens - before.completion_tokens,
+            cost=used.cost - before.cost,
+            ttft=None if self.first is None else self.first - self.start,
+            duration=time.monotonic() - self.start,
+            error=error,
+        )
+
+    def __enter__(self) -> _LLMCall:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.finish(None if exc is None else f"{type(exc).__name__}: {_text(exc)}")
+        if self.run._call is self:
+            self.run._call = None
 
 
 def _only(exc: BaseException) -> BaseException:
@@ -636,24 +764,19 @@ def _text(exc: BaseException) -> str:
         return "<its message could not be shown>"
 
 
-def _refused(plan: Plan, index: int, problem: str) -> PlanError:
-    """The error for a fixed plan's task the dispatcher refused, placed like a parse error.
+def _refused(plan: Plan, index: int, problem: str, tools: Toolset) -> PlanError:
+    """The error for a fixed plan's task the dispatcher refused, placed like a parse error:
+    :class:`~tomasulo.exceptions.UnknownToolError` for a tool the toolset lacks.
 
     A parsed task knows its line; one built by hand is placed in ``plan.to_text()``.
     """
     task = plan.tasks[index]
     line = task.line or sum(1 + (t.thought is not None) for t in plan.tasks[: index + 1])
-    return PlanError(
+    cls = UnknownToolError if tools.get(task.tool) is None else PlanError
+    return cls(
         problem,
         line=line,
         column=task.column or 1,
         text=task.to_text(),
         hint="fix the plan and run it again; no task of it ran",
     )
-
-
-async def iterate(recv: MemoryObjectReceiveStream[Event]) -> AsyncIterator[Event]:
-    """Iterate a subscription until the run ends."""
-    async with recv:
-        async for event in recv:
-            yield event
