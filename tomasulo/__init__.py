@@ -21,7 +21,7 @@ from .exceptions import Interrupt, PlanError, Replan, TomasuloError, ToolError, 
 from .grammar import Plan, PlanStream, Ref, Task, Template, build_grammar, parse_plan
 from .planner import LLM, Prices, Usage
 from .runtime import Budget, Orchestrator, RunHandle, RunResult
-from .tools import Tool, ToolPolicy, Toolset, tool
+from .tools import RunContext, Tool, ToolPolicy, Toolset, tool
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,7 @@ __all__ = [
     "Prices",
     "Ref",
     "Replan",
+    "RunContext",
     "RunHandle",
     "RunResult",
     "Task",

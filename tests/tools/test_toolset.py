@@ -131,6 +131,7 @@ def test_public_names() -> None:
         "MCPTools",
         "NetPolicy",
         "OpenAPITools",
+        "RunContext",
         "StaticTools",
         "Tool",
         "ToolPolicy",

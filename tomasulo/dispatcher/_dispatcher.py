@@ -38,7 +38,7 @@ from ..exceptions import (
 from ..executors import Executor, LocalExecutor, check_output
 from ..executors._threads import raised_on_thread
 from ..grammar import JOIN, Plan, Task
-from ..tools import Tool, Toolset
+from ..tools import RunContext, Tool, Toolset
 from ..tools._tool import MAX_MESSAGE_CHARS, NotJSONError, safe_str, to_json_value
 from ._events import (
     Event,
@@ -166,8 +166,11 @@ class Dispatcher:
         limits: Limits | None = None,
         run_id: str | None = None,
         on_event: EventCallback | None = None,
+        deps: Any = None,
     ) -> None:
         self.tools = tools
+        #: What tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``.
+        self.deps = deps
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor  # async tools may be awaited directly
         self._on_loop = isinstance(self.executor, LocalExecutor)  # async tools run on this loop
@@ -668,9 +671,10 @@ class Dispatcher:
         *,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        deps: Any = None,
     ) -> dict[int, Outcome]:
         """Run a plan (or a stream of tasks, submitted as they arrive) and return the outcomes."""
-        async with cls(tools, executor, limits=limits, on_event=on_event, run_id=run_id) as d:
+        async with cls(tools, executor, limits=limits, on_event=on_event, run_id=run_id, deps=deps) as d:
             source = tasks.tasks if isinstance(tasks, Plan) else tasks
             if isinstance(source, AsyncIterable):
                 async for task in source:
@@ -915,6 +919,10 @@ class Dispatcher:
         self._log.started(node, now, attempt)
         timeout = node.info.policy.timeout
         tid = node.tid
+        context = node.info.context
+        if context is not None:
+            ctx = RunContext(self.deps, run_id=self.run_id, task_id=tid, attempt=attempt, tool=tool.name)
+            args = {**args, context: ctx}
         if timeout is None:
             value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
         else:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
 from ..exceptions import ToolOutputError
-from ..tools import Tool
+from ..tools import RunContext, Tool
 from ..tools._tool import describe_value, json_path
 
-__all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs"]
+__all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs", "unsendable_deps"]
 
 
 @runtime_checkable
@@ -74,6 +75,25 @@ class BaseExecutor:
 def prepare_kwargs(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments for ``tool.fn``: ``tool.convert(args)`` when set, else ``args``."""
     return tool.convert(args) if tool.convert is not None else args
+
+
+def unsendable_deps(kwargs: dict[str, Any], dumps: Callable[[Any], Any], where: str) -> str | None:
+    """Why the call cannot travel to ``where``, when the reason is the run's deps: the message
+    for a tool whose :class:`~tomasulo.tools.RunContext` holds deps that ``dumps`` (a pickler)
+    refuses; ``None`` when the deps are not to blame."""
+    for value in kwargs.values():
+        if isinstance(value, RunContext):
+            try:
+                dumps(value.deps)
+            except Exception as exc:
+                return (
+                    f"the run's deps (a {type(value.deps).__name__}) cannot be pickled to send to "
+                    f"{where} ({type(exc).__name__}: {exc}); tools that take a RunContext get "
+                    "a copy of the deps there: pass deps that pickle (settings, plain data), "
+                    "create clients and connections inside the tool, or run it with the "
+                    "LocalExecutor"
+                )
+    return None
 
 
 _output_validators: weakref.WeakKeyDictionary[Tool, Any] = weakref.WeakKeyDictionary()

@@ -85,6 +85,8 @@ class Orchestrator:
         max_turns: the most LLM turns in the baseline modes.
         use_grammar: send the plan grammar to servers that take one.
         on_event: called with every event of every run, in order.
+        deps: what tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``
+            (clients, settings); a run may pass its own (``run(query, deps=...)``).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class Orchestrator:
         max_turns: int = 16,
         use_grammar: bool = True,
         on_event: Callable[[Event], None] | None = None,
+        deps: Any = None,
     ) -> None:
         if mode not in get_args(Mode):
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}")
@@ -114,6 +117,7 @@ class Orchestrator:
         self.max_tasks = max_tasks
         self.max_turns = max_turns
         self.on_event = on_event
+        self.deps = deps
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
         self.joiner = Joiner(llm) if llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -135,11 +139,13 @@ class Orchestrator:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, query: str, *, mode: Mode | None = None) -> RunResult:
-        """Answer ``query``; returns when the run ends (its status says how)."""
-        return await Run(self, query, mode=mode or self.mode).drive()
+    async def run(self, query: str, *, mode: Mode | None = None, deps: Any = None) -> RunResult:
+        """Answer ``query``; returns when the run ends (its status says how).
 
-    def run_sync(self, query: str, *, mode: Mode | None = None) -> RunResult:
+        ``deps`` replaces the orchestrator's for this run (``None``: the orchestrator's)."""
+        return await Run(self, query, mode=mode or self.mode, deps=deps).drive()
+
+    def run_sync(self, query: str, *, mode: Mode | None = None, deps: Any = None) -> RunResult:
         """:meth:`run` for code that is not async.
 
         Raises:
@@ -148,26 +154,45 @@ class Orchestrator:
         """
         library = _running_event_loop()
         if library is None:
-            return anyio.run(lambda: self.run(query, mode=mode))
+            return anyio.run(lambda: self.run(query, mode=mode, deps=deps))
         raise UserError(
             f"run_sync() was called inside a running {library} event loop, which it would have to "
             "block; in async code (or a notebook) use `await orchestrator.run(query)` instead"
         )
 
-    def start(self, query: str, *, mode: Mode | None = None) -> RunHandle:
+    def start(self, query: str, *, mode: Mode | None = None, deps: Any = None) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
         if self._tg is None:
             raise UserError(
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
-        run = Run(self, query, mode=mode or self.mode)
+        run = Run(self, query, mode=mode or self.mode, deps=deps)
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
-    async def stream(self, query: str, *, mode: Mode | None = None) -> AsyncIterator[Event]:
-        """The events of a new run, as they happen (inside ``async with orchestrator:``)."""
-        handle = self.start(query, mode=mode)
+    async def stream(self, query: str, *, mode: Mode | None = None, deps: Any = None) -> AsyncIterator[Event]:
+        """The events of a new run, as they happen; the run goes on in the background, so this
+        needs ``async with orchestrator:`` around it (its task group holds the run).
+
+        >>> async def main(orch: Orchestrator) -> None:      # doctest: +SKIP
+        ...     async with orch:
+        ...         async for event in orch.stream("How tall is Everest in feet?"):
+        ...             print(type(event).__name__, event.task_id)
+
+        Leaving the loop early cancels the run. To watch a run and keep its result, use
+        :meth:`start` and :meth:`RunHandle.events`.
+
+        Raises:
+            UserError: outside ``async with orchestrator:``.
+        """
+        if self._tg is None:
+            raise UserError(
+                "stream() runs the run in the background: use it inside `async with orchestrator:` "
+                "(async with orch: async for event in orch.stream(query): ...), or pass "
+                "on_event= to Orchestrator and await orchestrator.run(query)"
+            )
+        handle = self.start(query, mode=mode, deps=deps)
         try:
             async for event in handle.events():
                 yield event
@@ -175,7 +200,7 @@ class Orchestrator:
             if not handle.done:
                 handle.cancel()
 
-    async def execute_plan(self, plan: str | Plan, *, compat: bool = False) -> RunResult:
+    async def execute_plan(self, plan: str | Plan, *, compat: bool = False, deps: Any = None) -> RunResult:
         """Run a fixed plan with no LLM; the answer is the last task's result as text.
 
         Raises:
@@ -185,7 +210,7 @@ class Orchestrator:
         """
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)
-        return await Run(self, "", mode="plan_then_execute").execute(plan)
+        return await Run(self, "", mode="plan_then_execute", deps=deps).execute(plan)
 
 
 def _running_event_loop() -> str | None:

@@ -46,8 +46,11 @@ class _Stop(Exception):
 class Run:
     """The state of one run; the orchestrator drives it, a :class:`RunHandle` watches it."""
 
-    def __init__(self, orch: Orchestrator, query: str, *, mode: Mode, run_id: str | None = None) -> None:
+    def __init__(
+        self, orch: Orchestrator, query: str, *, mode: Mode, run_id: str | None = None, deps: Any = None
+    ) -> None:
         self.orch = orch
+        self.deps = deps if deps is not None else orch.deps
         self.query = query
         self.mode: Mode = mode
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -255,7 +258,12 @@ class Run:
     def _new_dispatcher(self) -> Dispatcher:
         orch = self.orch
         return Dispatcher(
-            orch.tools, orch.executor, limits=orch.limits, run_id=self.run_id, on_event=self._on_dispatch
+            orch.tools,
+            orch.executor,
+            limits=orch.limits,
+            run_id=self.run_id,
+            on_event=self._on_dispatch,
+            deps=self.deps,
         )
 
     def _require_llm(self) -> Any:

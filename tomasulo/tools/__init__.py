@@ -6,6 +6,7 @@ The MCP names (``MCPTools`` and its content types) load the ``mcp`` SDK on first
 import typing as _typing
 from typing import Any
 
+from ._context import RunContext
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
@@ -49,6 +50,7 @@ __all__ = [
     "MCPTools",
     "NetPolicy",
     "OpenAPITools",
+    "RunContext",
     "StaticTools",
     "Tool",
     "ToolPolicy",
