@@ -432,6 +432,7 @@ class _Call:
                 f"answered a streamed request with {kind!r}, not server-sent events "
                 f"(text/event-stream); the body starts {head[:200].decode(errors='replace')!r}. "
                 "Check that the base URL points at the model server and not a proxy or web page"
+                + ("" if _ends_in_version(self.llm.base_url) else f"; {_v1_hint(self.llm.base_url)}")
             )
         )
 
@@ -634,12 +635,8 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
                 partial=partial,
             )
         hint = "; check the request (grammar, model name)" if status < 500 else ""
-        if status == 404 and base_url and not _ends_in_version(base_url):
-            shown = _shown_url(base_url)
-            hint = (
-                f"; the base URL {shown!r} has no version path: OpenAI-compatible servers "
-                f"usually serve under /v1 (try {_shown_url(_with_v1(base_url))})"
-            )
+        if status in (404, 405) and base_url and not _ends_in_version(base_url):
+            hint = "; " + _v1_hint(base_url)
         return LLMStatusError(
             where(f"answered {status}: {detail}{hint}"), status_code=status, partial=partial
         )
@@ -781,6 +778,14 @@ def _with_v1(base_url: str) -> str:
     """``base_url`` with ``/v1`` added to its path (the query, if any, kept after it)."""
     url = httpx.URL(base_url)
     return str(url.copy_with(path=url.path.rstrip("/") + "/v1"))
+
+
+def _v1_hint(base_url: str) -> str:
+    """What to try when ``base_url`` has no ``/v1``: the same URL with it."""
+    return (
+        f"the base URL {_shown_url(base_url)!r} has no version path: OpenAI-compatible servers "
+        f"usually serve under /v1 (try {_shown_url(_with_v1(base_url))})"
+    )
 
 
 def _ends_in_version(base_url: str) -> bool:
