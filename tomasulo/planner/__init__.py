@@ -5,13 +5,22 @@ the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes o
 replan; ``Usage`` and ``Prices`` meter tokens and cost.
 """
 
-from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._dialects import (
+    DEFAULT_DIALECT,
+    DIALECTS,
+    Dialect,
+    GrammarSpec,
+    OutputFormat,
+    RequestShape,
+    shape_request,
+)
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
 from ._planner import JoinDecision, Joiner, Planner, PlanRound, parse_decision
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
 from ._usage import Prices, Usage, estimate_tokens
 
 __all__ = [
+    "DEFAULT_DIALECT",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DIALECTS",

@@ -38,7 +38,7 @@ from ..exceptions import (
     LLMStatusError,
     LLMTimeout,
 )
-from ._dialects import Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._dialects import DEFAULT_DIALECT, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._usage import Prices, Usage, estimate_tokens
 
 if TYPE_CHECKING:
@@ -139,7 +139,8 @@ class LLM:
         base_url: the server's OpenAI base URL (ending in ``/v1``).
         model: the model name to ask for.
         dialect: where the server takes grammars: ``vllm``, ``llamacpp``, ``sglang``,
-            ``openai``, ``ollama`` or ``plain`` (no grammar).
+            ``openai``, ``ollama`` or ``plain`` (no grammar; the default,
+            :data:`~tomasulo.planner.DEFAULT_DIALECT`, as for workflows and the CLI).
         api_key: sent as a bearer token.
         http_client: an ``httpx.AsyncClient`` to send through (tests inject a transport);
             the LLM does not close a client it was given.
@@ -155,7 +156,7 @@ class LLM:
         base_url: str,
         *,
         model: str,
-        dialect: Dialect = "vllm",
+        dialect: Dialect = DEFAULT_DIALECT,
         api_key: str = "EMPTY",
         http_client: httpx.AsyncClient | None = None,
         prices: Prices | None = None,

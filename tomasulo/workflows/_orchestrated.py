@@ -22,6 +22,7 @@ from ..dispatcher import Event, Limits
 from ..exceptions import ConfigError
 from ..executors import Executor
 from ..grammar import Plan
+from ..planner import DEFAULT_DIALECT as _LIBRARY_DEFAULT
 from ..planner import LLM, Dialect
 from ..runtime import Budget, Orchestrator, RunResult
 from ..tools import Toolset
@@ -39,9 +40,10 @@ ENV_VARS = {
     "api_key": "TOMASULO_API_KEY",
 }
 
-#: Used when neither a flag, an environment variable nor the workflow names a dialect: no grammar is
-#: sent, plans are read in compat mode, so any OpenAI-compatible server works.
-DEFAULT_DIALECT: Dialect = "plain"
+#: Used when neither a flag, an environment variable nor the workflow names a dialect: the
+#: library's own default (no grammar is sent, plans are read in compat mode), so any
+#: OpenAI-compatible server works and ``LLM(...)`` in code behaves the same.
+DEFAULT_DIALECT: Dialect = _LIBRARY_DEFAULT
 
 MODEL_HELP = (
     "no LLM is configured. Give one with flags:\n"
