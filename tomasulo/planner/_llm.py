@@ -645,7 +645,7 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
         return LLMTimeout(where("timed out"), partial=partial)
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return LLMConnectionError(where(f"connection failed or dropped: {cause!r}"), partial=partial)
+        return LLMConnectionError(where(f"connection failed or dropped: {_said(cause)}"), partial=partial)
     return LLMResponseError(where(f"gave an unusable answer: {exc}"), partial=partial)
 
 
@@ -654,8 +654,15 @@ def _unexpected(exc: Exception, where: Any, *, partial: str = "") -> LLMError:
     library (connection-like, so retried before any text) or anything else (unusable answer)."""
     module = type(exc).__module__.split(".")[0]
     if module in ("httpx", "httpx2", "httpcore", "h11", "h2") or isinstance(exc, OSError):
-        return LLMConnectionError(where(f"connection failed or dropped: {exc!r}"), partial=partial)
-    return LLMResponseError(where(f"gave an answer the client could not read: {exc!r}"), partial=partial)
+        return LLMConnectionError(where(f"connection failed or dropped: {_said(exc)}"), partial=partial)
+    return LLMResponseError(where(f"gave an answer the client could not read: {_said(exc)}"), partial=partial)
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as people read it, ``ConnectError: All connection attempts failed``, not
+    its Python repr."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
