@@ -247,7 +247,12 @@ class TaskReport:
 
 @dataclass(slots=True)
 class PlanContext:
-    """Everything a (re)planning call needs to know about the run so far."""
+    """Everything a (re)planning call needs to know about the run so far.
+
+    ``instructions`` are added to the planner's system prompt (what the application wants of
+    every plan: house rules, which tools to prefer); ``examples`` are more worked examples,
+    each a question and its plan as text, shown after the built-in one.
+    """
 
     question: str
     start_id: int = 1
@@ -257,6 +262,8 @@ class PlanContext:
     interrupts: list[str] = field(default_factory=list)
     feedback: str | None = None
     mode: Literal["plan", "react", "parallel_fc"] = "plan"
+    instructions: str = ""
+    examples: Sequence[str] = ()
 
 
 def _clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
@@ -289,6 +296,10 @@ def planner_messages(
         "tool calls that answers it with as much parallelism as possible.\n\n"
         f"Tools:\n{tool_catalog(tools)}\n\n{rules}{MODE_RULES[ctx.mode]}\n\n{example}"
     )
+    for i, extra in enumerate(e.strip() for e in ctx.examples if e.strip()):
+        system += f"\n\nExample {i + 2}:\n{extra}"
+    if ctx.instructions.strip():
+        system += f"\n\nInstructions:\n{ctx.instructions.strip()}"
     user = [f"Question: {ctx.question}"]
     if ctx.plans:
         user.append("Plan so far:\n" + "\n".join(p.rstrip() for p in ctx.plans))

@@ -47,10 +47,19 @@ class Run:
     """The state of one run; the orchestrator drives it, a :class:`RunHandle` watches it."""
 
     def __init__(
-        self, orch: Orchestrator, query: str, *, mode: Mode, run_id: str | None = None, deps: Any = None
+        self,
+        orch: Orchestrator,
+        query: str,
+        *,
+        mode: Mode,
+        run_id: str | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
     ) -> None:
         self.orch = orch
         self.deps = deps if deps is not None else orch.deps
+        given = (orch.instructions, instructions or "")
+        self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
         self.query = query
         self.mode: Mode = mode
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -458,6 +467,8 @@ class Run:
             interrupts=self._interrupts[-3:] if self._plans else [],
             feedback=feedback,
             mode="react" if self.mode == "react" else "parallel_fc" if self.mode == "parallel_fc" else "plan",
+            instructions=self.instructions,
+            examples=self.orch.examples,
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:
