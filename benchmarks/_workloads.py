@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,40 @@ FILES = {
     "hotpotqa": "hotpotqa_comparison.json",
     "movie": "movie_recommendations_formatted.json",
 }
+#: Where the datasets are looked for first (a folder holding the files in :data:`FILES`).
+DATASETS_ENV = "TOMASULO_DATASETS"
+
+
+def default_datasets(root: Path) -> Path:
+    """The datasets folder for a clone at ``root``: ``$TOMASULO_DATASETS``, else the first
+    ``shared/datasets`` beside ``root`` or beside a folder above it (a clone next to
+    ``../shared``, or a worktree a level deeper), else ``root/../shared/datasets``."""
+    given = os.environ.get(DATASETS_ENV)
+    if given:
+        return Path(given)
+    for folder in [root, *root.parents]:
+        candidate = folder.parent / "shared" / "datasets"
+        if candidate.is_dir():
+            return candidate
+    return root.parent / "shared" / "datasets"
+
+
+def check_datasets(folder: Path, workloads: Sequence[str] = WORKLOADS) -> None:
+    """Exit with a message that says what is missing, where it was looked for and how to point
+    the benchmark elsewhere, when a workload's file is not in ``folder``."""
+    missing = [FILES[w] for w in workloads if not (folder / FILES[w]).is_file()]
+    if not missing:
+        return
+    where = "does not exist" if not folder.is_dir() else "lacks " + ", ".join(missing)
+    raise SystemExit(
+        f"the benchmark datasets are missing: {folder.resolve()} {where}.\n"
+        f"The end-to-end benchmark reads the LLMCompiler question sets ({', '.join(FILES.values())})\n"
+        "from ../shared/datasets beside the clone (see the README.md there); they are never copied\n"
+        f"into the project. Point at another folder with `make bench DATASETS=DIR`, "
+        f"{DATASETS_ENV}=DIR, or --datasets DIR."
+    )
+
+
 #: Words that start questions and are capitalised without naming anything.
 _STOP = frozenset(
     "a after among an are between both can compare could considering did do does find given had has "

@@ -39,7 +39,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workloads import WORKLOADS, Item, Oracle, load_items, make_tools, oracle  # noqa: E402
+from _workloads import (  # noqa: E402
+    DATASETS_ENV,
+    WORKLOADS,
+    Item,
+    Oracle,
+    check_datasets,
+    default_datasets,
+    load_items,
+    make_tools,
+    oracle,
+)
 
 from tomasulo.planner import LLM  # noqa: E402
 from tomasulo.runtime import Mode, Orchestrator, RunResult  # noqa: E402
@@ -353,6 +363,7 @@ def write_summary(out: Path, args: argparse.Namespace, stats: list[dict[str, Any
 async def bench(args: argparse.Namespace) -> int:
     workloads = args.workloads
     modes: list[Mode] = args.modes
+    check_datasets(args.datasets, workloads)
     items = {
         w: load_items(w, args.n, datasets=args.datasets, seed=args.seed, thoughts=args.thoughts)
         for w in workloads
@@ -416,7 +427,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--thoughts", action="store_true", help="a one-line thought in every model turn")
     p.add_argument("--seed", type=int, default=0, help="picks the questions and the tool latencies")
-    p.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    p.add_argument(
+        "--datasets",
+        type=Path,
+        default=default_datasets(ROOT),
+        help=f"the LLMCompiler question sets (default: ${DATASETS_ENV}, else ../shared/datasets)",
+    )
     p.add_argument("--out", default=str(ROOT / "out"), help="folder for the Gantt charts and summary")
     p.add_argument("--no-gantt", action="store_true", help="draw no charts")
     return p.parse_args(argv)

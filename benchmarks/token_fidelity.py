@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workloads import WORKLOADS, load_items  # noqa: E402
+from _workloads import WORKLOADS, check_datasets, default_datasets, load_items  # noqa: E402
 
 from tomasulo.testing import count_tokens  # noqa: E402
 
@@ -81,13 +81,14 @@ def texts(datasets: Path, n: int) -> dict[str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vocab-dir", type=Path, help="a folder holding ggml-vocab-*.gguf")
-    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--datasets", type=Path, default=default_datasets(ROOT))
     parser.add_argument("--n", type=int, default=20, help="questions per workload")
     opts = parser.parse_args()
     import llama_cpp
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab_dir = opts.vocab_dir or fetch_vocabs(Path(tmp))
+        check_datasets(opts.datasets)
         kinds = texts(opts.datasets, opts.n)
         print("simulator tokens / real tokens (1.00 = same count)")
         print(f"{'text':26s}" + "".join(f"{v:>11s}" for v in VOCABS) + "   simulator tokens")

@@ -31,7 +31,7 @@ from .exceptions import (
 from .grammar import Plan, PlanStream, Ref, Task, Template, build_grammar, parse_plan
 from .planner import LLM, Prices, Usage
 from .runtime import Budget, InMemoryRunStore, Orchestrator, RunHandle, RunResult, RunStore
-from .tools import Tool, ToolPolicy, Toolset, tool
+from .tools import RunContext, Tool, ToolPolicy, Toolset, tool
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "Ref",
     "Replan",
     "RunCancelled",
+    "RunContext",
     "RunFailed",
     "RunHandle",
     "RunJournal",

@@ -62,13 +62,30 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return logger
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, so a live view that redirects
+    standard error (rich's ``Live``) prints log lines above itself instead of tearing through."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure_logging(level: int | str = "INFO", stream: TextIO | None = None) -> None:
-    """Send tomasulo's logs at ``level`` and above to ``stream`` (standard error by default)."""
+    """Send tomasulo's logs at ``level`` and above to ``stream`` (by default standard error, as it
+    is at each line: the current ``sys.stderr``)."""
     root = logging.getLogger("tomasulo")
-    for handler in list(root.handlers):
-        if getattr(handler, "_tomasulo", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for old in list(root.handlers):
+        if getattr(old, "_tomasulo", False):
+            root.removeHandler(old)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler._tomasulo = True  # type: ignore[attr-defined]
     root.addHandler(handler)

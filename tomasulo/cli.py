@@ -10,9 +10,10 @@ Exit codes: 0 done, 1 the run failed, 2 bad input (a bad file, plan, option or i
     tomasulo simulate-llm              serve SimulatedLLM, an OpenAI-compatible test server
     tomasulo serve [--config F]        the REST service (tomasulo db upgrade, tomasulo keys ...)
 
-On a terminal, runs show a live table of tasks on standard error; elsewhere, one line per change.
-Results go to standard output (``--json`` for machines). ``--gantt out.png|out.html`` draws the
-timeline.
+What people read goes to standard output: on a terminal a live table of tasks, elsewhere one
+line per change, then the report and the result (``--json`` instead prints one JSON document
+there, and nothing else). Logs go to standard error (``--log-level``, env ``TOMASULO_LOG_LEVEL``),
+and so do ``error:`` lines, so the two never mix. ``--gantt out.png|out.html`` draws the timeline.
 
 A user's mistake never ends in a traceback: bad input (files, options, output paths that cannot
 be written, plans, encodings) exits 2 with one ``error:`` line before anything runs, and a run that
@@ -22,6 +23,7 @@ fails for any reason exits 1 with one line naming why.
 from __future__ import annotations
 
 import collections.abc
+import functools
 import json
 import math
 import os
@@ -32,6 +34,7 @@ from typing import Annotated, Any, NoReturn
 
 import anyio
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -43,15 +46,74 @@ __all__ = ["app", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
+
+class _FlagsWithoutType:
+    """Help that shows a flag as a flag: ``--json``, not ``--json <bool>``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="tomasulo",
+    cls=_Group,
     help="Parallel function calling: plans of tool calls dispatched as soon as inputs exist.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False)
+command = functools.partial(app.command, cls=_Command)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class LogLevel(StrEnum):
+    """Levels for ``--log-level``."""
+
+    debug = "DEBUG"
+    info = "INFO"
+    warning = "WARNING"
+    error = "ERROR"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"tomasulo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True),
+    ] = False,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level", envvar="TOMASULO_LOG_LEVEL", case_sensitive=False, help="Logs to standard error."
+        ),
+    ] = LogLevel.warning,
+) -> None:
+    """Parallel function calling: plans of tool calls dispatched as soon as inputs exist."""
+    from ._logging import configure_logging
+
+    configure_logging(log_level.value)
 
 
 def _json_out(data: Any) -> None:
@@ -181,7 +243,7 @@ BuiltinsOpt = Annotated[bool, typer.Option("--builtins", help="Check against the
 CompatOpt = Annotated[bool, typer.Option("--compat", help="Read LLMCompiler-style plans.")]
 
 
-@app.command()
+@command()
 def validate(
     file: Annotated[str, typer.Argument(help="A workflow file (YAML).")],
     as_json: JsonOpt = False,
@@ -222,7 +284,7 @@ def validate(
         out.print(f"  {step['id']}: {detail}", markup=False)
 
 
-@app.command()
+@command()
 def plan(
     file: Annotated[str, typer.Argument(help="A plan file, a workflow file, or - for stdin.")],
     tools: ToolsOpt = [],  # noqa: B006 - typer reads the default
@@ -317,7 +379,7 @@ def _png(plans: dict[str, Plan], target: Path) -> None:
     plt.close(fig)
 
 
-@app.command()
+@command()
 def graph(
     file: Annotated[str, typer.Argument(help="A plan file, a workflow file, or - for stdin.")],
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.mermaid,
@@ -336,7 +398,7 @@ def graph(
     if fmt is GraphFormat.png:
         assert output is not None
         _png(plans, output)
-        err.print(f"wrote {output}")
+        out.print(f"wrote {output}", markup=False, highlight=False)
         return
     text = _mermaid(plans) if fmt is GraphFormat.mermaid else _dot(plans)
     if output is None:
@@ -363,6 +425,9 @@ DialectOpt = Annotated[
 ApiKeyOpt = Annotated[
     str | None, typer.Option("--api-key", help="API key (env TOMASULO_API_KEY).", show_default=False)
 ]
+ApiKeyEnvOpt = Annotated[
+    str | None, typer.Option("--api-key-env", help="Read the API key from this variable.")
+]
 
 
 def _check_gantt(path: Path | None, as_json: bool) -> None:
@@ -385,7 +450,7 @@ def _draw(bars: Any, path: Path | None, title: str, as_json: bool) -> str | None
         err.print(f"warning: no Gantt chart: cannot write {path}: {exc.strerror or exc}", markup=False)
         return None
     if not as_json:
-        err.print(f"Gantt chart: {written}", markup=False, highlight=False)
+        out.print(f"Gantt chart: {written}", markup=False, highlight=False)
     return str(written)
 
 
@@ -397,8 +462,19 @@ def _print_value(value: Any) -> None:
 
 
 def _model_flags(
-    base_url: str | None, model: str | None, dialect: str | None, api_key: str | None
+    base_url: str | None,
+    model: str | None,
+    dialect: str | None,
+    api_key: str | None,
+    api_key_env: str | None = None,
+    as_json: bool = False,
 ) -> dict[str, str | None]:
+    """The model flags every command that talks to an LLM takes; ``--api-key-env VAR`` reads
+    the key from ``VAR`` (``--api-key`` wins over it, and both over ``TOMASULO_API_KEY``)."""
+    if api_key is None and api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if api_key is None:
+            _fail(f"--api-key-env {api_key_env}: no such environment variable is set", as_json=as_json)
     return {"base_url": base_url, "model": model, "dialect": dialect, "api_key": api_key}
 
 
@@ -414,7 +490,7 @@ def _resolve(config: Any, flags: dict[str, str | None]) -> Any:
     )
 
 
-@app.command()
+@command()
 def run(
     file: Annotated[str, typer.Argument(help="A workflow file (YAML).")],
     inputs: Annotated[list[str], typer.Option("--input", "-i", help="key=value")] = [],  # noqa: B006
@@ -427,13 +503,14 @@ def run(
     model: ModelOpt = None,
     dialect: DialectOpt = None,
     api_key: ApiKeyOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
     """Run a workflow: once with -i key=value inputs, or once per line of --inputs into --out."""
     from .workflows import check_batch_paths, load_workflow, read_batch_inputs
 
     _check_gantt(gantt, as_json)
     _check_output(out_file, "--out", as_json)
-    flags = _model_flags(base_url, model, dialect, api_key)
+    flags = _model_flags(base_url, model, dialect, api_key, api_key_env, as_json)
     try:
         workflow = load_workflow(file)
         if any(step.query is not None for step in workflow.spec.steps):
@@ -477,7 +554,7 @@ async def _run_once(
     from .views import LiveView, report_lines, task_json
     from .workflows import OrchestratorRunner, run_workflow
 
-    view = LiveView(err, live=False if as_json else None, title=title)
+    view = LiveView(out, live=False if as_json else None, title=title)
     runner = OrchestratorRunner(on_event=None if as_json else view.on_event, model=flags)
     with view if not as_json else _nothing():
         result = await run_workflow(workflow, bound, runner)
@@ -491,7 +568,7 @@ async def _run_once(
         _json_out(data)
         return EXIT_OK if result.ok else EXIT_FAILED
     for line in report_lines(runner.runs):
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if not result.ok:
         err.print(f"error: {result.error}", markup=False, soft_wrap=True)
         return EXIT_FAILED
@@ -505,7 +582,7 @@ async def _run_batch(
     from .views import BatchView
     from .workflows import OrchestratorRunner, run_batch
 
-    view = BatchView(0, err, live=False if as_json else None)
+    view = BatchView(0, out, live=False if as_json else None)
     runner = OrchestratorRunner(model=flags, keep_runs=False)
 
     def started(todo: int, skipped: int) -> None:
@@ -525,7 +602,7 @@ async def _run_batch(
     if as_json:
         _json_out({**summary, "out": str(out_file)})
     else:
-        err.print(
+        out.print(
             f"batch: {report.ran} ran, {report.skipped} already done, {report.failed} failed; "
             f"results in {out_file}",
             markup=False,
@@ -542,7 +619,7 @@ class _nothing:
         return None
 
 
-@app.command()
+@command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question for the planner.")],
     tools: ToolsOpt = [],  # noqa: B006
@@ -559,9 +636,7 @@ def ask(
     model: ModelOpt = None,
     dialect: DialectOpt = None,
     api_key: ApiKeyOpt = None,
-    api_key_env: Annotated[
-        str | None, typer.Option("--api-key-env", help="Read the API key from this variable.")
-    ] = None,
+    api_key_env: ApiKeyEnvOpt = None,
     max_replans: Annotated[int, typer.Option("--max-replans", min=0)] = 2,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds for the whole run.")] = None,
     as_json: JsonOpt = False,
@@ -574,9 +649,8 @@ def ask(
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be a positive number of seconds", as_json=as_json)
     try:
-        settings = _resolve(
-            ModelConfig(api_key_env=api_key_env), _model_flags(base_url, model, dialect, api_key)
-        )
+        flags = _model_flags(base_url, model, dialect, api_key, api_key_env, as_json)
+        settings = _resolve(ModelConfig(), flags)
     except UserError as exc:
         _fail(str(exc), as_json=as_json)
     toolset = _ask_tools(tools, builtins, db, root, as_json)
@@ -620,7 +694,7 @@ async def _ask(
     from .runtime import Budget, Orchestrator
     from .views import LiveView, bars_from, report_lines, task_json
 
-    view = LiveView(err, live=False if as_json else None, title=question[:80])
+    view = LiveView(out, live=False if as_json else None, title=question[:80])
     async with settings.llm() as llm:
         orch = Orchestrator(
             toolset,
@@ -651,11 +725,11 @@ async def _ask(
         _json_out(data)
         return EXIT_OK if result.ok else EXIT_FAILED
     for line in report_lines(result):
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if not result.ok:
         err.print(f"error: the run {result.status}: {result.reason}", markup=False, soft_wrap=True)
         if result.answer:
-            err.print(f"best answer at hand: {result.answer}", markup=False, soft_wrap=True)
+            out.print(f"best answer at hand: {result.answer}", markup=False, soft_wrap=True)
         return EXIT_FAILED
     _print_value(result.answer or "")
     return EXIT_OK
@@ -694,7 +768,7 @@ def _read_script(path: Path) -> list[str]:
     return replies
 
 
-@app.command("simulate-llm")
+@command("simulate-llm")
 def simulate_llm(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8000,
@@ -777,7 +851,7 @@ def main() -> None:
 # -- tomasulo mcp: tomasulo as an MCP server ----------------------------------------------------
 
 
-@app.command("mcp")
+@command("mcp")
 def mcp_server(
     tools: ToolsOpt = [],  # noqa: B006
     builtins: Annotated[
@@ -793,9 +867,7 @@ def mcp_server(
     model: ModelOpt = None,
     dialect: DialectOpt = None,
     api_key: ApiKeyOpt = None,
-    api_key_env: Annotated[
-        str | None, typer.Option("--api-key-env", help="Read the API key from this variable.")
-    ] = None,
+    api_key_env: ApiKeyEnvOpt = None,
     max_replans: Annotated[int, typer.Option("--max-replans", min=0)] = 2,
     http: Annotated[bool, typer.Option("--http", help="Streamable HTTP instead of stdio.")] = False,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8765,
@@ -821,9 +893,9 @@ def mcp_server(
 
     toolset = _ask_tools(tools, builtins, db, root, False)
     settings, problem = None, None
-    flags = _model_flags(base_url, model, dialect, api_key)
+    flags = _model_flags(base_url, model, dialect, api_key, api_key_env)
     try:
-        settings = _resolve(ModelConfig(api_key_env=api_key_env), flags)
+        settings = _resolve(ModelConfig(), flags)
     except UserError as exc:
         if any(flags.values()):
             _fail(str(exc))  # a model was asked for but is wrong: say so now

@@ -20,13 +20,14 @@ from _workloads import (  # noqa: E402
     Item,
     build_steps,
     classify,
+    default_datasets,
     make_replier,
     make_tools,
     oracle,
     tool_delay,
 )
 
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = default_datasets(ROOT)
 TOOLS = make_tools(median=0.5, sigma=0.5, seed=0)
 PQA = "If Mariana Trench was 20% shallower and the Puerto Rico Trench was 20% deeper, which is shallower?"
 MOVIE = "Find a movie similar to Heat, Alien, Fargo, Up\nOptions:\nJaws\nBig\nRocky\nSeven\n"

@@ -84,3 +84,13 @@ def tomasulo_many(*calls: tuple[str, ...], cwd: Path = ROOT) -> list[subprocess.
         out, err = proc.communicate(timeout=90)
         done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
     return done
+
+
+def result_of(stdout: str) -> str:
+    """The result at the end of a human-mode run's standard output, after its progress lines and
+    report (a JSON value printed with indent=2 starts with a line that is only ``{`` or ``[``)."""
+    lines = stdout.rstrip("\n").splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i] in ("{", "["):
+            return "\n".join(lines[i:])
+    return lines[-1] if lines else ""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ROOT, clean_env, tomasulo, tomasulo_many
+from conftest import ROOT, clean_env, result_of, tomasulo, tomasulo_many
 
 FACTS = str(ROOT / "examples" / "facts.sql")
 PLAN = """\
@@ -28,11 +28,13 @@ def test_ask_plans_runs_and_answers(simulated_llm: Callable[[str], str], tmp_pat
         "--gantt", str(gantt),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "About 1.84 times."
-    assert "planner: writing plan 1" in done.stderr
-    assert "task 3 math: done" in done.stderr
-    assert "joiner: finish (task 3 has the ratio)" in done.stderr
-    assert "3 of 3 tasks succeeded" in done.stderr
+    assert result_of(done.stdout) == "About 1.84 times."
+    # what people read goes to standard output, the answer last; logs alone go to standard error
+    assert "planner: writing plan 1" in done.stdout
+    assert "task 3 math: done" in done.stdout
+    assert "joiner: finish (task 3 has the ratio)" in done.stdout
+    assert "3 of 3 tasks succeeded" in done.stdout
+    assert done.stderr == ""
     assert gantt.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -56,7 +58,7 @@ def test_ask_whose_run_fails_exits_1(simulated_llm: Callable[[str], str]) -> Non
     base_url = simulated_llm('1. math(expression="1 / 0")\n2. join()\n')
     done = tomasulo("ask", "What is 1/0?", "--base-url", base_url, "--model", "sim", "--max-replans", "0")
     assert done.returncode == 1
-    assert "task 1 math: failed" in done.stderr
+    assert "task 1 math: failed" in done.stdout
     assert "error: the run stopped: replan bound reached (0)" in done.stderr
 
 

@@ -180,7 +180,7 @@ def test_bad_batch_lines_fail_alone_and_the_batch_exits_1(tmp_path: Path) -> Non
     done = tomasulo("run", str(EXAMPLES / "batch.yaml"), "--inputs", str(inputs), "--out", str(out))
     _no_traceback(done)
     assert done.returncode == 1
-    assert "4 ran, 0 already done, 3 failed" in done.stderr
+    assert "4 ran, 0 already done, 3 failed" in done.stdout
     records = {r["line"]: r for r in map(_strict, out.read_text(encoding="utf-8").splitlines())}
     assert records[1]["outputs"]["capital"] == "Tokyo"
     assert [records[n]["ok"] for n in (2, 3, 4)] == [False, False, False]
@@ -199,7 +199,7 @@ def test_a_tool_that_calls_sys_exit_fails_its_task_not_the_process(tmp_path: Pat
     done = tomasulo("run", str(path))
     _no_traceback(done)
     assert done.returncode == 1  # the run failed; the tool's exit code never leaks out
-    assert "task 1 leave: failed: SystemExit: 7 (the tool called sys.exit(7)" in done.stderr
+    assert "task 1 leave: failed: SystemExit: 7 (the tool called sys.exit(7)" in done.stdout
 
 
 def test_json_output_is_valid_for_any_result(tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_json_output_is_valid_for_any_result(tmp_path: Path) -> None:
     refused = data["tasks"][2]
     assert refused["status"] == "failed" and refused["error_type"] == "ToolOutputError"
     assert "not a JSON value at nan" in refused["message"], refused["message"]
-    assert "task 1 garbage: failed" in plain.stderr
+    assert "task 1 garbage: failed" in plain.stdout
 
 
 def test_tools_option_refuses_what_is_not_a_tool(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT, clean_env, tomasulo, tomasulo_many
+from conftest import ROOT, clean_env, result_of, tomasulo, tomasulo_many
 
 EXAMPLES = ROOT / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -19,14 +19,15 @@ def test_research_runs_prints_outputs_and_draws_both_charts(tmp_path: Path) -> N
         ("run", str(EXAMPLES / "research.yaml"), "--json", "--gantt", str(html)),
     )
     assert plain.returncode == 0, plain.stderr
-    outputs = json.loads(plain.stdout)  # standard output holds only the results
+    outputs = json.loads(result_of(plain.stdout))  # the results come last
     assert outputs["summary"]["mountains"] == ["Mount Everest", "Aconcagua"]
     assert outputs["height_ratio"] == round(8849 / 6961, 3)
-    # not a terminal: one plain line per change, then the report
-    assert "[compare] task 3 sql: running" in plain.stderr
-    assert "[compare] task 9 echo: done" in plain.stderr
-    assert "step compare: 9 of 9 tasks succeeded" in plain.stderr
-    assert f"Gantt chart: {png}" in plain.stderr
+    # not a terminal: one plain line per change, then the report, on standard output
+    assert "[compare] task 3 sql: running" in plain.stdout
+    assert "[compare] task 9 echo: done" in plain.stdout
+    assert "step compare: 9 of 9 tasks succeeded" in plain.stdout
+    assert f"Gantt chart: {png}" in plain.stdout
+    assert plain.stderr == ""  # nothing logged
     assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
 
     assert as_json.returncode == 0, as_json.stderr
@@ -42,8 +43,8 @@ def test_research_runs_prints_outputs_and_draws_both_charts(tmp_path: Path) -> N
 def test_flaky_run_retries_skips_and_reports_clearly() -> None:
     done = tomasulo("run", str(EXAMPLES / "flaky.yaml"))
     assert done.returncode == 0, done.stderr  # the step's output exists, so the run is done
-    assert json.loads(done.stdout) == {"total_sales": 2100}
-    err = done.stderr
+    assert json.loads(result_of(done.stdout)) == {"total_sales": 2100}
+    err = done.stdout
     assert "[sales] task 1 fetch_report: retrying: attempt 1 failed: report service busy" in err
     assert "step sales: 3 of 5 tasks succeeded (1 failed, 1 skipped)" in err
     assert "task 1 fetch_report: succeeded after 3 attempts" in err
@@ -57,9 +58,9 @@ def test_a_failing_run_exits_1_with_the_reason(tmp_path: Path) -> None:
         ("run", str(EXAMPLES / "research.yaml"), "-i", "first=Atlantis", "--json"),
     )
     assert plain.returncode == 1
-    assert plain.stdout == ""
     assert "error: step 'compare' gave no output (task 9 did not succeed)" in plain.stderr
-    assert "task 7 math: failed" in plain.stderr and "index out of range" in plain.stderr
+    assert "error:" not in plain.stdout
+    assert "task 7 math: failed" in plain.stdout and "index out of range" in plain.stdout
     assert as_json.returncode == 1
     data = json.loads(as_json.stdout)
     assert data["ok"] is False and data["failed_step"] == "compare"
@@ -72,8 +73,8 @@ def test_batch_runs_resumes_and_fails_with_1(tmp_path: Path) -> None:
     args = ("run", str(EXAMPLES / "batch.yaml"), "--inputs", str(EXAMPLES / "batch_inputs.jsonl"))
     first = tomasulo(*args, "--out", str(out), "-j", "3")
     assert first.returncode == 0, first.stderr
-    assert "line np: done" in first.stderr
-    assert f"batch: 8 ran, 0 already done, 0 failed; results in {out}" in first.stderr
+    assert "line np: done" in first.stdout
+    assert f"batch: 8 ran, 0 already done, 0 failed; results in {out}" in first.stdout
     records = {json.loads(x)["key"]: json.loads(x) for x in out.read_text().splitlines()}
     assert records["jp"]["outputs"] == {"capital": "Tokyo", "density_per_km2": 329.4}
 
@@ -92,7 +93,7 @@ def test_batch_runs_resumes_and_fails_with_1(tmp_path: Path) -> None:
     )
     assert json.loads(again.stdout) == {"ok": True, "ran": 0, "skipped": 8, "failed": 0, "out": str(out)}
     assert failing.returncode == 1
-    assert "line xx: failed" in failing.stderr and "1 failed" in failing.stderr
+    assert "line xx: failed" in failing.stdout and "1 failed" in failing.stdout
 
 
 def _workflow(tmp_path: Path, text: str) -> str:

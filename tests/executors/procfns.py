@@ -7,9 +7,10 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from tomasulo.tools import Tool, Toolset, tool
+from tomasulo.tools import RunContext, Tool, Toolset, tool
 
 
 def square(x: int) -> int:
@@ -106,3 +107,28 @@ async def decorated_pid(x: int = 0) -> int:
     """An async tool made with @tool that says which process it ran on."""
     await asyncio.sleep(0)
     return os.getpid()
+
+
+@dataclass
+class Settings:
+    """Picklable deps."""
+
+    greeting: str
+
+
+@tool
+def hello(ctx: RunContext[Settings], name: str) -> dict[str, object]:
+    """Greet, and say where the call ran."""
+    return {
+        "text": f"{ctx.deps.greeting} {name}",
+        "pid": os.getpid(),
+        "run_id": ctx.run_id,
+        "task_id": ctx.task_id,
+        "attempt": ctx.attempt,
+    }
+
+
+@tool
+async def ahello(ctx: RunContext[Settings], name: str) -> str:
+    """The async version."""
+    return f"{ctx.deps.greeting} {name}"

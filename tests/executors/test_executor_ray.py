@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from tomasulo.exceptions import (
 )
 from tomasulo.executors import RayExecutor
 from tomasulo.grammar import Ref, Task
+from tomasulo.tools import Toolset
 
 ray = pytest.importorskip("ray")
 
@@ -164,3 +166,23 @@ async def test_actors_the_cluster_cannot_place_fail_start_within_its_timeout(ray
             pass
     assert time.perf_counter() - t0 < 10
     assert executor._slots is None  # the pending actors were killed
+
+
+class _Locked:
+    """Deps holding a lock, which cannot be pickled (a client or a pool is like this)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+async def test_run_context_deps_travel_to_ray_or_are_named(ray_instance: None) -> None:
+    tools = Toolset([procfns.hello, procfns.ahello])
+    tasks = [Task(1, "hello", ("Ada",)), Task(2, "ahello", ("Bo",))]
+    with anyio.fail_after(120):
+        async with RayExecutor() as ex:
+            good = await Dispatcher.run_plan(tools, tasks, executor=ex, deps=procfns.Settings("hey"))
+            bad = await Dispatcher.run_plan(tools, tasks[:1], executor=ex, deps=_Locked())
+    assert good[1].value["text"] == "hey Ada"
+    assert good[2].value == "hey Bo"
+    assert bad[1].status == "failed"
+    assert "the run's deps (a _Locked) cannot be pickled to send to Ray" in (bad[1].message or "")

@@ -135,6 +135,7 @@ def test_public_names() -> None:
         "NetPolicy",
         "NotJSONError",
         "OpenAPITools",
+        "RunContext",
         "StaticTools",
         "Tool",
         "ToolLoadError",

@@ -38,7 +38,7 @@ from ..exceptions import (
 )
 from ..executors import Executor, LocalExecutor, check_output, raised_on_thread
 from ..grammar import JOIN, Plan, Task
-from ..tools import MAX_MESSAGE_CHARS, NotJSONError, Tool, Toolset, to_json_value
+from ..tools import MAX_MESSAGE_CHARS, NotJSONError, RunContext, Tool, Toolset, to_json_value
 from ._events import (
     Event,
     InterruptRaised,
@@ -180,6 +180,7 @@ class Dispatcher:
         journal: RunJournal | None = None,
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
         on_interrupt: Callable[[InterruptRaised], None] | None = None,
+        deps: Any = None,
     ) -> None:
         if journal is not None and (
             on_event is not None or (run_id is not None and run_id != journal.run_id)
@@ -189,6 +190,8 @@ class Dispatcher:
                 "not both (the journal's run_id and on_event are the run's)"
             )
         self.tools = tools
+        #: What tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``.
+        self.deps = deps
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self._local = type(self.executor) is LocalExecutor  # async tools may be awaited directly
         self._on_loop = isinstance(self.executor, LocalExecutor)  # async tools run on this loop
@@ -707,9 +710,10 @@ class Dispatcher:
         *,
         on_event: EventCallback | None = None,
         run_id: str | None = None,
+        deps: Any = None,
     ) -> dict[int, Outcome]:
         """Run a plan (or a stream of tasks, submitted as they arrive) and return the outcomes."""
-        async with cls(tools, executor, limits=limits, on_event=on_event, run_id=run_id) as d:
+        async with cls(tools, executor, limits=limits, on_event=on_event, run_id=run_id, deps=deps) as d:
             source = tasks.tasks if isinstance(tasks, Plan) else tasks
             if isinstance(source, AsyncIterable):
                 async for task in source:
@@ -975,6 +979,10 @@ class Dispatcher:
         self._journal.started(node, now, attempt)
         timeout = node.info.policy.timeout
         tid = node.tid
+        context = node.info.context
+        if context is not None:
+            ctx = RunContext(self.deps, run_id=self.run_id, task_id=tid, attempt=attempt, tool=tool.name)
+            args = {**args, context: ctx}
         if timeout is None:
             value = await self.executor.call(tool, args, task_id=tid, attempt=attempt)
         else:

@@ -21,6 +21,7 @@ class ToolInfo:
     __slots__ = (
         "checker",
         "checks_output",
+        "context",
         "direct",
         "limited",
         "name",
@@ -40,12 +41,16 @@ class ToolInfo:
         self.checks_output = bool(tool.output_schema)
         self.param_names = tool.param_names
         self.checker = checker_for(tool)
+        #: The parameter that takes the call's RunContext, if the tool asks for one.
+        self.context = tool.context_param
         #: An async function: a local run awaits it on the event loop.
         self.on_loop = tool.is_async
         #: The async function a local run may await directly: no conversion, timeout, retries
         #: or output check to go through (the dispatcher also checks the executor is local).
         policy = tool.policy
-        plain = tool.convert is None and policy.timeout is None and policy.retries == 0
+        plain = (
+            tool.convert is None and policy.timeout is None and policy.retries == 0 and self.context is None
+        )
         self.direct = tool.fn if plain and not self.checks_output and tool.is_async else None
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .._text import describe_value, json_path
 from ..exceptions import ToolOutputError
-from ..tools import Tool, schema_validator
+from ..tools import RunContext, Tool, schema_validator
 
-__all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs"]
+__all__ = ["BaseExecutor", "Executor", "check_output", "prepare_kwargs", "unsendable_deps"]
 
 
 @runtime_checkable
@@ -71,6 +72,25 @@ class BaseExecutor:
 def prepare_kwargs(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments for ``tool.fn``: ``tool.convert(args)`` when set, else ``args``."""
     return tool.convert(args) if tool.convert is not None else args
+
+
+def unsendable_deps(kwargs: dict[str, Any], dumps: Callable[[Any], Any], where: str) -> str | None:
+    """Why the call cannot travel to ``where``, when the reason is the run's deps: the message
+    for a tool whose :class:`~tomasulo.tools.RunContext` holds deps that ``dumps`` (a pickler)
+    refuses; ``None`` when the deps are not to blame."""
+    for value in kwargs.values():
+        if isinstance(value, RunContext):
+            try:
+                dumps(value.deps)
+            except Exception as exc:
+                return (
+                    f"the run's deps (a {type(value.deps).__name__}) cannot be pickled to send to "
+                    f"{where} ({type(exc).__name__}: {exc}); tools that take a RunContext get "
+                    "a copy of the deps there: pass deps that pickle (settings, plain data), "
+                    "create clients and connections inside the tool, or run it with the "
+                    "LocalExecutor"
+                )
+    return None
 
 
 def check_output(tool: Tool, value: Any, *, task_id: int, attempt: int) -> Any:

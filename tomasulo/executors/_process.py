@@ -14,7 +14,7 @@ from anyio import BrokenWorkerProcess
 
 from ..exceptions import ConfigError, ToolCrashed, ToolExecutionError
 from ..tools import Tool, function_ref
-from ._base import BaseExecutor, prepare_kwargs
+from ._base import BaseExecutor, prepare_kwargs, unsendable_deps
 from ._remote import invoke, unpack
 
 __all__ = ["ProcessExecutor"]
@@ -96,8 +96,10 @@ class ProcessExecutor(BaseExecutor):
                 attempt=attempt,
             ) from exc
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            why = unsendable_deps(kwargs, pickle.dumps, "a worker process")
             raise ToolExecutionError(
-                f"the tool or its arguments cannot be sent to a worker process ({exc}); "
+                why
+                or f"the tool or its arguments cannot be sent to a worker process ({exc}); "
                 "ProcessExecutor needs module-level functions and picklable arguments",
                 tool=tool.name,
                 task_id=task_id,

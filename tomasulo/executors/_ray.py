@@ -13,7 +13,7 @@ import anyio.to_thread
 
 from ..exceptions import ConfigError, ToolCrashed, ToolExecutionError
 from ..tools import Tool
-from ._base import BaseExecutor, prepare_kwargs
+from ._base import BaseExecutor, prepare_kwargs, unsendable_deps
 from ._remote import Reply, ainvoke, invoke, unpack
 
 __all__ = ["RayExecutor"]
@@ -33,6 +33,14 @@ def _failed(what: str, exc: Exception, tool: Tool, task_id: int, attempt: int) -
         attempt=attempt,
         error_type=type(exc).__name__,
     )
+
+
+def _cloudpickle_dumps(value: Any) -> bytes:
+    """Pickle ``value`` as Ray does (with cloudpickle)."""
+    from ray import cloudpickle
+
+    data: bytes = cloudpickle.dumps(value)  # type: ignore[no-untyped-call]
+    return data
 
 
 def _import_ray() -> Any:
@@ -228,6 +236,11 @@ class RayExecutor(BaseExecutor):
                 slot = self._pick(self._slots)
                 ref = slot.handle.call.remote(tool.fn, kwargs, tool.is_async)
         except Exception as exc:
+            why = unsendable_deps(kwargs, _cloudpickle_dumps, "Ray")
+            if why is not None:
+                raise ToolExecutionError(
+                    why, tool=tool.name, task_id=task_id, attempt=attempt, error_type=type(exc).__name__
+                ) from exc
             raise _failed(
                 "the tool or its arguments cannot be sent to Ray", exc, tool, task_id, attempt
             ) from exc

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
 from ._ast import JOIN
+from ._check import as_toolset
 from ._ir import (
     CTX,
     EMPTY,
@@ -63,7 +64,9 @@ from ._parser import END_OF_PLAN
 from ._shapes import STRING, Node, literal_text, normalize, tool_params
 
 if TYPE_CHECKING:
-    from ..tools import Toolset
+    from collections.abc import Iterable
+
+    from ..tools import Tool, Toolset
 
 __all__ = [
     "MAX_THOUGHT_CHARS",
@@ -249,8 +252,9 @@ _CACHE_SIZE = 64
 _CACHE_LOCK = threading.Lock()
 
 
-def build_grammar(tools: Toolset, *, max_tasks: int = 32, start_id: int = 1) -> PlanGrammar:
-    """The plan grammar for ``tools``: at most ``max_tasks`` tasks, numbered from ``start_id``.
+def build_grammar(tools: Toolset | Iterable[Tool], *, max_tasks: int = 32, start_id: int = 1) -> PlanGrammar:
+    """The plan grammar for ``tools`` (a toolset or a list of tools): at most ``max_tasks``
+    tasks, numbered from ``start_id``.
 
     Results are cached by ``(tools.fingerprint(), max_tasks, start_id)``, so a rebuild for an
     unchanged toolset (and each emitter's output) costs a dictionary lookup. Replans pass
@@ -264,6 +268,7 @@ def build_grammar(tools: Toolset, *, max_tasks: int = 32, start_id: int = 1) -> 
         raise ConfigError(f"max_tasks must be at least 1, got {max_tasks}")
     if start_id < 1:
         raise ConfigError(f"start_id must be at least 1, got {start_id}")
+    tools = as_toolset(tools)
     if len(tools) == 0:
         raise ConfigError("cannot build a plan grammar for an empty toolset; add a tool first")
     key = (tools.fingerprint(), max_tasks, start_id)

@@ -26,9 +26,19 @@ from ._ast import Ref, Task, Template, Value, iter_refs
 from ._parser import ArgNode, CallLine
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ..tools import Tool, Toolset
 
-__all__ = ["check_refs", "check_tool_call", "did_you_mean"]
+__all__ = ["as_toolset", "check_refs", "check_tool_call", "did_you_mean"]
+
+
+def as_toolset(tools: Toolset | Iterable[Tool]) -> Toolset:
+    """``tools`` as a :class:`~tomasulo.tools.Toolset`: a list of tools (as ``Orchestrator``
+    takes them) becomes one; a toolset is returned as it is."""
+    from ..tools import Toolset
+
+    return tools if isinstance(tools, Toolset) else Toolset(tools)
 
 
 def did_you_mean(word: str, choices: Any) -> str:

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import IncompletePlanError, PlanSyntaxError, TaskIdError, TooManyTasksError
 from ._ast import MAX_NESTING, Plan, Ref, Task, Template, Value
-from ._check import check_refs, check_tool_call, make_task
+from ._check import as_toolset, check_refs, check_tool_call, make_task
 from ._parser import ArgNode, CallLine, parse_path, split_interpolations
 from ._stream import aiter_parsed
 
 if TYPE_CHECKING:
-    from ..tools import Toolset
+    from collections.abc import Iterable
+
+    from ..tools import Tool, Toolset
 
 __all__ = ["JsonPlanStream", "aiter_json_tasks", "parse_json_plan"]
 
@@ -71,12 +73,12 @@ class JsonPlanStream:
 
     def __init__(
         self,
-        tools: Toolset | None = None,
+        tools: Toolset | Iterable[Tool] | None = None,
         *,
         start_id: int = 1,
         max_tasks: int | None = None,
     ) -> None:
-        self.tools = tools
+        self.tools = None if tools is None else as_toolset(tools)
         self.start_id = start_id
         self.max_tasks = max_tasks
         self._text: list[str] = []
@@ -300,7 +302,11 @@ def _from_json(value: Any) -> Value:
 
 
 def parse_json_plan(
-    text: str, tools: Toolset | None = None, *, start_id: int = 1, max_tasks: int | None = None
+    text: str,
+    tools: Toolset | Iterable[Tool] | None = None,
+    *,
+    start_id: int = 1,
+    max_tasks: int | None = None,
 ) -> Plan:
     """Parse a whole plan in the JSON dialect."""
     stream = JsonPlanStream(tools, start_id=start_id, max_tasks=max_tasks)
@@ -311,7 +317,7 @@ def parse_json_plan(
 
 def aiter_json_tasks(
     chunks: AsyncIterable[str],
-    tools: Toolset | None = None,
+    tools: Toolset | Iterable[Tool] | None = None,
     *,
     start_id: int = 1,
     max_tasks: int | None = None,

@@ -19,11 +19,13 @@ from ..exceptions import (
     TooManyTasksError,
 )
 from ._ast import JOIN, Plan, Task
-from ._check import check_refs, check_tool_call, make_task
+from ._check import as_toolset, check_refs, check_tool_call, make_task
 from ._parser import END_OF_PLAN, CallLine, match_task_head, parse_call_line
 
 if TYPE_CHECKING:
-    from ..tools import Toolset
+    from collections.abc import Iterable
+
+    from ..tools import Tool, Toolset
 
 __all__ = ["PlanStream", "aiter_tasks", "parse_plan"]
 
@@ -49,7 +51,8 @@ class PlanStream:
     True
 
     Args:
-        tools: validate each task against these tools (``None``: syntax and references only).
+        tools: validate each task against these tools, a :class:`~tomasulo.tools.Toolset` or a
+            list of tools (``None``: syntax and references only).
         compat: also read plans written for LLMCompiler (single quotes, ``True``/``None``,
             ``"$1"`` strings as references, trailing commas).
         start_id: the id of the first task (replans continue the numbering).
@@ -58,13 +61,13 @@ class PlanStream:
 
     def __init__(
         self,
-        tools: Toolset | None = None,
+        tools: Toolset | Iterable[Tool] | None = None,
         *,
         compat: bool = False,
         start_id: int = 1,
         max_tasks: int | None = None,
     ) -> None:
-        self.tools = tools
+        self.tools = None if tools is None else as_toolset(tools)
         self.compat = compat
         self.start_id = start_id
         self.max_tasks = max_tasks
@@ -352,13 +355,14 @@ class PlanStream:
 
 def parse_plan(
     text: str,
-    tools: Toolset | None = None,
+    tools: Toolset | Iterable[Tool] | None = None,
     *,
     compat: bool = False,
     start_id: int = 1,
     max_tasks: int | None = None,
 ) -> Plan:
-    """Parse a whole plan in the text dialect.
+    """Parse a whole plan in the text dialect; ``tools`` (a toolset or a list of tools)
+    validates each task.
 
     >>> plan = parse_plan('1. search(query="x")\\n2. math(expression="${1} * 2")\\n3. join()')
     >>> [t.tool for t in plan], plan.joined
@@ -399,7 +403,7 @@ async def aiter_parsed(chunks: AsyncIterable[str], parser: TaskParser) -> AsyncI
 
 def aiter_tasks(
     chunks: AsyncIterable[str],
-    tools: Toolset | None = None,
+    tools: Toolset | Iterable[Tool] | None = None,
     *,
     compat: bool = False,
     start_id: int = 1,

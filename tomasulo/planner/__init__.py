@@ -6,7 +6,15 @@ replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads 
 flags, the environment and configuration files.
 """
 
-from ._dialects import DIALECTS, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._dialects import (
+    DEFAULT_DIALECT,
+    DIALECTS,
+    Dialect,
+    GrammarSpec,
+    OutputFormat,
+    RequestShape,
+    shape_request,
+)
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
 from ._planner import (
     JOINER_MAX_TOKENS,
@@ -18,7 +26,7 @@ from ._planner import (
     parse_decision,
 )
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
-from ._settings import DEFAULT_DIALECT, ENV_VARS, ModelDefaults, ModelSettings, resolve_model
+from ._settings import ENV_VARS, ModelDefaults, ModelSettings, resolve_model
 from ._usage import Prices, Usage, estimate_tokens
 
 __all__ = [

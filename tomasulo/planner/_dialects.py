@@ -28,10 +28,23 @@ from typing import Any, Literal, get_args
 
 from ..exceptions import ConfigError
 
-__all__ = ["DIALECTS", "Dialect", "GrammarSpec", "OutputFormat", "RequestShape", "shape_request"]
+__all__ = [
+    "DEFAULT_DIALECT",
+    "DIALECTS",
+    "Dialect",
+    "GrammarSpec",
+    "OutputFormat",
+    "RequestShape",
+    "shape_request",
+]
 
 Dialect = Literal["vllm", "llamacpp", "sglang", "openai", "ollama", "plain"]
 DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
+
+#: The dialect of an ``LLM``, a workflow and the CLI when none is named: no grammar is sent and
+#: plans are read in compat mode and repaired, so any OpenAI-compatible server works. Name the
+#: server's dialect to get grammar-constrained plans.
+DEFAULT_DIALECT: Dialect = "plain"
 
 OutputFormat = Literal["text", "json"]
 """What the model's answer will be: the text plan dialect, or the JSON one."""

@@ -39,7 +39,7 @@ from ..exceptions import (
     LLMTimeout,
     LLMTruncated,
 )
-from ._dialects import Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._dialects import DEFAULT_DIALECT, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
 from ._usage import Prices, Usage, estimate_tokens
 
 if TYPE_CHECKING:
@@ -140,7 +140,8 @@ class LLM:
         base_url: the server's OpenAI base URL (ending in ``/v1``).
         model: the model name to ask for.
         dialect: where the server takes grammars: ``vllm``, ``llamacpp``, ``sglang``,
-            ``openai``, ``ollama`` or ``plain`` (no grammar).
+            ``openai``, ``ollama`` or ``plain`` (no grammar; the default,
+            :data:`~tomasulo.planner.DEFAULT_DIALECT`, as for workflows and the CLI).
         api_key: sent as a bearer token.
         http_client: an ``httpx.AsyncClient`` to send through (tests inject a transport);
             the LLM does not close a client it was given.
@@ -160,7 +161,7 @@ class LLM:
         base_url: str,
         *,
         model: str,
-        dialect: Dialect = "vllm",
+        dialect: Dialect = DEFAULT_DIALECT,
         api_key: str = "EMPTY",
         http_client: httpx.AsyncClient | None = None,
         prices: Prices | None = None,
@@ -463,6 +464,7 @@ class _Call:
                 f"answered a streamed request with {kind!r}, not server-sent events "
                 f"(text/event-stream); the body starts {head[:200].decode(errors='replace')!r}. "
                 "Check that the base URL points at the model server and not a proxy or web page"
+                + ("" if _ends_in_version(self.llm.base_url) else f"; {_v1_hint(self.llm.base_url)}")
             )
         )
 
@@ -700,12 +702,8 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
                 partial=partial,
             )
         hint = "; check the request (grammar, model name)" if status < 500 else ""
-        if status == 404 and base_url and not _ends_in_version(base_url):
-            shown = _shown_url(base_url)
-            hint = (
-                f"; the base URL {shown!r} has no version path: OpenAI-compatible servers "
-                f"usually serve under /v1 (try {_shown_url(_with_v1(base_url))})"
-            )
+        if status in (404, 405) and base_url and not _ends_in_version(base_url):
+            hint = "; " + _v1_hint(base_url)
         return LLMStatusError(
             where(f"answered {status}: {detail}{hint}"), status_code=status, partial=partial
         )
@@ -713,7 +711,7 @@ def _map_error(exc: openai.OpenAIError, where: Any, *, partial: str = "", base_u
         return LLMTimeout(where("timed out"), partial=partial)
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return LLMConnectionError(where(f"connection failed or dropped: {cause!r}"), partial=partial)
+        return LLMConnectionError(where(f"connection failed or dropped: {_said(cause)}"), partial=partial)
     return LLMResponseError(where(f"gave an unusable answer: {exc}"), partial=partial)
 
 
@@ -722,8 +720,15 @@ def _unexpected(exc: Exception, where: Any, *, partial: str = "") -> LLMError:
     library (connection-like, so retried before any text) or anything else (unusable answer)."""
     module = type(exc).__module__.split(".")[0]
     if module in ("httpx", "httpx2", "httpcore", "h11", "h2") or isinstance(exc, OSError):
-        return LLMConnectionError(where(f"connection failed or dropped: {exc!r}"), partial=partial)
-    return LLMResponseError(where(f"gave an answer the client could not read: {exc!r}"), partial=partial)
+        return LLMConnectionError(where(f"connection failed or dropped: {_said(exc)}"), partial=partial)
+    return LLMResponseError(where(f"gave an answer the client could not read: {_said(exc)}"), partial=partial)
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as people read it, ``ConnectError: All connection attempts failed``, not
+    its Python repr."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -847,6 +852,14 @@ def _with_v1(base_url: str) -> str:
     """``base_url`` with ``/v1`` added to its path (the query, if any, kept after it)."""
     url = httpx.URL(base_url)
     return str(url.copy_with(path=url.path.rstrip("/") + "/v1"))
+
+
+def _v1_hint(base_url: str) -> str:
+    """What to try when ``base_url`` has no ``/v1``: the same URL with it."""
+    return (
+        f"the base URL {_shown_url(base_url)!r} has no version path: OpenAI-compatible servers "
+        f"usually serve under /v1 (try {_shown_url(_with_v1(base_url))})"
+    )
 
 
 def _ends_in_version(base_url: str) -> bool:

@@ -74,20 +74,156 @@ MODE_RULES = {
 
 
 def tool_catalog(tools: Toolset) -> str:
-    """Each tool's signature, description and parameter descriptions, for the planner's prompt."""
+    """Each tool's signature, description and parameters, for the planner's prompt.
+
+    A parameter that is an object (a pydantic model, a nested schema) is described field by
+    field, nested objects and arrays of objects too: each field's name (``?`` when optional),
+    type, bounds, default and description, so the planner can write the whole value.
+
+    >>> from pydantic import BaseModel, Field
+    >>> from tomasulo.tools import Toolset, tool
+    >>> class Point(BaseModel):
+    ...     x: float = Field(description="metres east")
+    ...     y: float = 0
+    >>> @tool
+    ... def move(to: Point):
+    ...     "Move somewhere."
+    >>> print(tool_catalog(Toolset([move])))
+    - move(to: object)
+      Move somewhere.
+        to: object
+          x: number - metres east
+          y?: number (default 0)
+    """
     blocks = []
     for t in tools:
         lines = [f"- {t.signature()}"]
         if t.description:
             lines.append(f"  {_first_paragraph(t.description)}")
+        budget = [_MAX_FIELD_LINES]
         for name, schema in t.input_schema.get("properties", {}).items():
-            desc = schema.get("description") if isinstance(schema, dict) else None
+            if not isinstance(schema, dict):
+                continue
+            desc = schema.get("description")
+            fields = _field_lines(schema, 6, 1, budget)
             if desc:
                 lines.append(f"    {name}: {desc}")
+            elif fields:
+                lines.append(f"    {name}: {_type_of(schema)}")
+            lines.extend(fields)
         if t.output_schema:
             lines.append(f"  returns: {_schema_brief(t.output_schema)}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+#: Nested fields listed per tool at most (a huge model would crowd out everything else).
+_MAX_FIELD_LINES = 60
+#: Objects inside objects are described this deep at most.
+_MAX_FIELD_DEPTH = 4
+
+
+def _variants(schema: Mapping[str, Any]) -> list[Any]:
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return list(schema[key])
+    return [schema]
+
+
+def _object_parts(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The object schemas with named fields that a value of ``schema`` may be (itself, an
+    option of its ``anyOf``/``oneOf``, or its items when it is an array)."""
+    out: list[Mapping[str, Any]] = []
+    for v in _variants(schema):
+        if not isinstance(v, Mapping):
+            continue
+        if v.get("type") == "array" and isinstance(v.get("items"), Mapping):
+            out.extend(_object_parts(v["items"]))
+        elif isinstance(v.get("properties"), Mapping) and v["properties"]:
+            out.append(v)
+    return out
+
+
+def _field_lines(schema: Mapping[str, Any], indent: int, depth: int, budget: list[int]) -> list[str]:
+    """One line per field of the objects ``schema`` holds, nested ones indented below."""
+    if depth > _MAX_FIELD_DEPTH:
+        return []
+    parts = _object_parts(schema)
+    lines: list[str] = []
+    pad = " " * indent
+    for i, part in enumerate(parts):
+        if len(parts) > 1:
+            lines.append(f"{pad}option {i + 1}:")
+        sub_pad = pad + ("  " if len(parts) > 1 else "")
+        required = set(part.get("required", ()))
+        for name, sub in part["properties"].items():
+            if budget[0] <= 0:
+                lines.append(f"{sub_pad}...")
+                return lines
+            budget[0] -= 1
+            sub = sub if isinstance(sub, Mapping) else {}
+            opt = "" if name in required else "?"
+            line = f"{sub_pad}{name}{opt}: {_type_of(sub)}"
+            notes = _notes(sub)
+            if notes:
+                line += f" ({notes})"
+            desc = sub.get("description")
+            if isinstance(desc, str) and desc:
+                line += f" - {_first_paragraph(desc)}"
+            lines.append(line)
+            lines.extend(_field_lines(sub, len(sub_pad) + 2, depth + 1, budget))
+    return lines
+
+
+def _type_of(schema: Mapping[str, Any]) -> str:
+    """A field's type as the prompt writes it: ``string``, ``array[object]``, ``"a" | "b"``."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1] or "object"
+    if isinstance(schema.get("enum"), list):
+        return " | ".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"], ensure_ascii=False)
+    variants = _variants(schema)
+    if variants != [schema]:
+        return " | ".join(_type_of(v) if isinstance(v, Mapping) else "any" for v in variants)
+    t = schema.get("type")
+    if t == "array":
+        items = schema.get("items")
+        return f"array[{_type_of(items) if isinstance(items, Mapping) else 'any'}]"
+    if t == "object" or (t is None and "properties" in schema):
+        extra = schema.get("additionalProperties")
+        if not schema.get("properties") and isinstance(extra, Mapping) and extra:
+            return f"object[string -> {_type_of(extra)}]"
+        return "object"
+    if isinstance(t, list):
+        return " | ".join(str(x) for x in t)
+    return str(t) if t else "any"
+
+
+_BOUNDS = (
+    ("minimum", ">= {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("maximum", "<= {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("minLength", "at least {} characters"),
+    ("maxLength", "at most {} characters"),
+    ("pattern", "matching {}"),
+    ("format", "format {}"),
+    ("minItems", "at least {} items"),
+    ("maxItems", "at most {} items"),
+)
+
+
+def _notes(schema: Mapping[str, Any]) -> str:
+    """A field's bounds and default: ``>= 0, default 1``."""
+    notes = []
+    for key, text in _BOUNDS:
+        value = schema.get(key)
+        if value is not None and not isinstance(value, bool | dict | list):
+            notes.append(text.format(json.dumps(value) if key == "pattern" else value))
+    if "default" in schema:
+        notes.append(f"default {_clip(json.dumps(schema['default'], ensure_ascii=False), 60)}")
+    return ", ".join(notes)
 
 
 def _first_paragraph(text: str) -> str:
@@ -111,7 +247,12 @@ class TaskReport:
 
 @dataclass(slots=True)
 class PlanContext:
-    """Everything a (re)planning call needs to know about the run so far."""
+    """Everything a (re)planning call needs to know about the run so far.
+
+    ``instructions`` are added to the planner's system prompt (what the application wants of
+    every plan: house rules, which tools to prefer); ``examples`` are more worked examples,
+    each a question and its plan as text, shown after the built-in one.
+    """
 
     question: str
     start_id: int = 1
@@ -121,6 +262,8 @@ class PlanContext:
     interrupts: list[str] = field(default_factory=list)
     feedback: str | None = None
     mode: Literal["plan", "react", "parallel_fc"] = "plan"
+    instructions: str = ""
+    examples: Sequence[str] = ()
 
 
 def _clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
@@ -153,6 +296,10 @@ def planner_messages(
         "tool calls that answers it with as much parallelism as possible.\n\n"
         f"Tools:\n{tool_catalog(tools)}\n\n{rules}{MODE_RULES[ctx.mode]}\n\n{example}"
     )
+    for i, extra in enumerate(e.strip() for e in ctx.examples if e.strip()):
+        system += f"\n\nExample {i + 2}:\n{extra}"
+    if ctx.instructions.strip():
+        system += f"\n\nInstructions:\n{ctx.instructions.strip()}"
     user = [f"Question: {ctx.question}"]
     if ctx.plans:
         user.append("Plan so far:\n" + "\n".join(p.rstrip() for p in ctx.plans))

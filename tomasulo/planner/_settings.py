@@ -15,10 +15,10 @@ from typing import Protocol, get_args
 import httpx
 
 from ..exceptions import ConfigError
-from ._dialects import Dialect
+from ._dialects import DEFAULT_DIALECT, Dialect
 from ._llm import LLM
 
-__all__ = ["DEFAULT_DIALECT", "ENV_VARS", "ModelDefaults", "ModelSettings", "resolve_model"]
+__all__ = ["ENV_VARS", "ModelDefaults", "ModelSettings", "resolve_model"]
 
 
 class ModelDefaults(Protocol):
@@ -68,10 +68,6 @@ ENV_VARS = {
     "dialect": "TOMASULO_DIALECT",
     "api_key": "TOMASULO_API_KEY",
 }
-
-#: Used when neither a flag, an environment variable nor the workflow names a dialect: no grammar is
-#: sent, plans are read in compat mode, so any OpenAI-compatible server works.
-DEFAULT_DIALECT: Dialect = "plain"
 
 MODEL_HELP = (
     "no LLM is configured. Give one with flags:\n"

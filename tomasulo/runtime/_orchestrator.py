@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, get_args
 
@@ -105,6 +105,12 @@ class Orchestrator:
             changes nothing: the run goes on, and ``RunResult.warnings`` says what it raised.
         store: where each run's journal and result are written, in batches off the hot path
             (default: an :class:`InMemoryRunStore` of the latest runs; ``None``: nowhere).
+        deps: what tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``
+            (clients, settings); a run may pass its own (``run(query, deps=...)``).
+        instructions: added to the planner's system prompt for every run (house rules, which
+            tools to prefer); a run's own ``instructions=`` come after these.
+        examples: more worked examples for the planner, each a question and its plan as text
+            (``"Question: ...\\n1. search(...)\\n2. join()"``), shown after the built-in one.
     """
 
     def __init__(
@@ -121,6 +127,9 @@ class Orchestrator:
         use_grammar: bool = True,
         on_event: Callable[[Event], None] | None = None,
         store: RunStore | _Default | None = DEFAULT,
+        deps: Any = None,
+        instructions: str = "",
+        examples: Sequence[str] = (),
     ) -> None:
         if mode not in get_args(Mode):
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}")
@@ -136,6 +145,13 @@ class Orchestrator:
         self.max_turns = max_turns
         self.on_event = on_event
         self.store: RunStore | None = InMemoryRunStore() if isinstance(store, _Default) else store
+        self.deps = deps
+        if not isinstance(instructions, str):
+            raise ConfigError(f"instructions must be text, got {type(instructions).__name__}")
+        if isinstance(examples, str) or not all(isinstance(e, str) for e in examples):
+            raise ConfigError("examples must be a list of texts, each a question and its plan")
+        self.instructions = instructions
+        self.examples: tuple[str, ...] = tuple(examples)
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
         self.joiner = Joiner(llm) if llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -157,11 +173,19 @@ class Orchestrator:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, query: str, *, mode: Mode | None = None) -> RunResult:
-        """Answer ``query``; returns when the run ends (its status says how)."""
-        return await Run(self, query, mode=mode or self.mode).drive()
+    async def run(
+        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+    ) -> RunResult:
+        """Answer ``query``; returns when the run ends (its status says how).
 
-    def run_sync(self, query: str, *, mode: Mode | None = None) -> RunResult:
+        ``deps`` replaces the orchestrator's for this run (``None``: the orchestrator's);
+        ``instructions`` are added to the orchestrator's, for this run's planner."""
+        run = Run(self, query, mode=mode or self.mode, deps=deps, instructions=instructions)
+        return await run.drive()
+
+    def run_sync(
+        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+    ) -> RunResult:
         """:meth:`run` for code that is not async.
 
         Raises:
@@ -170,26 +194,49 @@ class Orchestrator:
         """
         library = _running_event_loop()
         if library is None:
-            return anyio.run(lambda: self.run(query, mode=mode))
+            return anyio.run(lambda: self.run(query, mode=mode, deps=deps, instructions=instructions))
         raise UserError(
             f"run_sync() was called inside a running {library} event loop, which it would have to "
             "block; in async code (or a notebook) use `await orchestrator.run(query)` instead"
         )
 
-    def start(self, query: str, *, mode: Mode | None = None) -> RunHandle:
+    def start(
+        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+    ) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
         if self._tg is None:
             raise UserError(
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
-        run = Run(self, query, mode=mode or self.mode)
+        run = Run(self, query, mode=mode or self.mode, deps=deps, instructions=instructions)
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
-    async def stream(self, query: str, *, mode: Mode | None = None) -> AsyncIterator[Event]:
-        """The events of a new run, as they happen (inside ``async with orchestrator:``)."""
-        handle = self.start(query, mode=mode)
+    async def stream(
+        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+    ) -> AsyncIterator[Event]:
+        """The events of a new run, as they happen; the run goes on in the background, so this
+        needs ``async with orchestrator:`` around it (its task group holds the run).
+
+        >>> async def main(orch: Orchestrator) -> None:      # doctest: +SKIP
+        ...     async with orch:
+        ...         async for event in orch.stream("How tall is Everest in feet?"):
+        ...             print(type(event).__name__, event.task_id)
+
+        Leaving the loop early cancels the run. To watch a run and keep its result, use
+        :meth:`start` and :meth:`RunHandle.events`.
+
+        Raises:
+            UserError: outside ``async with orchestrator:``.
+        """
+        if self._tg is None:
+            raise UserError(
+                "stream() runs the run in the background: use it inside `async with orchestrator:` "
+                "(async with orch: async for event in orch.stream(query): ...), or pass "
+                "on_event= to Orchestrator and await orchestrator.run(query)"
+            )
+        handle = self.start(query, mode=mode, deps=deps, instructions=instructions)
         try:
             async for event in handle.events():
                 yield event
@@ -203,6 +250,7 @@ class Orchestrator:
         *,
         compat: bool = False,
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
+        deps: Any = None,
     ) -> RunResult:
         """Run a fixed plan with no LLM; the answer is the last task's result as text.
 
@@ -217,7 +265,7 @@ class Orchestrator:
         """
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)
-        return await Run(self, "", mode="plan_then_execute", restore=restore).execute(plan)
+        return await Run(self, "", mode="plan_then_execute", restore=restore, deps=deps).execute(plan)
 
 
 def _running_event_loop() -> str | None:

@@ -76,8 +76,13 @@ class Run:
         mode: Mode,
         run_id: str | None = None,
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
     ) -> None:
         self.orch = orch
+        self.deps = deps if deps is not None else orch.deps
+        given = (orch.instructions, instructions or "")
+        self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
         self.query = query
         self.mode: Mode = mode
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -300,6 +305,7 @@ class Run:
             journal=self.journal,
             restore=self._restore,
             on_interrupt=self._on_interrupt,
+            deps=self.deps,
         )
 
     def _started(self) -> None:
@@ -540,6 +546,8 @@ class Run:
             interrupts=self._interrupts[-3:] if self._plans else [],
             feedback=feedback,
             mode="react" if self.mode == "react" else "parallel_fc" if self.mode == "parallel_fc" else "plan",
+            instructions=self.instructions,
+            examples=self.orch.examples,
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:

@@ -79,11 +79,12 @@ class SimulatedLLM:
     with a 400 (``tool_call_mismatch``) naming the call and the rule. ``Reply.sampled()`` calls
     one of the tools with arguments sampled from its schema (unless ``tool_choice`` is "none").
 
-    Example::
+    Example (the reply is a plan that the grammar for a ``search(query: str)`` tool accepts, so
+    the server passes it whichever dialect sends that grammar)::
 
-        sim = SimulatedLLM(["1. search(query=\\"x\\")\\njoin()"], latency=Latency(ttft=0.3))
+        sim = SimulatedLLM(['1. search(query="x")\\n2. join()'], latency=Latency(ttft=0.3))
         async with sim.serve() as base_url:          # real uvicorn on 127.0.0.1
-            ...  # openai.AsyncOpenAI(base_url=base_url, api_key="x")
+            ...  # LLM(base_url, model="m", dialect="vllm"), or openai.AsyncOpenAI(base_url=...)
         client = httpx.AsyncClient(transport=sim.transport())  # or in-process
 
     Attributes:

@@ -9,6 +9,7 @@ The MCP names (``MCPTools`` and its content types) load the ``mcp`` SDK on first
 import typing as _typing
 from typing import Any
 
+from ._context import RunContext
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
 from ._jsonschema import JSON_TYPES, schema_validator
@@ -67,6 +68,7 @@ __all__ = [
     "NetPolicy",
     "NotJSONError",
     "OpenAPITools",
+    "RunContext",
     "StaticTools",
     "Tool",
     "ToolLoadError",

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from ..exceptions import FieldError, SchemaError, ToolArgumentError, ToolDefinitionError
+from ._context import is_run_context
 from ._docstrings import DocInfo, read_docstring
 from ._schemas import check_tool_name, normalize_parameters, normalize_schema
 from ._tool import Tool, ToolPolicy, describe_value, function_ref, json_path
@@ -218,7 +219,7 @@ def _build(
     doc = read_docstring(src)
     if src is not fn and not inspect.isfunction(fn) and not inspect.getdoc(src):
         doc = read_docstring(type(fn))  # a callable object documented on its class
-    model, aliases, annotations = _arguments_model(tool_name, sig, hints, doc)
+    model, aliases, annotations, context = _arguments_model(tool_name, sig, hints, doc)
     input_schema = _input_schema(tool_name, model, annotations)
     output_schema = _output_schema(tool_name, sig, hints, doc)
 
@@ -229,28 +230,47 @@ def _build(
         output_schema=output_schema,
         policy=policy,
         fn=fn,
-        convert=_Converter(tool_name, fn, model, aliases),
+        convert=_Converter(tool_name, fn, model, aliases, context),
+        context_param=context,
     )
 
 
 class _Converter:
     """Validated JSON arguments -> the keyword arguments the function takes (defaults filled).
 
+    The :class:`~tomasulo.tools.RunContext` the dispatcher adds under ``context`` (the name of
+    the parameter that asks for it) is passed on as it is, outside validation.
+
     Pickles by reference to the function (the arguments model is rebuilt on unpickling), so a
     tool can travel to a worker process.
     """
 
-    __slots__ = ("aliases", "fn", "model", "tool_name")
+    __slots__ = ("aliases", "context", "fn", "model", "tool_name")
 
     def __init__(
-        self, tool_name: str, fn: Callable[..., Any], model: type[BaseModel], aliases: dict[str, str]
+        self,
+        tool_name: str,
+        fn: Callable[..., Any],
+        model: type[BaseModel],
+        aliases: dict[str, str],
+        context: str | None = None,
     ) -> None:
         self.tool_name = tool_name
         self.fn = fn
         self.model = model
         self.aliases = aliases
+        self.context = context
 
     def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        context = self.context
+        if context is not None and context in args:
+            ctx = args[context]
+            out = self._convert({k: v for k, v in args.items() if k != context})
+            out[context] = ctx
+            return out
+        return self._convert(args)
+
+    def _convert(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
             validated = self.model.model_validate(args)
         except pydantic.ValidationError as err:
@@ -270,8 +290,9 @@ class _Converter:
 def _rebuild_converter(tool_name: str, fn: Callable[..., Any]) -> _Converter:
     src = _source(fn)
     hints = typing.get_type_hints(src, include_extras=True)
-    model, aliases, _ = _arguments_model(tool_name, inspect.signature(fn), hints, read_docstring(src))
-    return _Converter(tool_name, fn, model, aliases)
+    sig = inspect.signature(fn)
+    model, aliases, _, context = _arguments_model(tool_name, sig, hints, read_docstring(src))
+    return _Converter(tool_name, fn, model, aliases, context)
 
 
 def _has_description(annotation: Any, default: Any) -> bool:
@@ -284,14 +305,30 @@ def _has_description(annotation: Any, default: Any) -> bool:
 
 def _arguments_model(
     tool_name: str, sig: inspect.Signature, hints: dict[str, Any], doc: DocInfo
-) -> tuple[type[BaseModel], dict[str, str], dict[str, Any]]:
+) -> tuple[type[BaseModel], dict[str, str], dict[str, Any], str | None]:
     """A pydantic model of the arguments; fields ``p0, p1, ...`` aliased to the parameter names
-    (so a parameter may be called ``json`` or ``model_config`` without clashing with pydantic)."""
+    (so a parameter may be called ``json`` or ``model_config`` without clashing with pydantic).
+
+    The parameter annotated :class:`~tomasulo.tools.RunContext` is left out (its name is
+    returned last): the dispatcher fills it in, so it has no place in the schema."""
     fields: dict[str, Any] = {}
     aliases: dict[str, str] = {}
     annotations: dict[str, Any] = {}
+    context: str | None = None
     for i, (pname, param) in enumerate(sig.parameters.items()):
         where = f"tool {tool_name!r}, parameter {pname!r}"
+        if is_run_context(hints.get(pname)):
+            if context is not None:
+                raise ToolDefinitionError(
+                    f"{where}: the tool already takes the RunContext as {context!r}; ask for it once"
+                )
+            if param.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+                raise ToolDefinitionError(
+                    f"{where}: the RunContext is passed by keyword; make it an ordinary parameter "
+                    f"({pname}: RunContext[...])"
+                )
+            context = pname
+            continue
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             raise ToolDefinitionError(
                 f"{where}: *{pname} cannot be planned, because every argument has a name; take "
@@ -323,7 +360,7 @@ def _arguments_model(
         model = create_model("Arguments", __config__=ConfigDict(extra="forbid"), **fields)
     except (*_SCHEMA_ERRORS, pydantic.PydanticUserError, TypeError) as err:
         raise _blame(tool_name, annotations, err) from None
-    return model, aliases, annotations
+    return model, aliases, annotations, context
 
 
 def _blame(tool_name: str, annotations: dict[str, Any], err: Exception) -> ToolDefinitionError:

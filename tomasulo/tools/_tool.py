@@ -201,6 +201,10 @@ class Tool:
     #: The tool's name where it came from (a raw schema, an MCP server, a renamed source) when
     #: that differs from :attr:`name` (``get weather`` for ``get_weather``); ``None`` otherwise.
     source_name: str | None = None
+    #: The parameter of :attr:`fn` that takes the call's :class:`~tomasulo.tools.RunContext`
+    #: (set by ``@tool`` for a parameter annotated ``RunContext``); the dispatcher passes it by
+    #: keyword on every call. It is not in :attr:`input_schema`. ``None``: the tool takes none.
+    context_param: str | None = None
 
     def __post_init__(self) -> None:
         self._null_ok: dict[str, bool] = {}
