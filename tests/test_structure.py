@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tomasulo"
 
 #: Bottom to top. A unit is a first-level subpackage or a top-level module of ``tomasulo``.
 LAYERS: list[set[str]] = [
-    {"exceptions", "_text", "_logging"},  # the error tree, shared message and logging helpers
+    {"exceptions", "_text", "_logging", "_version"},  # the error tree, shared helpers, the version
     {"tools"},
     {"grammar", "executors"},
     {"dispatcher", "planner"},

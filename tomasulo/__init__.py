@@ -16,6 +16,7 @@ interrupts replan without throwing away work.
 
 from . import exceptions
 from ._logging import configure_logging
+from ._version import __version__
 from .dispatcher import Dispatcher, Event, Limits, Outcome, RunJournal
 from .exceptions import (
     BudgetExceeded,
@@ -32,8 +33,6 @@ from .grammar import Plan, PlanStream, Ref, Task, Template, build_grammar, parse
 from .planner import LLM, Prices, Usage
 from .runtime import Budget, InMemoryRunStore, Orchestrator, RunHandle, RunResult, RunStore
 from .tools import RunContext, Tool, ToolPolicy, Toolset, tool
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LLM",

@@ -91,7 +91,7 @@ class LogLevel(StrEnum):
 
 def _show_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ._version import __version__
 
         print(f"tomasulo {__version__}")
         raise typer.Exit()

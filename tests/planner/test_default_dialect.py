@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from tomasulo.planner import DEFAULT_DIALECT, LLM
-from tomasulo.workflows import resolve_model
+from tomasulo.planner import DEFAULT_DIALECT, LLM, resolve_model
 
 
 def test_llm_workflows_and_the_cli_share_one_default_dialect() -> None:
