@@ -251,3 +251,13 @@ async def test_preempting_a_stream_releases_it_promptly() -> None:
             with anyio.move_on_after(0.2) as scope:  # a caller's deadline cancels the wait
                 await llm.complete("plan it")
             assert scope.cancelled_caught
+
+
+async def test_closing_an_llm_leaves_an_injected_http_client_open_for_the_next_one() -> None:
+    sim = SimulatedLLM(["1. search()\n2. join()", "1. math()\n2. join()"])
+    with anyio.fail_after(20):
+        async with sim.serve() as base_url, httpx.AsyncClient() as http:
+            for expected in ("search", "math"):  # one LLM per workflow step, one shared client
+                async with LLM(base_url, model="m", http_client=http, retry=FAST_RETRY) as llm:
+                    assert expected in await llm.complete("plan it")
+            assert not http.is_closed

@@ -330,3 +330,21 @@ def test_disabling_a_tenant_locks_its_keys_out(service: LiveService) -> None:
     assert hooli.get("/v1/tools").status_code == 200
     admin.patch("/v1/admin/tenants/hooli", json={"disabled": True})
     assert_problem(hooli.get("/v1/tools"), 401, "unauthorized")
+
+
+def test_admin_keys_are_made_only_for_the_default_tenant(service: LiveService) -> None:
+    admin = service.client("admin")
+    admin.post("/v1/admin/tenants", json={"id": "umbrella", "tools": ["echo"]})
+    body = assert_problem(
+        admin.post("/v1/admin/tenants/umbrella/keys", json={"role": "admin"}), 422, "invalid-role"
+    )
+    assert "default" in body["detail"]
+    assert admin.delete("/v1/admin/tenants/umbrella").status_code == 204
+
+
+def test_a_grammar_for_a_tenant_with_no_tools_is_a_422_not_a_500(service: LiveService) -> None:
+    admin = service.client("admin")
+    admin.post("/v1/admin/tenants", json={"id": "empty", "tools": []})
+    secret = admin.post("/v1/admin/tenants/empty/keys", json={}).json()["key"]
+    assert_problem(service.client(key=secret).get("/v1/grammar"), 422, "no-tools")
+    assert admin.delete("/v1/admin/tenants/empty").status_code == 204

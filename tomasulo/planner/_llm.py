@@ -192,6 +192,7 @@ class LLM:
         self.max_tokens = max_tokens
         self.usage = Usage()
         backstop = timeouts.read + timeouts.connect
+        self._owns_client = http_client is None  # an injected client is the caller's to close
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -207,8 +208,10 @@ class LLM:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the underlying OpenAI client (not an injected ``http_client``)."""
-        await self._client.close()
+        """Close the underlying OpenAI client (not an injected ``http_client``: the OpenAI
+        client would close it too, and the caller may send more through it)."""
+        if self._owns_client:
+            await self._client.close()
 
     def output_format(self, grammar: GrammarSpec | None) -> OutputFormat:
         """Whether answers to ``grammar`` will be text plans or JSON plans on this dialect."""

@@ -418,6 +418,8 @@ class Run:
                     f"after {n} task{'s' * (n != 1)}, before its join()"
                 )
                 self.log.warning("plan truncated", error=str(e), partial_chars=len(e.partial))
+                if self._call is not None:
+                    self._call.finish(f"{type(e).__name__}: {_text(e)}")
             except LLMError as e:
                 if not e.partial:
                     raise

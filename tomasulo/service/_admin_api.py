@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from ..exceptions import ConfigError
 from ._config import DEFAULT_TENANT, TenantSpec
 from ._deps import ERRORS, Caller, require_admin, require_json, tenant_out
 from ._models import KeyCreate, KeyCreated, KeyList, KeyOut, TenantCreate, TenantList, TenantOut, TenantUpdate
@@ -117,6 +118,8 @@ def create_key(tenant_id: TenantId, body: KeyCreate, admin: AdminDep) -> KeyCrea
         record, full = admin.state.db.create_key(tenant_id, body.role, body.name)
     except NotFound:
         raise ProblemError(404, "not-found", f"no tenant {tenant_id!r}") from None
+    except ConfigError as exc:
+        raise ProblemError(422, "invalid-role", str(exc), title="Invalid role") from None
     return KeyCreated(**record.to_json(), key=full)
 
 

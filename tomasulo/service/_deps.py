@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .._text import did_you_mean
 from ..tools import Tool, Toolset, ToolSource
-from ._config import ModelBackend, ServiceConfig
+from ._config import DEFAULT_TENANT, ModelBackend, ServiceConfig
 from ._keys import Principal, VerifiedKeys
 from ._models import TenantOut
 from ._problems import (
@@ -221,6 +221,10 @@ def require_admin(caller: CallerDep) -> Caller:
     """The caller, if its key is an admin key; a 403 problem otherwise."""
     if not caller.principal.is_admin:
         raise ProblemError(403, "forbidden", "this endpoint needs an admin key; the key used is a member key")
+    if caller.tenant.id != DEFAULT_TENANT:  # admin keys are made only there; never trust one elsewhere
+        raise ProblemError(
+            403, "forbidden", f"this endpoint needs an admin key of the {DEFAULT_TENANT!r} tenant"
+        )
     return caller
 
 

@@ -319,10 +319,16 @@ class Database:
 
         Raises:
             NotFound: no such tenant.
-            ConfigError: an unknown role.
+            ConfigError: an unknown role, or an admin key for a tenant other than the default
+                one (admin keys manage every tenant, so they belong to the server's operators).
         """
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if role == "admin" and tenant_id != DEFAULT_TENANT:
+            raise ConfigError(
+                f"admin keys belong to the {DEFAULT_TENANT!r} tenant (they manage every tenant); "
+                f"give tenant {tenant_id!r} member keys"
+            )
         self.tenant(tenant_id)
         key_id, secret, full = new_key()
         salt, digest = hash_secret(secret)

@@ -219,6 +219,12 @@ async def grammar(
 ) -> GrammarOut:
     limits = caller.state.config.limits
     toolset = caller.toolset(tools)
+    if not toolset.names:
+        raise ProblemError(
+            422,
+            "no-tools",
+            "no tool is granted to this tenant (or named in tools=): a plan grammar needs one",
+        )
     cap = min(max_tasks or 32, limits.max_tasks)
     form = format or DIALECT_FORMAT[dialect]
     out: dict[str, Any] = {

@@ -124,6 +124,7 @@ def serve_http() -> None:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # before the port is printed: a client that connects at once waits in the backlog
     print(sock.getsockname()[1], flush=True)
     app = server.sse_app() if "--sse" in sys.argv else server.streamable_http_app()
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
