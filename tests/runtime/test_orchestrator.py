@@ -466,3 +466,35 @@ async def test_execute_plan_starts_the_critical_path_first_under_a_concurrency_l
         result = await Orchestrator(tools, limits=Limits(max_concurrency=1)).execute_plan(plan)
     assert result.status == "finished" and result.answer == "6"
     assert started == [4, 5, 6, 1, 2, 3]  # in plan order it would be 1, 2, 3, 4, 5, 6
+
+
+@pytest.mark.parametrize("mode", ["react", "parallel_fc"])
+async def test_a_user_message_during_a_turn_reaches_the_next_turn_and_the_result(mode: str) -> None:
+    lab = Lab()
+    lab.gate = anyio.Event()  # the first turn's call waits until the message has been sent
+    heard: list[bool] = []
+
+    def script(req: RecordedRequest) -> Reply | str:
+        if req.index == 0:
+            return '1. search(query="everest")\n2. join()\n'
+        if req.index == 1:
+            heard.append("the user said: use denali" in req.prompt)
+            return '2. search(query="denali")\n3. join()\n'
+        if req.index == 2:
+            return "3. join()\n"
+        return finish("denali is lower")
+
+    sim = SimulatedLLM(script, latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim) as llm, Orchestrator(lab.tools, llm, mode=mode) as orch:  # type: ignore[arg-type]
+            run = orch.start("how high?")
+            async with aclosing(run.events()) as stream:
+                async for event in stream:
+                    if isinstance(event, TaskStarted) and event.task_id == 1:
+                        break
+            await run.interrupt("use denali")
+            lab.gate.set()
+            result = await run.result()
+    assert result.status == "finished", result.reason
+    assert heard == [True], "the second turn's prompt carries the user's message"
+    assert "the user said: use denali" in result.interrupts

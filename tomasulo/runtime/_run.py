@@ -56,6 +56,10 @@ log = get_logger("tomasulo.run")
 PLAN_DELTA_INTERVAL = 0.05
 
 
+#: How a user's message reads among a run's interrupts.
+USER_SAID = "the user said: "
+
+
 class _Stop(Exception):
     """Ends the run loop with a status and reason."""
 
@@ -157,7 +161,7 @@ class Run:
         if self._ended:
             raise UserError(f"run {self.run_id} has already finished; start a new one")
         self.emit(UserMessage, message=message)
-        self.signal(f"the user said: {message}")
+        self.signal(f"{USER_SAID}{message}")
 
     def cancel(self) -> None:
         """Cancel the run; the result has status ``cancelled``."""
@@ -603,7 +607,9 @@ class Run:
                 if (problem := self._submit(d, task, turn)) is not None:
                     break  # as in streaming mode: the calls before it run, the rest are dropped
             await d.wait()
-            self._drain_signals()
+            # the next turn sees each call's outcome in its reports; what else was said (a user's
+            # message) is heard there too and kept in the result, never dropped
+            self._interrupts.extend(m for m in self._drain_signals() if m.startswith(USER_SAID))
             start_id = ctx.start_id + len(tasks)  # turns number their calls; ids are never reused
             if problem is not None:  # the next turn hears why, as a replan would
                 self._interrupts.append(problem)
