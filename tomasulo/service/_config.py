@@ -38,13 +38,10 @@ Errors name the file, line and column (:class:`~tomasulo.exceptions.WorkflowErro
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -59,7 +56,7 @@ from pydantic import (
 from .._text import did_you_mean
 from ..exceptions import ConfigError, WorkflowError
 from ..planner import Dialect, ModelSettings, Prices, resolve_model
-from ..workflows import ModelConfig, ToolSpec, YamlDocument, decode_utf8
+from ..workflows import ModelConfig, ToolSpec, YamlDocument, decode_utf8, validation_error
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -237,77 +234,6 @@ class ServiceConfig(_Strict):
         return {"default": backend}, "default", None
 
 
-def _unwrap(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the model at ``loc`` takes (for "did you mean" on an unknown key)."""
-    current: Any = ServiceConfig
-    for part in loc:
-        current = _unwrap(current)
-        origin = get_origin(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {info.alias or name: info.annotation for name, info in current.model_fields.items()}
-            fields.update({name: info.annotation for name, info in current.model_fields.items()})
-            if part not in fields:
-                return []
-            current = fields[part]
-        elif origin is list and isinstance(part, int):
-            current = get_args(current)[0]
-        elif origin is dict:
-            current = get_args(current)[1]
-        else:
-            return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [info.alias or name for name, info in current.model_fields.items()]
-    return []
-
-
-def _loc_text(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _validation_error(doc: YamlDocument, exc: ValidationError) -> WorkflowError:
-    problems: list[tuple[int | None, int | None, str]] = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        if err["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            allowed = _allowed_keys(loc[:-1])
-            where = _loc_text(loc[:-1]) or "the top level"
-            message = f"unknown key {key!r} in {where}{did_you_mean(key, allowed)}"
-            if allowed:
-                message += f"; allowed keys: {', '.join(allowed)}"
-            node = doc.node_at(loc, key=True)
-        else:
-            text = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                message = f"{_loc_text(loc)}: a value is required"
-                node = doc.node_at(loc[:-1])
-            else:
-                got = err.get("input")
-                shown = json.dumps(got, default=str) if not isinstance(got, dict | list) else ""
-                message = f"{_loc_text(loc) or 'the file'}: {text}" + (f" (got {shown})" if shown else "")
-                node = doc.node_at(loc)
-        line = node.start_mark.line + 1 if node is not None else None
-        column = node.start_mark.column + 1 if node is not None else None
-        problems.append((line, column, message))
-    line, column, first = problems[0]
-    if len(problems) > 1:
-        first += "\n" + "\n".join(
-            f"  line {ln}, column {c}: {m}" if ln is not None else f"  {m}" for ln, c, m in problems[1:]
-        )
-    return WorkflowError(first, path=doc.path, line=line, column=column)
-
-
 def loads_service_config(text: str, *, path: str | None = None) -> ServiceConfig:
     """Read a service configuration from YAML text.
 
@@ -322,7 +248,7 @@ def loads_service_config(text: str, *, path: str | None = None) -> ServiceConfig
     try:
         config = ServiceConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise _validation_error(doc, exc) from None
+        raise validation_error(doc, exc, ServiceConfig, whole="the file") from None
     config._doc = doc
     config._folder = Path(path).resolve().parent if path is not None else None
     return config

@@ -27,6 +27,7 @@ from ._orchestrated import OrchestratorRunner, StepRun
 from ._run import StepResult, StepRunner, WorkflowResult, run_workflow
 from ._schema import SCHEMA_PATH, workflow_json_schema
 from ._tools import INPUT_TOOL, input_tool, tool_source
+from ._validation import validation_error
 from ._yaml import YamlDocument, decode_utf8
 
 __all__ = [
@@ -59,5 +60,6 @@ __all__ = [
     "run_batch",
     "run_workflow",
     "tool_source",
+    "validation_error",
     "workflow_json_schema",
 ]

@@ -11,13 +11,12 @@ import json
 import math
 import os
 import re
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .._text import did_you_mean
 from ..exceptions import PlanError, ToolsetError, WorkflowError
@@ -26,6 +25,7 @@ from ..tools import Tool, ToolLoadError, Toolset, schema_validator
 from ..views import find_lone_surrogate
 from ._model import Step, Workflow
 from ._tools import INPUT_TOOL, build_tools, input_tool
+from ._validation import validation_error
 from ._yaml import YamlDocument, decode_utf8
 
 __all__ = ["LoadedWorkflow", "OutputRef", "load_workflow", "loads_workflow"]
@@ -194,78 +194,6 @@ class LoadedWorkflow:
         return filled.replace("{{", "{").replace("}}", "}")
 
 
-def _unwrap(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    return annotation
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    current: Any = Workflow
-    for part in loc:
-        current = _unwrap(current)
-        origin = get_origin(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            found = None
-            for name, info in current.model_fields.items():
-                if part in (name, info.alias):
-                    found = info.annotation
-            if found is None:
-                return []
-            current = found
-        elif origin is list and isinstance(part, int):
-            current = get_args(current)[0]
-        elif origin is dict:
-            current = get_args(current)[1]
-        else:
-            return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [info.alias or name for name, info in current.model_fields.items()]
-    return []
-
-
-def _loc_text(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _validation_error(doc: YamlDocument, exc: ValidationError) -> WorkflowError:
-    problems: list[tuple[int | None, int | None, str]] = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-        if err["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            allowed = _allowed_keys(loc[:-1])
-            where = _loc_text(loc[:-1]) or "the top level"
-            msg = f"unknown key {key!r} in {where}{did_you_mean(key, allowed)}"
-            if allowed:
-                msg += f"; allowed keys: {', '.join(allowed)}"
-            node = doc.node_at(loc, key=True)
-        else:
-            text = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = f"{_loc_text(loc)}: a value is required"
-            else:
-                got = err.get("input")
-                shown = json.dumps(got, default=str) if not isinstance(got, dict | list) else ""
-                msg = f"{_loc_text(loc) or 'workflow'}: {text}" + (f" (got {shown})" if shown else "")
-            node = doc.node_at(loc[:-1] if err["type"] == "missing" else loc)
-        line = node.start_mark.line + 1 if node is not None else None
-        col = node.start_mark.column + 1 if node is not None else None
-        problems.append((line, col, msg))
-    first_line, first_col, first = problems[0]
-    if len(problems) > 1:
-        rest = "\n".join(
-            f"  line {ln}, column {c}: {m}" if ln is not None else f"  {m}" for ln, c, m in problems[1:]
-        )
-        first += f"\n{rest}"
-    return WorkflowError(first, path=doc.path, line=first_line, column=first_col)
-
-
 def _plan_error(doc: YamlDocument, index: int, step_id: str, exc: PlanError) -> WorkflowError:
     node = doc.node_at(("steps", index, "plan"))
     origin = doc.scalar_origin(node)
@@ -304,7 +232,7 @@ def loads_workflow(text: str, *, path: str | os.PathLike[str] | None = None) -> 
     try:
         spec = Workflow.model_validate(doc.data)
     except ValidationError as exc:
-        raise _validation_error(doc, exc) from None
+        raise validation_error(doc, exc, Workflow, whole="workflow") from None
 
     tools: list[Tool] = []
     for i, entry in enumerate(spec.tools):
