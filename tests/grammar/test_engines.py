@@ -135,10 +135,14 @@ def names_tools() -> Toolset:
 
 @pytest.mark.parametrize("engine", ["parser", "python-lark", "llguidance-lark", "llguidance-gbnf"])
 def test_real_world_names_every_engine_agrees_with_labels(engine: str) -> None:
-    tools = names_tools()
+    assert engine_disagreements(engine, names_tools(), NAMES_CORPUS) == []
+
+
+def engine_disagreements(engine: str, tools: Toolset, corpus: list[tuple[str, str, bool]]) -> list[str]:
+    """The cases of ``corpus`` that ``engine`` judges against their label."""
     g = build_grammar(tools, max_tasks=MAX_TASKS)
     disagree = []
-    for case, text, valid in NAMES_CORPUS:
+    for case, text, valid in corpus:
         if engine == "parser":
             got = gs.judge(text, tools, max_tasks=MAX_TASKS)
         elif engine == "python-lark":
@@ -147,7 +151,7 @@ def test_real_world_names_every_engine_agrees_with_labels(engine: str) -> None:
             got = gs.llg_accepts(g, engine.split("-")[1], text)
         if got is not valid:
             disagree.append(case)
-    assert disagree == []
+    return disagree
 
 
 # a replan: ids continue from 4, and tasks may reference the earlier plans' results
@@ -213,12 +217,16 @@ def test_corpus_llama_cpp_grammar_sampler_agrees(llama: gs.LlamaGrammarEngine) -
 @pytest.mark.llamacpp
 @requires_llama
 def test_real_world_names_llama_cpp_grammar_sampler_agrees(llama: gs.LlamaGrammarEngine) -> None:
-    gbnf = build_grammar(names_tools(), max_tasks=MAX_TASKS).gbnf()
+    assert llama_disagreements(llama, names_tools(), NAMES_CORPUS) == []
+
+
+def llama_disagreements(
+    llama: gs.LlamaGrammarEngine, tools: Toolset, corpus: list[tuple[str, str, bool]]
+) -> list[str]:
+    """The cases of ``corpus`` that llama.cpp's grammar sampler judges against their label."""
+    gbnf = build_grammar(tools, max_tasks=MAX_TASKS).gbnf()
     tok = gs.tokenizer(4096)
-    disagree = [
-        case for case, text, valid in NAMES_CORPUS if llama.accepts(gbnf, tok.encode(text).ids) is not valid
-    ]
-    assert disagree == []
+    return [case for case, text, valid in corpus if llama.accepts(gbnf, tok.encode(text).ids) is not valid]
 
 
 # -- random decoding under each engine's mask ---------------------------------------------------
@@ -441,27 +449,10 @@ def length_tools() -> Toolset:
 
 @pytest.mark.parametrize("engine", ["parser", "python-lark", "llguidance-lark", "llguidance-gbnf"])
 def test_string_length_bounds_every_engine_agrees_with_labels(engine: str) -> None:
-    tools = length_tools()
-    g = build_grammar(tools, max_tasks=MAX_TASKS)
-    disagree = []
-    for case, text, valid in LENGTHS:
-        if engine == "parser":
-            got = gs.judge(text, tools, max_tasks=MAX_TASKS)
-        elif engine == "python-lark":
-            got = gs.lark_accepts(g, text)
-        else:
-            got = gs.llg_accepts(g, engine.split("-")[1], text)
-        if got is not valid:
-            disagree.append(case)
-    assert disagree == []
+    assert engine_disagreements(engine, length_tools(), LENGTHS) == []
 
 
 @pytest.mark.llamacpp
 @requires_llama
 def test_string_length_bounds_llama_cpp_grammar_sampler_agrees(llama: gs.LlamaGrammarEngine) -> None:
-    gbnf = build_grammar(length_tools(), max_tasks=MAX_TASKS).gbnf()
-    tok = gs.tokenizer(4096)
-    disagree = [
-        case for case, text, valid in LENGTHS if llama.accepts(gbnf, tok.encode(text).ids) is not valid
-    ]
-    assert disagree == []
+    assert llama_disagreements(llama, length_tools(), LENGTHS) == []
