@@ -1,6 +1,6 @@
 """The plan language: AST, parsers (text and JSON dialects, whole or streaming) and grammars."""
 
-from ._ast import JOIN, Plan, Ref, Task, Template, Value, iter_refs, stringify, value_to_text
+from ._ast import JOIN, Plan, Ref, Task, Template, Value, answer_text, iter_refs, stringify, value_to_text
 from ._build import PlanGrammar, build_grammar, joiner_schema
 from ._json_dialect import JsonPlanStream, aiter_json_tasks, parse_json_plan
 from ._masking import Generation, TokenMasker, constrained_generate
@@ -22,6 +22,7 @@ __all__ = [
     "Value",
     "aiter_json_tasks",
     "aiter_tasks",
+    "answer_text",
     "build_grammar",
     "constrained_generate",
     "iter_refs",

@@ -1,10 +1,11 @@
 """The plan as data: tasks, references, string templates and the plan itself.
 
-A plan is a numbered list of tool calls ending in ``join()``::
+A plan is a numbered list of tool calls ending in ``join()``, or in ``join("...")`` with an
+answer template (see :attr:`Plan.answer`)::
 
     1. search(query="Mount Everest")
     2. math(expression="${1.height_m} / 2")
-    3. join()
+    3. join("Half of Everest is ${2} m")
 
 Argument values are JSON values, :class:`Ref` (``$1``, ``$1.field``, ``$1[0]``: task 1's result as a
 typed value) or :class:`Template` (a string with ``${k}`` interpolations, rendered as text).
@@ -31,6 +32,7 @@ __all__ = [
     "Task",
     "Template",
     "Value",
+    "answer_text",
     "iter_refs",
     "stringify",
     "value_to_text",
@@ -166,6 +168,22 @@ def stringify(value: Any) -> str:
         return f"<{type(value).__name__} that cannot be written as text>"
 
 
+def answer_text(value: Any) -> str:
+    """How a value is written into a plan's answer template (``join("... ${k} ...")``).
+
+    As :func:`stringify`, except for floats, which are written for a reader rather than
+    for a tool: with at most 15 significant digits (what a 64-bit float holds exactly in
+    decimal), so ``0.1 + 0.2`` reads ``0.3``, and without a fraction when they are whole
+    (``3.0`` reads ``3``). Strings go in as they are, other JSON compactly.
+
+    >>> answer_text(8848 / 5895), answer_text(0.1 + 0.2), answer_text(3.0), answer_text([1, "a"])
+    ('1.50093299406277', '0.3', '3', '[1,"a"]')
+    """
+    if type(value) is float and math.isfinite(value):
+        return format(value, ".15g")
+    return stringify(value)
+
+
 def _number_text(value: int | float) -> str:
     try:
         return repr(value)
@@ -207,9 +225,10 @@ class Template:
         """The references inside the string, in order."""
         return tuple(p for p in self.parts if isinstance(p, Ref))
 
-    def render(self, resolve: Callable[[Ref], Any]) -> str:
-        """The string with each reference replaced by ``stringify(resolve(ref))``."""
-        return "".join(p if isinstance(p, str) else stringify(resolve(p)) for p in self.parts)
+    def render(self, resolve: Callable[[Ref], Any], text: Callable[[Any], str] = stringify) -> str:
+        """The string with each reference replaced by ``text(resolve(ref))`` (``text`` is
+        :func:`stringify` for arguments, :func:`answer_text` for a plan's answer)."""
+        return "".join(p if isinstance(p, str) else text(resolve(p)) for p in self.parts)
 
     def to_text(self) -> str:
         """The template as a quoted plan string."""
@@ -405,11 +424,18 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A parsed plan: its tasks in order and, when present, the closing ``join()``."""
+    """A parsed plan: its tasks in order and, when present, the closing ``join()``.
+
+    ``answer`` is the plan's answer template, ``join("Everest is ${5} times as tall")``: the
+    answer the plan proposes, written with the results of earlier tasks (a template without
+    references is a plain answer). ``None`` for a plain ``join()``. The runtime answers with it,
+    rendered, once every task it references has succeeded, without asking the joiner.
+    """
 
     tasks: tuple[Task, ...] = ()
     join_id: int | None = None
     join_thought: str | None = None
+    answer: Template | None = None
 
     @property
     def joined(self) -> bool:
@@ -444,7 +470,8 @@ class Plan:
         if self.join_id is not None:
             if self.join_thought is not None:
                 lines.append(f"Thought: {self.join_thought}")
-            lines.append(f"{self.join_id}. {JOIN}()")
+            answer = "" if self.answer is None else self.answer.to_text()
+            lines.append(f"{self.join_id}. {JOIN}({answer})")
         return "\n".join(lines) + "\n"
 
     # -- the plan as a graph --------------------------------------------------------------------

@@ -17,6 +17,8 @@ The grammar admits exactly the strict text dialect's canonical layout::
   ``$k``, ``$k.field``, ``$k[0]`` whose id ``k`` is smaller than the task's own (earlier tasks,
   and on a replan the tasks of earlier plans); strings may hold ``${k...}`` interpolations
   likewise. Task 1 can reference nothing.
+- the join may hold one string, the plan's answer template, with ``${k...}`` interpolations of
+  ids below the join's own (the same lexeme as task strings: ``TSTR_i`` on line ``i``).
 
 Size. A context-free grammar can only tie "ids below i" to task i by giving each task its own
 copies of the rules that hold a value, so the grammar is built to make those copies thin:
@@ -638,11 +640,20 @@ class _Builder:
                 not_bad(template.replace(CTX, str(i)), i)
         return _prune(Grammar(rules, ir.start, ir.contexts))
 
+    def join(self, i: int) -> Expr:
+        """Line ``i``'s join: ``join()`` or ``join("answer")``, the answer interpolating ids below ``i``."""
+        if i == 1:
+            answer = Ref("str_plain")
+        else:
+            if f"tstr_{i}" not in self.rules:  # the last line's id is no task's context
+                self.refs(i)
+            answer = Ref(f"tstr_{i}")
+        end = opt(seq(Lit("\n"), opt(seq(Lit(END_OF_PLAN), opt(Lit("\n"))))))
+        return seq(Lit(f"{JOIN}("), opt(answer), Lit(")"), end)
+
     def build(self) -> Grammar:
         self.base()
         s, last = self.start, self.start + self.max_tasks
-        end = opt(seq(Lit("\n"), opt(seq(Lit(END_OF_PLAN), opt(Lit("\n"))))))
-        join = seq(Lit(f"{JOIN}()"), end)
         # task 1 references nothing; every later task's rules are copies of one template
         contexts = tuple(range(max(s, 2), last))
         for i in contexts:
@@ -652,10 +663,10 @@ class _Builder:
         if contexts:
             self.tcall(f"tcall_{CTX}", CTX)
         lines: dict[int, Rule] = {}
-        lines[last] = Rule(f"line_{last}", seq(opt(Ref("thought")), Lit(f"{last}. "), join))
+        lines[last] = Rule(f"line_{last}", seq(opt(Ref("thought")), Lit(f"{last}. "), self.join(last)))
         for i in range(last - 1, s - 1, -1):
             task = seq(Ref(f"tcall_{i}"), Lit("\n"), Ref(f"line_{i + 1}"))
-            body = alt(task, join)  # a plan may be just join(): nothing (more) to do
+            body = alt(task, self.join(i))  # a plan may be just join(): nothing (more) to do
             lines[i] = Rule(f"line_{i}", seq(opt(Ref("thought")), Lit(f"{i}. "), body))
         rules = {"plan": Rule("plan", Ref(f"line_{s}"))}
         rules.update(self.rules)

@@ -17,12 +17,13 @@ from ..exceptions import (
     DuplicateArgumentError,
     ForwardReferenceError,
     MissingArgumentError,
+    PlanSyntaxError,
     TooManyPositionalError,
     UnknownKeywordError,
     UnknownToolError,
 )
 from ..tools import schema_validator
-from ._ast import Ref, Task, Template, Value, iter_refs
+from ._ast import JOIN, Ref, Task, Template, Value, iter_refs
 from ._parser import ArgNode, CallLine
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..tools import Tool, Toolset
 
-__all__ = ["as_toolset", "check_refs", "check_tool_call", "did_you_mean"]
+__all__ = ["as_toolset", "check_answer", "check_refs", "check_tool_call", "did_you_mean"]
 
 
 def as_toolset(tools: Toolset | Iterable[Tool]) -> Toolset:
@@ -118,12 +119,54 @@ def check_refs(call: CallLine, values: list[ArgNode], text: str, lineno: int) ->
         for ref in iter_refs(node.value):
             if ref.task_id >= call.task_id or ref.task_id < 1:
                 which = "itself" if ref.task_id == call.task_id else f"task {ref.task_id}"
+                who = f"task {call.task_id}"
+                if call.tool == JOIN:
+                    who, which = f"the answer of join() (task {call.task_id})", f"task {ref.task_id}"
                 raise ForwardReferenceError(
-                    f"task {call.task_id} refers to {which}, which does not come before it",
+                    f"{who} refers to {which}, which does not come before it",
                     line=lineno,
                     column=_ref_column(text, node.column, ref),
                     text=text,
                 )
+
+
+def check_answer(call: CallLine, text: str, lineno: int) -> Template | None:
+    """The answer template of a ``join(...)`` line: ``None`` for ``join()``, else its one string.
+
+    ``join("Everest is ${5} times as tall")`` takes one positional string, which may interpolate
+    the results of earlier tasks (ids below the join's own), as a task's strings may.
+
+    Raises:
+        PlanSyntaxError: more than one argument, a keyword, or a value that is not a string.
+        ForwardReferenceError: the template names the join itself or a later id.
+    """
+    if not call.args:
+        return None
+    first = call.args[0]
+    if len(call.args) > 1 or first.keyword is not None:
+        node = call.args[1] if first.keyword is None else first
+        raise PlanSyntaxError(
+            "join() takes at most one argument: the answer as a string",
+            line=lineno,
+            column=node.column,
+            text=text,
+            hint='write `N. join()` or `N. join("the answer, with ${k} for task k\'s result")`',
+        )
+    value = first.value
+    if type(value) is Ref and value.quoted:  # compat `join("$3")`: the result as text
+        value = Template((value,))
+    if isinstance(value, str):
+        value = Template((value,) if value else ())
+    if not isinstance(value, Template):
+        raise PlanSyntaxError(
+            "the answer in join(...) must be a string",
+            line=lineno,
+            column=first.column,
+            text=text,
+            hint='quote it: join("the answer is ${3}")',
+        )
+    check_refs(call, [first], text, lineno)
+    return value
 
 
 def _ref_column(text: str, start: int, ref: Ref) -> int:

@@ -32,6 +32,8 @@ def plan_json_schema(
       ``{"$ref": k}`` or ``{"$ref": k, "path": "<path>"}`` where ``path`` is written as in the
       text dialect after ``$k``: ``".field"``, ``"[0]"``, ``".items[0].name"``.
     - Strings may hold ``${k}`` / ``${k.field}`` interpolations, as in the text dialect.
+    - ``answer`` (optional) is the plan's answer template, a string that may interpolate the
+      tasks' results (``"Everest is ${3} times as tall"``), as ``join("...")`` in the text dialect.
     - What JSON Schema cannot say is left to the parser: ids rising by one from ``start_id``
       and references naming only earlier ids.
     """
@@ -135,7 +137,8 @@ def plan_json_schema(
                 "items": {"oneOf": task_schemas} if len(task_schemas) > 1 else task_schemas[0],
                 "minItems": 1,
                 "maxItems": max_tasks,
-            }
+            },
+            "answer": {"type": "string"},
         },
         "required": ["tasks"],
         "additionalProperties": False,

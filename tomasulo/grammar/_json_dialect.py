@@ -8,11 +8,15 @@
         {"id": 2, "tool": "math", "args": {"expression": "${1.height_m} / 2",
                                            "context": [{"$ref": 1, "path": "height_m"}]},
          "thought": "optional"}
-     ]}
+     ],
+     "answer": "optional: Half of Everest is ${2} m"}
 
 Arguments are keyword-only. ``{"$ref": k}`` (with an optional ``"path": "a.b[0]"``) passes task
 k's result as a typed value; ``${k}`` inside a string interpolates it as text. The end of the
 ``tasks`` array is the plan's ``join()``. Each task is handed over as soon as its object closes.
+The optional ``answer`` string is the plan's answer template (the text dialect's
+``join("...")``, see :attr:`~tomasulo.grammar.Plan.answer`); it may interpolate any task of the
+plan (and of earlier plans), and is read when the document ends.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import IncompletePlanError, PlanSyntaxError, TaskIdError, TooManyTasksError
 from ._ast import MAX_NESTING, Plan, Ref, Task, Template, Value
-from ._check import as_toolset, check_refs, check_tool_call, make_task
+from ._check import as_toolset, check_answer, check_refs, check_tool_call, make_task
 from ._parser import ArgNode, CallLine, parse_path, split_interpolations
 from ._stream import aiter_parsed
 
@@ -94,6 +98,7 @@ class JsonPlanStream:
         self._item_start: tuple[int, int, int] | None = None  # offset, line, line's offset
         self._tasks: list[Task] = []
         self._joined = False
+        self._answer: Template | None = None
         self._closed = False
         self._buffer = ""
 
@@ -111,7 +116,7 @@ class JsonPlanStream:
     def plan(self) -> Plan:
         """The plan so far."""
         join_id = self.start_id + len(self._tasks) if self._joined else None
-        return Plan(tuple(self._tasks), join_id)
+        return Plan(tuple(self._tasks), join_id, answer=self._answer)
 
     def feed(self, chunk: str) -> list[Task]:
         """Take more text; return the tasks whose objects it closed."""
@@ -217,7 +222,29 @@ class JsonPlanStream:
             raise PlanSyntaxError(
                 'a JSON plan is an object with a "tasks" array', line=1, column=1, hint='{"tasks": [...]}'
             )
+        if "answer" in doc:
+            self._answer = self._read_answer(doc["answer"])
         return []
+
+    def _read_answer(self, answer: Any) -> Template | None:
+        """The document's ``answer``: a string whose references name tasks of the plan."""
+        at = self._buffer.rfind('"answer"')
+        line = self._buffer.count("\n", 0, max(at, 0)) + 1
+        line_start = self._buffer.rfind("\n", 0, max(at, 0)) + 1
+        column = max(at, 0) - line_start + 1
+        text = _line_of(self._buffer, line)
+        if not isinstance(answer, str):
+            raise PlanSyntaxError(
+                'the plan\'s "answer" must be a string',
+                line=line,
+                column=column,
+                text=text,
+                hint='"answer": "the answer, with ${k} for task k\'s result"',
+            )
+        join_id = self.start_id + len(self._tasks)
+        call = CallLine(task_id=join_id, id_column=column, tool="join", tool_column=column)
+        call.args.append(ArgNode(_from_json(answer), column))
+        return check_answer(call, text, line)
 
     def _task(self, raw: str) -> Task:
         assert self._item_start is not None

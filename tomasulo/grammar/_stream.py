@@ -18,8 +18,8 @@ from ..exceptions import (
     TextAfterJoinError,
     TooManyTasksError,
 )
-from ._ast import JOIN, Plan, Task
-from ._check import as_toolset, check_refs, check_tool_call, make_task
+from ._ast import JOIN, Plan, Task, Template
+from ._check import as_toolset, check_answer, check_refs, check_tool_call, make_task
 from ._parser import END_OF_PLAN, CallLine, match_task_head, parse_call_line
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class PlanStream:
         self._thought: str | None = None
         self._join_id: int | None = None
         self._join_thought: str | None = None
+        self._answer: Template | None = None
         self._ended = False  # <END_OF_PLAN> seen
         self._unread: tuple[int, str] | None = None  # compat: the first task-like line skipped
         self._closed = False
@@ -149,7 +150,7 @@ class PlanStream:
     @property
     def plan(self) -> Plan:
         """The plan so far."""
-        return Plan(tuple(self._tasks), self._join_id, self._join_thought)
+        return Plan(tuple(self._tasks), self._join_id, self._join_thought, self._answer)
 
     def feed(self, chunk: str) -> list[Task]:
         """Take more text; return the tasks completed by it, in order.
@@ -330,10 +331,7 @@ class PlanStream:
             )
         thought, self._thought = self._thought, None
         if call.tool == JOIN:
-            if call.args:
-                raise PlanSyntaxError(
-                    "join() takes no arguments", line=lineno, column=call.args[0].column, text=line
-                )
+            self._answer = check_answer(call, line, lineno)
             self._join_id = call.task_id
             self._join_thought = thought
             return

@@ -31,7 +31,9 @@ Write the plan in this exact format:
   "${{k}}" inside a string inserts task k's result as text. Refer only to tasks with smaller numbers.
 - Tasks that do not need each other's results must not refer to each other: they run in parallel.
 - A line `Thought: ...` before a task may say why it is needed.
-- End the plan with `N. join()` and write nothing after it.
+- End the plan with `N. join()` and write nothing after it. When the answer is the results put
+  into a sentence, end it with the answer instead: `N. join("Everest is ${{3}} times as tall")`,
+  interpolating earlier tasks as "${{k}}"; it is given as soon as those tasks succeed.
 - Use at most {max_tasks} tasks."""
 
 JSON_RULES = """\
@@ -40,7 +42,9 @@ Answer with one JSON object: {{"tasks": [{{"id": {start_id}, "tool": "name", "ar
 - {{"$ref": k}} passes task k's result as a typed value; {{"$ref": k, "path": "field[0]"}} selects a
   part of it; "${{k}}" inside a string inserts task k's result as text. Refer only to smaller ids.
 - Tasks that do not need each other's results must not refer to each other: they run in parallel.
-- The end of the "tasks" array ends the plan. Use at most {max_tasks} tasks."""
+- The end of the "tasks" array ends the plan. Use at most {max_tasks} tasks.
+- When the answer is the results put into a sentence, add it after the tasks:
+  "answer": "Everest is ${{3}} times as tall"; it is given as soon as those tasks succeed."""
 
 TEXT_EXAMPLE = """\
 Example (with tools search(query) and math(expression)):
@@ -50,14 +54,15 @@ Thought: The two heights are independent.
 2. search(query="Mount Kilimanjaro height in meters")
 Thought: Divide once both are known.
 3. math(expression="${1} / ${2}")
-4. join()"""
+4. join("Mount Everest is ${3} times as tall as Mount Kilimanjaro.")"""
 
 JSON_EXAMPLE = """\
 Example (with tools search(query) and math(expression)):
 Question: How many times taller is Mount Everest than Mount Kilimanjaro?
 {"tasks": [{"id": 1, "tool": "search", "args": {"query": "Mount Everest height in meters"}},
            {"id": 2, "tool": "search", "args": {"query": "Mount Kilimanjaro height in meters"}},
-           {"id": 3, "tool": "math", "args": {"expression": "${1} / ${2}"}}]}"""
+           {"id": 3, "tool": "math", "args": {"expression": "${1} / ${2}"}}],
+ "answer": "Mount Everest is ${3} times as tall as Mount Kilimanjaro."}"""
 
 MODE_RULES = {
     "plan": "",
