@@ -12,9 +12,10 @@ from typing import Literal
 import anyio
 
 from .._logging import get_logger
-from ..exceptions import ConfigError, LLMResponseError, LLMTruncated, PlanError
+from ..exceptions import ConfigError, LLMError, LLMResponseError, LLMTruncated, PlanError
 from ..grammar import END_OF_PLAN, JsonPlanStream, Plan, PlanStream, Task, build_grammar
 from ..tools import Toolset
+from ._answer_stream import AnswerTextStream
 from ._dialects import GrammarSpec
 from ._llm import LLM
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages
@@ -316,8 +317,15 @@ class Joiner:
         usage: Usage,
         *,
         force_finish: bool = False,
+        on_answer: Callable[[str], None] | None = None,
     ) -> JoinDecision:
-        """One structured-output call; ``force_finish`` asks for an answer with what exists."""
+        """One structured-output call; ``force_finish`` asks for an answer with what exists.
+
+        With ``on_answer`` the reply is streamed, and ``on_answer`` is called with each new
+        piece of the answer's text as the model writes it (decoded from the reply's JSON), so
+        a caller can show the first words before the decision is complete. A stream that
+        breaks off after its first text is asked again without streaming.
+        """
         from ..grammar import joiner_schema
 
         schema = joiner_schema()
@@ -328,9 +336,12 @@ class Joiner:
         for attempt in (1, 2):
             text = ""
             try:
-                text = await self.llm.complete(
-                    messages, json_schema=schema, max_tokens=self.max_tokens, usage=usage
-                )
+                if on_answer is None:
+                    text = await self.llm.complete(
+                        messages, json_schema=schema, max_tokens=self.max_tokens, usage=usage
+                    )
+                else:
+                    text = await self._streamed(messages, schema, usage, on_answer)
                 decision = parse_decision(text)
             except LLMResponseError as e:  # unreadable, or cut off (LLMTruncated)
                 error, text = e, e.partial or text
@@ -346,6 +357,41 @@ class Joiner:
             return decision
         why = f"the joiner's replies could not be read, even after a repair round: {_brief(error)}"
         return JoinDecision("finish", why, forced=True)
+
+    async def _streamed(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, object],
+        usage: Usage,
+        on_answer: Callable[[str], None],
+    ) -> str:
+        """The reply, streamed, with its answer's text passed to ``on_answer`` as it comes."""
+        decoder = AnswerTextStream()
+        parts: list[str] = []
+        stream = self.llm.stream(
+            messages,
+            grammar=GrammarSpec(json_schema=schema, name="answer"),
+            max_tokens=self.max_tokens,
+            usage=usage,
+        )
+        try:
+            async with aclosing(stream) as chunks:
+                async for chunk in chunks:
+                    parts.append(chunk)
+                    piece = decoder.feed(chunk)
+                    if piece:
+                        on_answer(piece)
+        except LLMResponseError:
+            raise
+        except LLMError as e:
+            if not e.partial:
+                raise
+            # broken off mid-reply: a stream is not retried, a whole reply is (RetryPolicy)
+            log.warning("joiner stream broke off; asking again", error=_brief(e))
+            return await self.llm.complete(
+                messages, json_schema=schema, max_tokens=self.max_tokens, usage=usage
+            )
+        return "".join(parts)
 
 
 def _brief(error: BaseException | None) -> str:
