@@ -318,20 +318,22 @@ class Joiner:
         *,
         force_finish: bool = False,
         on_answer: Callable[[str], None] | None = None,
+        proposed: str | None = None,
     ) -> JoinDecision:
         """One structured-output call; ``force_finish`` asks for an answer with what exists.
 
         With ``on_answer`` the reply is streamed, and ``on_answer`` is called with each new
         piece of the answer's text as the model writes it (decoded from the reply's JSON), so
         a caller can show the first words before the decision is complete. A stream that
-        breaks off after its first text is asked again without streaming.
+        breaks off after its first text is asked again without streaming. ``proposed`` is the
+        plan's answer template, rendered, shown to the joiner as the plan's proposed answer.
         """
         from ..grammar import joiner_schema
 
         schema = joiner_schema()
         if force_finish:
             schema = schema["oneOf"][0]
-        messages = joiner_messages(question, plan, reports, force_finish=force_finish)
+        messages = joiner_messages(question, plan, reports, force_finish=force_finish, proposed=proposed)
         error: LLMResponseError | None = None
         for attempt in (1, 2):
             text = ""

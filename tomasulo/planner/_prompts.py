@@ -323,9 +323,15 @@ def planner_messages(
 
 
 def joiner_messages(
-    question: str, plan: Plan | str, reports: Sequence[TaskReport], *, force_finish: bool = False
+    question: str,
+    plan: Plan | str,
+    reports: Sequence[TaskReport],
+    *,
+    force_finish: bool = False,
+    proposed: str | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages asking the joiner to finish with an answer or to ask for a replan."""
+    """The chat messages asking the joiner to finish with an answer or to ask for a replan
+    (``proposed``: the plan's answer template, rendered with the results)."""
     plan_text = plan if isinstance(plan, str) else plan.to_text()
     how = (
         'Answer with JSON: {"thought": "...", "action": "finish", "answer": "..."}'
@@ -339,4 +345,6 @@ def joiner_messages(
         f"results of its tasks, then decide.\n{how}"
     )
     user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
+    if proposed is not None:
+        user += f"\n\nThe plan's proposed answer (its join template, filled in):\n{_clip(proposed)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -1,7 +1,9 @@
 """The Orchestrator: wires planner, dispatcher and executors into runs."""
 
+from ._answer import ANSWER_DELTA_INTERVAL, JoinerMode
 from ._config import RunConfig
 from ._events import (
+    AnswerDelta,
     JoinerDecided,
     LLMCallFinished,
     LLMCallStarted,
@@ -19,12 +21,15 @@ from ._store import DEFAULT_MAX_RUNS, InMemoryRunStore, RunStore, RunSummary
 from ._strategies import Mode
 
 __all__ = [
+    "ANSWER_DELTA_INTERVAL",
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_RUNS",
     "PLAN_DELTA_INTERVAL",
+    "AnswerDelta",
     "Budget",
     "InMemoryRunStore",
     "JoinerDecided",
+    "JoinerMode",
     "LLMCallFinished",
     "LLMCallStarted",
     "Mode",

@@ -10,6 +10,7 @@ from ..dispatcher import DEFAULT_LIMITS, Event, Limits
 from ..executors import Executor
 from ..planner import Joiner, Planner
 from ..tools import Toolset
+from ._answer import JoinerMode
 from ._result import DEFAULT_BUDGET, Budget
 from ._store import RunStore
 
@@ -40,6 +41,9 @@ class RunConfig:
         deps: what tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``.
         instructions: added to the planner's system prompt.
         examples: more worked examples for the planner, each a question and its plan as text.
+        joiner_mode: ``"auto"``: a plan's answer template, once every task it references has
+            succeeded, is the answer (no joiner call); ``"always"``: the joiner is asked every
+            time, and sees the rendered template as the plan's proposed answer.
     """
 
     tools: Toolset
@@ -55,3 +59,4 @@ class RunConfig:
     deps: Any = None
     instructions: str = ""
     examples: tuple[str, ...] = ()
+    joiner_mode: JoinerMode = "auto"

@@ -9,6 +9,7 @@ from ..dispatcher import Event
 from ..planner import Usage
 
 __all__ = [
+    "AnswerDelta",
     "JoinerDecided",
     "LLMCallFinished",
     "LLMCallStarted",
@@ -83,6 +84,18 @@ class PlanDelta(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerDelta(Event):
+    """Text of the run's answer as it is written: by the joiner, as the model generates it
+    (decoded from its JSON reply), or, in one event, the plan's rendered answer template
+    (``source="template"``). Made only while someone reads the run's events as they happen,
+    and coalesced: the first piece at once, then one event per ``ANSWER_DELTA_INTERVAL``.
+    ``RunFinished.answer`` holds the answer itself."""
+
+    text: str
+    source: Literal["joiner", "template"] = "joiner"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlanStarted(Event):
     """The planner was asked for plan number ``plan`` (1 is the first), numbering from ``start_id``.
 
@@ -126,11 +139,16 @@ class RunFinished(Event):
     It carries the rest of the run's summary, so that ``RunResult.from_events`` rebuilds the
     result from the journal alone: the answer, the plans' text, the replans and what caused them,
     the LLM calls and their usage, the makespan and the warnings so far.
+
+    ``answered_by`` says where the answer came from: ``"template"`` (the plan's answer
+    template, with no joiner call), ``"joiner"``, ``"last_result"`` (a bound stopped the run
+    and no answer was given: the last result at hand) or ``None`` (no answer).
     """
 
     status: str
     reason: str | None = None
     answer: str | None = None
+    answered_by: Literal["joiner", "template", "last_result"] | None = None
     plans: list[str] = field(default_factory=list)
     replans: int = 0
     interrupts: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ from ..executors import Executor
 from ..grammar import Plan, parse_plan
 from ..planner import LLM, Joiner, Planner
 from ..tools import Tool, Toolset
+from ._answer import JOINER_MODES, JoinerMode
 from ._config import RunConfig
 from ._result import DEFAULT_BUDGET, Budget, RunResult
 from ._run import Run
@@ -113,6 +114,11 @@ class Orchestrator:
             tools to prefer); a run's own ``instructions=`` come after these.
         examples: more worked examples for the planner, each a question and its plan as text
             (``"Question: ...\\n1. search(...)\\n2. join()"``), shown after the built-in one.
+        joiner: ``"auto"`` (default): a plan that ends with an answer template,
+            ``join("Everest is ${3} times as tall")``, is answered with it once every task it
+            references has succeeded, with no joiner call; otherwise the joiner decides.
+            ``"always"``: the joiner decides every time, and sees the rendered template as
+            the plan's proposed answer.
     """
 
     def __init__(
@@ -132,6 +138,7 @@ class Orchestrator:
         deps: Any = None,
         instructions: str = "",
         examples: Sequence[str] = (),
+        joiner: JoinerMode = "auto",
     ) -> None:
         strategy_for(mode)  # a mode that does not exist is refused here, not at the first run
         if max_tasks < 1 or max_turns < 1:
@@ -153,6 +160,9 @@ class Orchestrator:
             raise ConfigError("examples must be a list of texts, each a question and its plan")
         self.instructions = instructions
         self.examples: tuple[str, ...] = tuple(examples)
+        if joiner not in JOINER_MODES:
+            raise ConfigError(f"joiner must be one of {', '.join(map(repr, JOINER_MODES))}, got {joiner!r}")
+        self.joiner_mode: JoinerMode = joiner
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
         self.joiner = Joiner(llm) if llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -189,6 +199,7 @@ class Orchestrator:
             deps=self.deps,
             instructions=self.instructions,
             examples=self.examples,
+            joiner_mode=self.joiner_mode,
         )
 
     def _new_run(self, query: str, mode: Mode | None, **kwargs: Any) -> Run:

@@ -133,7 +133,10 @@ class RunResult:
     Attributes:
         run_id: the run's id (every log line and event carries it).
         query: the question.
-        answer: the joiner's answer (or, when a bound stopped the run, the best one at hand).
+        answer: the joiner's answer, or the plan's rendered answer template (or, when a bound
+            stopped the run, the best one at hand).
+        answered_by: where ``answer`` came from: ``"joiner"``, ``"template"`` (the plan's
+            ``join("... ${k} ...")``, with no joiner call), ``"last_result"`` or ``None``.
         status: see :data:`RunStatus`; ``reason`` says why a run stopped or failed.
         tasks: every task of every plan, in id order.
         plans: each plan's text, in the text dialect.
@@ -150,6 +153,7 @@ class RunResult:
     run_id: str
     query: str
     answer: str | None = None
+    answered_by: Literal["joiner", "template", "last_result"] | None = None
     status: RunStatus = "failed"
     reason: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
@@ -241,6 +245,7 @@ class RunResult:
             run_id=start.run_id,
             query=start.query,
             answer=end.answer,
+            answered_by=end.answered_by,
             status=end.status,  # type: ignore[arg-type]
             reason=end.reason,
             tasks=[

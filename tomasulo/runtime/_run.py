@@ -23,6 +23,7 @@ from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolErr
 from ..grammar import Plan, Task, stringify
 from ..planner import JoinDecision, PlanContext, Planner, TaskReport, Usage
 from ..tools import Toolset
+from ._answer import AnswerDeltas, render_answer
 from ._config import RunConfig
 from ._events import (
     JoinerDecided,
@@ -131,6 +132,8 @@ class Run:
         self.replans = 0
         self._llm_calls = 0
         self.answer: str | None = None
+        #: where ``answer`` came from (see ``RunFinished.answered_by``); ``None``: the joiner
+        self.answered_by: Literal["joiner", "template", "last_result"] | None = None
         self.deadline_hit = False
         self._warnings: list[str] = []
         self.current_call: _LLMCall | None = None  # the LLM call in progress
@@ -299,7 +302,7 @@ class Run:
             # an interrupt that came after the last decision is still the run's: never dropped
             self.interrupts.extend(self.drain_signals())
             if self.answer is None and status != "finished":
-                self.answer = self._best_answer()
+                self.answer, self.answered_by = self._best_answer(), "last_result"
             self._finished(status, reason)
             assert self.result is not None
             self.log.info(
@@ -335,11 +338,16 @@ class Run:
     def _finished(self, status: RunStatus, reason: str | None) -> None:
         """Record the end (the result is rebuilt from this event and those before it)."""
         makespan = time.monotonic() - self._t0
+        if self.answer is None:
+            self.answered_by = None
+        elif self.answered_by is None:
+            self.answered_by = "joiner"
         self.emit(
             RunFinished,
             status=status,
             reason=reason,
             answer=self.answer,
+            answered_by=self.answered_by,
             plans=list(self.plans),
             replans=self.replans,
             interrupts=list(self.interrupts),
@@ -407,8 +415,10 @@ class Run:
             tg.cancel_scope.cancel()
         return got + self.drain_signals()
 
-    async def join(self, d: Dispatcher) -> JoinDecision:
-        """Ask the joiner whether to answer or plan again, with every task's report.
+    async def join(self, d: Dispatcher, proposed: str | None = None) -> JoinDecision:
+        """Ask the joiner whether to answer or plan again, with every task's report (and
+        ``proposed``, the plan's rendered answer template, when there is one); the answer's
+        text is passed on as ``AnswerDelta`` events as the joiner writes it.
 
         Raises:
             Stop: a bound was reached before the call, or no reply of the joiner could be
@@ -417,13 +427,21 @@ class Run:
         self.check_budget()
         joiner = self.config.joiner
         assert joiner is not None
+        deltas = AnswerDeltas(self.journal)
         with self.llm_call("join", joiner.llm):
             decision: JoinDecision = await joiner.decide(
-                self.query, "".join(self.plans), self._reports(d), self.usage
+                self.query,
+                "".join(self.plans),
+                self._reports(d),
+                self.usage,
+                on_answer=deltas.hook(),
+                proposed=proposed,
             )
+        deltas.flush()
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
             self.answer = self._best_answer()
+            self.answered_by = "last_result"
             raise Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
         return decision
 
@@ -433,17 +451,42 @@ class Run:
         answer: str | None = None
         if joiner is not None and self.config.budget.exhausted(self.usage) is None:
             with anyio.move_on_after(self.config.budget.answer_grace):
+                deltas = AnswerDeltas(self.journal)
                 try:
                     with self.llm_call("join", joiner.llm):
                         decision = await joiner.decide(
-                            self.query, "".join(self.plans), self._reports(d), self.usage, force_finish=True
+                            self.query,
+                            "".join(self.plans),
+                            self._reports(d),
+                            self.usage,
+                            force_finish=True,
+                            on_answer=deltas.hook(),
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
                 except TomasuloError as e:
                     self.log.warning("final answer failed", error=str(e))
-        self.answer = answer if answer is not None else self._best_answer()
+                finally:
+                    deltas.flush()
+        if answer is None:
+            self.answer, self.answered_by = self._best_answer(), "last_result"
+        else:
+            self.answer = answer
         raise Stop("stopped", why)
+
+    def template_answer(self, d: Dispatcher, plan: Plan) -> str | None:
+        """``plan``'s answer template written out with the results, or ``None`` (no template,
+        or a task it references did not succeed; see :func:`render_answer`)."""
+        if plan.answer is None:
+            return None
+        return render_answer(plan.answer, d.outcomes)
+
+    def answer_from_template(self, text: str) -> None:
+        """End the work with ``text``, the plan's rendered template, as the answer (no joiner)."""
+        self.answer, self.answered_by = text, "template"
+        deltas = AnswerDeltas(self.journal, "template")
+        deltas(text)
+        deltas.flush()
 
     def replan_allowed(self, reason: str) -> None:
         """Count a replan for ``reason``; raises :class:`Stop` once ``Budget.max_replans`` is spent."""
@@ -508,6 +551,7 @@ class Run:
             run_id=self.run_id,
             query=self.query,
             answer=self.answer,
+            answered_by=self.answered_by,
             status=status,
             reason=reason,
             tasks=records,
@@ -560,8 +604,11 @@ class Run:
                 first = min(failed, key=lambda o: o.task_id)
                 reason = f"{len(failed)} of {len(d.outcomes)} tasks did not succeed; first: {first.message}"
             last = max(d.outcomes) if d.outcomes else None
-            if last is not None and d.outcomes[last].status == "succeeded":
-                self.answer = stringify(d.outcomes[last].value)
+            rendered = self.template_answer(d, plan)
+            if rendered is not None:  # the plan's own answer: join("... ${k} ...")
+                self.answer, self.answered_by = rendered, "template"
+            elif last is not None and d.outcomes[last].status == "succeeded":
+                self.answer, self.answered_by = stringify(d.outcomes[last].value), "last_result"
         finally:
             self._finished(status, reason)
         assert self.result is not None

@@ -34,7 +34,10 @@ class StreamingRounds:
 
     An interrupt (a failure, a user's message, a tool's ``Interrupt``) preempts a plan still
     streaming and starts a replan that continues the numbering; when a plan's tasks are done
-    the joiner answers or asks for another round.
+    the joiner answers or asks for another round. A plan that ends with an answer template
+    (``join("... ${k} ...")``) whose tasks all succeeded is answered with it instead, with no
+    joiner call (``RunConfig.joiner_mode="auto"``; with ``"always"`` the joiner sees it as
+    the plan's proposed answer).
     """
 
     mode: Mode = "stream"
@@ -74,7 +77,11 @@ class StreamingRounds:
                     await run.final_answer(d, "the tools' deadline passed")
                 run.replan_allowed(reason)
                 continue
-            decision = await run.join(d)
+            proposed = run.template_answer(d, rnd.plan)
+            if proposed is not None and run.config.joiner_mode == "auto":
+                run.answer_from_template(proposed)  # every task it names succeeded: no joiner call
+                return
+            decision = await run.join(d, proposed)
             late = run.drain_signals()  # interrupts that arrived while the joiner decided
             if late:
                 run.interrupts.extend(late)
