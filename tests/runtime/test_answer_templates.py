@@ -22,7 +22,7 @@ from tomasulo.runtime import (
     RunFinished,
     RunResult,
 )
-from tomasulo.testing import Latency, RecordedRequest, SimulatedLLM
+from tomasulo.testing import Disconnect, Latency, RecordedRequest, Reply, SimulatedLLM
 
 from .rtools import Lab
 from .test_orchestrator import FAST, continued_from, finish, served
@@ -165,3 +165,13 @@ async def test_nobody_listening_makes_no_deltas_and_no_stream() -> None:
     assert result.answer == "1.5 times"
     assert not any(isinstance(e, AnswerDelta) for e in result.timeline)
     assert not sim.requests[1].stream
+
+
+async def test_a_joiner_stream_that_breaks_off_is_asked_again_whole() -> None:
+    lab = Lab()
+    broken = Reply(finish(LONG_ANSWER), fault=Disconnect(after_tokens=30))
+    sim = SimulatedLLM([JOIN_PLAN, broken, finish("1.5 times")], latency=FAST)
+    result, _ = await run(sim, lab)
+    assert result.status == "finished", result.reason
+    assert result.answer == "1.5 times"
+    assert [r.stream for r in sim.requests[1:]] == [True, False]
