@@ -175,3 +175,23 @@ async def test_a_joiner_stream_that_breaks_off_is_asked_again_whole() -> None:
     assert result.status == "finished", result.reason
     assert result.answer == "1.5 times"
     assert [r.stream for r in sim.requests[1:]] == [True, False]
+
+
+async def test_a_json_plan_answers_with_its_template() -> None:
+    lab = Lab()
+    plan = json.dumps(
+        {
+            "tasks": [
+                {"id": 1, "tool": "search", "args": {"query": "everest"}},
+                {"id": 2, "tool": "search", "args": {"query": "kilimanjaro"}},
+                {"id": 3, "tool": "math", "args": {"expression": "${1} / ${2}"}},
+            ],
+            "answer": "Everest is ${3} times as tall as Kilimanjaro (${1} m)",
+        }
+    )
+    sim = SimulatedLLM([plan], latency=FAST)
+    with anyio.fail_after(20):
+        async with served(sim, "ollama") as llm:
+            result = await Orchestrator(lab.tools, llm).run(QUESTION)
+    assert result.status == "finished", result.reason
+    assert result.answer == RENDERED and result.answered_by == "template" and result.llm_calls == 1
