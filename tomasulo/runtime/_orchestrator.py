@@ -15,7 +15,7 @@ from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Sub
 from ..exceptions import ConfigError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
-from ..planner import LLM, Joiner, Planner
+from ..planner import Joiner, Model, Planner
 from ..tools import Tool, Toolset
 from ._config import RunConfig
 from ._result import DEFAULT_BUDGET, Budget, RunResult
@@ -93,7 +93,12 @@ class Orchestrator:
 
     Args:
         tools: a :class:`Toolset` or tools.
-        llm: the model for planning and joining (``None``: only :meth:`execute_plan` works).
+        llm: the model for planning (and joining, unless ``joiner_llm`` is given): an
+            :class:`~tomasulo.planner.LLM`, or any :class:`~tomasulo.planner.Model` (a wrapper
+            that counts, traces or falls back between servers). ``None``: only
+            :meth:`execute_plan` works.
+        joiner_llm: the joiner's model, if it is not the planner's (LLMCompiler lets them
+            differ: a small fast planner, a stronger joiner, or the other way round).
         executor: where tool calls run (default: a local executor per run).
         limits: the dispatcher's limits (concurrency, the tools' deadline).
         budget: bounds on the run (replans, tokens, cost, wall time).
@@ -118,8 +123,9 @@ class Orchestrator:
     def __init__(
         self,
         tools: Toolset | Iterable[Tool],
-        llm: LLM | None = None,
+        llm: Model | None = None,
         *,
+        joiner_llm: Model | None = None,
         executor: Executor | None = None,
         limits: Limits | None = None,
         budget: Budget | None = None,
@@ -153,8 +159,11 @@ class Orchestrator:
             raise ConfigError("examples must be a list of texts, each a question and its plan")
         self.instructions = instructions
         self.examples: tuple[str, ...] = tuple(examples)
+        if joiner_llm is not None and llm is None:
+            raise ConfigError("joiner_llm needs llm too: the planner's model plans every run")
+        self.joiner_llm = joiner_llm if joiner_llm is not None else llm
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
-        self.joiner = Joiner(llm) if llm is not None else None
+        self.joiner = Joiner(self.joiner_llm) if self.joiner_llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Orchestrator:

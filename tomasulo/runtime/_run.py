@@ -21,7 +21,7 @@ from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolError, UserError
 from ..grammar import Plan, Task, stringify
-from ..planner import JoinDecision, PlanContext, Planner, TaskReport, Usage
+from ..planner import JoinDecision, Model, PlanContext, Planner, TaskReport, Usage
 from ..tools import Toolset
 from ._config import RunConfig
 from ._events import (
@@ -156,7 +156,7 @@ class Run:
         self._signals_send.close()
         self._signals.close()
 
-    def llm_call(self, purpose: LLMPurpose, llm: Any, plan: int = 0) -> _LLMCall:
+    def llm_call(self, purpose: LLMPurpose, llm: Model, plan: int = 0) -> _LLMCall:
         """Record an LLM call: ``LLMCallStarted`` now, ``LLMCallFinished`` when it ends."""
         self._llm_calls += 1
         model = getattr(llm, "model", None)
