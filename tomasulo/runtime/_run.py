@@ -35,6 +35,7 @@ from ._events import (
     UserMessage,
 )
 from ._result import RunResult, RunStatus, TaskRecord
+from ._resume import Resumed
 from ._store import RunStore
 
 __all__ = ["PLAN_DELTA_INTERVAL", "USER_SAID", "Run", "Stop", "Strategy"]
@@ -76,6 +77,10 @@ class Strategy(Protocol):
     @property
     def prompt(self) -> Literal["plan", "react", "parallel_fc"]: ...
 
+    #: Whether :meth:`drive` takes over ``run.resumed`` (a run resumed from a journal).
+    @property
+    def resumable(self) -> bool: ...
+
     async def drive(self, run: Run, d: Dispatcher) -> None:
         """Run ``run`` on dispatcher ``d`` until its answer is set (or raise :class:`Stop`)."""
         ...
@@ -100,9 +105,14 @@ class Run:
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
         deps: Any = None,
         instructions: str | None = None,
+        resume: Resumed | None = None,
     ) -> None:
         self.config = config
         self.strategy = strategy
+        #: What this run takes over from an earlier one (its strategy picks it up), or ``None``.
+        self.resumed = resume
+        if resume is not None:
+            restore = resume.outcomes
         self.deps = deps if deps is not None else config.deps
         given = (config.instructions, instructions or "")
         self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
@@ -330,7 +340,14 @@ class Run:
         )
 
     def _started(self) -> None:
-        self.emit(RunStarted, ts=self._t0, query=self.query, mode=self.strategy.mode, wall_time=self._wall0)
+        self.emit(
+            RunStarted,
+            ts=self._t0,
+            query=self.query,
+            mode=self.strategy.mode,
+            wall_time=self._wall0,
+            resumed_from=None if self.resumed is None else self.resumed.run_id,
+        )
 
     def _finished(self, status: RunStatus, reason: str | None) -> None:
         """Record the end (the result is rebuilt from this event and those before it)."""
@@ -376,6 +393,11 @@ class Run:
             if (problem := self.submit(d, task, plan_no, rank)) is not None:
                 return task, problem
         return None
+
+    def adopt(self, task: Task) -> None:
+        """Count a task an earlier run finished (restored, not submitted) among this run's
+        tasks, so that the planner and the joiner see its report."""
+        self._tasks[task.id] = task
 
     def submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
         """Hand a task to the dispatcher and record it; every mode submits through here.
