@@ -179,6 +179,10 @@ async def test_a_resumed_run_can_be_resumed_again_through_the_store() -> None:
             first = await cancel.run(orch)
             second = await cancel.run(orch, resume=first)  # resumed, and cancelled again
             assert bench.calls == {"fetch": 1, "slow": 2}
+            # cancelled by its caller, the run still left its whole journal and its result
+            saved = await orch.store.load_result(second)  # type: ignore[union-attr]
+            assert saved is not None and saved.status == "cancelled"
+            assert saved == RunResult.from_events(await orch.store.load_events(second))  # type: ignore[union-attr]
             bench.release.set()
             third = await orch.run(QUESTION, resume=second)
     assert third.status == "finished", third.reason

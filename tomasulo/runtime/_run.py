@@ -46,6 +46,10 @@ log = get_logger("tomasulo.run")
 PLAN_DELTA_INTERVAL = 0.05
 
 
+#: Seconds the store is given, once a run has ended, for the journal's last events and the
+#: result, even when the caller cancelled the run.
+STORE_GRACE = 5.0
+
 #: How a user's message reads among a run's interrupts.
 USER_SAID = "the user said: "
 
@@ -222,31 +226,44 @@ class Run:
                 return result
             sub = self.journal.events(quiet=True)
             failure: BaseException | None = None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._persist, store, sub)
-                try:
-                    await body()
-                except BaseException as exc:  # re-raised once the store has the events
-                    failure = exc
+            # shielded: the store gets the journal's last events (and the result) even when the
+            # caller cancels the run, which is what lets such a run be resumed; bounded below
+            flush = anyio.CancelScope(shield=True)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._persist, store, sub, flush)
+                    try:
+                        await body()
+                    except BaseException as exc:  # re-raised once the store has the events
+                        failure = exc
+                    flush.deadline = anyio.current_time() + STORE_GRACE  # the journal is closed now
+            finally:  # (leaving the task group raises the caller's cancellation, if there is one)
+                if self.result is not None:
+                    with anyio.CancelScope(shield=True) as saving:
+                        saving.deadline = anyio.current_time() + STORE_GRACE
+                        try:
+                            await store.save_result(self.result)
+                        except Exception as exc:
+                            self._store_failed(exc)
             if failure is not None:
                 raise failure
             result = self.result  # type: ignore[assignment]
             assert result is not None
-            try:
-                await store.save_result(result)
-            except Exception as exc:
-                self._store_failed(exc)
             return result
         finally:
             self.done.set()
 
-    async def _persist(self, store: RunStore, sub: Subscription) -> None:
+    async def _persist(self, store: RunStore, sub: Subscription, scope: anyio.CancelScope) -> None:
         """Append the journal to the store in batches, off the hot path, until the run ends."""
-        try:
-            while batch := await sub.batch():
-                await store.append(self.run_id, batch)
-        except Exception as exc:
-            self._store_failed(exc)
+        with scope:
+            try:
+                while batch := await sub.batch():
+                    await store.append(self.run_id, batch)
+            except Exception as exc:
+                self._store_failed(exc)
+                await sub.aclose()
+        if scope.cancelled_caught:
+            self.log.warning("run store too slow", grace=STORE_GRACE)
             await sub.aclose()
 
     def _store_failed(self, exc: Exception) -> None:
