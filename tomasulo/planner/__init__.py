@@ -1,6 +1,7 @@
 """The planner side: LLM backends and dialects, prompts, plan streaming, the joiner.
 
-``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
+``Model`` is what the planner and joiner need of a model; ``LLM`` (one ``Model``) talks to any
+OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
 replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads LLM settings from
 flags, the environment and configuration files.
@@ -10,12 +11,15 @@ from ._dialects import (
     DEFAULT_DIALECT,
     DIALECTS,
     Dialect,
+    GrammarForm,
     GrammarSpec,
     OutputFormat,
     RequestShape,
+    grammar_form,
     shape_request,
 )
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._model import Model
 from ._planner import (
     JOINER_MAX_TOKENS,
     PLAN_TOKENS_PER_TASK,
@@ -39,10 +43,12 @@ __all__ = [
     "LLM",
     "PLAN_TOKENS_PER_TASK",
     "Dialect",
+    "GrammarForm",
     "GrammarSpec",
     "JoinDecision",
     "Joiner",
     "Message",
+    "Model",
     "ModelDefaults",
     "ModelSettings",
     "OutputFormat",
@@ -56,6 +62,7 @@ __all__ = [
     "Timeouts",
     "Usage",
     "estimate_tokens",
+    "grammar_form",
     "joiner_messages",
     "parse_decision",
     "planner_messages",

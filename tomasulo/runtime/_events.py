@@ -33,11 +33,13 @@ class RunStarted(Event):
     ``ts`` is the run's start on the monotonic clock (every event's ``ts`` is on it, and task
     times in the result count from it); ``wall_time`` is the same moment as a Unix time
     (``time.time()``), so that ``wall_time + (event.ts - start.ts)`` dates any event.
+    ``resumed_from`` is the id of the run this one resumed (``Orchestrator.run(resume=...)``).
     """
 
     query: str
     mode: str
     wall_time: float
+    resumed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
