@@ -193,6 +193,23 @@ async def test_a_resumed_run_can_be_resumed_again_through_the_store() -> None:
     assert isinstance(start, RunStarted) and start.resumed_from == second
 
 
+async def test_a_run_started_in_the_background_resumes_from_events() -> None:
+    bench = Tools()
+    sim = SimulatedLLM([PLAN, finish("<a>+[b]!")], latency=FAST)
+    with anyio.fail_after(30):
+        async with sim.serve() as url, LLM(url, model="sim", dialect="vllm") as llm:
+            orch = Orchestrator(bench.tools, llm)
+            async with orch:
+                first = await cancel_once_slow_runs(orch.start(QUESTION))
+                bench.release.set()
+                events = await orch.store.load_events(first.run_id)  # type: ignore[union-attr]
+                with pytest.raises(UserError, match="takes resume=events"):
+                    orch.start(QUESTION, resume=first.run_id)  # type: ignore[arg-type]
+                resumed = await orch.start(QUESTION, resume=events).result()
+    assert resumed.status == "finished", resumed.reason
+    assert bench.calls == {"fetch": 1, "slow": 2, "pair": 1}
+
+
 async def test_resuming_what_cannot_be_resumed_says_why() -> None:
     bench = Tools()
     orch = Orchestrator(bench.tools, LLM("http://127.0.0.1:9/v1", model="m"))

@@ -19,6 +19,7 @@ from ._dialects import (
     shape_request,
 )
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._local import LocalModel, chat_text
 from ._model import Model
 from ._planner import (
     JOINER_MAX_TOKENS,
@@ -47,6 +48,7 @@ __all__ = [
     "GrammarSpec",
     "JoinDecision",
     "Joiner",
+    "LocalModel",
     "Message",
     "Model",
     "ModelDefaults",
@@ -61,6 +63,7 @@ __all__ = [
     "TaskReport",
     "Timeouts",
     "Usage",
+    "chat_text",
     "estimate_tokens",
     "grammar_form",
     "joiner_messages",

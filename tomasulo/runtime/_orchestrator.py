@@ -257,10 +257,10 @@ class Orchestrator:
         return await run.drive()
 
     async def _resumed(self, query: str, resume: str | Sequence[Event], mode: Mode | None) -> Resumed:
-        if isinstance(resume, str):
-            events = await self._journal_of(resume)
-        else:
-            events = list(resume)
+        events = await self._journal_of(resume) if isinstance(resume, str) else resume
+        return self._resumed_from(query, events, mode)
+
+    def _resumed_from(self, query: str, events: Sequence[Event], mode: Mode | None) -> Resumed:
         resumed = resumed_from(events)
         if resumed.query != query:
             raise UserError(
@@ -311,15 +311,37 @@ class Orchestrator:
         )
 
     def start(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        resume: Sequence[Event] | None = None,
     ) -> RunHandle:
-        """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
+        """Start a run in the background (inside ``async with orchestrator:``) and return its handle.
+
+        ``resume`` takes an earlier run's events, as :meth:`run` does (read them with
+        ``await store.load_events(run_id)``; :meth:`run` also takes the id itself).
+
+        Raises:
+            UserError: outside ``async with orchestrator:``, or ``resume`` cannot be resumed
+                (see :meth:`run`).
+        """
         if self._tg is None:
             raise UserError(
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
-        run = self._new_run(query, mode, deps=deps, instructions=instructions)
+        if isinstance(resume, str):
+            raise UserError(
+                "start() takes resume=events (await store.load_events(run_id)); "
+                "await orchestrator.run(query, resume=run_id) reads them itself"
+            )
+        resumed = None if resume is None else self._resumed_from(query, resume, mode)
+        if resumed is not None:
+            mode = mode or resumed.mode  # type: ignore[assignment]
+        run = self._new_run(query, mode, deps=deps, instructions=instructions, resume=resumed)
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
