@@ -15,7 +15,7 @@ from ._dialects import (
     RequestShape,
     shape_request,
 )
-from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, FunctionCall, Message, RetryPolicy, Timeouts
 from ._planner import (
     JOINER_MAX_TOKENS,
     PLAN_TOKENS_PER_TASK,
@@ -25,7 +25,15 @@ from ._planner import (
     PlanRound,
     parse_decision,
 )
-from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
+from ._prompts import (
+    PlanContext,
+    TaskReport,
+    joiner_messages,
+    planner_messages,
+    tool_catalog,
+    tool_specs,
+    turn_messages,
+)
 from ._settings import ENV_VARS, ModelDefaults, ModelSettings, resolve_model
 from ._usage import Prices, Usage, estimate_tokens
 
@@ -39,6 +47,7 @@ __all__ = [
     "LLM",
     "PLAN_TOKENS_PER_TASK",
     "Dialect",
+    "FunctionCall",
     "GrammarSpec",
     "JoinDecision",
     "Joiner",
@@ -62,4 +71,6 @@ __all__ = [
     "resolve_model",
     "shape_request",
     "tool_catalog",
+    "tool_specs",
+    "turn_messages",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -77,6 +77,10 @@ class PlanRound:
         #: Called with each piece of the model's text as it arrives, before it is parsed (the
         #: run times the first one and passes the text on as ``PlanDelta`` events).
         self.on_text: Callable[[str], None] | None = None
+        #: The messages of the round's request, once :meth:`tasks` has sent it. Their first two
+        #: (system text, question) are the same for every call of a run: the joiner's prompt
+        #: starts with them (``Joiner.decide(prefix=...)``), so a prefix cache serves them.
+        self.messages: list[dict[str, str]] = []
 
     def _make_parser(self) -> PlanStream | JsonPlanStream:
         ctx, tools = self.ctx, self.planner.tools
@@ -138,6 +142,7 @@ class PlanRound:
         """
         await self._prepare()
         messages = planner_messages(self.planner.tools, self.ctx, output=self.output)
+        self.messages = messages
         async for task in self._stream(messages):
             yield task
         if self.compat and not self.plan.tasks and not self.joined:
@@ -316,14 +321,20 @@ class Joiner:
         usage: Usage,
         *,
         force_finish: bool = False,
+        prefix: Sequence[Mapping[str, str]] | None = None,
     ) -> JoinDecision:
-        """One structured-output call; ``force_finish`` asks for an answer with what exists."""
+        """One structured-output call; ``force_finish`` asks for an answer with what exists.
+
+        ``prefix`` is the planner's first messages (``PlanRound.messages``): the joiner's
+        prompt then extends the planner's, for servers with a prefix cache (see
+        :func:`~tomasulo.planner.joiner_messages`).
+        """
         from ..grammar import joiner_schema
 
         schema = joiner_schema()
         if force_finish:
             schema = schema["oneOf"][0]
-        messages = joiner_messages(question, plan, reports, force_finish=force_finish)
+        messages = joiner_messages(question, plan, reports, force_finish=force_finish, prefix=prefix)
         error: LLMResponseError | None = None
         for attempt in (1, 2):
             text = ""
