@@ -134,6 +134,9 @@ class Run:
         self.deadline_hit = False
         self._warnings: list[str] = []
         self.current_call: _LLMCall | None = None  # the LLM call in progress
+        #: The planner's first messages (system text, question); the joiner's prompt starts with
+        #: them so that a server's prefix cache serves that part (set by the first plan round).
+        self.prompt_prefix: list[dict[str, str]] | None = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -419,7 +422,7 @@ class Run:
         assert joiner is not None
         with self.llm_call("join", joiner.llm):
             decision: JoinDecision = await joiner.decide(
-                self.query, "".join(self.plans), self._reports(d), self.usage
+                self.query, "".join(self.plans), self._reports(d), self.usage, prefix=self.prompt_prefix
             )
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
@@ -436,7 +439,12 @@ class Run:
                 try:
                     with self.llm_call("join", joiner.llm):
                         decision = await joiner.decide(
-                            self.query, "".join(self.plans), self._reports(d), self.usage, force_finish=True
+                            self.query,
+                            "".join(self.plans),
+                            self._reports(d),
+                            self.usage,
+                            force_finish=True,
+                            prefix=self.prompt_prefix,
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
