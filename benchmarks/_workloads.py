@@ -343,6 +343,18 @@ def _synthetic_article(entity: str) -> str:
     )
 
 
+def _math_answer(problem: str, context: list[str] | None) -> str:
+    h = int.from_bytes(hashlib.sha256(f"{problem}|{context}".encode()).digest()[:4], "big")
+    return f"{h % 100000 / 10:g}"
+
+
+def result_of(step: Step, results: Mapping[int, Any]) -> str:
+    """What the benchmark's tool returns for ``step`` given its inputs' results (no waiting)."""
+    if step.tool == "search":
+        return _synthetic_article(step.key)
+    return _math_answer(step.key, [results[d] for d in step.deps])
+
+
 def make_tools(*, median: float, sigma: float, seed: int) -> Toolset:
     """``search(entity)`` and ``math(problem, context)`` with the benchmark's latency model."""
 
@@ -365,8 +377,7 @@ def make_tools(*, median: float, sigma: float, seed: int) -> Toolset:
             context: results of earlier tasks the problem needs.
         """
         await anyio.sleep(tool_delay("math", problem, median=median, sigma=sigma, seed=seed))
-        h = int.from_bytes(hashlib.sha256(f"{problem}|{context}".encode()).digest()[:4], "big")
-        return f"{h % 100000 / 10:g}"
+        return _math_answer(problem, context)
 
     tools: list[Tool] = [search, math]
     return Toolset(tools)

@@ -197,12 +197,13 @@ async def run_batch(
     mode: BenchMode,
     concurrency: int,
     stagger: float = 0.0,
+    prefix_cache: bool = False,
 ) -> tuple[list[Row], float]:
     """Every item in ``mode`` (at most ``concurrency`` at once); returns the rows and the worst loop lag."""
     rows: list[Row] = []
     limiter = anyio.CapacityLimiter(concurrency)
     lag = 0.0
-    llm = LLM(sim.url, model="simulated-llm", dialect="vllm")
+    llm = LLM(sim.url, model="simulated-llm", dialect="vllm", prefix_cache=prefix_cache)
     orch = Orchestrator(tools, llm, mode=mode.mode, max_turns=32, **mode.options)
 
     async def one(item: Item, delay: float) -> None:
@@ -446,7 +447,10 @@ async def run_preset(
             by_mode: dict[str, list[Row]] = {}
             for name in args.modes:
                 mode = BENCH_MODES[name]
-                rows, lag = await run_batch(sim, tools, items[workload], mode, args.concurrency, args.stagger)
+                shared = args.prefix_cache_joiner and latency.prefix_cache_tokens > 0
+                rows, lag = await run_batch(
+                    sim, tools, items[workload], mode, args.concurrency, args.stagger, prefix_cache=shared
+                )
                 for row in rows:
                     check(row, latency)
                     if row.problem:
@@ -480,7 +484,9 @@ async def bench(args: argparse.Namespace) -> int:
     print(
         f"presets: {', '.join(args.presets)}; tools: log-normal median {args.tool_median:g} s, sigma "
         f"{args.tool_sigma:g}; {args.n} questions per workload, {args.concurrency} at once, "
-        f"{args.stagger:g} s apart" + ("; thoughts in every turn" if args.thoughts else "")
+        f"{args.stagger:g} s apart"
+        + ("; thoughts in every turn" if args.thoughts else "")
+        + ("; LLM(prefix_cache=True) on caching presets" if args.prefix_cache_joiner else "")
     )
     for preset in args.presets:
         lat = preset_latency(preset, args)
@@ -535,6 +541,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--thoughts", action="store_true", help="a one-line thought in every model turn")
+    p.add_argument(
+        "--prefix-cache-joiner",
+        action="store_true",
+        help="LLM(prefix_cache=True) on presets with a prefix cache (the joiner extends the planner's prompt)",
+    )
     p.add_argument("--seed", type=int, default=0, help="picks the questions and the tool latencies")
     p.add_argument(
         "--datasets",

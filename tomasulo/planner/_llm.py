@@ -212,6 +212,12 @@ class LLM:
         max_tokens: a cap on every answer's length (None: only the caller's); a request
             asks for the smaller of this and the caller's ``max_tokens``. Set it below the
             server's context length on servers that refuse longer requests (vLLM).
+        prefix_cache: the server keeps a prefix cache (vLLM's automatic prefix caching, SGLang's
+            radix cache, OpenAI's prompt caching). The joiner's prompt then starts with the
+            planner's (its system text and the question), so the server prefills only the plan
+            and the results; worth it when questions are long. Off by default: without a cache
+            it only adds prompt tokens and prefill time (a replan's prompt extends the first
+            plan's either way). See docs/benchmarks.md, "Prompts and the prefix cache".
     """
 
     def __init__(
@@ -230,6 +236,7 @@ class LLM:
         top_p: float | None = None,
         seed: int | None = None,
         max_tokens: int | None = None,
+        prefix_cache: bool = False,
     ) -> None:
         import openai  # imported on first use: it is slow to import
 
@@ -248,6 +255,7 @@ class LLM:
         self.top_p = top_p
         self.seed = seed
         self.max_tokens = max_tokens
+        self.prefix_cache = prefix_cache
         self.usage = Usage()
         backstop = timeouts.read + timeouts.connect
         self._owns_client = http_client is None  # an injected client is the caller's to close

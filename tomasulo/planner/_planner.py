@@ -325,10 +325,13 @@ class Joiner:
     ) -> JoinDecision:
         """One structured-output call; ``force_finish`` asks for an answer with what exists.
 
-        ``prefix`` is the planner's first messages (``PlanRound.messages``): the joiner's
-        prompt then extends the planner's, for servers with a prefix cache (see
-        :func:`~tomasulo.planner.joiner_messages`).
+        ``prefix`` is the planner's first messages (``PlanRound.messages``): on a server with
+        a prefix cache (``LLM(prefix_cache=True)``) the joiner's prompt extends the planner's
+        (see :func:`~tomasulo.planner.joiner_messages`); otherwise it is ignored and the joiner
+        has its own short prompt.
         """
+        if not self.llm.prefix_cache:
+            prefix = None
         from ..grammar import joiner_schema
 
         schema = joiner_schema()

@@ -134,8 +134,8 @@ class Run:
         self.deadline_hit = False
         self._warnings: list[str] = []
         self.current_call: _LLMCall | None = None  # the LLM call in progress
-        #: The planner's first messages (system text, question); the joiner's prompt starts with
-        #: them so that a server's prefix cache serves that part (set by the first plan round).
+        #: The planner's first messages (system text, question), set by the first plan round: on
+        #: a server with a prefix cache the joiner's prompt starts with them (``LLM.prefix_cache``).
         self.prompt_prefix: list[dict[str, str]] | None = None
 
     # -- events ---------------------------------------------------------------------------------
