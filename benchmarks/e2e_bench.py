@@ -544,7 +544,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--prefix-cache-joiner",
         action="store_true",
-        help="LLM(prefix_cache=True) on presets with a prefix cache (the joiner extends the planner's prompt)",
+        help="LLM(prefix_cache=True) on presets with a prefix cache (joiner extends the planner's prompt)",
     )
     p.add_argument("--seed", type=int, default=0, help="picks the questions and the tool latencies")
     p.add_argument(
