@@ -366,6 +366,18 @@ def table(preset: str, workload: str, by_mode: dict[str, list[Row]]) -> list[dic
             f"  joiner: {stream['joiner_prompt']:.0f} prompt tokens, {stream['joiner_cached']:.0f} cached, "
             f"time to first token {stream['joiner_ttft'] * 1000:.1f} ms"
         )
+        runs = [r for r in by_mode["stream"] if r.ok and r.bound is not None and r.calls]
+        if runs:
+            ask = mean([r.calls[0]["t"] - r.t0 for r in runs])
+            joins = [(r, [c for c in r.calls if c["kind"] == "join"]) for r in runs]
+            wait = mean(
+                [j[0]["t"] - r.t0 - max(t.finished or 0.0 for t in r.result.tasks) for r, j in joins if j]
+            )
+            gap = mean([r.result.makespan - r.bound.makespan for r in runs if r.bound])
+            print(
+                f"  stream overheads: start -> plan request {ask * 1000:.1f} ms, last task -> joiner request "
+                f"{wait * 1000:.1f} ms, makespan - oracle {gap * 1000:.1f} ms (means)"
+            )
     return stats
 
 

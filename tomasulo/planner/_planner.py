@@ -37,6 +37,8 @@ log = get_logger("tomasulo.planner")
 PLAN_TOKENS_PER_TASK = 256
 #: ``max_tokens`` of a joiner call: a thought and an answer, not an essay.
 JOINER_MAX_TOKENS = 1024
+#: Grammar specs a planner keeps (by toolset, task cap and first id), oldest dropped first.
+_MAX_SPECS = 256
 
 PLAN_REPAIR = (
     "That answer holds no plan. Write the plan itself now, one task per line as "
@@ -92,12 +94,20 @@ class PlanRound:
         """Build the grammar (off the event loop: a first build takes milliseconds) and the parser."""
         planner, ctx = self.planner, self.ctx
         if planner.use_grammar and not self.compat:
+            key = (planner.tools.fingerprint(), ctx.max_tasks, ctx.start_id)
+            spec = planner._specs.get(key)
+            if spec is None:  # built once per (toolset, cap, start), off the loop
 
-            def build() -> GrammarSpec:
-                g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
-                return GrammarSpec(gbnf=g.gbnf(), lark=g.lark(), json_schema=g.json_schema())
+                def build() -> GrammarSpec:
+                    g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
+                    return GrammarSpec(gbnf=g.gbnf(), lark=g.lark(), json_schema=g.json_schema())
 
-            self.grammar = await anyio.to_thread.run_sync(build)
+                spec = await anyio.to_thread.run_sync(build)
+                if len(planner._specs) >= _MAX_SPECS:
+                    planner._specs.pop(next(iter(planner._specs)))
+                planner._specs[key] = spec
+            # a plan that starts at once: a thread hop costs milliseconds on a busy machine
+            self.grammar = spec
         self.output = planner.llm.output_format(self.grammar)
         self._parser = self._make_parser()
 
@@ -238,6 +248,7 @@ class Planner:
         self.tools = tools
         self.use_grammar = use_grammar
         self.tokens_per_task = tokens_per_task
+        self._specs: dict[tuple[str, int, int], GrammarSpec] = {}  # see PlanRound._prepare
 
     def max_tokens(self, max_tasks: int) -> int:
         """The ``max_tokens`` of a plan of at most ``max_tasks`` tasks (and its join)."""
