@@ -2,11 +2,15 @@
 
 ``e2e_bench.py`` starts it so that the simulator's own CPU work (compiling and checking every
 request's grammar with llguidance) never stalls the orchestrator's event loop: a real model server
-is another machine. It prints its base URL, logs one JSON line per request (arrival time on the
-shared monotonic clock, question, kind of call, prompt and completion tokens), and stops when its
-standard input closes.
+is another machine. It prints its base URL and stops when its standard input closes. Each
+request's record (arrival time on the shared monotonic clock, question, kind of call, prompt,
+cached and completion tokens, the modelled time to first token) is served as JSON at
+``GET /bench/calls?after=N`` (the records from the N-th on), once the request has been answered.
 
-    python benchmarks/_simserver.py '{"workloads": ["movie"], "n": 2, ..., "log": "calls.jsonl"}'
+    python benchmarks/_simserver.py '{"workloads": ["movie"], "n": 2, ..., "latency": {...}}'
+
+``latency`` holds the :class:`~tomasulo.testing.Latency` fields (a preset's, or a flat
+``ttft``/``tokens_per_second``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _workloads import Item, load_items, make_replier, make_tools
 
 from tomasulo.grammar import build_grammar, joiner_schema
-from tomasulo.testing import Latency, RecordedRequest, SimulatedLLM, count_tokens, find_constraint
+from tomasulo.testing import Latency, RecordedRequest, Reply, SimulatedLLM, count_tokens, find_constraint
 
 
 def build(spec: dict[str, Any]) -> SimulatedLLM:
@@ -39,23 +46,37 @@ def build(spec: dict[str, Any]) -> SimulatedLLM:
     ]
     prewarm(items)
     replier = make_replier(items)
-    log = open(spec["log"], "a", encoding="utf-8")
+    calls: list[tuple[RecordedRequest, str, str, int]] = []
 
-    def script(req: RecordedRequest) -> str:
-        item, kind, text = replier(req.body)
-        record = {
-            "t": req.time,
-            "name": item.name,
-            "kind": kind,
-            "prompt_tokens": count_tokens(req.prompt),
-            "completion_tokens": count_tokens(text),
-            "stream": req.stream,
-        }
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        return text
+    def script(req: RecordedRequest) -> Reply:
+        item, kind, reply = replier(req.body)
+        completion = count_tokens(reply.text or "") + sum(
+            count_tokens(c.name) + count_tokens(c.arguments_json()) for c in reply.tool_calls
+        )
+        calls.append((req, item.name, kind, completion))
+        return reply
 
-    return SimulatedLLM(script, latency=Latency(ttft=spec["ttft"], tokens_per_second=spec["tps"]))
+    sim = SimulatedLLM(script, latency=Latency(**spec["latency"]))
+
+    async def served(request: Request) -> JSONResponse:
+        after = int(request.query_params.get("after", "0"))
+        out = [
+            {
+                "t": req.time,
+                "name": name,
+                "kind": kind,
+                "prompt_tokens": count_tokens(req.prompt),
+                "cached_tokens": req.cached_tokens,
+                "completion_tokens": completion,
+                "ttft": req.ttft,
+                "stream": req.stream,
+            }
+            for req, name, kind, completion in calls[after:]
+        ]
+        return JSONResponse(out)
+
+    sim.app.router.routes.append(Route("/bench/calls", served, methods=["GET"]))
+    return sim
 
 
 def prewarm(items: list[Item]) -> None:

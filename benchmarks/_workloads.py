@@ -9,6 +9,10 @@ Three shapes from the LLMCompiler paper, read from ``../shared/datasets`` (never
 Every question gets one DAG of :class:`Step` s. The scripted model answers each mode from it: the
 whole plan (``stream``, ``plan_then_execute``), one call per turn in id order (``react``), or one
 batch per turn, a batch being the steps whose inputs all come from earlier turns (``parallel_fc``).
+The turn baselines speak native tool calling (``tools`` in the request, ``tool_calls`` in the
+answer, the results as ``tool`` messages) and answer in their last turn, in plain text, as ReAct
+and OpenAI function calling do; a call that needs an earlier result carries the part of it that
+matters (the sentence with the quantity) in its arguments, as a model must write it there itself.
 Ids are the same in every mode, so a run's task ``k`` is the DAG's step ``k`` whatever the mode.
 
 The tools sleep for a log-normal time (median and sigma from the flags) drawn from a hash of the
@@ -30,7 +34,7 @@ from typing import Any
 
 import anyio
 
-from tomasulo.testing import split_tokens
+from tomasulo.testing import Reply, ToolCall, split_tokens
 from tomasulo.tools import Tool, Toolset, tool
 
 WORKLOADS = ("parallelqa", "hotpotqa", "movie")
@@ -139,6 +143,28 @@ class Item:
         lines = [*head, *(s.line() for s in batch)]
         return "\n".join([*lines, f"{batch[-1].id + 1}. join()"]) + "\n"
 
+    def turn_reply(self, mode: str, messages: Sequence[Mapping[str, Any]]) -> Reply:
+        """The answer to a native tool-calling turn: the next call (``react``) or batch
+        (``parallel_fc``) after the calls already answered in ``messages``, else the answer."""
+        results = {
+            str(m.get("tool_call_id")): str(m.get("content") or "")
+            for m in messages
+            if m.get("role") == "tool"
+        }
+        todo = [s for s in self.steps if _call_id(s.id) not in results]
+        if not todo:
+            text = f"Thought: {self._why(())}\n" if self.thoughts else ""
+            return Reply(text + self.answer)
+        batch = todo[:1] if mode == "react" else [s for s in todo if s.level == todo[0].level]
+        calls = []
+        for step in batch:
+            if step.tool == "search":
+                args: dict[str, Any] = {"entity": step.key}
+            else:
+                args = {"problem": step.key, "context": [_relevant(results[_call_id(d)]) for d in step.deps]}
+            calls.append(ToolCall(step.tool, args, id=_call_id(step.id)))
+        return Reply.calls(*calls, text=f"Thought: {self._why(batch)}\n" if self.thoughts else "")
+
     def joiner_reply(self) -> str:
         """The joiner's decision: finish with the dataset's answer."""
         return json.dumps(
@@ -152,6 +178,18 @@ class Item:
             return "The results so far answer the question."
         tools = sorted({s.tool for s in steps})
         return f"I need {len(steps)} {' and '.join(tools)} call{'s' if len(steps) > 1 else ''} next."
+
+
+def _call_id(step: int) -> str:
+    return f"call_{step}"
+
+
+def _relevant(result: str) -> str:
+    """What a model passes on of an earlier result: the sentence with the quantity, if any."""
+    for sentence in result.split(". "):
+        if "measured quantity" in sentence:
+            return sentence.strip().rstrip(".") + "."
+    return result
 
 
 # -- the questions ------------------------------------------------------------------------------
@@ -227,26 +265,38 @@ def load_items(workload: str, n: int, *, datasets: Path, seed: int = 0, thoughts
 
 
 def classify(body: Mapping[str, Any]) -> tuple[str, str, int]:
-    """From a chat request: (``join``/``plan``/``react``/``parallel_fc``, the user message, start id)."""
+    """From a chat request: (``join``/``plan``/``react``/``parallel_fc``, the question's user
+    message, the start id of a text turn).
+
+    A request that declares ``tools`` is a native tool-calling turn: ``react`` when it allows
+    one call per turn (``parallel_tool_calls: false``), else ``parallel_fc``. The joiner's
+    prompt extends the planner's and asks for the decision in its last message.
+    """
     messages = body.get("messages") or []
     system = str(messages[0].get("content", "")) if messages else ""
-    user = str(messages[-1].get("content", "")) if messages else ""
-    if system.startswith("You are the joiner"):
-        return "join", user, 0
-    m = re.search(r"Continue the plan from task (\d+)", user)
+    question = next(
+        (str(m.get("content") or "") for m in messages if m.get("role") == "user"),
+        "",
+    )
+    last = str(messages[-1].get("content") or "") if messages else ""
+    if body.get("tools"):
+        return ("react" if body.get("parallel_tool_calls") is False else "parallel_fc"), question, 0
+    if system.startswith("You are the joiner") or "You are now the joiner" in last:
+        return "join", question, 0
+    m = re.search(r"Continue the plan from task (\d+)", last)
     start = int(m.group(1)) if m else 1
     if "Work step by step" in system:
-        return "react", user, start
+        return "react_text", question, start
     if "Work in rounds" in system:
-        return "parallel_fc", user, start
-    return "plan", user, start
+        return "parallel_fc_text", question, start
+    return "plan", question, start
 
 
-def make_replier(items: Sequence[Item]) -> Callable[[Mapping[str, Any]], tuple[Item, str, str]]:
+def make_replier(items: Sequence[Item]) -> Callable[[Mapping[str, Any]], tuple[Item, str, Reply]]:
     """A function of a request body giving (the question's item, the call's kind, the reply)."""
     longest_first = sorted(items, key=lambda it: -len(it.question))
 
-    def reply(body: Mapping[str, Any]) -> tuple[Item, str, str]:
+    def reply(body: Mapping[str, Any]) -> tuple[Item, str, Reply]:
         kind, user, start = classify(body)
         for item in longest_first:
             if user.startswith(f"Question: {item.question}"):
@@ -254,10 +304,13 @@ def make_replier(items: Sequence[Item]) -> Callable[[Mapping[str, Any]], tuple[I
         else:
             raise LookupError(f"no benchmark question matches the prompt {user[:120]!r}")
         if kind == "join":
-            return item, kind, item.joiner_reply()
+            return item, kind, Reply(item.joiner_reply())
         if kind == "plan":
-            return item, kind, item.plan_text()
-        return item, kind, item.turn(kind, start)
+            return item, kind, Reply(item.plan_text())
+        if kind in ("react", "parallel_fc"):
+            return item, kind, item.turn_reply(kind, body.get("messages") or [])
+        mode = kind.removesuffix("_text")
+        return item, mode, Reply(item.turn(mode, start))
 
     return reply
 
@@ -290,6 +343,18 @@ def _synthetic_article(entity: str) -> str:
     )
 
 
+def _math_answer(problem: str, context: list[str] | None) -> str:
+    h = int.from_bytes(hashlib.sha256(f"{problem}|{context}".encode()).digest()[:4], "big")
+    return f"{h % 100000 / 10:g}"
+
+
+def result_of(step: Step, results: Mapping[int, Any]) -> str:
+    """What the benchmark's tool returns for ``step`` given its inputs' results (no waiting)."""
+    if step.tool == "search":
+        return _synthetic_article(step.key)
+    return _math_answer(step.key, [results[d] for d in step.deps])
+
+
 def make_tools(*, median: float, sigma: float, seed: int) -> Toolset:
     """``search(entity)`` and ``math(problem, context)`` with the benchmark's latency model."""
 
@@ -312,8 +377,7 @@ def make_tools(*, median: float, sigma: float, seed: int) -> Toolset:
             context: results of earlier tasks the problem needs.
         """
         await anyio.sleep(tool_delay("math", problem, median=median, sigma=sigma, seed=seed))
-        h = int.from_bytes(hashlib.sha256(f"{problem}|{context}".encode()).digest()[:4], "big")
-        return f"{h % 100000 / 10:g}"
+        return _math_answer(problem, context)
 
     tools: list[Tool] = [search, math]
     return Toolset(tools)
@@ -350,7 +414,11 @@ def call_time(text: str, *, ttft: float, tps: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Oracle:
-    """The lower bound of one run: each task at ``max(line emitted, inputs done)``, then the joiner."""
+    """The lower bound of one run: each task at ``max(line emitted, inputs done)``, then the joiner.
+
+    ``join_start`` is the makespan without the joiner's call (when every task is done and the
+    plan has joined): the bound of a run that needs no joiner (an answer template).
+    """
 
     makespan: float
     starts: dict[int, float] = field(default_factory=dict)
@@ -358,12 +426,16 @@ class Oracle:
     join_start: float = 0.0
 
 
-def oracle(item: Item, durations: Mapping[int, float], *, ttft: float, tps: float) -> Oracle:
+def oracle(
+    item: Item, durations: Mapping[int, float], *, ttft: float, tps: float, join_ttft: float | None = None
+) -> Oracle:
     """The streaming schedule's makespan with the run's own tool durations (a true lower bound).
 
-    The plan is streamed from time 0 at the model's rate; task ``i`` starts when the token closing
-    its call is out and every task it references has finished; the joiner is asked once every task
-    is done and the plan's ``join()`` is out, and takes its own time to first token plus its reply.
+    The plan is streamed from time 0 at the model's rate after ``ttft`` (the plan call's time to
+    first token, prefill included); task ``i`` starts when the token closing its call is out and
+    every task it references has finished; the joiner is asked once every task is done and the
+    plan's ``join()`` is out, and takes its own time to first token (``join_ttft``, else
+    ``ttft``) plus its reply.
     """
     text = item.plan_text()
     ends = []
@@ -381,5 +453,5 @@ def oracle(item: Item, durations: Mapping[int, float], *, ttft: float, tps: floa
         finish[step.id] = start + durations[step.id]
     plan_done = times[-1]
     join_start = max([plan_done, *finish.values()])
-    total = join_start + call_time(item.joiner_reply(), ttft=ttft, tps=tps)
-    return Oracle(total, starts, plan_done, join_start)
+    joiner = call_time(item.joiner_reply(), ttft=ttft if join_ttft is None else join_ttft, tps=tps)
+    return Oracle(join_start + joiner, starts, plan_done, join_start)

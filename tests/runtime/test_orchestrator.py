@@ -357,8 +357,11 @@ async def test_baseline_modes(mode: str) -> None:
         "plan_then_execute": [PLAN],
     }[mode]
     sim = SimulatedLLM([*turns, finish("1.5011")], latency=FAST)
+    # the turn modes' plan-text turns are for plain servers (native tool calls elsewhere:
+    # tests/runtime/test_native_turns.py)
+    dialect = "vllm" if mode == "plan_then_execute" else "plain"
     with anyio.fail_after(20):
-        async with served(sim) as llm:
+        async with served(sim, dialect) as llm:
             result = await Orchestrator(lab.tools, llm, mode=mode).run("ratio?")  # type: ignore[arg-type]
     assert result.status == "finished", result.reason
     assert result.results[3] == 1.5011
@@ -470,6 +473,7 @@ async def test_execute_plan_starts_the_critical_path_first_under_a_concurrency_l
 
 @pytest.mark.parametrize("mode", ["react", "parallel_fc"])
 async def test_a_user_message_during_a_turn_reaches_the_next_turn_and_the_result(mode: str) -> None:
+    """The plan-text turns of plain servers (native turns: tests/runtime/test_native_turns.py)."""
     lab = Lab()
     lab.gate = anyio.Event()  # the first turn's call waits until the message has been sent
     heard: list[bool] = []
@@ -486,7 +490,7 @@ async def test_a_user_message_during_a_turn_reaches_the_next_turn_and_the_result
 
     sim = SimulatedLLM(script, latency=FAST)
     with anyio.fail_after(20):
-        async with served(sim) as llm, Orchestrator(lab.tools, llm, mode=mode) as orch:  # type: ignore[arg-type]
+        async with served(sim, "plain") as llm, Orchestrator(lab.tools, llm, mode=mode) as orch:  # type: ignore[arg-type]
             run = orch.start("how high?")
             async with aclosing(run.events()) as stream:
                 async for event in stream:

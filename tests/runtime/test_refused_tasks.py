@@ -38,6 +38,7 @@ PLAN_WITH_REFUSAL = (
 
 
 # -- the LLM modes: a refused task is reported to the planner, which continues -------------------
+# (the turn modes' plan-text turns, as on plain servers; native turns: test_native_turns.py)
 
 
 @pytest.mark.parametrize("mode", ["stream", "react", "parallel_fc"])
@@ -57,7 +58,7 @@ async def test_a_refused_call_is_reported_to_the_planner_in_every_mode(mode: str
 
     sim = SimulatedLLM(script, latency=FAST)
     with anyio.fail_after(20):
-        async with served(sim) as llm:
+        async with served(sim, "vllm" if mode == "stream" else "plain") as llm:
             orch = Orchestrator(with_forecast(lab), llm, mode=mode)  # type: ignore[arg-type]
             result = await orch.run("height of everest?")
     assert result.status == "finished", result.reason
@@ -87,7 +88,7 @@ async def test_calls_before_a_refused_one_run_and_later_ones_are_dropped(mode: s
 
     sim = SimulatedLLM(script, latency=FAST)
     with anyio.fail_after(20):
-        async with served(sim) as llm:
+        async with served(sim, "vllm" if mode == "stream" else "plain") as llm:
             orch = Orchestrator(with_forecast(lab), llm, mode=mode)  # type: ignore[arg-type]
             result = await orch.run("half of everest?")
     assert result.status == "finished", result.reason
@@ -102,7 +103,7 @@ async def test_refusals_count_against_the_replan_bound_in_every_mode(mode: str) 
     lab = Lab()
     sim = SimulatedLLM(['1. forecast(city="oslo")\n2. join()\n', finish("no forecast")], latency=FAST)
     with anyio.fail_after(20):
-        async with served(sim) as llm:
+        async with served(sim, "vllm" if mode == "stream" else "plain") as llm:
             orch = Orchestrator(with_forecast(lab), llm, mode=mode, budget=Budget(max_replans=0))  # type: ignore[arg-type]
             result = await orch.run("weather in oslo?")
     assert result.status == "stopped", result.reason

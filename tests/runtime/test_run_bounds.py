@@ -262,7 +262,7 @@ async def test_a_cost_budget_cuts_a_parallel_function_calling_turn_before_its_ca
     prices = Prices(prompt=0.0, completion=1_000_000.0)
     sim = SimulatedLLM([LONG_PLAN, finish("never asked")], latency=FAST)
     with anyio.fail_after(30):
-        async with served(sim, prices=prices) as llm:
+        async with served(sim, "plain", prices=prices) as llm:  # plan-text turns (native: test_native_turns)
             orch = Orchestrator(lab.tools, llm, mode="parallel_fc", budget=Budget(max_cost=float(three)))
             result = await orch.run("q")
     assert result.status == "stopped"

@@ -18,9 +18,9 @@ from ._dialects import (
     grammar_form,
     shape_request,
 )
-from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, FunctionCall, Message, RetryPolicy, Timeouts
 from ._local import LocalModel, chat_text
-from ._model import Model
+from ._model import Model, ToolCallingModel
 from ._planner import (
     JOINER_MAX_TOKENS,
     PLAN_TOKENS_PER_TASK,
@@ -30,7 +30,16 @@ from ._planner import (
     PlanRound,
     parse_decision,
 )
-from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages, tool_catalog
+from ._prompts import (
+    PlanContext,
+    TaskReport,
+    joiner_messages,
+    planner_messages,
+    render_results,
+    tool_catalog,
+    tool_specs,
+    turn_messages,
+)
 from ._settings import ENV_VARS, ModelDefaults, ModelSettings, resolve_model
 from ._usage import Prices, Usage, estimate_tokens
 
@@ -44,6 +53,7 @@ __all__ = [
     "LLM",
     "PLAN_TOKENS_PER_TASK",
     "Dialect",
+    "FunctionCall",
     "GrammarForm",
     "GrammarSpec",
     "JoinDecision",
@@ -62,6 +72,7 @@ __all__ = [
     "RetryPolicy",
     "TaskReport",
     "Timeouts",
+    "ToolCallingModel",
     "Usage",
     "chat_text",
     "estimate_tokens",
@@ -69,7 +80,10 @@ __all__ = [
     "joiner_messages",
     "parse_decision",
     "planner_messages",
+    "render_results",
     "resolve_model",
     "shape_request",
     "tool_catalog",
+    "tool_specs",
+    "turn_messages",
 ]

@@ -1,7 +1,8 @@
 """LLM: a client for OpenAI-compatible servers with dialects, retries, timeouts and usage.
 
 The planner streams plans with :meth:`LLM.stream`; the joiner asks for structured output with
-:meth:`LLM.complete`. Both put the grammar where the server's dialect wants it (see
+:meth:`LLM.complete`; the turn baselines (``react``, ``parallel_fc``) make native tool calls with
+:meth:`LLM.stream_calls`. All put the grammar where the server's dialect wants it (see
 ``_dialects.py``), retry what can be retried, and add token usage and cost into ``LLM.usage`` and
 into the ``usage=`` meter the caller passes.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import json
 import math
 import random
 import re
@@ -58,6 +60,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "LLM",
+    "FunctionCall",
     "Message",
     "RetryPolicy",
     "Timeouts",
@@ -66,8 +69,63 @@ __all__ = [
 _log = get_logger("tomasulo.llm")
 _DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # a Retry-After in seconds
 
-Message = Mapping[str, str]
-"""A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
+Message = Mapping[str, Any]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``; in a
+tool-calling conversation also an assistant turn's ``tool_calls`` and ``{"role": "tool",
+"tool_call_id": ..., "content": ...}`` results (see :meth:`FunctionCall.message`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A native tool call the model made (an entry of chat ``tool_calls``).
+
+    ``arguments`` is the JSON text as the model wrote it; :meth:`args` reads it.
+    """
+
+    id: str
+    name: str
+    arguments: str
+
+    def args(self) -> dict[str, Any]:
+        """The arguments as an object.
+
+        Raises:
+            LLMResponseError: they are not a JSON object (the message names the call).
+        """
+        try:
+            value = json.loads(self.arguments or "{}")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise LLMResponseError(
+                f"the model's call of {self.name!r} (id {self.id!r}) has arguments that are not "
+                f"JSON ({exc}): {self.arguments[:120]!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise LLMResponseError(
+                f"the model's call of {self.name!r} (id {self.id!r}) has arguments that are not a "
+                f"JSON object: {self.arguments[:120]!r}"
+            )
+        return value
+
+    def wire(self) -> dict[str, Any]:
+        """The call as an assistant message's ``tool_calls`` entry carries it back to the model."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    def result_message(self, content: str) -> dict[str, Any]:
+        """The ``tool`` message that answers this call with ``content``."""
+        return {"role": "tool", "tool_call_id": self.id, "content": content}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tools:
+    """The tool fields of a chat request."""
+
+    tools: list[dict[str, Any]]
+    choice: Any
+    parallel: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +221,12 @@ class LLM:
         max_tokens: a cap on every answer's length (None: only the caller's); a request
             asks for the smaller of this and the caller's ``max_tokens``. Set it below the
             server's context length on servers that refuse longer requests (vLLM).
+        prefix_cache: the server keeps a prefix cache (vLLM's automatic prefix caching, SGLang's
+            radix cache, OpenAI's prompt caching). The joiner's prompt then starts with the
+            planner's (its system text and the question), so the server prefills only the plan
+            and the results; worth it when questions are long. Off by default: without a cache
+            it only adds prompt tokens and prefill time (a replan's prompt extends the first
+            plan's either way). See docs/benchmarks.md, "Prompts and the prefix cache".
     """
 
     def __init__(
@@ -181,6 +245,7 @@ class LLM:
         top_p: float | None = None,
         seed: int | None = None,
         max_tokens: int | None = None,
+        prefix_cache: bool = False,
     ) -> None:
         import openai  # imported on first use: it is slow to import
 
@@ -199,6 +264,7 @@ class LLM:
         self.top_p = top_p
         self.seed = seed
         self.max_tokens = max_tokens
+        self.prefix_cache = prefix_cache
         self.usage = Usage()
         backstop = timeouts.read + timeouts.connect
         self._owns_client = http_client is None  # an injected client is the caller's to close
@@ -323,6 +389,63 @@ class LLM:
             self._account(call, text, usage)
         return text
 
+    async def stream_calls(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]],
+        tool_choice: Any = "auto",
+        parallel_tool_calls: bool | None = None,
+        max_tokens: int | None = None,
+        usage: Usage | None = None,
+        watch: Callable[[Usage], None] | None = None,
+    ) -> AsyncGenerator[str | FunctionCall, None]:
+        """One turn of native tool calling: yield the model's text as it arrives and each
+        :class:`FunctionCall` as soon as it is complete.
+
+        The request is a chat completion with ``tools`` (OpenAI's function definitions,
+        ``{"type": "function", "function": {"name", "description", "parameters"}}``),
+        ``tool_choice`` and, when not None, ``parallel_tool_calls``, on every dialect: the
+        servers that take a plan grammar all take tools on chat completions. The streamed
+        ``tool_calls`` deltas are put together by their ``index``: a call is complete when the
+        next call starts or the answer ends. A turn that answers with text and no call is the
+        model's answer. Retries, timeouts, ``watch``, usage and truncation are as for
+        :meth:`stream` (a turn is retried until its first text or call).
+
+        Example::
+
+            async for item in llm.stream_calls(messages, tools=specs, parallel_tool_calls=False):
+                if isinstance(item, FunctionCall):
+                    print(item.name, item.args())
+        """
+        request = _Tools([dict(t) for t in tools], tool_choice, parallel_tool_calls)
+        call = _Call(
+            self,
+            _as_messages(messages),
+            RequestShape(),
+            self._cap(max_tokens),
+            None,
+            stream=True,
+            tools=request,
+        )
+        try:
+            text: str | None = await call.open()
+            while text is not None:
+                if text:
+                    yield text
+                for done in call.take_calls():
+                    yield done
+                if watch is not None and call.chunks:
+                    watch(self._live(call, usage))
+                text = await call.next_text()
+            for done in call.take_calls(final=True):
+                yield done
+            call.check_finish()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await call.close()
+            self._account(call, call.text(), usage)
+
     def _cap(self, max_tokens: int | None) -> int | None:
         """The request's ``max_tokens``: the smaller of the caller's and the LLM's cap."""
         caps = [n for n in (max_tokens, self.max_tokens) if n is not None]
@@ -342,7 +465,7 @@ class LLM:
         return delta + usage if usage is not None else delta
 
 
-def _as_messages(messages: str | Sequence[Message]) -> list[dict[str, str]]:
+def _as_messages(messages: str | Sequence[Message]) -> list[dict[str, Any]]:
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
     return [dict(m) for m in messages]
@@ -354,12 +477,13 @@ class _Call:
     def __init__(
         self,
         llm: LLM,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         shape: RequestShape,
         max_tokens: int | None,
         stop: Sequence[str] | None,
         *,
         stream: bool,
+        tools: _Tools | None = None,
     ) -> None:
         self.llm = llm
         self.messages = messages
@@ -376,6 +500,40 @@ class _Call:
         self._prompt_tokens: int | None = None
         self._stream: Any = None
         self.finish_reason: str | None = None  # as the server said; "length" means cut off
+        self.tools = tools
+        self._calls: list[list[str]] = []  # tool calls of the open stream: [id, name, arguments]
+        self._taken = 0  # how many of them were handed out
+
+    def take_calls(self, *, final: bool = False) -> list[FunctionCall]:
+        """The tool calls completed since the last take: all but the one still streaming, or
+        (``final``) all of them."""
+        end = len(self._calls) if final else len(self._calls) - 1
+        out = [FunctionCall(*c) for c in self._calls[self._taken : end]]
+        self._taken = max(self._taken, end)
+        return out
+
+    def _add_call_deltas(self, deltas: Any) -> None:
+        """Put streamed ``tool_calls`` deltas together by their ``index`` (OpenAI sends the id
+        and name once, then the arguments in pieces; some servers send each call whole)."""
+        for entry in deltas:
+            index = getattr(entry, "index", None)
+            function = getattr(entry, "function", None)
+            name = getattr(function, "name", None) or ""
+            piece = getattr(function, "arguments", None) or ""
+            call_id = getattr(entry, "id", None) or ""
+            if index is None or index == len(self._calls):  # a new call (whole, if no index)
+                self._calls.append([call_id or f"call_{len(self._calls)}", name, piece])
+            elif not 0 <= index < len(self._calls):
+                what = f"sent tool call index {index} after {len(self._calls)} calls"
+                raise LLMResponseError(self._where(what), partial=self.text())
+            elif index < self._taken:
+                what = f"sent more of tool call {index} after a later call had started"
+                raise LLMResponseError(self._where(what), partial=self.text())
+            else:
+                current = self._calls[index]
+                current[1] = current[1] or name
+                current[2] += piece
+            self._chars += len(name) + len(piece)
 
     def text(self) -> str:
         """The text the stream has produced so far (joined here, not once per chunk)."""
@@ -428,6 +586,7 @@ class _Call:
 
         self.requests += 1
         self.chunks, self._pieces, self._chars = 0, [], 0
+        self._calls, self._taken = [], 0
         self.finish_reason = None
         budget, by_total = self._budget()
         try:
@@ -437,7 +596,7 @@ class _Call:
                 self._stream = await self._create()
                 await self._check_content_type()
             while (first := await self.next_text()) is not None:
-                if first:  # skip role-only and bookkeeping chunks: retry until real text
+                if first or self._calls:  # skip role-only and bookkeeping chunks: retry until output
                     return first
             return ""
         except LLMError:
@@ -510,6 +669,11 @@ class _Call:
             common["stop"] = self.stop
         if self.streaming:
             common["stream_options"] = {"include_usage": True}
+        if self.tools is not None:
+            common["tools"] = self.tools.tools
+            common["tool_choice"] = self.tools.choice
+            if self.tools.parallel is not None:
+                common["parallel_tool_calls"] = self.tools.parallel
         if shape.response_format is not None:
             common["response_format"] = shape.response_format
         if shape.extra_body:
@@ -590,6 +754,8 @@ class _Call:
             if getattr(choice, "finish_reason", None):
                 self.finish_reason = str(choice.finish_reason)
             delta = getattr(choice, "delta", None)
+            if delta is not None and self.tools is not None and getattr(delta, "tool_calls", None):
+                self._add_call_deltas(delta.tool_calls)
             text = getattr(delta, "content", None) if delta is not None else choice.text
             return text or ""
         if kind in ("response.custom_tool_call_input.delta", "response.output_text.delta"):
@@ -673,7 +839,7 @@ class _Call:
 
     def _prompt_estimate(self) -> int:
         if self._prompt_tokens is None:
-            text = "\n".join(m.get("content", "") for m in self.messages)
+            text = "\n".join(str(m.get("content") or "") for m in self.messages)
             self._prompt_tokens = estimate_tokens(text)
         return self._prompt_tokens
 

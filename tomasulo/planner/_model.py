@@ -25,13 +25,13 @@ between servers, recording and replay) without the planner knowing::
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ._dialects import GrammarForm, GrammarSpec
 from ._usage import Usage
 
-__all__ = ["Model"]
+__all__ = ["Model", "ToolCallingModel"]
 
 
 @runtime_checkable
@@ -82,4 +82,25 @@ class Model(Protocol):
         usage: Usage | None = None,
     ) -> str:
         """The model's whole answer (see :meth:`LLM.complete`)."""
+        ...
+
+
+@runtime_checkable
+class ToolCallingModel(Model, Protocol):
+    """A :class:`Model` that also speaks native tool calling (``tools=`` in a chat completion),
+    as :meth:`LLM.stream_calls <tomasulo.planner.LLM.stream_calls>` does: the ``react`` and
+    ``parallel_fc`` baselines use it; a model without it runs them as plan-text turns."""
+
+    def stream_calls(
+        self,
+        messages: Sequence[Any],
+        *,
+        tools: Sequence[Mapping[str, Any]],
+        tool_choice: Any = "auto",
+        parallel_tool_calls: bool | None = None,
+        max_tokens: int | None = None,
+        usage: Usage | None = None,
+        watch: Callable[[Usage], None] | None = None,
+    ) -> AsyncIterator[Any]:
+        """One turn: the model's text as it arrives, and each call as soon as it is complete."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -38,6 +38,8 @@ log = get_logger("tomasulo.planner")
 PLAN_TOKENS_PER_TASK = 256
 #: ``max_tokens`` of a joiner call: a thought and an answer, not an essay.
 JOINER_MAX_TOKENS = 1024
+#: Grammar specs a planner keeps (by toolset, task cap and first id), oldest dropped first.
+_MAX_SPECS = 256
 
 PLAN_REPAIR = (
     "That answer holds no plan. Write the plan itself now, one task per line as "
@@ -84,6 +86,10 @@ class PlanRound:
         #: Called with each piece of the model's text as it arrives, before it is parsed (the
         #: run times the first one and passes the text on as ``PlanDelta`` events).
         self.on_text: Callable[[str], None] | None = None
+        #: The messages of the round's request, once :meth:`tasks` has sent it. Their first two
+        #: (system text, question) are the same for every call of a run: the joiner's prompt
+        #: starts with them (``Joiner.decide(prefix=...)``), so a prefix cache serves them.
+        self.messages: list[dict[str, str]] = []
 
     def _make_parser(self) -> PlanStream | JsonPlanStream:
         ctx, tools = self.ctx, self.planner.tools
@@ -93,19 +99,27 @@ class PlanRound:
 
     async def _prepare(self) -> None:
         """Build the one form of the grammar the model reads (off the event loop: a first build
-        takes milliseconds); the parser was made with the round."""
+        takes milliseconds), or take it from the planner's cache; the parser was made with the round."""
         planner, ctx, form = self.planner, self.ctx, self.form
         if planner.use_grammar and form is not None:
+            key = (planner.tools.fingerprint(), ctx.max_tasks, ctx.start_id, form)
+            spec = planner._specs.get(key)
+            if spec is None:  # built once per (toolset, cap, start, form), off the loop
 
-            def build() -> GrammarSpec:
-                g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
-                if form == "gbnf":
-                    return GrammarSpec(gbnf=g.gbnf())
-                if form == "lark":
-                    return GrammarSpec(lark=g.lark())
-                return GrammarSpec(json_schema=g.json_schema())
+                def build() -> GrammarSpec:
+                    g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
+                    if form == "gbnf":
+                        return GrammarSpec(gbnf=g.gbnf())
+                    if form == "lark":
+                        return GrammarSpec(lark=g.lark())
+                    return GrammarSpec(json_schema=g.json_schema())
 
-            self.grammar = await anyio.to_thread.run_sync(build)
+                spec = await anyio.to_thread.run_sync(build)
+                if len(planner._specs) >= _MAX_SPECS:
+                    planner._specs.pop(next(iter(planner._specs)))
+                planner._specs[key] = spec
+            # a plan that starts at once: a thread hop costs milliseconds on a busy machine
+            self.grammar = spec
 
     @property
     def text(self) -> str:
@@ -148,6 +162,7 @@ class PlanRound:
         """
         await self._prepare()
         messages = planner_messages(self.planner.tools, self.ctx, output=self.output)
+        self.messages = messages
         async for task in self._stream(messages):
             yield task
         if self.compat and not self.plan.tasks and not self.joined:
@@ -244,6 +259,7 @@ class Planner:
         self.tools = tools
         self.use_grammar = use_grammar
         self.tokens_per_task = tokens_per_task
+        self._specs: dict[tuple[str, int, int, str], GrammarSpec] = {}  # see PlanRound._prepare
 
     def max_tokens(self, max_tasks: int) -> int:
         """The ``max_tokens`` of a plan of at most ``max_tasks`` tasks (and its join)."""
@@ -333,6 +349,7 @@ class Joiner:
         force_finish: bool = False,
         on_answer: Callable[[str], None] | None = None,
         proposed: str | None = None,
+        prefix: Sequence[Mapping[str, str]] | None = None,
     ) -> JoinDecision:
         """One structured-output call; ``force_finish`` asks for an answer with what exists.
 
@@ -341,13 +358,22 @@ class Joiner:
         a caller can show the first words before the decision is complete. A stream that
         breaks off after its first text is asked again without streaming. ``proposed`` is the
         plan's answer template, rendered, shown to the joiner as the plan's proposed answer.
+
+        ``prefix`` is the planner's first messages (``PlanRound.messages``): on a server with
+        a prefix cache (``LLM(prefix_cache=True)``) the joiner's prompt extends the planner's
+        (see :func:`~tomasulo.planner.joiner_messages`); otherwise it is ignored and the joiner
+        has its own short prompt.
         """
+        if not getattr(self.llm, "prefix_cache", False):  # a Model need not have the setting
+            prefix = None
         from ..grammar import joiner_schema
 
         schema = joiner_schema()
         if force_finish:
             schema = schema["oneOf"][0]
-        messages = joiner_messages(question, plan, reports, force_finish=force_finish, proposed=proposed)
+        messages = joiner_messages(
+            question, plan, reports, force_finish=force_finish, proposed=proposed, prefix=prefix
+        )
         error: LLMResponseError | None = None
         for attempt in (1, 2):
             text = ""

@@ -1,4 +1,13 @@
-"""Prompts for the planner and the joiner, built from the toolset and the run so far."""
+"""Prompts for the planner and the joiner, built from the toolset and the run so far.
+
+The prompts are laid out for servers with a prefix cache (vLLM's automatic prefix caching,
+SGLang's radix cache, OpenAI's prompt caching): every call of a run starts with the same
+messages, the planner's system text (tools, rules, examples: the same for every run with the
+same toolset and settings) and the question. A replan and the joiner extend that prefix with
+the plan so far (as the assistant's turn) and a user turn with the results and what is asked,
+so a caching server prefills only the new part. Nothing that changes between the calls of a run
+(the next task number, the results) is written into the shared part.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +26,8 @@ __all__ = [
     "planner_messages",
     "render_results",
     "tool_catalog",
+    "tool_specs",
+    "turn_messages",
 ]
 
 #: Results longer than this are clipped in prompts (the full value stays addressable as $k).
@@ -24,7 +35,8 @@ MAX_RESULT_CHARS = 1200
 
 TEXT_RULES = """\
 Write the plan in this exact format:
-- One task per line: `N. tool(arg, key=value)`. Task numbers start at {start_id} and rise by one.
+- One task per line: `N. tool(arg, key=value)`. Task numbers start at 1 (a continuation starts at the
+  number it is given) and rise by one.
 - Argument values are JSON literals: "double-quoted strings", numbers, true, false, null, [arrays],
   {{"objects": 1}}. Positional arguments come first, in the order the tool lists them.
 - `$k` passes task k's result as a typed value; `$k.field` and `$k[0]` select a part of it.
@@ -37,8 +49,9 @@ Write the plan in this exact format:
 - Use at most {max_tasks} tasks."""
 
 JSON_RULES = """\
-Answer with one JSON object: {{"tasks": [{{"id": {start_id}, "tool": "name", "args": {{...}}}}, ...]}}.
-- Task ids start at {start_id} and rise by one; arguments are given by name in "args".
+Answer with one JSON object: {{"tasks": [{{"id": 1, "tool": "name", "args": {{...}}}}, ...]}}.
+- Task ids start at 1 (a continuation starts at the id it is given) and rise by one; arguments
+  are given by name in "args".
 - {{"$ref": k}} passes task k's result as a typed value; {{"$ref": k, "path": "field[0]"}} selects a
   part of it; "${{k}}" inside a string inserts task k's result as text. Refer only to smaller ids.
 - Tasks that do not need each other's results must not refer to each other: they run in parallel.
@@ -291,10 +304,13 @@ def render_results(reports: Sequence[TaskReport]) -> str:
 def planner_messages(
     tools: Toolset, ctx: PlanContext, *, output: Literal["text", "json"]
 ) -> list[dict[str, str]]:
-    """The chat messages asking for a plan (or, on a replan, for its continuation)."""
-    rules = (TEXT_RULES if output == "text" else JSON_RULES).format(
-        start_id=ctx.start_id, max_tasks=ctx.max_tasks
-    )
+    """The chat messages asking for a plan (or, on a replan, for its continuation).
+
+    The first two messages (system, question) are the same for every call of the run; a replan
+    adds the plan so far as the assistant's turn and a user turn with the results, the
+    interrupts and where to continue (see the module's docstring).
+    """
+    rules = (TEXT_RULES if output == "text" else JSON_RULES).format(max_tasks=ctx.max_tasks)
     example = TEXT_EXAMPLE if output == "text" else JSON_EXAMPLE
     system = (
         "You are the planner of a parallel tool-calling system. Given a question, write a plan of "
@@ -305,21 +321,37 @@ def planner_messages(
         system += f"\n\nExample {i + 2}:\n{extra}"
     if ctx.instructions.strip():
         system += f"\n\nInstructions:\n{ctx.instructions.strip()}"
-    user = [f"Question: {ctx.question}"]
-    if ctx.plans:
-        user.append("Plan so far:\n" + "\n".join(p.rstrip() for p in ctx.plans))
-    if ctx.reports:
-        user.append("Results so far:\n" + render_results(ctx.reports))
+    question = f"Question: {ctx.question}"
+    if not (ctx.plans or ctx.reports) and ctx.start_id != 1:
+        question += f"\n\nNumber the tasks from {ctx.start_id}."
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    if not (ctx.plans or ctx.reports or ctx.interrupts or ctx.feedback):
+        return messages
+    tail = _run_so_far(ctx.plans, ctx.reports, messages)
     if ctx.interrupts:
-        user.append("Interrupted: " + "; ".join(ctx.interrupts))
+        tail.append("Interrupted: " + "; ".join(ctx.interrupts))
     if ctx.feedback:
-        user.append(f"Feedback: {ctx.feedback}")
-    if ctx.plans or ctx.reports:
-        user.append(
-            f"Continue the plan from task {ctx.start_id}. Earlier results stay available as $k; "
-            "do not repeat tasks that succeeded."
-        )
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(user)}]
+        tail.append(f"Feedback: {ctx.feedback}")
+    tail.append(
+        f"Continue the plan from task {ctx.start_id}. Earlier results stay available as $k; "
+        "do not repeat tasks that succeeded."
+    )
+    messages.append({"role": "user", "content": "\n\n".join(tail)})
+    return messages
+
+
+def _run_so_far(
+    plans: Sequence[str], reports: Sequence[TaskReport], messages: list[dict[str, str]]
+) -> list[str]:
+    """Append the plan so far to ``messages`` as the assistant's turn; return the start of the
+    user turn after it (the results)."""
+    plan = "\n".join(p.rstrip() for p in plans if p.strip())
+    messages.append({"role": "assistant", "content": plan or "(no tasks yet)"})
+    return ["Results so far:\n" + render_results(reports)] if reports else []
+
+
+#: What the joiner is asked to do (after its system text, or at the end of the planner's prompt).
+JOINER_TASK = "read the question, the plan and the results of its tasks, then decide."
 
 
 def joiner_messages(
@@ -329,9 +361,17 @@ def joiner_messages(
     *,
     force_finish: bool = False,
     proposed: str | None = None,
+    prefix: Sequence[Mapping[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages asking the joiner to finish with an answer or to ask for a replan
-    (``proposed``: the plan's answer template, rendered with the results)."""
+    """The chat messages asking the joiner to finish with an answer or to ask for a replan.
+
+    ``proposed`` is the plan's answer template, rendered with the results. ``prefix`` is the
+    planner's first two messages (its system text and the question, see
+    :attr:`PlanRound.messages <tomasulo.planner.PlanRound.messages>`): the joiner's prompt
+    then extends the planner's, with the plan as the assistant's turn and the results and
+    the joiner's instructions after it, so a server with a prefix cache prefills only those.
+    Without it the joiner has a short system text of its own.
+    """
     plan_text = plan if isinstance(plan, str) else plan.to_text()
     how = (
         'Answer with JSON: {"thought": "...", "action": "finish", "answer": "..."}'
@@ -340,11 +380,66 @@ def joiner_messages(
         'results answer the question, or {"thought": "...", "action": "replan", "feedback": "..."} '
         "saying what is missing."
     )
-    system = (
-        "You are the joiner of a parallel tool-calling system. Read the question, the plan and the "
-        f"results of its tasks, then decide.\n{how}"
+    proposal = (
+        None
+        if proposed is None
+        else f"The plan's proposed answer (its join template, filled in):\n{_clip(proposed)}"
     )
-    user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
-    if proposed is not None:
-        user += f"\n\nThe plan's proposed answer (its join template, filled in):\n{_clip(proposed)}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if prefix is None:
+        system = f"You are the joiner of a parallel tool-calling system. {JOINER_TASK.capitalize()}\n{how}"
+        user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
+        if proposal is not None:
+            user += f"\n\n{proposal}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    messages = [dict(m) for m in prefix[:2]]
+    tail = _run_so_far([plan_text], reports, messages) or ["Results so far: none"]
+    if proposal is not None:
+        tail.append(proposal)
+    tail.append(f"You are now the joiner: {JOINER_TASK}\n{how}")
+    messages.append({"role": "user", "content": "\n\n".join(tail)})
+    return messages
+
+
+def tool_specs(tools: Toolset) -> list[dict[str, Any]]:
+    """The toolset as OpenAI function definitions, for native tool calling (``tools=``).
+
+    >>> from tomasulo.tools import Toolset, tool
+    >>> @tool
+    ... def search(query: str) -> str:
+    ...     "Look something up."
+    >>> spec = tool_specs(Toolset([search]))[0]
+    >>> spec["type"], spec["function"]["name"], spec["function"]["parameters"]["required"]
+    ('function', 'search', ['query'])
+    """
+    out = []
+    for t in tools:
+        function: dict[str, Any] = {"name": t.name, "parameters": dict(t.input_schema)}
+        if t.description:
+            function["description"] = _first_paragraph(t.description)
+        out.append({"type": "function", "function": function})
+    return out
+
+
+TURN_RULES = {
+    "react": "Call one tool per turn and wait for its result before the next call.",
+    "parallel_fc": (
+        "In each turn, call every tool that can run now (the calls of one turn run at once and "
+        "cannot use each other's results); use earlier turns' results in later turns."
+    ),
+}
+
+
+def turn_messages(
+    question: str, mode: Literal["react", "parallel_fc"], *, instructions: str = ""
+) -> list[dict[str, str]]:
+    """The first messages of a native tool-calling conversation (the ``react`` and
+    ``parallel_fc`` baselines): a system text and the question. The run appends each turn's
+    calls and their results; the model answers in plain text, with no call, when it can."""
+    system = (
+        "You answer questions with the tools you are given. "
+        f"{TURN_RULES[mode]} When the results answer the question, reply with the answer alone, "
+        "in plain text, and call no tool."
+    )
+    if instructions.strip():
+        system += f"\n\nInstructions:\n{instructions.strip()}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Question: {question}"}]

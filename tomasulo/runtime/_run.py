@@ -151,6 +151,9 @@ class Run:
         self.deadline_hit = False
         self._warnings: list[str] = []
         self.current_call: _LLMCall | None = None  # the LLM call in progress
+        #: The planner's first messages (system text, question), set by the first plan round: on
+        #: a server with a prefix cache the joiner's prompt starts with them (``LLM.prefix_cache``).
+        self.prompt_prefix: list[dict[str, str]] | None = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -475,6 +478,7 @@ class Run:
                 self.usage,
                 on_answer=deltas.hook(),
                 proposed=proposed,
+                prefix=self.prompt_prefix,
             )
         deltas.flush()
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
@@ -500,6 +504,7 @@ class Run:
                             self.usage,
                             force_finish=True,
                             on_answer=deltas.hook(),
+                            prefix=self.prompt_prefix,
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer

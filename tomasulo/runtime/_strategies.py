@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import anyio
 
-from ..dispatcher import Dispatcher
-from ..exceptions import BudgetExceeded, ConfigError, LLMError, LLMTruncated, PlanError
-from ..grammar import Plan, Task
-from ..planner import PlanRound
+from ..dispatcher import Dispatcher, Outcome
+from ..exceptions import BudgetExceeded, ConfigError, LLMError, LLMResponseError, LLMTruncated, PlanError
+from ..grammar import Plan, Task, stringify
+from ..planner import FunctionCall, Planner, PlanRound, ToolCallingModel, tool_specs, turn_messages
 from ._events import PlanFinished, PlanStarted
 from ._resume import Resumed
 from ._run import USER_SAID, Run, Stop, Strategy, _text
@@ -72,6 +72,8 @@ class StreamingRounds:
                 with run.llm_call("plan", planner.llm, plan_no) as call:
                     rnd.on_text = call.on_text
                     preempted, problem = await self._stream_plan(run, d, rnd, plan_no)
+                if run.prompt_prefix is None and rnd.messages:
+                    run.prompt_prefix = rnd.messages[:2]  # the joiner's prompt extends the planner's
                 run.plans.append(rnd.plan_text())
                 run.emit(
                     PlanFinished,
@@ -208,9 +210,20 @@ class StreamingRounds:
 
 @dataclass(frozen=True, slots=True)
 class BaselineTurns:
-    """The baselines: one LLM turn after another, each a batch of calls that all run before
-    the next turn (``parallel_fc``), or a single call (``one_call=True``: ``react``). A turn
-    with no call ends the work; the joiner then gives the answer.
+    """The baselines, as their peers run them: one LLM turn after another, each a batch of
+    calls that all run before the next turn (``parallel_fc``: OpenAI parallel function
+    calling), or a single call (``one_call=True``: ``react``).
+
+    Turns use native tool calling (:meth:`LLM.stream_calls <tomasulo.planner.LLM.stream_calls>`):
+    the toolset goes in ``tools``, ``parallel_tool_calls`` is false for ``react``, each call's
+    result goes back as a ``tool`` message, and a turn that answers with text and no call is
+    the run's answer: no joiner call. Each turn's prompt is the conversation so far, so it
+    extends the one before (a prefix cache serves it). Calls cannot refer to each other's
+    results (``$k``): the model copies what it needs into the arguments, as with any function
+    calling API.
+
+    On the ``plain`` dialect (a server that may not take ``tools``) the turns are plan text
+    instead, one task (``react``) or one batch per turn, and the joiner writes the answer.
     """
 
     mode: Mode = "parallel_fc"
@@ -221,6 +234,94 @@ class BaselineTurns:
     async def drive(self, run: Run, d: Dispatcher) -> None:
         """Turn after turn: the model calls tools (or none, to answer), the calls run, repeat."""
         planner = run.require_planner()
+        llm = planner.llm
+        # a model that takes no grammar (``plain``) may not take ``tools`` either
+        if llm.grammar_form() is None or not isinstance(llm, ToolCallingModel):
+            await self._text_turns(run, d, planner)
+            return
+        specs = tool_specs(run.config.tools)
+        mode: Literal["react", "parallel_fc"] = "react" if self.one_call else "parallel_fc"
+        messages: list[dict[str, Any]] = turn_messages(run.query, mode, instructions=run.instructions)
+        max_tokens = planner.max_tokens(1 if self.one_call else run.config.max_tasks)
+        next_id = 1
+        for turn in range(1, run.config.max_turns + 1):
+            run.check_budget()
+            run.emit(PlanStarted, plan=turn, start_id=next_id, reason="" if turn == 1 else "next turn")
+            text: list[str] = []
+            calls: list[FunctionCall] = []
+            try:
+                with run.llm_call("turn", llm, turn) as record:
+                    stream = llm.stream_calls(
+                        messages,
+                        tools=specs,
+                        parallel_tool_calls=not self.one_call,
+                        max_tokens=max_tokens,
+                        usage=run.usage,
+                        watch=run.config.budget.check,
+                    )
+                    async with aclosing(stream) as items:
+                        async for item in items:
+                            if isinstance(item, FunctionCall):
+                                line = _task_line(next_id + len(calls), item)
+                                calls.append(item)
+                                record.on_text(line)
+                            else:
+                                text.append(item)
+            except BudgetExceeded as e:
+                run.plans.append(_turn_text(next_id, calls))
+                raise Stop("stopped", f"{e} while turn {turn} streamed; its calls did not run") from None
+            run.plans.append(_turn_text(next_id, calls))
+            run.emit(PlanFinished, plan=turn, tasks=len(calls), joined=not calls)
+            if not calls:  # the model answered
+                run.answer = "".join(text).strip()
+                return
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(text) or None,
+                    "tool_calls": [c.wire() for c in calls],
+                }
+            )
+            submitted, problem = self._submit_calls(run, d, next_id, calls, turn)
+            await d.wait()
+            outcomes = d.outcomes
+            for tid, call in zip(range(next_id, next_id + len(calls)), calls, strict=True):
+                messages.append(call.result_message(_result_text(outcomes.get(tid), submitted.get(tid))))
+            # what else was said during the turn (a user's message) is heard in the next turn
+            # and kept in the result, never dropped
+            for said in (m for m in run.drain_signals() if m.startswith(USER_SAID)):
+                run.interrupts.append(said)
+                messages.append({"role": "user", "content": said[0].upper() + said[1:]})
+            next_id += len(calls)  # turns number their calls; ids are never reused
+            if problem is not None:  # the model hears why in the call's result, as a replan would
+                run.interrupts.append(problem)
+                run.replan_allowed(problem)
+        raise Stop("stopped", f"turn bound reached ({run.config.max_turns})")
+
+    def _submit_calls(
+        self, run: Run, d: Dispatcher, first_id: int, calls: list[FunctionCall], turn: int
+    ) -> tuple[dict[int, str], str | None]:
+        """Submit a turn's calls as tasks; returns why each one not submitted was not, and the
+        first problem. As in streaming mode, the calls before a refused one run and the rest
+        are dropped."""
+        why: dict[int, str] = {}
+        problem: str | None = None
+        for tid, call in zip(range(first_id, first_id + len(calls)), calls, strict=True):
+            if problem is not None:
+                why[tid] = f"not run: {problem}"
+                continue
+            try:
+                task = Task(tid, call.name, kwargs=call.args())
+            except (LLMResponseError, PlanError, TypeError, ValueError) as e:
+                problem = f"task {tid} was refused: {_text(e)}"
+            else:
+                problem = run.submit(d, task, turn)
+            if problem is not None:
+                why[tid] = problem
+        return why, problem
+
+    async def _text_turns(self, run: Run, d: Dispatcher, planner: Planner) -> None:
+        """The ``plain`` dialect's turns: plan text under the turn's prompt, then the joiner."""
         start_id = 1
         max_tasks = 1 if self.one_call else run.config.max_tasks
         max_turns = run.config.max_turns
@@ -244,6 +345,8 @@ class BaselineTurns:
                 invalid = f"the turn was invalid at line {e.line}, column {e.column}: {e.message}"
                 run.interrupts.append(invalid)
                 run.log.warning("turn error", error=str(e))
+            if run.prompt_prefix is None and rnd.messages:
+                run.prompt_prefix = rnd.messages[:2]
             run.plans.append(rnd.plan_text())
             run.emit(PlanFinished, plan=turn, tasks=len(tasks), joined=rnd.joined)
             if not tasks:
@@ -269,6 +372,29 @@ class BaselineTurns:
             raise Stop("stopped", f"turn bound reached ({max_turns})")
         decision = await run.join(d)
         run.answer = decision.answer if decision.action == "finish" else decision.feedback
+
+
+def _task_line(tid: int, call: FunctionCall) -> str:
+    """A call as a line of plan text (the run's ``plans`` and ``PlanDelta`` show turns so)."""
+    try:
+        return Task(tid, call.name, kwargs=call.args()).to_text() + "\n"
+    except (LLMResponseError, PlanError, TypeError, ValueError):
+        return f"{tid}. {call.name}({call.arguments})\n"
+
+
+def _turn_text(first_id: int, calls: list[FunctionCall]) -> str:
+    return "".join(_task_line(first_id + i, c) for i, c in enumerate(calls))
+
+
+def _result_text(outcome: Outcome | None, why: str | None) -> str:
+    """A call's result as its ``tool`` message says it: the value, or what happened."""
+    if why is not None:
+        return f"ERROR: {why}"
+    if outcome is None:
+        return "ERROR: the call did not finish"
+    if outcome.status == "succeeded":
+        return stringify(outcome.value)
+    return f"{outcome.status.upper()}: {outcome.message or 'no message'}"
 
 
 _STRATEGIES: dict[str, Strategy] = {
