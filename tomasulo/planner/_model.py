@@ -25,7 +25,7 @@ between servers, recording and replay) without the planner knowing::
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ._dialects import GrammarForm, GrammarSpec
@@ -101,6 +101,6 @@ class ToolCallingModel(Model, Protocol):
         max_tokens: int | None = None,
         usage: Usage | None = None,
         watch: Callable[[Usage], None] | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """One turn: the model's text as it arrives, and each call as soon as it is complete."""
         ...
