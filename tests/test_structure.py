@@ -185,12 +185,7 @@ def test_grammar_and_tools_know_nothing_above_them() -> None:
 
 #: Cycles known today, each to be broken by the change named; the test fails once one is gone,
 #: so the entry goes with it.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"tomasulo.runtime._run", "tomasulo.runtime._orchestrator"}): (
-        "Run reads its settings from the Orchestrator (a TYPE_CHECKING import back); "
-        "issue #13: Run takes a RunConfig value instead"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def _cycles() -> list[list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -124,7 +124,7 @@ class PlanRound:
         """The plan so far in the text dialect (for the next prompt), whatever dialect it came in."""
         return self.plan.to_text()
 
-    async def tasks(self) -> AsyncIterator[Task]:
+    async def tasks(self) -> AsyncGenerator[Task, None]:
         """Stream the plan; yields each task the moment its line (or JSON object) is complete.
 
         Raises:

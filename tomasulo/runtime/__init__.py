@@ -1,5 +1,6 @@
 """The Orchestrator: wires planner, dispatcher and executors into runs."""
 
+from ._config import RunConfig
 from ._events import (
     JoinerDecided,
     LLMCallFinished,
@@ -13,8 +14,9 @@ from ._events import (
 )
 from ._orchestrator import Orchestrator, RunHandle
 from ._result import DEFAULT_BUDGET, Budget, RunResult, RunStatus, TaskRecord
-from ._run import PLAN_DELTA_INTERVAL, Mode
+from ._run import PLAN_DELTA_INTERVAL
 from ._store import DEFAULT_MAX_RUNS, InMemoryRunStore, RunStore, RunSummary
+from ._strategies import Mode
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -30,6 +32,7 @@ __all__ = [
     "PlanDelta",
     "PlanFinished",
     "PlanStarted",
+    "RunConfig",
     "RunFinished",
     "RunHandle",
     "RunResult",

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, get_args
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -17,9 +17,11 @@ from ..executors import Executor
 from ..grammar import Plan, parse_plan
 from ..planner import LLM, Joiner, Planner
 from ..tools import Tool, Toolset
+from ._config import RunConfig
 from ._result import DEFAULT_BUDGET, Budget, RunResult
-from ._run import Mode, Run
+from ._run import Run
 from ._store import InMemoryRunStore, RunStore
+from ._strategies import Mode, strategy_for
 
 __all__ = ["Orchestrator", "RunHandle"]
 
@@ -131,8 +133,7 @@ class Orchestrator:
         instructions: str = "",
         examples: Sequence[str] = (),
     ) -> None:
-        if mode not in get_args(Mode):
-            raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}")
+        strategy_for(mode)  # a mode that does not exist is refused here, not at the first run
         if max_tasks < 1 or max_turns < 1:
             raise ConfigError("max_tasks and max_turns must be at least 1")
         self.tools = tools if isinstance(tools, Toolset) else Toolset(tools)
@@ -171,6 +172,28 @@ class Orchestrator:
         tg, self._tg = self._tg, None
         return await tg.__aexit__(exc_type, exc, tb)
 
+    @property
+    def config(self) -> RunConfig:
+        """The settings a run started now gets (the run reads only these, never the orchestrator)."""
+        return RunConfig(
+            tools=self.tools,
+            planner=self.planner,
+            joiner=self.joiner,
+            executor=self.executor,
+            limits=self.limits,
+            budget=self.budget,
+            max_tasks=self.max_tasks,
+            max_turns=self.max_turns,
+            on_event=self.on_event,
+            store=self.store,
+            deps=self.deps,
+            instructions=self.instructions,
+            examples=self.examples,
+        )
+
+    def _new_run(self, query: str, mode: Mode | None, **kwargs: Any) -> Run:
+        return Run(self.config, query, strategy=strategy_for(mode or self.mode), **kwargs)
+
     # -- running --------------------------------------------------------------------------------
 
     async def run(
@@ -180,7 +203,7 @@ class Orchestrator:
 
         ``deps`` replaces the orchestrator's for this run (``None``: the orchestrator's);
         ``instructions`` are added to the orchestrator's, for this run's planner."""
-        run = Run(self, query, mode=mode or self.mode, deps=deps, instructions=instructions)
+        run = self._new_run(query, mode, deps=deps, instructions=instructions)
         return await run.drive()
 
     def run_sync(
@@ -209,7 +232,7 @@ class Orchestrator:
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
-        run = Run(self, query, mode=mode or self.mode, deps=deps, instructions=instructions)
+        run = self._new_run(query, mode, deps=deps, instructions=instructions)
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
@@ -265,7 +288,7 @@ class Orchestrator:
         """
         if isinstance(plan, str):
             plan = parse_plan(plan, self.tools, compat=compat)
-        return await Run(self, "", mode="plan_then_execute", restore=restore, deps=deps).execute(plan)
+        return await self._new_run("", "plan_then_execute", restore=restore, deps=deps).execute(plan)
 
 
 def _running_event_loop() -> str | None:

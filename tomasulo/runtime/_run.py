@@ -1,4 +1,9 @@
-"""One run: plan, dispatch while the plan streams, replan on interrupts, join."""
+"""One run: its state, its journal, and the steps a mode's :class:`Strategy` is made of.
+
+A run reads its settings from a :class:`~tomasulo.runtime.RunConfig` and its way of working
+from a :class:`Strategy` (``tomasulo/runtime/_strategies.py``: streaming rounds, plan then
+execute, the baseline turns); it never looks back at the orchestrator that started it.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,24 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
-from ..exceptions import (
-    BudgetExceeded,
-    DispatchError,
-    LLMError,
-    LLMTruncated,
-    PlanError,
-    TomasuloError,
-    UnknownToolError,
-    UserError,
-)
+from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolError, UserError
 from ..grammar import Plan, Task, stringify
-from ..planner import JoinDecision, PlanContext, TaskReport, Usage
+from ..planner import JoinDecision, PlanContext, Planner, TaskReport, Usage
 from ..tools import Toolset
+from ._config import RunConfig
 from ._events import (
     JoinerDecided,
     LLMCallFinished,
     LLMCallStarted,
     LLMPurpose,
     PlanDelta,
-    PlanFinished,
-    PlanStarted,
     RunFinished,
     RunStarted,
     UserMessage,
@@ -43,12 +37,7 @@ from ._events import (
 from ._result import RunResult, RunStatus, TaskRecord
 from ._store import RunStore
 
-if TYPE_CHECKING:
-    from ._orchestrator import Orchestrator
-
-__all__ = ["PLAN_DELTA_INTERVAL", "Mode", "Run"]
-
-Mode = Literal["stream", "plan_then_execute", "react", "parallel_fc"]
+__all__ = ["PLAN_DELTA_INTERVAL", "USER_SAID", "Run", "Stop", "Strategy"]
 
 log = get_logger("tomasulo.run")
 
@@ -60,8 +49,8 @@ PLAN_DELTA_INTERVAL = 0.05
 USER_SAID = "the user said: "
 
 
-class _Stop(Exception):
-    """Ends the run loop with a status and reason."""
+class Stop(Exception):
+    """Raised by a strategy (or a step of the run) to end the run with a status and reason."""
 
     def __init__(self, status: RunStatus, reason: str) -> None:
         self.status: RunStatus = status
@@ -69,26 +58,55 @@ class _Stop(Exception):
         super().__init__(reason)
 
 
+class Strategy(Protocol):
+    """How a run gets from its question to an answer: one per mode.
+
+    :meth:`drive` plans, submits tasks and joins through the run's steps (:meth:`Run.submit`,
+    :meth:`Run.join`, :meth:`Run.llm_call`, ...). It returns once ``run.answer`` is set, or
+    raises :class:`Stop` to end the run early with a status and reason; the run records the
+    end, builds the result and closes the dispatcher either way. A new way of running (native
+    tool calls, an answer template instead of the joiner) is a new strategy, or a method of one.
+    """
+
+    #: The mode's name, as ``RunStarted`` and the logs give it.
+    @property
+    def mode(self) -> str: ...
+
+    #: How the planner's prompt describes the task (``PlanContext.mode``).
+    @property
+    def prompt(self) -> Literal["plan", "react", "parallel_fc"]: ...
+
+    async def drive(self, run: Run, d: Dispatcher) -> None:
+        """Run ``run`` on dispatcher ``d`` until its answer is set (or raise :class:`Stop`)."""
+        ...
+
+
 class Run:
-    """The state of one run; the orchestrator drives it, a :class:`RunHandle` watches it."""
+    """The state of one run; a strategy drives it, a :class:`RunHandle` watches it.
+
+    What a strategy reads and writes: ``plans`` (each plan's text), ``interrupts`` (what the
+    planner heard), ``replans``, ``answer``, ``deadline_hit`` (the tools' deadline passed),
+    ``current_call`` (the LLM call in progress) and ``preempt`` (the cancel scope of a plan
+    still streaming, which an interrupt cancels).
+    """
 
     def __init__(
         self,
-        orch: Orchestrator,
+        config: RunConfig,
         query: str,
         *,
-        mode: Mode,
+        strategy: Strategy,
         run_id: str | None = None,
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
         deps: Any = None,
         instructions: str | None = None,
     ) -> None:
-        self.orch = orch
-        self.deps = deps if deps is not None else orch.deps
-        given = (orch.instructions, instructions or "")
+        self.config = config
+        self.strategy = strategy
+        self.deps = deps if deps is not None else config.deps
+        given = (config.instructions, instructions or "")
         self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
         self.query = query
-        self.mode: Mode = mode
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.log = log.bind(run_id=self.run_id)
         self.usage = Usage()
@@ -97,25 +115,25 @@ class Run:
         self._t0 = time.monotonic()
         self._wall0 = time.time()
         #: The run's one journal: the dispatcher's events and the run's own, numbered once.
-        self.journal = RunJournal(self.run_id, on_event=orch.on_event)
+        self.journal = RunJournal(self.run_id, on_event=config.on_event)
         self._restore = restore
         self._ended = False
         send, recv = anyio.create_memory_object_stream[str](math.inf)
         self._signals_send: MemoryObjectSendStream[str] = send
         self._signals: MemoryObjectReceiveStream[str] = recv
-        self._preempt: anyio.CancelScope | None = None
+        self.preempt: anyio.CancelScope | None = None
         self._cancel_scope: anyio.CancelScope | None = None
         self._dispatcher: Dispatcher | None = None
-        self._plans: list[str] = []
+        self.plans: list[str] = []
         self._task_plan: dict[int, int] = {}
         self._tasks: dict[int, Task] = {}
-        self._interrupts: list[str] = []
-        self._replans = 0
+        self.interrupts: list[str] = []
+        self.replans = 0
         self._llm_calls = 0
-        self._answer: str | None = None
-        self._deadline_hit = False
+        self.answer: str | None = None
+        self.deadline_hit = False
         self._warnings: list[str] = []
-        self._call: _LLMCall | None = None  # the LLM call in progress
+        self.current_call: _LLMCall | None = None  # the LLM call in progress
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -125,7 +143,7 @@ class Run:
 
     def _on_interrupt(self, event: InterruptRaised) -> None:
         if event.source == "deadline":
-            self._deadline_hit = True
+            self.deadline_hit = True
         self.signal(event.reason)
 
     def subscribe(self, after: int = 0) -> Subscription:
@@ -138,12 +156,12 @@ class Run:
         self._signals_send.close()
         self._signals.close()
 
-    def _llm_call(self, purpose: LLMPurpose, llm: Any, plan: int = 0) -> _LLMCall:
+    def llm_call(self, purpose: LLMPurpose, llm: Any, plan: int = 0) -> _LLMCall:
         """Record an LLM call: ``LLMCallStarted`` now, ``LLMCallFinished`` when it ends."""
         self._llm_calls += 1
         model = getattr(llm, "model", None)
         call = _LLMCall(self, self._llm_calls, purpose, model if isinstance(model, str) else None, plan)
-        self._call = call
+        self.current_call = call
         return call
 
     # -- signals from outside -------------------------------------------------------------------
@@ -153,8 +171,8 @@ class Run:
         if self._ended:
             return
         self._signals_send.send_nowait(reason)
-        if self._preempt is not None:
-            self._preempt.cancel()
+        if self.preempt is not None:
+            self.preempt.cancel()
 
     def user_message(self, message: str) -> None:
         """A message from the user: an interrupt the planner hears as such."""
@@ -168,7 +186,7 @@ class Run:
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
-    def _drain_signals(self) -> list[str]:
+    def drain_signals(self) -> list[str]:
         out = []
         while True:
             try:
@@ -187,7 +205,7 @@ class Run:
         return await self._stored(self._drive)
 
     async def _stored(self, body: Callable[[], Any]) -> RunResult:
-        store: RunStore | None = self.orch.store
+        store: RunStore | None = self.config.store
         try:
             if store is None:
                 result: RunResult = await body()
@@ -224,7 +242,9 @@ class Run:
     def _store_failed(self, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {_text(exc)}"
         self.log.warning("run store failed", error=detail)
-        line = f"the run store {type(self.orch.store).__name__} failed: {detail}; the run went on without it"
+        line = (
+            f"the run store {type(self.config.store).__name__} failed: {detail}; the run went on without it"
+        )
         self._warnings.append(line)
         if self.result is not None:
             self.result.warnings.append(line)
@@ -239,9 +259,9 @@ class Run:
         """
         status: RunStatus = "failed"
         reason: str | None = "the run ended before its result was decided"
-        budget = self.orch.budget
+        budget = self.config.budget
         self._started()
-        self.log.info("run started", mode=self.mode, query=self.query[:200])
+        self.log.info("run started", mode=self.strategy.mode, query=self.query[:200])
         context = bound_context(run_id=self.run_id)
         context.__enter__()
         try:
@@ -252,7 +272,7 @@ class Run:
                     try:
                         await self._run()
                         status, reason = "finished", None
-                    except _Stop as stop:
+                    except Stop as stop:
                         status, reason = stop.status, stop.reason
                 if wall.cancelled_caught:
                     status = "stopped"
@@ -277,9 +297,9 @@ class Run:
             raise
         finally:
             # an interrupt that came after the last decision is still the run's: never dropped
-            self._interrupts.extend(self._drain_signals())
-            if self._answer is None and status != "finished":
-                self._answer = self._best_answer()
+            self.interrupts.extend(self.drain_signals())
+            if self.answer is None and status != "finished":
+                self.answer = self._best_answer()
             self._finished(status, reason)
             assert self.result is not None
             self.log.info(
@@ -292,20 +312,17 @@ class Run:
         async with self._new_dispatcher() as d:
             self._dispatcher = d
             try:
-                if self.mode in ("react", "parallel_fc"):
-                    await self._turns(d)
-                else:
-                    await self._loop(d)
+                await self.strategy.drive(self, d)
             finally:
                 d.cancel()  # nothing outlives the run
                 d.close_input()
 
     def _new_dispatcher(self) -> Dispatcher:
-        orch = self.orch
+        config = self.config
         return Dispatcher(
-            orch.tools,
-            orch.executor,
-            limits=orch.limits,
+            config.tools,
+            config.executor,
+            limits=config.limits,
             journal=self.journal,
             restore=self._restore,
             on_interrupt=self._on_interrupt,
@@ -313,7 +330,7 @@ class Run:
         )
 
     def _started(self) -> None:
-        self.emit(RunStarted, ts=self._t0, query=self.query, mode=self.mode, wall_time=self._wall0)
+        self.emit(RunStarted, ts=self._t0, query=self.query, mode=self.strategy.mode, wall_time=self._wall0)
 
     def _finished(self, status: RunStatus, reason: str | None) -> None:
         """Record the end (the result is rebuilt from this event and those before it)."""
@@ -322,10 +339,10 @@ class Run:
             RunFinished,
             status=status,
             reason=reason,
-            answer=self._answer,
-            plans=list(self._plans),
-            replans=self._replans,
-            interrupts=list(self._interrupts),
+            answer=self.answer,
+            plans=list(self.plans),
+            replans=self.replans,
+            interrupts=list(self.interrupts),
             llm_calls=self._llm_calls,
             usage=dataclasses.replace(self.usage),
             makespan=makespan,
@@ -334,142 +351,33 @@ class Run:
         self.result = self._build_result(status, reason, makespan)
         self._close_streams()
 
-    def _require_llm(self) -> Any:
-        if self.orch.planner is None or self.orch.joiner is None:
-            raise UserError("this run needs an LLM: Orchestrator(tools, llm=LLM(...))")
-        return self.orch.planner
+    # -- the steps a strategy is made of -------------------------------------------------------
 
-    async def _loop(self, d: Dispatcher) -> None:
-        """Streaming (or plan-then-execute) mode: plan, dispatch, replan on interrupts, join."""
-        planner = self._require_llm()
-        start_id = 1
-        reason = ""
-        feedback: str | None = None
-        while True:
-            self._check_budget()
-            plan_no = len(self._plans) + 1
-            ctx = self._context(start_id, feedback, self.orch.max_tasks)
-            self.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
-            rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
-            with self._llm_call("plan", planner.llm, plan_no) as call:
-                rnd.on_text = call.on_text
-                preempted, problem = await self._stream_plan(d, rnd, plan_no)
-            self._plans.append(rnd.plan_text())
-            self.emit(
-                PlanFinished, plan=plan_no, tasks=len(rnd.plan.tasks), joined=rnd.joined, preempted=preempted
-            )
-            start_id = rnd.next_id
-            signals = self._drain_signals()
-            if problem is not None:
-                signals.append(problem)
-            if not signals:
-                signals = await self._wait_or_interrupt(d)
-            if signals:
-                self._interrupts.extend(signals)
-                reason = "; ".join(signals)
-                feedback = None
-                if self._deadline_hit:
-                    await self._final_answer(d, "the tools' deadline passed")
-                self._replan_allowed(reason)
-                continue
-            decision = await self._join(d)
-            late = self._drain_signals()  # interrupts that arrived while the joiner decided
-            if late:
-                self._interrupts.extend(late)
-                if not self._deadline_hit and self._replans < self.orch.budget.max_replans:
-                    # the answer may not hold any more: plan again with what was said
-                    reason = "; ".join(late)
-                    feedback = decision.feedback if decision.action == "replan" else None
-                    self._replan_allowed(reason)
-                    continue
-            if decision.action == "finish":
-                self._answer = decision.answer
-                return
-            reason = f"the joiner asked for more: {decision.feedback}"
-            feedback = decision.feedback
-            self._interrupts.append(reason)
-            self._replan_allowed(reason)
-
-    async def _stream_plan(self, d: Dispatcher, rnd: Any, plan_no: int) -> tuple[bool, str | None]:
-        """Submit each task as it is parsed; returns (preempted, problem).
-
-        A plan that ends without join() (and was not preempted) is a problem too: the model
-        stopped early, and the next plan continues it.
+    def require_planner(self) -> Planner:
+        """The run's planner.
 
         Raises:
-            _Stop: a token or cost bound was reached while the plan streamed, before its
-                join(); the tasks it had dispatched were given ``answer_grace`` to finish.
+            UserError: the run has no LLM (only fixed plans run without one).
         """
-        problem: str | None = None
-        held: list[Task] = []
-        cut: BudgetExceeded | None = None
-        with anyio.CancelScope() as scope:
-            self._preempt = scope
-            try:
-                async with aclosing(rnd.tasks()) as tasks:
-                    async for task in tasks:
-                        if self.mode == "plan_then_execute":
-                            held.append(task)
-                        elif (problem := self._submit(d, task, plan_no)) is not None:
-                            break
-            except PlanError as e:
-                problem = f"the plan was invalid at line {e.line}, column {e.column}: {e.message}"
-                self.log.warning("plan error", error=str(e))
-            except LLMTruncated as e:  # cut off at max_tokens: incomplete, continued by a replan
-                n = len(rnd.plan.tasks)
-                problem = (
-                    f"plan {plan_no} was cut off at the token limit (max_tokens={e.max_tokens}) "
-                    f"after {n} task{'s' * (n != 1)}, before its join()"
-                )
-                self.log.warning("plan truncated", error=str(e), partial_chars=len(e.partial))
-                if self._call is not None:
-                    self._call.finish(f"{type(e).__name__}: {_text(e)}")
-            except LLMError as e:
-                if not e.partial:
-                    raise
-                if self._call is not None:
-                    self._call.finish(f"{type(e).__name__}: {_text(e)}")
-                problem = f"the planner's stream broke off ({type(e).__name__}: {e})"
-                self.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
-            except BudgetExceeded as e:
-                # a plan already read to its join() is whole: its tasks run to the end, and the
-                # budget check before the joiner stops the run (no plan is cut short by the
-                # usage report that follows its last line)
-                if not rnd.joined:
-                    cut = e
-                    if self._call is not None:
-                        self._call.finish(f"{type(e).__name__}: {_text(e)}")
-            finally:
-                self._preempt = None
-        if cut is not None:
-            dispatched = len(rnd.plan.tasks) if self.mode != "plan_then_execute" else 0
-            self._plans.append(rnd.plan_text())
-            self.emit(PlanFinished, plan=plan_no, tasks=dispatched, joined=False, preempted=True)
-            await self._settle(d)
-            why = f"{cut} while plan {plan_no} streamed; it was cut after {dispatched} tasks"
-            raise _Stop("stopped", why)
-        if problem is None and (refused := self._submit_plan(d, held, plan_no)) is not None:
-            problem = refused[1]
-        if problem is None and not scope.cancelled_caught and not rnd.joined:
-            n = len(rnd.plan.tasks)
-            problem = f"plan {plan_no} ended without join() after {n} task{'s' * (n != 1)}"
-        return scope.cancelled_caught, problem
+        if self.config.planner is None or self.config.joiner is None:
+            raise UserError("this run needs an LLM: Orchestrator(tools, llm=LLM(...))")
+        return self.config.planner
 
-    async def _settle(self, d: Dispatcher) -> None:
+    async def settle(self, d: Dispatcher) -> None:
         """Let the tasks already dispatched finish, for up to ``Budget.answer_grace``."""
-        with anyio.move_on_after(self.orch.budget.answer_grace):
+        with anyio.move_on_after(self.config.budget.answer_grace):
             await d.wait()
 
-    def _submit_plan(self, d: Dispatcher, tasks: Sequence[Task], plan_no: int) -> tuple[Task, str] | None:
+    def submit_plan(self, d: Dispatcher, tasks: Sequence[Task], plan_no: int) -> tuple[Task, str] | None:
         """Submit a whole plan, critical path first (:meth:`Dispatcher.submit_order`); returns
         the first task refused and why, or ``None``. A plan with a task the dispatcher refuses
         keeps plan order, so the refusal comes at the same task."""
         for task, rank in d.submit_order(tasks):
-            if (problem := self._submit(d, task, plan_no, rank)) is not None:
+            if (problem := self.submit(d, task, plan_no, rank)) is not None:
                 return task, problem
         return None
 
-    def _submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
+    def submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
         """Hand a task to the dispatcher and record it; every mode submits through here.
 
         A task the dispatcher refuses (unknown tool, a reference to a task that was never
@@ -485,7 +393,7 @@ class Run:
         self._tasks[task.id] = task
         return None
 
-    async def _wait_or_interrupt(self, d: Dispatcher) -> list[str]:
+    async def wait_or_interrupt(self, d: Dispatcher) -> list[str]:
         """Wait until every task has an outcome, or an interrupt arrives (returned)."""
         got: list[str] = []
         async with anyio.create_task_group() as tg:
@@ -497,63 +405,73 @@ class Run:
             tg.start_soon(all_done)
             got.append(await self._signals.receive())
             tg.cancel_scope.cancel()
-        return got + self._drain_signals()
+        return got + self.drain_signals()
 
-    async def _join(self, d: Dispatcher) -> JoinDecision:
-        self._check_budget()
-        joiner = self.orch.joiner
+    async def join(self, d: Dispatcher) -> JoinDecision:
+        """Ask the joiner whether to answer or plan again, with every task's report.
+
+        Raises:
+            Stop: a bound was reached before the call, or no reply of the joiner could be
+                read (the answer is then the last result at hand).
+        """
+        self.check_budget()
+        joiner = self.config.joiner
         assert joiner is not None
-        with self._llm_call("join", joiner.llm):
+        with self.llm_call("join", joiner.llm):
             decision: JoinDecision = await joiner.decide(
-                self.query, "".join(self._plans), self._reports(d), self.usage
+                self.query, "".join(self.plans), self._reports(d), self.usage
             )
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
-            self._answer = self._best_answer()
-            raise _Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
+            self.answer = self._best_answer()
+            raise Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
         return decision
 
-    async def _final_answer(self, d: Dispatcher, why: str) -> None:
+    async def final_answer(self, d: Dispatcher, why: str) -> None:
         """A bound stopped the work: ask the joiner for the best answer with what exists."""
-        joiner = self.orch.joiner
+        joiner = self.config.joiner
         answer: str | None = None
-        if joiner is not None and self.orch.budget.exhausted(self.usage) is None:
-            with anyio.move_on_after(self.orch.budget.answer_grace):
+        if joiner is not None and self.config.budget.exhausted(self.usage) is None:
+            with anyio.move_on_after(self.config.budget.answer_grace):
                 try:
-                    with self._llm_call("join", joiner.llm):
+                    with self.llm_call("join", joiner.llm):
                         decision = await joiner.decide(
-                            self.query, "".join(self._plans), self._reports(d), self.usage, force_finish=True
+                            self.query, "".join(self.plans), self._reports(d), self.usage, force_finish=True
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
                 except TomasuloError as e:
                     self.log.warning("final answer failed", error=str(e))
-        self._answer = answer if answer is not None else self._best_answer()
-        raise _Stop("stopped", why)
+        self.answer = answer if answer is not None else self._best_answer()
+        raise Stop("stopped", why)
 
-    def _replan_allowed(self, reason: str) -> None:
-        if self._replans >= self.orch.budget.max_replans:
-            raise _Stop("stopped", f"replan bound reached ({self.orch.budget.max_replans}) after: {reason}")
-        self._replans += 1
+    def replan_allowed(self, reason: str) -> None:
+        """Count a replan for ``reason``; raises :class:`Stop` once ``Budget.max_replans`` is spent."""
+        if self.replans >= self.config.budget.max_replans:
+            raise Stop("stopped", f"replan bound reached ({self.config.budget.max_replans}) after: {reason}")
+        self.replans += 1
 
-    def _check_budget(self) -> None:
-        why = self.orch.budget.exhausted(self.usage)
+    def check_budget(self) -> None:
+        """Raise :class:`Stop` if a token or cost bound of the budget is reached."""
+        why = self.config.budget.exhausted(self.usage)
         if why is not None:
-            raise _Stop("stopped", why)
+            raise Stop("stopped", why)
 
-    def _context(self, start_id: int, feedback: str | None, max_tasks: int) -> PlanContext:
+    def context(self, start_id: int, feedback: str | None, max_tasks: int) -> PlanContext:
+        """What the next planning call (or turn) is told: the question, the plans and results
+        so far, the latest interrupts, the strategy's prompt mode and the instructions."""
         d = self._dispatcher
         return PlanContext(
             question=self.query,
             start_id=start_id,
             max_tasks=max_tasks,
-            plans=list(self._plans),
+            plans=list(self.plans),
             reports=self._reports(d) if d is not None else [],
-            interrupts=self._interrupts[-3:] if self._plans else [],
+            interrupts=self.interrupts[-3:] if self.plans else [],
             feedback=feedback,
-            mode="react" if self.mode == "react" else "parallel_fc" if self.mode == "parallel_fc" else "plan",
+            mode=self.strategy.prompt,
             instructions=self.instructions,
-            examples=self.orch.examples,
+            examples=self.config.examples,
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:
@@ -566,58 +484,6 @@ class Run:
             else:
                 out.append(TaskReport(task, o.status, o.value, o.message))
         return out
-
-    async def _turns(self, d: Dispatcher) -> None:
-        """Baselines: ``react`` (one call per LLM turn) and ``parallel_fc`` (one batch per turn)."""
-        planner = self._require_llm()
-        start_id = 1
-        max_tasks = 1 if self.mode == "react" else self.orch.max_tasks
-        max_turns = self.orch.max_turns
-        for turn in range(1, max_turns + 1):
-            self._check_budget()
-            ctx = self._context(start_id, None, max_tasks)
-            self.emit(PlanStarted, plan=turn, start_id=start_id, reason="" if turn == 1 else "next turn")
-            rnd = planner.start(ctx, self.usage, watch=self.orch.budget.check)
-            tasks: list[Task] = []
-            invalid: str | None = None
-            try:
-                with self._llm_call("turn", planner.llm, turn) as call:
-                    rnd.on_text = call.on_text
-                    async with aclosing(rnd.tasks()) as stream:
-                        async for task in stream:
-                            tasks.append(task)
-            except BudgetExceeded as e:
-                self._plans.append(rnd.plan_text())
-                raise _Stop("stopped", f"{e} while turn {turn} streamed; its calls did not run") from None
-            except PlanError as e:
-                invalid = f"the turn was invalid at line {e.line}, column {e.column}: {e.message}"
-                self._interrupts.append(invalid)
-                self.log.warning("turn error", error=str(e))
-            self._plans.append(rnd.plan_text())
-            self.emit(PlanFinished, plan=turn, tasks=len(tasks), joined=rnd.joined)
-            if not tasks:
-                if invalid is None:
-                    break  # the model called no tool: time to answer
-                # As in streaming mode, a turn that broke before its first call is retried with
-                # the error (bounded by max_replans), not taken as the end of the run.
-                self._replan_allowed(invalid)
-                continue
-            problem: str | None = None
-            for task in tasks:  # the whole turn is known before any call runs, as in function calling
-                if (problem := self._submit(d, task, turn)) is not None:
-                    break  # as in streaming mode: the calls before it run, the rest are dropped
-            await d.wait()
-            # the next turn sees each call's outcome in its reports; what else was said (a user's
-            # message) is heard there too and kept in the result, never dropped
-            self._interrupts.extend(m for m in self._drain_signals() if m.startswith(USER_SAID))
-            start_id = ctx.start_id + len(tasks)  # turns number their calls; ids are never reused
-            if problem is not None:  # the next turn hears why, as a replan would
-                self._interrupts.append(problem)
-                self._replan_allowed(problem)
-        else:
-            raise _Stop("stopped", f"turn bound reached ({max_turns})")
-        decision = await self._join(d)
-        self._answer = decision.answer if decision.action == "finish" else decision.feedback
 
     # -- results --------------------------------------------------------------------------------
 
@@ -641,13 +507,13 @@ class Run:
         return RunResult(
             run_id=self.run_id,
             query=self.query,
-            answer=self._answer,
+            answer=self.answer,
             status=status,
             reason=reason,
             tasks=records,
-            plans=list(self._plans),
-            replans=self._replans,
-            interrupts=list(self._interrupts),
+            plans=list(self.plans),
+            replans=self.replans,
+            interrupts=list(self.interrupts),
             usage=self.usage,
             llm_calls=self._llm_calls,
             makespan=makespan,
@@ -675,16 +541,16 @@ class Run:
         try:
             async with self._new_dispatcher() as d:
                 self._dispatcher = d
-                self._plans.append(plan.to_text())
+                self.plans.append(plan.to_text())
                 restored = d.outcomes
                 todo = [t for t in plan.tasks if t.id not in restored]
-                refused = self._submit_plan(d, todo, 1)
+                refused = self.submit_plan(d, todo, 1)
                 if refused is not None:
                     task, problem = refused
                     d.cancel()  # no call has started: nothing was awaited since the first submit
                     status, reason = "failed", problem
                     index = next(i for i, t in enumerate(plan.tasks) if t is task)
-                    raise _refused(plan, index, problem, self.orch.tools)
+                    raise _refused(plan, index, problem, self.config.tools)
                 d.close_input()
                 await d.wait()
             failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
@@ -695,7 +561,7 @@ class Run:
                 reason = f"{len(failed)} of {len(d.outcomes)} tasks did not succeed; first: {first.message}"
             last = max(d.outcomes) if d.outcomes else None
             if last is not None and d.outcomes[last].status == "succeeded":
-                self._answer = stringify(d.outcomes[last].value)
+                self.answer = stringify(d.outcomes[last].value)
         finally:
             self._finished(status, reason)
         assert self.result is not None
@@ -761,8 +627,8 @@ class _LLMCall:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.finish(None if exc is None else f"{type(exc).__name__}: {_text(exc)}")
-        if self.run._call is self:
-            self.run._call = None
+        if self.run.current_call is self:
+            self.run.current_call = None
 
 
 def _only(exc: BaseException) -> BaseException:

@@ -1,0 +1,244 @@
+"""The modes of a run, as strategies: streaming rounds (``stream``, ``plan_then_execute``)
+and the baselines' turns (``react``, ``parallel_fc``).
+
+A strategy is small: a ``mode`` name, the planner ``prompt`` it asks for, and ``drive(run, d)``,
+which works through the run's steps (:class:`~tomasulo.runtime._run.Run`). Pick one by name with
+:func:`strategy_for`; a new mode is a new class with the same three members.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import anyio
+
+from ..dispatcher import Dispatcher
+from ..exceptions import BudgetExceeded, ConfigError, LLMError, LLMTruncated, PlanError
+from ..grammar import Task
+from ..planner import PlanRound
+from ._events import PlanFinished, PlanStarted
+from ._run import USER_SAID, Run, Stop, Strategy, _text
+
+__all__ = ["BaselineTurns", "Mode", "StreamingRounds", "strategy_for"]
+
+#: The modes a run can take (``Orchestrator(mode=...)``, ``run(query, mode=...)``).
+Mode = Literal["stream", "plan_then_execute", "react", "parallel_fc"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingRounds:
+    """Plan rounds: each task is submitted the moment its line is parsed (``hold=False``,
+    mode ``stream``), or once the whole plan is read (``hold=True``, ``plan_then_execute``).
+
+    An interrupt (a failure, a user's message, a tool's ``Interrupt``) preempts a plan still
+    streaming and starts a replan that continues the numbering; when a plan's tasks are done
+    the joiner answers or asks for another round.
+    """
+
+    mode: Mode = "stream"
+    hold: bool = False
+    prompt: Literal["plan", "react", "parallel_fc"] = "plan"
+
+    async def drive(self, run: Run, d: Dispatcher) -> None:
+        """Plan, dispatch, replan on interrupts, join; returns with ``run.answer`` set."""
+        planner = run.require_planner()
+        start_id = 1
+        reason = ""
+        feedback: str | None = None
+        while True:
+            run.check_budget()
+            plan_no = len(run.plans) + 1
+            ctx = run.context(start_id, feedback, run.config.max_tasks)
+            run.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
+            rnd = planner.start(ctx, run.usage, watch=run.config.budget.check)
+            with run.llm_call("plan", planner.llm, plan_no) as call:
+                rnd.on_text = call.on_text
+                preempted, problem = await self._stream_plan(run, d, rnd, plan_no)
+            run.plans.append(rnd.plan_text())
+            run.emit(
+                PlanFinished, plan=plan_no, tasks=len(rnd.plan.tasks), joined=rnd.joined, preempted=preempted
+            )
+            start_id = rnd.next_id
+            signals = run.drain_signals()
+            if problem is not None:
+                signals.append(problem)
+            if not signals:
+                signals = await run.wait_or_interrupt(d)
+            if signals:
+                run.interrupts.extend(signals)
+                reason = "; ".join(signals)
+                feedback = None
+                if run.deadline_hit:
+                    await run.final_answer(d, "the tools' deadline passed")
+                run.replan_allowed(reason)
+                continue
+            decision = await run.join(d)
+            late = run.drain_signals()  # interrupts that arrived while the joiner decided
+            if late:
+                run.interrupts.extend(late)
+                if not run.deadline_hit and run.replans < run.config.budget.max_replans:
+                    # the answer may not hold any more: plan again with what was said
+                    reason = "; ".join(late)
+                    feedback = decision.feedback if decision.action == "replan" else None
+                    run.replan_allowed(reason)
+                    continue
+            if decision.action == "finish":
+                run.answer = decision.answer
+                return
+            reason = f"the joiner asked for more: {decision.feedback}"
+            feedback = decision.feedback
+            run.interrupts.append(reason)
+            run.replan_allowed(reason)
+
+    async def _stream_plan(
+        self, run: Run, d: Dispatcher, rnd: PlanRound, plan_no: int
+    ) -> tuple[bool, str | None]:
+        """Submit each task as it is parsed; returns (preempted, problem).
+
+        A plan that ends without join() (and was not preempted) is a problem too: the model
+        stopped early, and the next plan continues it.
+
+        Raises:
+            Stop: a token or cost bound was reached while the plan streamed, before its
+                join(); the tasks it had dispatched were given ``answer_grace`` to finish.
+        """
+        problem: str | None = None
+        held: list[Task] = []
+        cut: BudgetExceeded | None = None
+        with anyio.CancelScope() as scope:
+            run.preempt = scope
+            try:
+                async with aclosing(rnd.tasks()) as tasks:
+                    async for task in tasks:
+                        if self.hold:
+                            held.append(task)
+                        elif (problem := run.submit(d, task, plan_no)) is not None:
+                            break
+            except PlanError as e:
+                problem = f"the plan was invalid at line {e.line}, column {e.column}: {e.message}"
+                run.log.warning("plan error", error=str(e))
+            except LLMTruncated as e:  # cut off at max_tokens: incomplete, continued by a replan
+                n = len(rnd.plan.tasks)
+                problem = (
+                    f"plan {plan_no} was cut off at the token limit (max_tokens={e.max_tokens}) "
+                    f"after {n} task{'s' * (n != 1)}, before its join()"
+                )
+                run.log.warning("plan truncated", error=str(e), partial_chars=len(e.partial))
+                if run.current_call is not None:
+                    run.current_call.finish(f"{type(e).__name__}: {_text(e)}")
+            except LLMError as e:
+                if not e.partial:
+                    raise
+                if run.current_call is not None:
+                    run.current_call.finish(f"{type(e).__name__}: {_text(e)}")
+                problem = f"the planner's stream broke off ({type(e).__name__}: {e})"
+                run.log.warning("planner stream broke", error=str(e), partial_chars=len(e.partial))
+            except BudgetExceeded as e:
+                # a plan already read to its join() is whole: its tasks run to the end, and the
+                # budget check before the joiner stops the run (no plan is cut short by the
+                # usage report that follows its last line)
+                if not rnd.joined:
+                    cut = e
+                    if run.current_call is not None:
+                        run.current_call.finish(f"{type(e).__name__}: {_text(e)}")
+            finally:
+                run.preempt = None
+        if cut is not None:
+            dispatched = len(rnd.plan.tasks) if not self.hold else 0
+            run.plans.append(rnd.plan_text())
+            run.emit(PlanFinished, plan=plan_no, tasks=dispatched, joined=False, preempted=True)
+            await run.settle(d)
+            why = f"{cut} while plan {plan_no} streamed; it was cut after {dispatched} tasks"
+            raise Stop("stopped", why)
+        if problem is None and (refused := run.submit_plan(d, held, plan_no)) is not None:
+            problem = refused[1]
+        if problem is None and not scope.cancelled_caught and not rnd.joined:
+            n = len(rnd.plan.tasks)
+            problem = f"plan {plan_no} ended without join() after {n} task{'s' * (n != 1)}"
+        return scope.cancelled_caught, problem
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineTurns:
+    """The baselines: one LLM turn after another, each a batch of calls that all run before
+    the next turn (``parallel_fc``), or a single call (``one_call=True``: ``react``). A turn
+    with no call ends the work; the joiner then gives the answer.
+    """
+
+    mode: Mode = "parallel_fc"
+    one_call: bool = False
+    prompt: Literal["plan", "react", "parallel_fc"] = "parallel_fc"
+
+    async def drive(self, run: Run, d: Dispatcher) -> None:
+        """Turn after turn: the model calls tools (or none, to answer), the calls run, repeat."""
+        planner = run.require_planner()
+        start_id = 1
+        max_tasks = 1 if self.one_call else run.config.max_tasks
+        max_turns = run.config.max_turns
+        for turn in range(1, max_turns + 1):
+            run.check_budget()
+            ctx = run.context(start_id, None, max_tasks)
+            run.emit(PlanStarted, plan=turn, start_id=start_id, reason="" if turn == 1 else "next turn")
+            rnd = planner.start(ctx, run.usage, watch=run.config.budget.check)
+            tasks: list[Task] = []
+            invalid: str | None = None
+            try:
+                with run.llm_call("turn", planner.llm, turn) as call:
+                    rnd.on_text = call.on_text
+                    async with aclosing(rnd.tasks()) as stream:
+                        async for task in stream:
+                            tasks.append(task)
+            except BudgetExceeded as e:
+                run.plans.append(rnd.plan_text())
+                raise Stop("stopped", f"{e} while turn {turn} streamed; its calls did not run") from None
+            except PlanError as e:
+                invalid = f"the turn was invalid at line {e.line}, column {e.column}: {e.message}"
+                run.interrupts.append(invalid)
+                run.log.warning("turn error", error=str(e))
+            run.plans.append(rnd.plan_text())
+            run.emit(PlanFinished, plan=turn, tasks=len(tasks), joined=rnd.joined)
+            if not tasks:
+                if invalid is None:
+                    break  # the model called no tool: time to answer
+                # As in streaming mode, a turn that broke before its first call is retried with
+                # the error (bounded by max_replans), not taken as the end of the run.
+                run.replan_allowed(invalid)
+                continue
+            problem: str | None = None
+            for task in tasks:  # the whole turn is known before any call runs, as in function calling
+                if (problem := run.submit(d, task, turn)) is not None:
+                    break  # as in streaming mode: the calls before it run, the rest are dropped
+            await d.wait()
+            # the next turn sees each call's outcome in its reports; what else was said (a user's
+            # message) is heard there too and kept in the result, never dropped
+            run.interrupts.extend(m for m in run.drain_signals() if m.startswith(USER_SAID))
+            start_id = ctx.start_id + len(tasks)  # turns number their calls; ids are never reused
+            if problem is not None:  # the next turn hears why, as a replan would
+                run.interrupts.append(problem)
+                run.replan_allowed(problem)
+        else:
+            raise Stop("stopped", f"turn bound reached ({max_turns})")
+        decision = await run.join(d)
+        run.answer = decision.answer if decision.action == "finish" else decision.feedback
+
+
+_STRATEGIES: dict[str, Strategy] = {
+    "stream": StreamingRounds(),
+    "plan_then_execute": StreamingRounds("plan_then_execute", hold=True),
+    "react": BaselineTurns("react", one_call=True, prompt="react"),
+    "parallel_fc": BaselineTurns(),
+}
+
+
+def strategy_for(mode: str) -> Strategy:
+    """The strategy of a mode by name.
+
+    Raises:
+        ConfigError: ``mode`` is not one of :data:`Mode`.
+    """
+    try:
+        return _STRATEGIES[mode]
+    except KeyError:
+        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(get_args(Mode))}") from None
