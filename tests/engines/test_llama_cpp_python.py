@@ -18,10 +18,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pydantic import BaseModel, Field
 
 from tomasulo.dispatcher import TaskStarted
 from tomasulo.exceptions import LLMError, LLMResponseError, LLMTruncated
-from tomasulo.planner import LLM, GrammarSpec, Message, RetryPolicy, Timeouts, parse_decision
+from tomasulo.planner import LLM, GrammarSpec, Message, OutputSpec, RetryPolicy, Timeouts, parse_decision
 from tomasulo.runtime import Budget, Orchestrator, PlanFinished, PlanStarted, RunResult
 from tomasulo.testing._constraint import GrammarConstraint
 from tomasulo.tools import Toolset, tool
@@ -232,3 +233,37 @@ async def test_a_closed_stream_stops_the_server_so_the_next_request_does_not_que
     )
     assert after < max(10 * idle, 1.0)
     assert after < left / 5
+
+
+class Found(BaseModel):
+    """A typed answer for the random model to fill in."""
+
+    key: str = Field(max_length=20)
+    hits: int = Field(ge=0, le=99)
+
+
+async def test_a_typed_answer_over_llama_cpp_python_validates_or_the_run_ends_cleanly(
+    llama_cpp_python: LlamaServer,
+) -> None:
+    """``output_type`` on the real engine: the schema goes in ``response_format``; every run
+    either has a ``Found`` as its output (the engine held the reply to the typed schema) or
+    ends ``stopped``/``failed`` with a reason, its tasks kept."""
+    results: list[RunResult] = []
+    with anyio.fail_after(3 * 100):
+        for seed in range(3):
+            llm = llm_for(llama_cpp_python, 100 + seed)
+            async with llm:
+                orch = Orchestrator(TOOLS, llm, max_tasks=MAX_TASKS, budget=BUDGET, output_type=Found)
+                results.append(await orch.run(f"Question {seed}: how many hits for 'ab'?"))
+            for reply in llm.replies:  # what the engine wrote under the typed schema
+                decision = parse_decision(reply)
+                if decision.action == "finish":
+                    parse_decision(reply, OutputSpec.of(Found))  # raises if it does not fit
+    for result in results:
+        where = f"run {result.run_id}: {result.status} ({result.reason})"
+        if result.status == "finished":
+            assert isinstance(result.output, Found), where
+        else:
+            assert result.status in ("stopped", "failed") and result.reason, where
+            assert result.output is None or isinstance(result.output, Found), where
+    print("\ntyped answers over llama-cpp-python:", [(r.status, r.output) for r in results])

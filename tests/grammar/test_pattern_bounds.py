@@ -185,3 +185,13 @@ def test_a_pattern_that_holds_dollar_and_brace_is_left_to_validation() -> None:
     g = build_grammar(tools, max_tasks=2)
     assert gs.lark_accepts(g, '1. t("x")\n2. join()\n')
     assert json.dumps(g.json_schema()).count("[${]") == 1
+
+
+def test_the_planner_prompt_states_each_pattern_and_bound() -> None:
+    """Also the ones the grammar leaves to validation: the model should know them first."""
+    from tomasulo.planner import tool_catalog
+
+    catalog = tool_catalog(pattern_tools())
+    assert f"sku: string (matching {json.dumps(SKU)})" in catalog
+    assert "price: number (>= 0, <= 100)" in catalog and "delta: number (< 0)" in catalog
+    assert 'note: string (matching "(?=x)")' in catalog

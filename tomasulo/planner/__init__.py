@@ -2,10 +2,12 @@
 
 ``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
-replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads LLM settings from
-flags, the environment and configuration files.
+replan; ``OutputSpec`` types an answer (``output_type=``) and ``Turn`` / ``as_history`` hold a
+conversation's earlier turns; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model``
+reads LLM settings from flags, the environment and configuration files.
 """
 
+from ._conversation import Turn, as_history
 from ._dialects import (
     DEFAULT_DIALECT,
     DIALECTS,
@@ -16,6 +18,7 @@ from ._dialects import (
     shape_request,
 )
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._output import OutputSpec
 from ._planner import (
     JOINER_MAX_TOKENS,
     PLAN_TOKENS_PER_TASK,
@@ -46,6 +49,7 @@ __all__ = [
     "ModelDefaults",
     "ModelSettings",
     "OutputFormat",
+    "OutputSpec",
     "PlanContext",
     "PlanRound",
     "Planner",
@@ -54,7 +58,9 @@ __all__ = [
     "RetryPolicy",
     "TaskReport",
     "Timeouts",
+    "Turn",
     "Usage",
+    "as_history",
     "estimate_tokens",
     "joiner_messages",
     "parse_decision",

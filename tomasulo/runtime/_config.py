@@ -8,7 +8,7 @@ from typing import Any
 
 from ..dispatcher import DEFAULT_LIMITS, Event, Limits
 from ..executors import Executor
-from ..planner import Joiner, Planner
+from ..planner import Joiner, OutputSpec, Planner
 from ..tools import Toolset
 from ._result import DEFAULT_BUDGET, Budget
 from ._store import RunStore
@@ -40,6 +40,8 @@ class RunConfig:
         deps: what tools that take a :class:`~tomasulo.tools.RunContext` get as ``ctx.deps``.
         instructions: added to the planner's system prompt.
         examples: more worked examples for the planner, each a question and its plan as text.
+        output: the type the answer must have (``output_type=``); ``None``: text.
+        joiner_instructions: added to the joiner's system prompt.
     """
 
     tools: Toolset
@@ -55,3 +57,5 @@ class RunConfig:
     deps: Any = None
     instructions: str = ""
     examples: tuple[str, ...] = ()
+    output: OutputSpec | None = None
+    joiner_instructions: str = ""

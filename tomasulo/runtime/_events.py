@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..dispatcher import Event
 from ..planner import Usage
@@ -37,6 +37,8 @@ class RunStarted(Event):
     query: str
     mode: str
     wall_time: float
+    #: The conversation's earlier turns the run continued from, as ``[question, answer]`` pairs.
+    history: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +133,8 @@ class RunFinished(Event):
     status: str
     reason: str | None = None
     answer: str | None = None
+    #: A typed answer's JSON form (``output_type=``); ``None`` without one.
+    output: Any = None
     plans: list[str] = field(default_factory=list)
     replans: int = 0
     interrupts: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Sub
 from ..exceptions import ConfigError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
-from ..planner import LLM, Joiner, Planner
+from ..planner import LLM, Joiner, OutputSpec, Planner, as_history
 from ..tools import Tool, Toolset
 from ._config import RunConfig
 from ._result import DEFAULT_BUDGET, Budget, RunResult
@@ -113,6 +113,13 @@ class Orchestrator:
             tools to prefer); a run's own ``instructions=`` come after these.
         examples: more worked examples for the planner, each a question and its plan as text
             (``"Question: ...\\n1. search(...)\\n2. join()"``), shown after the built-in one.
+        output_type: the type every run's answer must have: a pydantic model class (or any
+            type pydantic validates) or a JSON schema (a ``dict``). The joiner answers under
+            its schema; ``RunResult.output`` is the typed value, ``answer`` its JSON text. A
+            reply that does not fit gets one repair round; a run whose joiner gives no
+            fitting answer is ``failed`` (its tasks are kept). A run may pass its own.
+        joiner_instructions: added to the joiner's system prompt for every run (how to word
+            the answer, what to leave out); a run's own ``joiner_instructions=`` come after.
     """
 
     def __init__(
@@ -132,6 +139,8 @@ class Orchestrator:
         deps: Any = None,
         instructions: str = "",
         examples: Sequence[str] = (),
+        output_type: Any = None,
+        joiner_instructions: str = "",
     ) -> None:
         strategy_for(mode)  # a mode that does not exist is refused here, not at the first run
         if max_tasks < 1 or max_turns < 1:
@@ -153,6 +162,10 @@ class Orchestrator:
             raise ConfigError("examples must be a list of texts, each a question and its plan")
         self.instructions = instructions
         self.examples: tuple[str, ...] = tuple(examples)
+        if not isinstance(joiner_instructions, str):
+            raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
+        self.joiner_instructions = joiner_instructions
+        self.output: OutputSpec | None = None if output_type is None else OutputSpec.of(output_type)
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
         self.joiner = Joiner(llm) if llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -189,25 +202,78 @@ class Orchestrator:
             deps=self.deps,
             instructions=self.instructions,
             examples=self.examples,
+            output=self.output,
+            joiner_instructions=self.joiner_instructions,
         )
 
-    def _new_run(self, query: str, mode: Mode | None, **kwargs: Any) -> Run:
-        return Run(self.config, query, strategy=strategy_for(mode or self.mode), **kwargs)
+    def _new_run(
+        self,
+        query: str,
+        mode: Mode | None,
+        *,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        if joiner_instructions is not None and not isinstance(joiner_instructions, str):
+            raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
+        return Run(
+            self.config,
+            query,
+            strategy=strategy_for(mode or self.mode),
+            output=None if output_type is None else OutputSpec.of(output_type),
+            history=as_history(message_history),
+            joiner_instructions=joiner_instructions,
+            **kwargs,
+        )
 
     # -- running --------------------------------------------------------------------------------
 
     async def run(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> RunResult:
         """Answer ``query``; returns when the run ends (its status says how).
 
         ``deps`` replaces the orchestrator's for this run (``None``: the orchestrator's);
-        ``instructions`` are added to the orchestrator's, for this run's planner."""
-        run = self._new_run(query, mode, deps=deps, instructions=instructions)
+        ``instructions`` are added to the orchestrator's, for this run's planner, and
+        ``joiner_instructions`` likewise for its joiner; ``output_type`` replaces the
+        orchestrator's (see :class:`Orchestrator`); ``message_history`` continues a
+        conversation: the previous :class:`RunResult` (or its ``messages``), or a list of
+        ``(question, answer)`` pairs or chat messages, which the planner and the joiner see
+        before the question.
+
+        Raises:
+            ConfigError: an ``output_type`` or ``message_history`` of a shape not listed."""
+        run = self._new_run(
+            query,
+            mode,
+            deps=deps,
+            instructions=instructions,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         return await run.drive()
 
     def run_sync(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> RunResult:
         """:meth:`run` for code that is not async.
 
@@ -217,14 +283,32 @@ class Orchestrator:
         """
         library = _running_event_loop()
         if library is None:
-            return anyio.run(lambda: self.run(query, mode=mode, deps=deps, instructions=instructions))
+            return anyio.run(
+                lambda: self.run(
+                    query,
+                    mode=mode,
+                    deps=deps,
+                    instructions=instructions,
+                    output_type=output_type,
+                    message_history=message_history,
+                    joiner_instructions=joiner_instructions,
+                )
+            )
         raise UserError(
             f"run_sync() was called inside a running {library} event loop, which it would have to "
             "block; in async code (or a notebook) use `await orchestrator.run(query)` instead"
         )
 
     def start(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
         if self._tg is None:
@@ -232,12 +316,28 @@ class Orchestrator:
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
-        run = self._new_run(query, mode, deps=deps, instructions=instructions)
+        run = self._new_run(
+            query,
+            mode,
+            deps=deps,
+            instructions=instructions,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
     async def stream(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> AsyncIterator[Event]:
         """The events of a new run, as they happen; the run goes on in the background, so this
         needs ``async with orchestrator:`` around it (its task group holds the run).
@@ -259,7 +359,15 @@ class Orchestrator:
                 "(async with orch: async for event in orch.stream(query): ...), or pass "
                 "on_event= to Orchestrator and await orchestrator.run(query)"
             )
-        handle = self.start(query, mode=mode, deps=deps, instructions=instructions)
+        handle = self.start(
+            query,
+            mode=mode,
+            deps=deps,
+            instructions=instructions,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         try:
             async for event in handle.events():
                 yield event

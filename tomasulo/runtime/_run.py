@@ -21,7 +21,7 @@ from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolError, UserError
 from ..grammar import Plan, Task, stringify
-from ..planner import JoinDecision, PlanContext, Planner, TaskReport, Usage
+from ..planner import JoinDecision, OutputSpec, PlanContext, Planner, TaskReport, Turn, Usage
 from ..tools import Toolset
 from ._config import RunConfig
 from ._events import (
@@ -100,12 +100,23 @@ class Run:
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
         deps: Any = None,
         instructions: str | None = None,
+        output: OutputSpec | None = None,
+        history: tuple[Turn, ...] = (),
+        joiner_instructions: str | None = None,
     ) -> None:
         self.config = config
         self.strategy = strategy
         self.deps = deps if deps is not None else config.deps
         given = (config.instructions, instructions or "")
         self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
+        joined = (config.joiner_instructions, joiner_instructions or "")
+        self.joiner_instructions = "\n\n".join(t.strip() for t in joined if t.strip())
+        #: the type the answer must have (the run's own, else the orchestrator's), and the
+        #: conversation's earlier turns
+        self.output_spec = output if output is not None else config.output
+        self.history = history
+        #: the typed answer, once the joiner gave one that fits ``output_spec``
+        self.output: Any = None
         self.query = query
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.log = log.bind(run_id=self.run_id)
@@ -298,6 +309,9 @@ class Run:
         finally:
             # an interrupt that came after the last decision is still the run's: never dropped
             self.interrupts.extend(self.drain_signals())
+            if status == "finished" and self.output_spec is not None and self.output is None:
+                status = "failed"  # e.g. a baseline's joiner asked for more where an answer was due
+                reason = f"no answer fitting {self.output_spec.name} was given; the tasks' results are kept"
             if self.answer is None and status != "finished":
                 self.answer = self._best_answer()
             self._finished(status, reason)
@@ -330,7 +344,14 @@ class Run:
         )
 
     def _started(self) -> None:
-        self.emit(RunStarted, ts=self._t0, query=self.query, mode=self.strategy.mode, wall_time=self._wall0)
+        self.emit(
+            RunStarted,
+            ts=self._t0,
+            query=self.query,
+            mode=self.strategy.mode,
+            wall_time=self._wall0,
+            history=[[t.question, t.answer] for t in self.history],
+        )
 
     def _finished(self, status: RunStatus, reason: str | None) -> None:
         """Record the end (the result is rebuilt from this event and those before it)."""
@@ -340,6 +361,9 @@ class Run:
             status=status,
             reason=reason,
             answer=self.answer,
+            output=None
+            if self.output_spec is None or self.output is None
+            else self.output_spec.to_json(self.output),
             plans=list(self.plans),
             replans=self.replans,
             interrupts=list(self.interrupts),
@@ -419,13 +443,28 @@ class Run:
         assert joiner is not None
         with self.llm_call("join", joiner.llm):
             decision: JoinDecision = await joiner.decide(
-                self.query, "".join(self.plans), self._reports(d), self.usage
+                self.query, "".join(self.plans), self._reports(d), self.usage, **self._join_options()
             )
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
             self.answer = self._best_answer()
+            if self.output_spec is not None:  # no typed answer at all: the run failed, tasks kept
+                raise Stop(
+                    "failed", f"{decision.thought}; no answer fitting {self.output_spec.name} was given"
+                )
             raise Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
+        if decision.output is not None:
+            self.output = decision.output
         return decision
+
+    def _join_options(self) -> dict[str, Any]:
+        """What every joiner call of the run is given: the answer's type, the joiner's
+        instructions and the conversation so far."""
+        return {
+            "output": self.output_spec,
+            "instructions": self.joiner_instructions,
+            "history": self.history,
+        }
 
     async def final_answer(self, d: Dispatcher, why: str) -> None:
         """A bound stopped the work: ask the joiner for the best answer with what exists."""
@@ -436,10 +475,17 @@ class Run:
                 try:
                     with self.llm_call("join", joiner.llm):
                         decision = await joiner.decide(
-                            self.query, "".join(self.plans), self._reports(d), self.usage, force_finish=True
+                            self.query,
+                            "".join(self.plans),
+                            self._reports(d),
+                            self.usage,
+                            force_finish=True,
+                            **self._join_options(),
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
+                    if decision.output is not None:
+                        self.output = decision.output
                 except TomasuloError as e:
                     self.log.warning("final answer failed", error=str(e))
         self.answer = answer if answer is not None else self._best_answer()
@@ -472,6 +518,7 @@ class Run:
             mode=self.strategy.prompt,
             instructions=self.instructions,
             examples=self.config.examples,
+            history=self.history,
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:
@@ -508,6 +555,8 @@ class Run:
             run_id=self.run_id,
             query=self.query,
             answer=self.answer,
+            output=self.output,
+            history=self.history,
             status=status,
             reason=reason,
             tasks=records,
@@ -532,6 +581,7 @@ class Run:
             PlanError: the dispatcher refused a task (the message names it and says why);
                 nothing ran, since every task is submitted before any call starts.
         """
+        self.output_spec = None  # the answer is the last task's result, as text
         return await self._stored(lambda: self._execute(plan))
 
     async def _execute(self, plan: Plan) -> RunResult:
