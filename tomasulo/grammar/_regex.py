@@ -23,7 +23,7 @@ text a plan writes between the quotes (JSON escapes for ``"``, ``\\`` and contro
 from __future__ import annotations
 
 import functools
-import sys
+import re
 from dataclasses import dataclass
 
 from ._ir import EMPTY, SCALARS, Alt, CharClass, Expr, Lit, Repeat, Seq, alt, complement, seq
@@ -45,18 +45,18 @@ class _Unsupported(Exception):
 
 @functools.cache
 def _category(name: str) -> _Ranges:
-    """The code point ranges of ``re``'s ``\\d`` (decimal), ``\\w`` (alnum or ``_``), ``\\s``."""
-    test = {"d": str.isdecimal, "w": lambda c: c.isalnum() or c == "_", "s": str.isspace}[name]
+    """The code point ranges of ``re``'s ``\\d``, ``\\w`` or ``\\s`` (Unicode), found by ``re``
+    itself over every scalar value, so they are exactly what validation matches."""
     out: list[tuple[int, int]] = []
-    start = -1
-    for cp in range(sys.maxunicode + 2):
-        inside = cp <= sys.maxunicode and not 0xD800 <= cp <= 0xDFFF and test(chr(cp))
-        if inside and start < 0:
-            start = cp
-        elif not inside and start >= 0:
-            out.append((start, cp - 1))
-            start = -1
+    for lo, text in _scalar_texts():
+        out.extend((lo + m.start(), lo + m.end() - 1) for m in re.finditer(f"\\{name}+", text))
     return tuple(out)
+
+
+@functools.cache
+def _scalar_texts() -> tuple[tuple[int, str], ...]:
+    """Every scalar value as text, one string per range of :data:`SCALARS` (built once)."""
+    return tuple((lo, "".join(map(chr, range(lo, hi + 1)))) for lo, hi in SCALARS)
 
 
 def _union(*parts: _Ranges) -> _Ranges:
