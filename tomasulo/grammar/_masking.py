@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Generation", "TokenMasker", "compile_grammar", "constrained_generate", "load_tokenizer"]
 
 TokenizerSource = str | os.PathLike[str] | Any
-GrammarSource = PlanGrammar | str
+GrammarSource = PlanGrammar | str | Mapping[str, Any]
 
 _TOKENIZERS: dict[tuple[str, int | None], Any] = {}
 _LOCK = threading.Lock()
@@ -85,7 +86,8 @@ def load_tokenizer(tokenizer: TokenizerSource, *, eos_token: int | None = None) 
 
 
 def compile_grammar(grammar: GrammarSource) -> str:
-    """The llguidance grammar for a :class:`PlanGrammar`, Lark text or GBNF text.
+    """The llguidance grammar for a :class:`PlanGrammar`, Lark text, GBNF text or a JSON schema
+    (a mapping).
 
     A :class:`PlanGrammar` is compiled from its llguidance form (:meth:`PlanGrammar.llguidance`),
     which holds the same language as its portable Lark and compiles several times faster.
@@ -94,6 +96,8 @@ def compile_grammar(grammar: GrammarSource) -> str:
 
     if isinstance(grammar, PlanGrammar):
         return str(llguidance.LLMatcher.grammar_from_lark(grammar.llguidance()))
+    if isinstance(grammar, Mapping):
+        return str(llguidance.LLMatcher.grammar_from_json_schema(json.dumps(grammar)))
     if "::=" in grammar and not llguidance.gbnf_to_lark.is_lark_syntax(grammar):
         try:
             return str(llguidance.grammar_from("gbnf", grammar))
@@ -108,7 +112,7 @@ class TokenMasker:
     Args:
         tokenizer: a path to a Hugging Face ``tokenizer.json``, its JSON text, a
             ``tokenizers.Tokenizer`` or an ``llguidance.LLTokenizer``.
-        grammar: a :class:`PlanGrammar`, or grammar text in Lark or GBNF.
+        grammar: a :class:`PlanGrammar`, grammar text in Lark or GBNF, or a JSON schema.
         eos_token: the end-of-sequence token id, if the tokenizer does not say.
 
     Raises:
@@ -178,15 +182,6 @@ class TokenMasker:
         if not self._matcher.consume_token(token):  # pragma: no cover - validated above
             return False
         self.tokens.append(token)
-        return True
-
-    def accept_text(self, text: str) -> bool:
-        """Tokenize ``text`` and accept its tokens; ``False`` (and no change) if any is forbidden."""
-        ids = [int(t) for t in self.tokenizer.tokenize_str(text)]
-        if self._matcher.validate_tokens(ids) != len(ids):
-            return False
-        self._matcher.consume_tokens(ids)
-        self.tokens.extend(ids)
         return True
 
     @property

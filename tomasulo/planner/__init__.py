@@ -1,6 +1,7 @@
 """The planner side: LLM backends and dialects, prompts, plan streaming, the joiner.
 
-``LLM`` talks to any OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
+``Model`` is what the planner and joiner need of a model; ``LLM`` (one ``Model``) talks to any
+OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
 replan; ``OutputSpec`` types an answer (``output_type=``) and ``Turn`` / ``as_history`` hold a
 conversation's earlier turns; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model``
@@ -12,12 +13,16 @@ from ._dialects import (
     DEFAULT_DIALECT,
     DIALECTS,
     Dialect,
+    GrammarForm,
     GrammarSpec,
     OutputFormat,
     RequestShape,
+    grammar_form,
     shape_request,
 )
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, Message, RetryPolicy, Timeouts
+from ._local import LocalModel, chat_text
+from ._model import Model
 from ._output import OutputSpec
 from ._planner import (
     JOINER_MAX_TOKENS,
@@ -42,10 +47,13 @@ __all__ = [
     "LLM",
     "PLAN_TOKENS_PER_TASK",
     "Dialect",
+    "GrammarForm",
     "GrammarSpec",
     "JoinDecision",
     "Joiner",
+    "LocalModel",
     "Message",
+    "Model",
     "ModelDefaults",
     "ModelSettings",
     "OutputFormat",
@@ -61,7 +69,9 @@ __all__ = [
     "Turn",
     "Usage",
     "as_history",
+    "chat_text",
     "estimate_tokens",
+    "grammar_form",
     "joiner_messages",
     "parse_decision",
     "planner_messages",

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_DIALECT",
     "DIALECTS",
     "Dialect",
+    "GrammarForm",
     "GrammarSpec",
     "OutputFormat",
     "RequestShape",
@@ -48,6 +49,22 @@ DEFAULT_DIALECT: Dialect = "plain"
 
 OutputFormat = Literal["text", "json"]
 """What the model's answer will be: the text plan dialect, or the JSON one."""
+
+GrammarForm = Literal["gbnf", "lark", "json_schema"]
+"""The form of the plan grammar a model reads: GBNF or Lark text (the model writes text plans),
+or a JSON schema (it writes JSON plans)."""
+
+
+def grammar_form(dialect: Dialect, *, custom_tools: bool = True) -> GrammarForm | None:
+    """The one form of the plan grammar a ``dialect`` server reads (what :func:`shape_request`
+    sends of a full :class:`GrammarSpec`), or ``None`` for ``plain``, which takes none."""
+    if dialect in ("vllm", "llamacpp", "sglang"):
+        return "gbnf"
+    if dialect == "openai":
+        return "lark" if custom_tools else "json_schema"
+    if dialect == "ollama":
+        return "json_schema"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,16 @@ from ..exceptions import (
     LLMTimeout,
     LLMTruncated,
 )
-from ._dialects import DEFAULT_DIALECT, Dialect, GrammarSpec, OutputFormat, RequestShape, shape_request
+from ._dialects import (
+    DEFAULT_DIALECT,
+    Dialect,
+    GrammarForm,
+    GrammarSpec,
+    OutputFormat,
+    RequestShape,
+    grammar_form,
+    shape_request,
+)
 from ._usage import Prices, Usage, estimate_tokens
 
 if TYPE_CHECKING:
@@ -212,6 +221,10 @@ class LLM:
         client would close it too, and the caller may send more through it)."""
         if self._owns_client:
             await self._client.close()
+
+    def grammar_form(self) -> GrammarForm | None:
+        """The form of the plan grammar this LLM's dialect sends (``None``: ``plain``, none)."""
+        return grammar_form(self.dialect, custom_tools=self.custom_tools)
 
     def output_format(self, grammar: GrammarSpec | None) -> OutputFormat:
         """Whether answers to ``grammar`` will be text plans or JSON plans on this dialect."""

@@ -16,8 +16,8 @@ from ..exceptions import ConfigError, LLMResponseError, LLMTruncated, PlanError
 from ..grammar import END_OF_PLAN, JsonPlanStream, Plan, PlanStream, Task, build_grammar
 from ..tools import Toolset
 from ._conversation import Turn
-from ._dialects import GrammarSpec
-from ._llm import LLM
+from ._dialects import GrammarForm, GrammarSpec
+from ._model import Model
 from ._output import OutputSpec, decision_schema
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages
 from ._usage import Usage
@@ -70,8 +70,14 @@ class PlanRound:
         self.usage = usage
         self.watch = watch
         self.grammar: GrammarSpec | None = None
-        self.compat = planner.llm.dialect == "plain"
-        self.output: Literal["text", "json"] = "text"
+        model = planner.llm
+        #: The one form of the plan grammar the model reads (``None``: it takes none).
+        self.form: GrammarForm | None = model.grammar_form()
+        #: No grammar is ever sent: the plan is read in compat mode (LLMCompiler's syntax too).
+        self.compat = self.form is None
+        self.output: Literal["text", "json"] = (
+            "json" if self.form == "json_schema" and planner.use_grammar else "text"
+        )
         self._parser: PlanStream | JsonPlanStream = self._make_parser()
         self._chunks: list[str] = []
         #: whether the model's first answer held no plan and was asked again (``plain`` only)
@@ -87,17 +93,20 @@ class PlanRound:
         return JsonPlanStream(tools, start_id=ctx.start_id, max_tasks=ctx.max_tasks)
 
     async def _prepare(self) -> None:
-        """Build the grammar (off the event loop: a first build takes milliseconds) and the parser."""
-        planner, ctx = self.planner, self.ctx
-        if planner.use_grammar and not self.compat:
+        """Build the one form of the grammar the model reads (off the event loop: a first build
+        takes milliseconds); the parser was made with the round."""
+        planner, ctx, form = self.planner, self.ctx, self.form
+        if planner.use_grammar and form is not None:
 
             def build() -> GrammarSpec:
                 g = build_grammar(planner.tools, max_tasks=ctx.max_tasks, start_id=ctx.start_id)
-                return GrammarSpec(gbnf=g.gbnf(), lark=g.lark(), json_schema=g.json_schema())
+                if form == "gbnf":
+                    return GrammarSpec(gbnf=g.gbnf())
+                if form == "lark":
+                    return GrammarSpec(lark=g.lark())
+                return GrammarSpec(json_schema=g.json_schema())
 
             self.grammar = await anyio.to_thread.run_sync(build)
-        self.output = planner.llm.output_format(self.grammar)
-        self._parser = self._make_parser()
 
     @property
     def text(self) -> str:
@@ -211,10 +220,11 @@ class PlanRound:
 
 
 class Planner:
-    """Asks the LLM for plans under the toolset's grammar.
+    """Asks a model for plans under the toolset's grammar.
 
     Args:
-        llm: the model.
+        llm: the model: an :class:`~tomasulo.planner.LLM`, or anything else that is a
+            :class:`~tomasulo.planner.Model` (a wrapper of one, an in-process model).
         tools: what plans may call.
         use_grammar: send the plan grammar to servers that take one (``plain`` never does).
         tokens_per_task: the plan's ``max_tokens`` is this times (task cap + 1); a plan cut
@@ -223,7 +233,7 @@ class Planner:
 
     def __init__(
         self,
-        llm: LLM,
+        llm: Model,
         tools: Toolset,
         *,
         use_grammar: bool = True,
@@ -332,9 +342,13 @@ class Joiner:
     its schema. A reply that does not parse, was cut off at ``max_tokens`` or whose answer
     does not fit gets one repair round (the message says what was wrong); when that fails
     too the decision is a forced finish (``forced=True``).
+
+    Args:
+        llm: the model (any :class:`~tomasulo.planner.Model`; it may differ from the planner's).
+        max_tokens: the ``max_tokens`` of each decision call.
     """
 
-    def __init__(self, llm: LLM, *, max_tokens: int = JOINER_MAX_TOKENS) -> None:
+    def __init__(self, llm: Model, *, max_tokens: int = JOINER_MAX_TOKENS) -> None:
         self.llm = llm
         self.max_tokens = max_tokens
 

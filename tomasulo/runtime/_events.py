@@ -32,6 +32,7 @@ class RunStarted(Event):
     ``ts`` is the run's start on the monotonic clock (every event's ``ts`` is on it, and task
     times in the result count from it); ``wall_time`` is the same moment as a Unix time
     (``time.time()``), so that ``wall_time + (event.ts - start.ts)`` dates any event.
+    ``resumed_from`` is the id of the run this one resumed (``Orchestrator.run(resume=...)``).
     """
 
     query: str
@@ -39,6 +40,7 @@ class RunStarted(Event):
     wall_time: float
     #: The conversation's earlier turns the run continued from, as ``[question, answer]`` pairs.
     history: list[list[str]] = field(default_factory=list)
+    resumed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

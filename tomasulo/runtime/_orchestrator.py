@@ -15,15 +15,21 @@ from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Sub
 from ..exceptions import ConfigError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
-from ..planner import LLM, Joiner, OutputSpec, Planner, as_history
+from ..planner import Joiner, Model, OutputSpec, Planner, as_history
 from ..tools import Tool, Toolset
 from ._config import RunConfig
+from ._events import RunStarted
 from ._result import DEFAULT_BUDGET, Budget, RunResult
+from ._resume import Resumed, resumed_from
 from ._run import Run
 from ._store import InMemoryRunStore, RunStore
 from ._strategies import Mode, strategy_for
 
 __all__ = ["Orchestrator", "RunHandle"]
+
+#: The most journals a resume reads back through ``resumed_from`` links (a run resumed from a
+#: run resumed from ...).
+MAX_RESUME_CHAIN = 100
 
 
 class _Default:
@@ -93,7 +99,12 @@ class Orchestrator:
 
     Args:
         tools: a :class:`Toolset` or tools.
-        llm: the model for planning and joining (``None``: only :meth:`execute_plan` works).
+        llm: the model for planning (and joining, unless ``joiner_llm`` is given): an
+            :class:`~tomasulo.planner.LLM`, or any :class:`~tomasulo.planner.Model` (a wrapper
+            that counts, traces or falls back between servers). ``None``: only
+            :meth:`execute_plan` works.
+        joiner_llm: the joiner's model, if it is not the planner's (LLMCompiler lets them
+            differ: a small fast planner, a stronger joiner, or the other way round).
         executor: where tool calls run (default: a local executor per run).
         limits: the dispatcher's limits (concurrency, the tools' deadline).
         budget: bounds on the run (replans, tokens, cost, wall time).
@@ -125,8 +136,9 @@ class Orchestrator:
     def __init__(
         self,
         tools: Toolset | Iterable[Tool],
-        llm: LLM | None = None,
+        llm: Model | None = None,
         *,
+        joiner_llm: Model | None = None,
         executor: Executor | None = None,
         limits: Limits | None = None,
         budget: Budget | None = None,
@@ -166,8 +178,11 @@ class Orchestrator:
             raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
         self.joiner_instructions = joiner_instructions
         self.output: OutputSpec | None = None if output_type is None else OutputSpec.of(output_type)
+        if joiner_llm is not None and llm is None:
+            raise ConfigError("joiner_llm needs llm too: the planner's model plans every run")
+        self.joiner_llm = joiner_llm if joiner_llm is not None else llm
         self.planner = Planner(llm, self.tools, use_grammar=use_grammar) if llm is not None else None
-        self.joiner = Joiner(llm) if llm is not None else None
+        self.joiner = Joiner(self.joiner_llm) if self.joiner_llm is not None else None
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Orchestrator:
@@ -240,6 +255,7 @@ class Orchestrator:
         output_type: Any = None,
         message_history: Any = None,
         joiner_instructions: str | None = None,
+        resume: str | Sequence[Event] | None = None,
     ) -> RunResult:
         """Answer ``query``; returns when the run ends (its status says how).
 
@@ -251,18 +267,72 @@ class Orchestrator:
         ``(question, answer)`` pairs or chat messages, which the planner and the joiner see
         before the question.
 
+        ``resume`` goes on with an earlier run of the same question: its id (its journal is
+        read from the orchestrator's store, with those of the runs it resumed) or its events.
+        Tasks that ended there are not run again (references to them resolve to their
+        recorded values); tasks that had not ended run; then the run goes on as the earlier one
+        would have: the joiner if its last plan was whole, else a plan that continues it. The
+        new run has a new id; its ``RunStarted.resumed_from`` names the earlier one. The
+        ``stream`` and ``plan_then_execute`` modes resume (the earlier run's, unless ``mode``
+        is given).
+
         Raises:
-            ConfigError: an ``output_type`` or ``message_history`` of a shape not listed."""
+            ConfigError: an ``output_type`` or ``message_history`` of a shape not listed.
+            UserError: ``resume`` names a run the store does not hold (or there is no store),
+                the events are not a run's journal, ``query`` is not the earlier run's
+                question, or the mode cannot resume.
+        """
+        resumed = None if resume is None else await self._resumed(query, resume, mode)
+        if resumed is not None:
+            mode = mode or resumed.mode  # type: ignore[assignment]
         run = self._new_run(
             query,
             mode,
             deps=deps,
             instructions=instructions,
+            resume=resumed,
             output_type=output_type,
             message_history=message_history,
             joiner_instructions=joiner_instructions,
         )
         return await run.drive()
+
+    async def _resumed(self, query: str, resume: str | Sequence[Event], mode: Mode | None) -> Resumed:
+        events = await self._journal_of(resume) if isinstance(resume, str) else resume
+        return self._resumed_from(query, events, mode)
+
+    def _resumed_from(self, query: str, events: Sequence[Event], mode: Mode | None) -> Resumed:
+        resumed = resumed_from(events)
+        if resumed.query != query:
+            raise UserError(
+                f"run {resumed.run_id} answered {resumed.query[:200]!r}, not {query[:200]!r}: "
+                "resume a run with its own question"
+            )
+        strategy = strategy_for(mode or resumed.mode)
+        if not strategy.resumable:
+            raise UserError(
+                f"a {strategy.mode} run cannot be resumed; resume runs of the stream and "
+                "plan_then_execute modes (or pass mode=)"
+            )
+        return resumed
+
+    async def _journal_of(self, run_id: str) -> list[Event]:
+        """The journal of ``run_id`` from the store, after those of the runs it resumed."""
+        if self.store is None:
+            raise UserError(f"resume={run_id!r} reads the run from the store, and this orchestrator has none")
+        journals: list[list[Event]] = []
+        want: str | None = run_id
+        while want is not None and len(journals) < MAX_RESUME_CHAIN:
+            try:
+                events = await self.store.load_events(want)
+            except KeyError:
+                if want == run_id:
+                    raise UserError(f"cannot resume run {run_id!r}: the run store does not hold it") from None
+                break  # an earlier link is gone: resume from what there is
+            journals.insert(0, events)
+            start = next((e for e in events if isinstance(e, RunStarted)), None)
+            want = None if start is None else start.resumed_from
+        return [e for events in journals for e in events]
 
     def run_sync(
         self,
@@ -309,18 +379,36 @@ class Orchestrator:
         output_type: Any = None,
         message_history: Any = None,
         joiner_instructions: str | None = None,
+        resume: Sequence[Event] | None = None,
     ) -> RunHandle:
-        """Start a run in the background (inside ``async with orchestrator:``) and return its handle."""
+        """Start a run in the background (inside ``async with orchestrator:``) and return its handle.
+
+        ``resume`` takes an earlier run's events, as :meth:`run` does (read them with
+        ``await store.load_events(run_id)``; :meth:`run` also takes the id itself).
+
+        Raises:
+            UserError: outside ``async with orchestrator:``, or ``resume`` cannot be resumed
+                (see :meth:`run`).
+        """
         if self._tg is None:
             raise UserError(
                 "start() runs in the background: use it inside `async with orchestrator:`, "
                 "or await orchestrator.run(query)"
             )
+        if isinstance(resume, str):
+            raise UserError(
+                "start() takes resume=events (await store.load_events(run_id)); "
+                "await orchestrator.run(query, resume=run_id) reads them itself"
+            )
+        resumed = None if resume is None else self._resumed_from(query, resume, mode)
+        if resumed is not None:
+            mode = mode or resumed.mode  # type: ignore[assignment]
         run = self._new_run(
             query,
             mode,
             deps=deps,
             instructions=instructions,
+            resume=resumed,
             output_type=output_type,
             message_history=message_history,
             joiner_instructions=joiner_instructions,

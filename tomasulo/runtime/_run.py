@@ -21,7 +21,7 @@ from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolError, UserError
 from ..grammar import Plan, Task, stringify
-from ..planner import JoinDecision, OutputSpec, PlanContext, Planner, TaskReport, Turn, Usage
+from ..planner import JoinDecision, Model, OutputSpec, PlanContext, Planner, TaskReport, Turn, Usage
 from ..tools import Toolset
 from ._config import RunConfig
 from ._events import (
@@ -35,6 +35,7 @@ from ._events import (
     UserMessage,
 )
 from ._result import RunResult, RunStatus, TaskRecord
+from ._resume import Resumed
 from ._store import RunStore
 
 __all__ = ["PLAN_DELTA_INTERVAL", "USER_SAID", "Run", "Stop", "Strategy"]
@@ -44,6 +45,10 @@ log = get_logger("tomasulo.run")
 #: Plan text is passed on (``PlanDelta``) at each line's end, or after this many seconds.
 PLAN_DELTA_INTERVAL = 0.05
 
+
+#: Seconds the store is given, once a run has ended, for the journal's last events and the
+#: result, even when the caller cancelled the run.
+STORE_GRACE = 5.0
 
 #: How a user's message reads among a run's interrupts.
 USER_SAID = "the user said: "
@@ -76,6 +81,10 @@ class Strategy(Protocol):
     @property
     def prompt(self) -> Literal["plan", "react", "parallel_fc"]: ...
 
+    #: Whether :meth:`drive` takes over ``run.resumed`` (a run resumed from a journal).
+    @property
+    def resumable(self) -> bool: ...
+
     async def drive(self, run: Run, d: Dispatcher) -> None:
         """Run ``run`` on dispatcher ``d`` until its answer is set (or raise :class:`Stop`)."""
         ...
@@ -103,9 +112,14 @@ class Run:
         output: OutputSpec | None = None,
         history: tuple[Turn, ...] = (),
         joiner_instructions: str | None = None,
+        resume: Resumed | None = None,
     ) -> None:
         self.config = config
         self.strategy = strategy
+        #: What this run takes over from an earlier one (its strategy picks it up), or ``None``.
+        self.resumed = resume
+        if resume is not None:
+            restore = resume.outcomes
         self.deps = deps if deps is not None else config.deps
         given = (config.instructions, instructions or "")
         self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
@@ -167,7 +181,7 @@ class Run:
         self._signals_send.close()
         self._signals.close()
 
-    def llm_call(self, purpose: LLMPurpose, llm: Any, plan: int = 0) -> _LLMCall:
+    def llm_call(self, purpose: LLMPurpose, llm: Model, plan: int = 0) -> _LLMCall:
         """Record an LLM call: ``LLMCallStarted`` now, ``LLMCallFinished`` when it ends."""
         self._llm_calls += 1
         model = getattr(llm, "model", None)
@@ -223,31 +237,44 @@ class Run:
                 return result
             sub = self.journal.events(quiet=True)
             failure: BaseException | None = None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._persist, store, sub)
-                try:
-                    await body()
-                except BaseException as exc:  # re-raised once the store has the events
-                    failure = exc
+            # shielded: the store gets the journal's last events (and the result) even when the
+            # caller cancels the run, which is what lets such a run be resumed; bounded below
+            flush = anyio.CancelScope(shield=True)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._persist, store, sub, flush)
+                    try:
+                        await body()
+                    except BaseException as exc:  # re-raised once the store has the events
+                        failure = exc
+                    flush.deadline = anyio.current_time() + STORE_GRACE  # the journal is closed now
+            finally:  # (leaving the task group raises the caller's cancellation, if there is one)
+                if self.result is not None:
+                    with anyio.CancelScope(shield=True) as saving:
+                        saving.deadline = anyio.current_time() + STORE_GRACE
+                        try:
+                            await store.save_result(self.result)
+                        except Exception as exc:
+                            self._store_failed(exc)
             if failure is not None:
                 raise failure
             result = self.result  # type: ignore[assignment]
             assert result is not None
-            try:
-                await store.save_result(result)
-            except Exception as exc:
-                self._store_failed(exc)
             return result
         finally:
             self.done.set()
 
-    async def _persist(self, store: RunStore, sub: Subscription) -> None:
+    async def _persist(self, store: RunStore, sub: Subscription, scope: anyio.CancelScope) -> None:
         """Append the journal to the store in batches, off the hot path, until the run ends."""
-        try:
-            while batch := await sub.batch():
-                await store.append(self.run_id, batch)
-        except Exception as exc:
-            self._store_failed(exc)
+        with scope:
+            try:
+                while batch := await sub.batch():
+                    await store.append(self.run_id, batch)
+            except Exception as exc:
+                self._store_failed(exc)
+                await sub.aclose()
+        if scope.cancelled_caught:
+            self.log.warning("run store too slow", grace=STORE_GRACE)
             await sub.aclose()
 
     def _store_failed(self, exc: Exception) -> None:
@@ -351,6 +378,7 @@ class Run:
             mode=self.strategy.mode,
             wall_time=self._wall0,
             history=[[t.question, t.answer] for t in self.history],
+            resumed_from=None if self.resumed is None else self.resumed.run_id,
         )
 
     def _finished(self, status: RunStatus, reason: str | None) -> None:
@@ -400,6 +428,11 @@ class Run:
             if (problem := self.submit(d, task, plan_no, rank)) is not None:
                 return task, problem
         return None
+
+    def adopt(self, task: Task) -> None:
+        """Count a task an earlier run finished (restored, not submitted) among this run's
+        tasks, so that the planner and the joiner see its report."""
+        self._tasks[task.id] = task
 
     def submit(self, d: Dispatcher, task: Task, plan_no: int, rank: int = 0) -> str | None:
         """Hand a task to the dispatcher and record it; every mode submits through here.

@@ -1,9 +1,10 @@
 """The modes of a run, as strategies: streaming rounds (``stream``, ``plan_then_execute``)
 and the baselines' turns (``react``, ``parallel_fc``).
 
-A strategy is small: a ``mode`` name, the planner ``prompt`` it asks for, and ``drive(run, d)``,
-which works through the run's steps (:class:`~tomasulo.runtime._run.Run`). Pick one by name with
-:func:`strategy_for`; a new mode is a new class with the same three members.
+A strategy is small: a ``mode`` name, the planner ``prompt`` it asks for, whether it can take
+over a ``resumable`` run, and ``drive(run, d)``, which works through the run's steps
+(:class:`~tomasulo.runtime._run.Run`). Pick one by name with :func:`strategy_for`; a new mode is
+a new class with the same four members.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..exceptions import BudgetExceeded, ConfigError, LLMError, LLMTruncated, Pl
 from ..grammar import Task
 from ..planner import PlanRound
 from ._events import PlanFinished, PlanStarted
+from ._resume import Resumed
 from ._run import USER_SAID, Run, Stop, Strategy, _text
 
 __all__ = ["BaselineTurns", "Mode", "StreamingRounds", "strategy_for"]
@@ -40,6 +42,7 @@ class StreamingRounds:
     mode: Mode = "stream"
     hold: bool = False
     prompt: Literal["plan", "react", "parallel_fc"] = "plan"
+    resumable: bool = True
 
     async def drive(self, run: Run, d: Dispatcher) -> None:
         """Plan, dispatch, replan on interrupts, join; returns with ``run.answer`` set."""
@@ -47,20 +50,33 @@ class StreamingRounds:
         start_id = 1
         reason = ""
         feedback: str | None = None
+        whole, problem = False, None
+        if run.resumed is not None:
+            start_id, whole, problem = self._take_over(run, d, run.resumed)
+            if not whole and run.plans:
+                reason = f"resumed from run {run.resumed.run_id}, whose plan {len(run.plans)} had no join()"
+                run.interrupts.extend(m for m in (problem, reason) if m is not None)
         while True:
             run.check_budget()
-            plan_no = len(run.plans) + 1
-            ctx = run.context(start_id, feedback, run.config.max_tasks)
-            run.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
-            rnd = planner.start(ctx, run.usage, watch=run.config.budget.check)
-            with run.llm_call("plan", planner.llm, plan_no) as call:
-                rnd.on_text = call.on_text
-                preempted, problem = await self._stream_plan(run, d, rnd, plan_no)
-            run.plans.append(rnd.plan_text())
-            run.emit(
-                PlanFinished, plan=plan_no, tasks=len(rnd.plan.tasks), joined=rnd.joined, preempted=preempted
-            )
-            start_id = rnd.next_id
+            if whole:  # a resumed run whose last plan was whole: on to its tasks and the joiner
+                whole = False
+            else:
+                plan_no = len(run.plans) + 1
+                ctx = run.context(start_id, feedback, run.config.max_tasks)
+                run.emit(PlanStarted, plan=plan_no, start_id=start_id, reason=reason)
+                rnd = planner.start(ctx, run.usage, watch=run.config.budget.check)
+                with run.llm_call("plan", planner.llm, plan_no) as call:
+                    rnd.on_text = call.on_text
+                    preempted, problem = await self._stream_plan(run, d, rnd, plan_no)
+                run.plans.append(rnd.plan_text())
+                run.emit(
+                    PlanFinished,
+                    plan=plan_no,
+                    tasks=len(rnd.plan.tasks),
+                    joined=rnd.joined,
+                    preempted=preempted,
+                )
+                start_id = rnd.next_id
             signals = run.drain_signals()
             if problem is not None:
                 signals.append(problem)
@@ -91,6 +107,27 @@ class StreamingRounds:
             feedback = decision.feedback
             run.interrupts.append(reason)
             run.replan_allowed(reason)
+
+    def _take_over(self, run: Run, d: Dispatcher, resumed: Resumed) -> tuple[int, bool, str | None]:
+        """Take over an earlier run's plans and tasks: the ones that ended are restored (the
+        dispatcher has their outcomes), the others are submitted again, under a ``PlanStarted``
+        of the plan they belong to. Returns the next task id, whether the last plan was whole,
+        and why a task was refused (a tool that is gone), if one was."""
+        run.plans.extend(resumed.plans)
+        todo = []
+        for tid, (_, task) in sorted(resumed.tasks.items()):
+            if tid in resumed.outcomes:
+                run.adopt(task)
+            else:
+                todo.append(task)
+        refused = None
+        if todo:
+            plan_no = len(run.plans)
+            why = f"resumed from run {resumed.run_id}: {len(todo)} of its tasks had not ended"
+            run.emit(PlanStarted, plan=plan_no, start_id=todo[0].id, reason=why)
+            refused = run.submit_plan(d, todo, plan_no)
+            run.emit(PlanFinished, plan=plan_no, tasks=len(todo), joined=resumed.joined, preempted=False)
+        return resumed.next_id, resumed.joined, None if refused is None else refused[1]
 
     async def _stream_plan(
         self, run: Run, d: Dispatcher, rnd: PlanRound, plan_no: int
@@ -170,6 +207,7 @@ class BaselineTurns:
     mode: Mode = "parallel_fc"
     one_call: bool = False
     prompt: Literal["plan", "react", "parallel_fc"] = "parallel_fc"
+    resumable: bool = False
 
     async def drive(self, run: Run, d: Dispatcher) -> None:
         """Turn after turn: the model calls tools (or none, to answer), the calls run, repeat."""
