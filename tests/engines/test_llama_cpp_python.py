@@ -10,6 +10,7 @@ while their plan still streams.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -18,6 +19,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pydantic import BaseModel, Field
 
 from tomasulo.dispatcher import TaskStarted
 from tomasulo.exceptions import LLMError, LLMResponseError, LLMTruncated
@@ -232,3 +234,44 @@ async def test_a_closed_stream_stops_the_server_so_the_next_request_does_not_que
     )
     assert after < max(10 * idle, 1.0)
     assert after < left / 5
+
+
+class Found(BaseModel):
+    """A typed answer for the random model to fill in."""
+
+    key: str = Field(max_length=20)
+    hits: int = Field(ge=0, le=99)
+
+
+async def test_a_typed_answer_over_llama_cpp_python_validates_or_the_run_ends_cleanly(
+    llama_cpp_python: LlamaServer,
+) -> None:
+    """``output_type`` on the real engine: the schema goes in ``response_format``; every run
+    either has a ``Found`` as its output (the engine held the reply to the typed schema) or
+    ends ``stopped``/``failed`` with a reason, its tasks kept."""
+    results: list[RunResult] = []
+    seen: list[str] = []
+    with anyio.fail_after(3 * 100):
+        for seed in range(3):
+            llm = llm_for(llama_cpp_python, 100 + seed)
+            async with llm:
+                orch = Orchestrator(TOOLS, llm, max_tasks=MAX_TASKS, budget=BUDGET, output_type=Found)
+                results.append(await orch.run(f"Question {seed}: how many hits for 'ab'?"))
+            for reply in llm.replies:  # what the engine wrote under the typed schema
+                decision = parse_decision(reply)
+                if decision.action == "finish":
+                    # the engine holds the answer's shape; llama-cpp-python's schema grammar
+                    # leaves out some bounds (`maximum`), which validation and the repair catch
+                    answer = json.loads(reply, strict=False)["answer"]
+                    assert set(answer) == {"key", "hits"}, reply
+                    assert isinstance(answer["key"], str) and isinstance(answer["hits"], int), reply
+                    seen.append(reply)
+    for result in results:
+        where = f"run {result.run_id}: {result.status} ({result.reason})"
+        if result.status == "finished":
+            assert isinstance(result.output, Found), where
+        else:
+            assert result.status in ("stopped", "failed") and result.reason, where
+            assert result.output is None or isinstance(result.output, Found), where
+    print("\ntyped answers over llama-cpp-python:", [(r.status, r.output) for r in results])
+    print("finish replies:", seen)

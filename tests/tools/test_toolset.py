@@ -143,6 +143,7 @@ def test_public_names() -> None:
         "ToolSource",
         "Toolset",
         "check_ip",
+        "check_schema",
         "check_url",
         "collect",
         "function_ref",

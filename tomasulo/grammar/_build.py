@@ -63,6 +63,7 @@ from ._ir import (
     seq,
 )
 from ._parser import END_OF_PLAN
+from ._regex import chars_of, read_pattern, written
 from ._shapes import STRING, Node, literal_text, normalize, tool_params
 
 if TYPE_CHECKING:
@@ -407,6 +408,8 @@ class _Builder:
         kind = node[0]
         if node == STRING:
             return Ref("str_plain") if ctx is None else Ref(f"tstr_{ctx}")
+        if kind == "string" and len(node) > 3:
+            return self.pattern_string(node, ctx)
         if kind == "string":
             return self.bounded_string(node, ctx)
         if kind == "integer":
@@ -417,7 +420,9 @@ class _Builder:
                 return Ref("uint")
             return self.rule(f"int{self.node_id(node)}", int_range(lo, hi), token=True)
         if kind == "number":
-            return Ref("num")
+            if len(node) == 1:
+                return Ref("num")
+            return self.rule(f"num{self.node_id(node)}", _number(node), token=True)
         if kind == "boolean":
             return alt(Lit("true"), Lit("false"))
         if kind == "null":
@@ -470,6 +475,26 @@ class _Builder:
         if ctx is None:
             return plain
         # with earlier results to interpolate: a template (at least one `${k}`) of any length
+        interp = seq(Lit("${"), Ref(f"ids_{ctx}"), Repeat(Ref("path_item"), 0), Lit("}"))
+        chars = Ref("str_char")
+        body = seq(Lit('"'), Repeat(chars, 0), interp, Repeat(alt(chars, interp), 0), _TAIL)
+        return alt(plain, self.rule(f"tstr1_{ctx}", body, token=True))
+
+    def pattern_string(self, node: Node, ctx: str | None) -> Expr:
+        """A string whose characters match ``node[3]`` (a ``pattern`` in :mod:`._regex`'s subset).
+
+        The lexeme writes the characters as a plan does (JSON escapes). A literal ``$`` may never
+        be followed by ``{`` (that starts an interpolation), so a pattern whose characters hold
+        both is left to validation, and so is one whose unanchored side could meet a ``$``
+        or ``{`` of its own there; the length bounds are left to validation too. Strings with
+        ``${k}`` interpolations are checked once the results exist, as for bounded strings.
+        """
+        written = _pattern_text(node[3])
+        if written is None:
+            return self.bounded_string(node[:3], ctx) if node[1:3] != (0, None) else self.literal(STRING, ctx)
+        plain = self.rule(f"str{self.node_id(node)}", seq(Lit('"'), written, Lit('"')), token=True)
+        if ctx is None:
+            return plain
         interp = seq(Lit("${"), Ref(f"ids_{ctx}"), Repeat(Ref("path_item"), 0), Lit("}"))
         chars = Ref("str_char")
         body = seq(Lit('"'), Repeat(chars, 0), interp, Repeat(alt(chars, interp), 0), _TAIL)
@@ -760,6 +785,54 @@ def int_range(lo: int | None, hi: int | None) -> Expr:
     if not parts:
         raise ConfigError(f"no integer lies between {lo} and {hi}")
     return alt(*parts)
+
+
+# any characters of a plain string (no `${`), as written: the content of `str_plain`
+_ANY_TEXT = seq(Repeat(alt(_STR_ITEM, seq(_DOLLARS, _STR_NB)), 0), Repeat(Lit("$"), 0))
+
+
+def _pattern_text(pattern: str) -> Expr | None:
+    """How a plan writes a string matching ``pattern`` between its quotes, or ``None`` where a
+    grammar cannot hold it (see :meth:`_Builder.pattern_string`)."""
+    p = read_pattern(pattern)
+    if p is None:
+        return None
+    alphabet = chars_of(p.body)
+    dollar = any(lo <= 0x24 <= hi for lo, hi in alphabet)
+    brace = any(lo <= 0x7B <= hi for lo, hi in alphabet)
+    if (dollar and brace) or (not p.head and brace) or (not p.tail and dollar):
+        return None
+    return seq(
+        EMPTY if p.head else _ANY_TEXT,
+        written(p.body),
+        opt(Lit("\\n")) if p.newline else EMPTY,
+        EMPTY if p.tail else _ANY_TEXT,
+    )
+
+
+def _number(node: Node) -> Expr:
+    """Numbers within ``node``'s bounds where a grammar can say so: no minus sign when the
+    lower bound is at least 0, a minus sign when the upper one is below 0 (or at most 0,
+    exclusive), and with both bounds below 1e15 in size, no more integer digits than the
+    larger one has and no positive exponent. The exact bounds are validation's."""
+    _, lo, hi, ex_lo, ex_hi = node
+    low = max((v for v in (lo, ex_lo) if v is not None), default=None)
+    high = min((v for v in (hi, ex_hi) if v is not None), default=None)
+    nonneg = low is not None and low >= 0
+    negative = (hi is not None and hi < 0) or (ex_hi is not None and ex_hi <= 0)
+    sign: Expr = EMPTY if nonneg else Lit("-") if negative else opt(Lit("-"))
+    frac = seq(Lit("."), Repeat(_DIGIT, 1))
+    if low is not None and high is not None and max(abs(low), abs(high)) < 1e15:
+        most = len(str(int(max(abs(low), abs(high)))))
+        uint = alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0, most - 1))) if most > 1 else _DIGIT
+        exp = seq(CharClass.of("eE"), Lit("-"), Repeat(_DIGIT, 1))
+        return seq(sign, uint, opt(frac), opt(exp))
+    exp = seq(
+        CharClass.of("eE"),
+        alt(seq(opt(Lit("+")), Repeat(_DIGIT, 1, 2)), seq(Lit("-"), Repeat(_DIGIT, 1))),
+    )
+    mantissa = alt(Lit("0"), seq(_DIGIT19, Repeat(_DIGIT, 0, _FLOAT_DIGITS - 1)))
+    return seq(sign, alt(_UINT, seq(mantissa, alt(seq(frac, opt(exp)), exp))))
 
 
 def _admits_null(node: Node) -> bool:

@@ -1,9 +1,9 @@
 """Emit the grammar IR as GBNF: llama.cpp's ``grammar``, SGLang's ``ebnf``, vLLM with xgrammar.
 
 Rule names become ``[a-z0-9-]`` words (``_`` turns into ``-``) and the start rule is ``root``.
-Characters outside printable ASCII are written ``\\xNN`` or ``\\uNNNN``; those above U+FFFF are
-written as themselves (UTF-8), since llguidance's GBNF reader (vLLM's guidance backend) misreads
-``\\UNNNNNNNN``.
+Characters outside printable ASCII are written ``\\xNN`` or ``\\uNNNN``; those from U+0100 to
+U+0FFF and above U+FFFF are written as themselves (UTF-8), since llguidance's GBNF reader (vLLM's
+guidance backend) misreads ``\\u0NNN`` and ``\\UNNNNNNNN``.
 Token rules are ordinary rules here: GBNF engines match characters, not lexemes.
 """
 
@@ -27,6 +27,8 @@ def _esc(cp: int, *, in_class: bool) -> str:
         return "\\n"
     if cp < 0x100:
         return f"\\x{cp:02X}"
+    if cp < 0x1000:  # llguidance's GBNF reader misreads \u0NNN (it drops the zero)
+        return c
     if cp < 0x10000:
         return f"\\u{cp:04X}"
     return c

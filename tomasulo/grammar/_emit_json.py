@@ -69,6 +69,15 @@ def plan_json_schema(
             bounds = {"minLength": node[1]} if len(node) > 1 and node[1] else {}
             if len(node) > 2 and node[2] is not None:
                 bounds["maxLength"] = node[2]
+            if len(node) > 3:
+                # the pattern as given (in the subset engines read), or a ${k} interpolation,
+                # whose text is known only once the results exist
+                return {
+                    "anyOf": [
+                        {"type": "string", **bounds, "pattern": node[3]},
+                        {"type": "string", "pattern": r"\$\{[0-9]"},
+                    ]
+                }
             return {"type": "string", **bounds}
         if kind == "integer":
             ints: dict[str, Any] = {"type": "integer"}
@@ -77,6 +86,9 @@ def plan_json_schema(
             if node[2] is not None:
                 ints["maximum"] = node[2]
             return ints
+        if kind == "number" and len(node) > 1:
+            keys = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+            return {"type": "number", **{k: v for k, v in zip(keys, node[1:], strict=True) if v is not None}}
         if kind in ("number", "boolean", "null"):
             return {"type": kind}
         if kind == "enum":

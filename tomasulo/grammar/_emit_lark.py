@@ -122,6 +122,12 @@ def regex_of(expr: Expr, grammar: Grammar) -> str:
     return _Regexes(grammar).regex(expr)
 
 
+def _quote_safe(regex: str) -> str:
+    """``regex`` with each escaped backslash before a quote written ``\\["]``: Lark reads
+    ``\\"`` in a ``/regex/`` as an escaped quote and drops the backslash."""
+    return regex.replace('\\\\"', '\\\\["]')
+
+
 def _lit(text: str) -> str:
     out = []
     for c in text:
@@ -202,7 +208,7 @@ def emit_lark(grammar: Grammar) -> str:
             return f"{rule.name}: {expr(rule.body, top=True)}"
         if any(True for _ in refs_in(rule.body)):  # a token refers to tokens only
             return f"{rule.name.upper()}: {expr(rule.body, top=True)}"
-        return f"{rule.name.upper()}: /{rx.regex(rule.body)}/"
+        return f"{rule.name.upper()}: /{_quote_safe(rx.regex(rule.body))}/"
 
     lines = [] if grammar.start == "start" else [f"start: {grammar.start}"]
     templates: list[str] = []

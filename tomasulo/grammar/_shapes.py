@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from ._ast import value_to_text
+from ._regex import read_pattern
 
 __all__ = ["ANY", "STRING", "Node", "literal_text", "normalize", "tool_params"]
 
@@ -19,11 +20,13 @@ __all__ = ["ANY", "STRING", "Node", "literal_text", "normalize", "tool_params"]
 # grammar enforces:
 #
 # - ``{"type": "string"}``, with ``minLength`` / ``maxLength`` kept up to 256 characters (a
-#   string holding ``$`` or a ``${k}`` interpolation only has its lengths checked after parsing;
-#   ``pattern`` and ``format`` are widened),
-# - ``integer`` with its bounds (``minimum``, ``maximum``, exclusive ones), ``number`` (bounds
-#   widened),
-#   ``boolean``, ``null``, type lists,
+#   string holding ``$`` or a ``${k}`` interpolation only has its lengths checked after parsing),
+#   and ``pattern`` where it is in the subset :mod:`._regex` reads (a grammar then holds the
+#   pattern and leaves the lengths to validation; a pattern outside it is widened); ``format``
+#   is widened,
+# - ``integer`` with its bounds (``minimum``, ``maximum``, exclusive ones), ``number`` with its
+#   bounds (kept exactly in the JSON plan schema; the text grammars keep the sign and, for
+#   bounds below 1e15, the number of integer digits), ``boolean``, ``null``, type lists,
 # - ``enum`` and ``const`` of JSON values,
 # - ``array`` with ``items`` (``minItems`` / ``maxItems`` kept up to 64),
 # - ``object`` with ``properties`` and ``required`` (properties written in schema order),
@@ -32,8 +35,10 @@ __all__ = ["ANY", "STRING", "Node", "literal_text", "normalize", "tool_params"]
 # - anything else: any JSON value.
 
 
-#: ``("any",)``, ``("string",)`` or ``("string", min, max)``, ``("integer", lo, hi)``,
-#: ``("number",)``, ``("boolean",)``, ``("null",)``, ``("enum", texts)``, ``("array", item, min, max)``,
+#: ``("any",)``, ``("string",)``, ``("string", min, max)`` or ``("string", min, max, pattern)``,
+#: ``("integer", lo, hi)``, ``("number",)`` or
+#: ``("number", minimum, maximum, exclusive_minimum, exclusive_maximum)``, ``("boolean",)``,
+#: ``("null",)``, ``("enum", texts)``, ``("array", item, min, max)``,
 #: ``("object", ((name, node, required), ...))``, ``("union", (node, ...))``.
 Node: TypeAlias = tuple[Any, ...]
 
@@ -100,7 +105,7 @@ def _norm(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...], depth: in
     if t == "integer":
         return ("integer", *_int_bounds(schema))
     if t == "number":
-        return ("number",)
+        return _number(schema)
     if t == "boolean":
         return ("boolean",)
     if t == "null":
@@ -136,7 +141,22 @@ def _string(schema: Mapping[str, Any]) -> Node:
     if hi is not None and (hi < lo or hi > MAX_STRING_BOUND):
         hi = None
     lo = min(lo, MAX_STRING_BOUND)
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and read_pattern(pattern) is not None:
+        return ("string", lo, hi, pattern)
     return STRING if lo == 0 and hi is None else ("string", lo, hi)
+
+
+def _number(schema: Mapping[str, Any]) -> Node:
+    """``("number",)``, or ``("number", minimum, maximum, exclusiveMinimum, exclusiveMaximum)``
+    with ``None`` for each keyword not given (finite numbers only)."""
+    keys = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    vals = [schema.get(k) for k in keys]
+    vals = [
+        v if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+        for v in vals
+    ]
+    return ("number",) if all(v is None for v in vals) else ("number", *vals)
 
 
 def _int_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -163,6 +183,10 @@ def _union(nodes: list[Node]) -> Node:
     if any(n == ANY for n in flat):
         return ANY
     kinds = {n[0] for n in flat}
+    numbers = [n for n in flat if n[0] == "number"]
+    if len(numbers) > 1 or (numbers != [("number",)] and numbers and "integer" in kinds):
+        # one number rule: bounds would need the union of ranges, so they are widened
+        flat = [n for n in flat if n[0] != "number"] + [("number",)]
     if "number" in kinds:  # every integer is a number
         flat = [n for n in flat if n[0] != "integer"]
     if "integer" in kinds:  # one integer rule covering every range
@@ -176,7 +200,7 @@ def _union(nodes: list[Node]) -> Node:
         lo = min(n[1] if len(n) > 1 else 0 for n in strings)
         his = [n[2] if len(n) > 1 else None for n in strings]
         hi = None if any(h is None for h in his) else max(h for h in his if h is not None)
-        merged = STRING if lo == 0 and hi is None else ("string", lo, hi)
+        merged = STRING if lo == 0 and hi is None else ("string", lo, hi)  # patterns widened
         flat = [n for n in flat if n[0] != "string"] + [merged]
     if STRING in flat:
         # a free string already admits every string enum value

@@ -3,10 +3,12 @@
 ``Model`` is what the planner and joiner need of a model; ``LLM`` (one ``Model``) talks to any
 OpenAI-compatible server; ``GrammarSpec`` carries a plan grammar in the forms
 the dialects need; ``Planner`` streams plans task by task; ``Joiner`` finishes or asks for a
-replan; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model`` reads LLM settings from
-flags, the environment and configuration files.
+replan; ``OutputSpec`` types an answer (``output_type=``) and ``Turn`` / ``as_history`` hold a
+conversation's earlier turns; ``Usage`` and ``Prices`` meter tokens and cost; ``resolve_model``
+reads LLM settings from flags, the environment and configuration files.
 """
 
+from ._conversation import Turn, as_history
 from ._dialects import (
     DEFAULT_DIALECT,
     DIALECTS,
@@ -21,6 +23,7 @@ from ._dialects import (
 from ._llm import DEFAULT_RETRY, DEFAULT_TIMEOUTS, LLM, FunctionCall, Message, RetryPolicy, Timeouts
 from ._local import LocalModel, chat_text
 from ._model import Model, ToolCallingModel
+from ._output import OutputSpec
 from ._planner import (
     JOINER_MAX_TOKENS,
     PLAN_TOKENS_PER_TASK,
@@ -64,6 +67,7 @@ __all__ = [
     "ModelDefaults",
     "ModelSettings",
     "OutputFormat",
+    "OutputSpec",
     "PlanContext",
     "PlanRound",
     "Planner",
@@ -73,7 +77,9 @@ __all__ = [
     "TaskReport",
     "Timeouts",
     "ToolCallingModel",
+    "Turn",
     "Usage",
+    "as_history",
     "chat_text",
     "estimate_tokens",
     "grammar_form",

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -16,8 +16,10 @@ from ..exceptions import ConfigError, LLMError, LLMResponseError, LLMTruncated, 
 from ..grammar import END_OF_PLAN, JsonPlanStream, Plan, PlanStream, Task, build_grammar
 from ..tools import Toolset
 from ._answer_stream import AnswerTextStream
+from ._conversation import Turn
 from ._dialects import GrammarForm, GrammarSpec
 from ._model import Model
+from ._output import OutputSpec, decision_schema
 from ._prompts import PlanContext, TaskReport, joiner_messages, planner_messages
 from ._usage import Usage
 
@@ -282,7 +284,9 @@ class JoinDecision:
 
     ``forced`` is set when no reply of the joiner could be read, even after a repair round:
     the decision is then ``finish`` with no ``answer``, and ``thought`` says why; the run
-    answers with the best result it has instead of failing.
+    answers with the best result it has instead of failing. With a typed answer
+    (``output_type=``), ``output`` is the validated value and ``answer`` its JSON text; a
+    reply whose answer does not fit counts as unreadable.
     """
 
     action: Literal["finish", "replan"]
@@ -290,18 +294,42 @@ class JoinDecision:
     answer: str | None = None
     feedback: str | None = None
     forced: bool = False
+    output: Any = None
 
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _FINISH = re.compile(r"(?:Action:\s*)?Finish\((.*)\)\s*$", re.DOTALL)
 
 
-def parse_decision(text: str) -> JoinDecision:
+def parse_decision(text: str, output: OutputSpec | None = None) -> JoinDecision:
     """Read the joiner's answer: JSON per the joiner schema, or LLMCompiler's ``Finish(...)``.
 
+    With ``output``, a finish's answer must fit it (see :class:`OutputSpec`): the decision
+    then carries the typed value in ``output`` and its JSON text in ``answer``.
+
     Raises:
-        LLMResponseError: nothing usable in the text.
+        LLMResponseError: nothing usable in the text, or an answer that does not fit ``output``.
     """
+    decision = _parse_decision(text)
+    if output is None or decision.action != "finish":
+        return decision
+    raw: Any = decision.answer
+    m = _JSON_OBJECT.search(text)
+    if m is not None:
+        try:
+            obj = json.loads(m.group(0), strict=False)
+        except (json.JSONDecodeError, RecursionError):
+            obj = None
+        if isinstance(obj, dict) and obj.get("action") == "finish" and "answer" in obj:
+            raw = obj["answer"]
+    try:
+        value = output.validate(raw)
+    except ValueError as e:
+        raise LLMResponseError(str(e)) from None
+    return JoinDecision("finish", decision.thought, answer=output.to_text(value), output=value)
+
+
+def _parse_decision(text: str) -> JoinDecision:
     m = _JSON_OBJECT.search(text)
     if m is not None:
         try:
@@ -327,8 +355,10 @@ class Joiner:
     """Decides, from the results, whether to answer or to plan again.
 
     The decision is asked for under the joiner's JSON schema, in the field the server's
-    dialect honours. A reply that does not parse (or was cut off at ``max_tokens``) gets one
-    repair round; when that fails too the decision is a forced finish (``forced=True``).
+    dialect honours; with ``output`` (a typed answer), the finish's ``answer`` is typed by
+    its schema. A reply that does not parse, was cut off at ``max_tokens`` or whose answer
+    does not fit gets one repair round (the message says what was wrong); when that fails
+    too the decision is a forced finish (``forced=True``).
 
     Args:
         llm: the model (any :class:`~tomasulo.planner.Model`; it may differ from the planner's).
@@ -350,6 +380,9 @@ class Joiner:
         on_answer: Callable[[str], None] | None = None,
         proposed: str | None = None,
         prefix: Sequence[Mapping[str, str]] | None = None,
+        output: OutputSpec | None = None,
+        instructions: str = "",
+        history: Sequence[Turn] = (),
     ) -> JoinDecision:
         """One structured-output call; ``force_finish`` asks for an answer with what exists.
 
@@ -363,16 +396,25 @@ class Joiner:
         a prefix cache (``LLM(prefix_cache=True)``) the joiner's prompt extends the planner's
         (see :func:`~tomasulo.planner.joiner_messages`); otherwise it is ignored and the joiner
         has its own short prompt.
+
+        ``output`` types the answer, ``instructions`` are added to the joiner's prompt and
+        ``history`` holds the conversation's earlier turns (see :func:`joiner_messages`).
         """
         if not getattr(self.llm, "prefix_cache", False):  # a Model need not have the setting
             prefix = None
         from ..grammar import joiner_schema
 
-        schema = joiner_schema()
-        if force_finish:
-            schema = schema["oneOf"][0]
+        schema = decision_schema(joiner_schema(), output, force_finish=force_finish)
         messages = joiner_messages(
-            question, plan, reports, force_finish=force_finish, proposed=proposed, prefix=prefix
+            question,
+            plan,
+            reports,
+            force_finish=force_finish,
+            proposed=proposed,
+            prefix=prefix,
+            instructions=instructions,
+            history=history,
+            output_schema=None if output is None else output.schema,
         )
         error: LLMResponseError | None = None
         for attempt in (1, 2):
@@ -384,7 +426,9 @@ class Joiner:
                     )
                 else:
                     text = await self._streamed(messages, schema, usage, on_answer)
-                decision = parse_decision(text)
+                decision = parse_decision(text, output)
+                if force_finish and decision.action != "finish" and output is not None:
+                    raise LLMResponseError("it asked for a replan where a typed answer was due")
             except LLMResponseError as e:  # unreadable, or cut off (LLMTruncated)
                 error, text = e, e.partial or text
                 log.warning("joiner reply unreadable", attempt=attempt, error=str(e)[:300])

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..grammar import Plan, Task, stringify
 from ..tools import Toolset
+from ._conversation import Turn, history_text
 
 __all__ = [
     "PlanContext",
@@ -124,10 +125,11 @@ def tool_catalog(tools: Toolset) -> str:
                 continue
             desc = schema.get("description")
             fields = _field_lines(schema, 6, 1, budget)
+            bounds = _bounds_note(schema)
             if desc:
-                lines.append(f"    {name}: {desc}")
-            elif fields:
-                lines.append(f"    {name}: {_type_of(schema)}")
+                lines.append(f"    {name}: {desc}{bounds}")
+            elif fields or bounds:
+                lines.append(f"    {name}: {_type_of(schema)}{bounds}")
             lines.extend(fields)
         if t.output_schema:
             lines.append(f"  returns: {_schema_brief(t.output_schema)}")
@@ -244,6 +246,20 @@ def _notes(schema: Mapping[str, Any]) -> str:
     return ", ".join(notes)
 
 
+def _bounds_note(schema: Mapping[str, Any]) -> str:
+    """A parameter's bounds and pattern, as `` (>= 0, matching "^[A-Z]+$")``; ``""`` for none.
+
+    The grammar holds what it can of these and validation the rest, but the model should
+    know them before it writes the value.
+    """
+    notes = [
+        text.format(json.dumps(value) if key == "pattern" else value)
+        for key, text in _BOUNDS
+        if (value := schema.get(key)) is not None and not isinstance(value, bool | dict | list)
+    ]
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def _first_paragraph(text: str) -> str:
     return " ".join(text.strip().split("\n\n", 1)[0].split())
 
@@ -269,7 +285,8 @@ class PlanContext:
 
     ``instructions`` are added to the planner's system prompt (what the application wants of
     every plan: house rules, which tools to prefer); ``examples`` are more worked examples,
-    each a question and its plan as text, shown after the built-in one.
+    each a question and its plan as text, shown after the built-in one; ``history`` holds the
+    conversation's earlier turns, which the question may refer to.
     """
 
     question: str
@@ -282,6 +299,7 @@ class PlanContext:
     mode: Literal["plan", "react", "parallel_fc"] = "plan"
     instructions: str = ""
     examples: Sequence[str] = ()
+    history: Sequence[Turn] = ()
 
 
 def _clip(text: str, limit: int = MAX_RESULT_CHARS) -> str:
@@ -321,7 +339,7 @@ def planner_messages(
         system += f"\n\nExample {i + 2}:\n{extra}"
     if ctx.instructions.strip():
         system += f"\n\nInstructions:\n{ctx.instructions.strip()}"
-    question = f"Question: {ctx.question}"
+    question = "\n\n".join([*_conversation(ctx.history), f"Question: {ctx.question}"])
     if not (ctx.plans or ctx.reports) and ctx.start_id != 1:
         question += f"\n\nNumber the tasks from {ctx.start_id}."
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
@@ -354,6 +372,26 @@ def _run_so_far(
 JOINER_TASK = "read the question, the plan and the results of its tasks, then decide."
 
 
+def _conversation(history: Sequence[Turn]) -> list[str]:
+    """The prompt block of a conversation's earlier turns (none without a history)."""
+    text = history_text(history)
+    return [f"Conversation so far (the question may refer to it):\n{text}"] if text else []
+
+
+def _joiner_extras(instructions: str, output_schema: Mapping[str, Any] | None) -> str:
+    """What the joiner's system prompt adds for a typed answer and the application's rules."""
+    out = ""
+    if output_schema is not None:
+        schema = json.dumps(output_schema, ensure_ascii=False, separators=(",", ":"))
+        out += (
+            '\nThe "answer" is not text but a JSON value that fits this schema (write it as JSON, '
+            f"not as a string holding JSON):\n{schema}"
+        )
+    if instructions.strip():
+        out += f"\n\nInstructions:\n{instructions.strip()}"
+    return out
+
+
 def joiner_messages(
     question: str,
     plan: Plan | str,
@@ -362,6 +400,9 @@ def joiner_messages(
     force_finish: bool = False,
     proposed: str | None = None,
     prefix: Sequence[Mapping[str, str]] | None = None,
+    instructions: str = "",
+    history: Sequence[Turn] = (),
+    output_schema: Mapping[str, Any] | None = None,
 ) -> list[dict[str, str]]:
     """The chat messages asking the joiner to finish with an answer or to ask for a replan.
 
@@ -370,7 +411,9 @@ def joiner_messages(
     :attr:`PlanRound.messages <tomasulo.planner.PlanRound.messages>`): the joiner's prompt
     then extends the planner's, with the plan as the assistant's turn and the results and
     the joiner's instructions after it, so a server with a prefix cache prefills only those.
-    Without it the joiner has a short system text of its own.
+    Without it the joiner has a short system text of its own. ``instructions`` are added to
+    the joiner's instructions, ``history`` (earlier turns of the conversation) comes before
+    the question, and ``output_schema`` is the schema a typed answer must fit (``output_type=``).
     """
     plan_text = plan if isinstance(plan, str) else plan.to_text()
     how = (
@@ -385,9 +428,12 @@ def joiner_messages(
         if proposed is None
         else f"The plan's proposed answer (its join template, filled in):\n{_clip(proposed)}"
     )
+    extras = _joiner_extras(instructions, output_schema)
     if prefix is None:
         system = f"You are the joiner of a parallel tool-calling system. {JOINER_TASK.capitalize()}\n{how}"
-        user = f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
+        system += extras
+        user = "".join(f"{block}\n\n" for block in _conversation(history))
+        user += f"Question: {question}\n\nPlan:\n{plan_text.rstrip()}\n\nResults:\n{render_results(reports)}"
         if proposal is not None:
             user += f"\n\n{proposal}"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -395,7 +441,7 @@ def joiner_messages(
     tail = _run_so_far([plan_text], reports, messages) or ["Results so far: none"]
     if proposal is not None:
         tail.append(proposal)
-    tail.append(f"You are now the joiner: {JOINER_TASK}\n{how}")
+    tail.append(f"You are now the joiner: {JOINER_TASK}\n{how}{extras}")
     messages.append({"role": "user", "content": "\n\n".join(tail)})
     return messages
 

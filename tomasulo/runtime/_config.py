@@ -8,7 +8,7 @@ from typing import Any
 
 from ..dispatcher import DEFAULT_LIMITS, Event, Limits
 from ..executors import Executor
-from ..planner import Joiner, Planner
+from ..planner import Joiner, OutputSpec, Planner
 from ..tools import Toolset
 from ._answer import JoinerMode
 from ._result import DEFAULT_BUDGET, Budget
@@ -44,6 +44,8 @@ class RunConfig:
         joiner_mode: ``"auto"``: a plan's answer template, once every task it references has
             succeeded, is the answer (no joiner call); ``"always"``: the joiner is asked every
             time, and sees the rendered template as the plan's proposed answer.
+        output: the type the answer must have (``output_type=``); ``None``: text.
+        joiner_instructions: added to the joiner's system prompt.
     """
 
     tools: Toolset
@@ -60,3 +62,5 @@ class RunConfig:
     instructions: str = ""
     examples: tuple[str, ...] = ()
     joiner_mode: JoinerMode = "auto"
+    output: OutputSpec | None = None
+    joiner_instructions: str = ""

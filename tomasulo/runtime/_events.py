@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..dispatcher import Event
 from ..planner import Usage
@@ -39,6 +39,8 @@ class RunStarted(Event):
     query: str
     mode: str
     wall_time: float
+    #: The conversation's earlier turns the run continued from, as ``[question, answer]`` pairs.
+    history: list[list[str]] = field(default_factory=list)
     resumed_from: str | None = None
 
 
@@ -151,6 +153,8 @@ class RunFinished(Event):
     reason: str | None = None
     answer: str | None = None
     answered_by: Literal["joiner", "template", "last_result"] | None = None
+    #: A typed answer's JSON form (``output_type=``); ``None`` without one.
+    output: Any = None
     plans: list[str] = field(default_factory=list)
     replans: int = 0
     interrupts: list[str] = field(default_factory=list)

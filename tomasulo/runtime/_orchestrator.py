@@ -15,7 +15,7 @@ from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Sub
 from ..exceptions import ConfigError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
-from ..planner import Joiner, Model, Planner
+from ..planner import Joiner, Model, OutputSpec, Planner, as_history
 from ..tools import Tool, Toolset
 from ._answer import JOINER_MODES, JoinerMode
 from ._config import RunConfig
@@ -130,6 +130,13 @@ class Orchestrator:
             references has succeeded, with no joiner call; otherwise the joiner decides.
             ``"always"``: the joiner decides every time, and sees the rendered template as
             the plan's proposed answer.
+        output_type: the type every run's answer must have: a pydantic model class (or any
+            type pydantic validates) or a JSON schema (a ``dict``). The joiner answers under
+            its schema; ``RunResult.output`` is the typed value, ``answer`` its JSON text. A
+            reply that does not fit gets one repair round; a run whose joiner gives no
+            fitting answer is ``failed`` (its tasks are kept). A run may pass its own.
+        joiner_instructions: added to the joiner's system prompt for every run (how to word
+            the answer, what to leave out); a run's own ``joiner_instructions=`` come after.
     """
 
     def __init__(
@@ -151,6 +158,8 @@ class Orchestrator:
         instructions: str = "",
         examples: Sequence[str] = (),
         joiner: JoinerMode = "auto",
+        output_type: Any = None,
+        joiner_instructions: str = "",
     ) -> None:
         strategy_for(mode)  # a mode that does not exist is refused here, not at the first run
         if max_tasks < 1 or max_turns < 1:
@@ -175,6 +184,10 @@ class Orchestrator:
         if joiner not in JOINER_MODES:
             raise ConfigError(f"joiner must be one of {', '.join(map(repr, JOINER_MODES))}, got {joiner!r}")
         self.joiner_mode: JoinerMode = joiner
+        if not isinstance(joiner_instructions, str):
+            raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
+        self.joiner_instructions = joiner_instructions
+        self.output: OutputSpec | None = None if output_type is None else OutputSpec.of(output_type)
         if joiner_llm is not None and llm is None:
             raise ConfigError("joiner_llm needs llm too: the planner's model plans every run")
         self.joiner_llm = joiner_llm if joiner_llm is not None else llm
@@ -215,10 +228,31 @@ class Orchestrator:
             instructions=self.instructions,
             examples=self.examples,
             joiner_mode=self.joiner_mode,
+            output=self.output,
+            joiner_instructions=self.joiner_instructions,
         )
 
-    def _new_run(self, query: str, mode: Mode | None, **kwargs: Any) -> Run:
-        return Run(self.config, query, strategy=strategy_for(mode or self.mode), **kwargs)
+    def _new_run(
+        self,
+        query: str,
+        mode: Mode | None,
+        *,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        if joiner_instructions is not None and not isinstance(joiner_instructions, str):
+            raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
+        return Run(
+            self.config,
+            query,
+            strategy=strategy_for(mode or self.mode),
+            output=None if output_type is None else OutputSpec.of(output_type),
+            history=as_history(message_history),
+            joiner_instructions=joiner_instructions,
+            **kwargs,
+        )
 
     # -- running --------------------------------------------------------------------------------
 
@@ -229,12 +263,20 @@ class Orchestrator:
         mode: Mode | None = None,
         deps: Any = None,
         instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
         resume: str | Sequence[Event] | None = None,
     ) -> RunResult:
         """Answer ``query``; returns when the run ends (its status says how).
 
         ``deps`` replaces the orchestrator's for this run (``None``: the orchestrator's);
-        ``instructions`` are added to the orchestrator's, for this run's planner.
+        ``instructions`` are added to the orchestrator's, for this run's planner, and
+        ``joiner_instructions`` likewise for its joiner; ``output_type`` replaces the
+        orchestrator's (see :class:`Orchestrator`); ``message_history`` continues a
+        conversation: the previous :class:`RunResult` (or its ``messages``), or a list of
+        ``(question, answer)`` pairs or chat messages, which the planner and the joiner see
+        before the question.
 
         ``resume`` goes on with an earlier run of the same question: its id (its journal is
         read from the orchestrator's store, with those of the runs it resumed) or its events.
@@ -246,6 +288,7 @@ class Orchestrator:
         is given).
 
         Raises:
+            ConfigError: an ``output_type`` or ``message_history`` of a shape not listed.
             UserError: ``resume`` names a run the store does not hold (or there is no store),
                 the events are not a run's journal, ``query`` is not the earlier run's
                 question, or the mode cannot resume.
@@ -253,7 +296,16 @@ class Orchestrator:
         resumed = None if resume is None else await self._resumed(query, resume, mode)
         if resumed is not None:
             mode = mode or resumed.mode  # type: ignore[assignment]
-        run = self._new_run(query, mode, deps=deps, instructions=instructions, resume=resumed)
+        run = self._new_run(
+            query,
+            mode,
+            deps=deps,
+            instructions=instructions,
+            resume=resumed,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         return await run.drive()
 
     async def _resumed(self, query: str, resume: str | Sequence[Event], mode: Mode | None) -> Resumed:
@@ -294,7 +346,15 @@ class Orchestrator:
         return [e for events in journals for e in events]
 
     def run_sync(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> RunResult:
         """:meth:`run` for code that is not async.
 
@@ -304,7 +364,17 @@ class Orchestrator:
         """
         library = _running_event_loop()
         if library is None:
-            return anyio.run(lambda: self.run(query, mode=mode, deps=deps, instructions=instructions))
+            return anyio.run(
+                lambda: self.run(
+                    query,
+                    mode=mode,
+                    deps=deps,
+                    instructions=instructions,
+                    output_type=output_type,
+                    message_history=message_history,
+                    joiner_instructions=joiner_instructions,
+                )
+            )
         raise UserError(
             f"run_sync() was called inside a running {library} event loop, which it would have to "
             "block; in async code (or a notebook) use `await orchestrator.run(query)` instead"
@@ -317,6 +387,9 @@ class Orchestrator:
         mode: Mode | None = None,
         deps: Any = None,
         instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
         resume: Sequence[Event] | None = None,
     ) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle.
@@ -341,12 +414,29 @@ class Orchestrator:
         resumed = None if resume is None else self._resumed_from(query, resume, mode)
         if resumed is not None:
             mode = mode or resumed.mode  # type: ignore[assignment]
-        run = self._new_run(query, mode, deps=deps, instructions=instructions, resume=resumed)
+        run = self._new_run(
+            query,
+            mode,
+            deps=deps,
+            instructions=instructions,
+            resume=resumed,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         self._tg.start_soon(run.drive)
         return RunHandle(run)
 
     async def stream(
-        self, query: str, *, mode: Mode | None = None, deps: Any = None, instructions: str | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode | None = None,
+        deps: Any = None,
+        instructions: str | None = None,
+        output_type: Any = None,
+        message_history: Any = None,
+        joiner_instructions: str | None = None,
     ) -> AsyncIterator[Event]:
         """The events of a new run, as they happen; the run goes on in the background, so this
         needs ``async with orchestrator:`` around it (its task group holds the run).
@@ -368,7 +458,15 @@ class Orchestrator:
                 "(async with orch: async for event in orch.stream(query): ...), or pass "
                 "on_event= to Orchestrator and await orchestrator.run(query)"
             )
-        handle = self.start(query, mode=mode, deps=deps, instructions=instructions)
+        handle = self.start(
+            query,
+            mode=mode,
+            deps=deps,
+            instructions=instructions,
+            output_type=output_type,
+            message_history=message_history,
+            joiner_instructions=joiner_instructions,
+        )
         try:
             async for event in handle.events():
                 yield event

@@ -20,7 +20,7 @@ from ..dispatcher import (
     TaskSucceeded,
 )
 from ..exceptions import BudgetExceeded, ConfigError, RunCancelled, RunFailed
-from ..planner import Usage
+from ..planner import Turn, Usage
 from ._events import PlanStarted, RunFinished, RunStarted
 
 __all__ = ["DEFAULT_BUDGET", "Budget", "RunResult", "RunStatus", "TaskRecord"]
@@ -137,6 +137,14 @@ class RunResult:
             stopped the run, the best one at hand).
         answered_by: where ``answer`` came from: ``"joiner"``, ``"template"`` (the plan's
             ``join("... ${k} ...")``, with no joiner call), ``"last_result"`` or ``None``.
+        answer: the joiner's answer (or, when a bound stopped the run, the best one at hand);
+            with ``output_type=``, the JSON text of ``output``.
+        output: the typed answer (``output_type=``): the model instance, or for a JSON schema
+            the value; ``None`` without a type, or when no answer fitting it was given
+            (a run whose joiner gave none is ``failed``; its tasks are kept). Rebuilt from the
+            journal (``from_events``), it is the JSON form.
+        history: the conversation's earlier turns this run continued from
+            (``message_history=``); :attr:`messages` adds this run's own.
         status: see :data:`RunStatus`; ``reason`` says why a run stopped or failed.
         tasks: every task of every plan, in id order.
         plans: each plan's text, in the text dialect.
@@ -154,6 +162,8 @@ class RunResult:
     query: str
     answer: str | None = None
     answered_by: Literal["joiner", "template", "last_result"] | None = None
+    output: Any = None
+    history: tuple[Turn, ...] = ()
     status: RunStatus = "failed"
     reason: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
@@ -165,6 +175,18 @@ class RunResult:
     makespan: float = 0.0
     timeline: list[Event] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> tuple[Turn, ...]:
+        """The conversation up to and including this run: pass it (or the result itself) as
+        the next run's ``message_history=`` to continue it.
+
+        >>> r = RunResult(run_id="r", query="And Germany?", answer="Berlin",
+        ...               history=(Turn("Capital of France?", "Paris"),))
+        >>> [t.question for t in r.messages]
+        ['Capital of France?', 'And Germany?']
+        """
+        return (*self.history, Turn(self.query, self.answer or ""))
 
     @property
     def ok(self) -> bool:
@@ -246,6 +268,8 @@ class RunResult:
             query=start.query,
             answer=end.answer,
             answered_by=end.answered_by,
+            output=end.output,
+            history=tuple(Turn(q, a) for q, a in start.history),
             status=end.status,  # type: ignore[arg-type]
             reason=end.reason,
             tasks=[

@@ -21,7 +21,7 @@ from .._logging import bound_context, get_logger
 from ..dispatcher import Dispatcher, Event, InterruptRaised, Outcome, RunJournal, Subscription, TaskPlanned
 from ..exceptions import DispatchError, PlanError, TomasuloError, UnknownToolError, UserError
 from ..grammar import Plan, Task, stringify
-from ..planner import JoinDecision, Model, PlanContext, Planner, TaskReport, Usage
+from ..planner import JoinDecision, Model, OutputSpec, PlanContext, Planner, TaskReport, Turn, Usage
 from ..tools import Toolset
 from ._answer import AnswerDeltas, render_answer
 from ._config import RunConfig
@@ -110,6 +110,9 @@ class Run:
         restore: Iterable[Outcome] | Mapping[int, Outcome] | None = None,
         deps: Any = None,
         instructions: str | None = None,
+        output: OutputSpec | None = None,
+        history: tuple[Turn, ...] = (),
+        joiner_instructions: str | None = None,
         resume: Resumed | None = None,
     ) -> None:
         self.config = config
@@ -121,6 +124,14 @@ class Run:
         self.deps = deps if deps is not None else config.deps
         given = (config.instructions, instructions or "")
         self.instructions = "\n\n".join(t.strip() for t in given if t.strip())
+        joined = (config.joiner_instructions, joiner_instructions or "")
+        self.joiner_instructions = "\n\n".join(t.strip() for t in joined if t.strip())
+        #: the type the answer must have (the run's own, else the orchestrator's), and the
+        #: conversation's earlier turns
+        self.output_spec = output if output is not None else config.output
+        self.history = history
+        #: the typed answer, once the joiner gave one that fits ``output_spec``
+        self.output: Any = None
         self.query = query
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.log = log.bind(run_id=self.run_id)
@@ -331,6 +342,9 @@ class Run:
         finally:
             # an interrupt that came after the last decision is still the run's: never dropped
             self.interrupts.extend(self.drain_signals())
+            if status == "finished" and self.output_spec is not None and self.output is None:
+                status = "failed"  # e.g. a baseline's joiner asked for more where an answer was due
+                reason = f"no answer fitting {self.output_spec.name} was given; the tasks' results are kept"
             if self.answer is None and status != "finished":
                 self.answer, self.answered_by = self._best_answer(), "last_result"
             self._finished(status, reason)
@@ -369,6 +383,7 @@ class Run:
             query=self.query,
             mode=self.strategy.mode,
             wall_time=self._wall0,
+            history=[[t.question, t.answer] for t in self.history],
             resumed_from=None if self.resumed is None else self.resumed.run_id,
         )
 
@@ -385,6 +400,9 @@ class Run:
             reason=reason,
             answer=self.answer,
             answered_by=self.answered_by,
+            output=None
+            if self.output_spec is None or self.output is None
+            else self.output_spec.to_json(self.output),
             plans=list(self.plans),
             replans=self.replans,
             interrupts=list(self.interrupts),
@@ -479,14 +497,30 @@ class Run:
                 on_answer=deltas.hook(),
                 proposed=proposed,
                 prefix=self.prompt_prefix,
+                **self._join_options(),
             )
         deltas.flush()
         self.emit(JoinerDecided, action=decision.action, thought=decision.thought)
         if decision.forced:  # no reply could be read: answer with what the tasks found
             self.answer = self._best_answer()
             self.answered_by = "last_result"
+            if self.output_spec is not None:  # no typed answer at all: the run failed, tasks kept
+                raise Stop(
+                    "failed", f"{decision.thought}; no answer fitting {self.output_spec.name} was given"
+                )
             raise Stop("stopped", f"{decision.thought}; the answer is the last result at hand")
+        if decision.output is not None:
+            self.output = decision.output
         return decision
+
+    def _join_options(self) -> dict[str, Any]:
+        """What every joiner call of the run is given: the answer's type, the joiner's
+        instructions and the conversation so far."""
+        return {
+            "output": self.output_spec,
+            "instructions": self.joiner_instructions,
+            "history": self.history,
+        }
 
     async def final_answer(self, d: Dispatcher, why: str) -> None:
         """A bound stopped the work: ask the joiner for the best answer with what exists."""
@@ -505,9 +539,12 @@ class Run:
                             force_finish=True,
                             on_answer=deltas.hook(),
                             prefix=self.prompt_prefix,
+                            **self._join_options(),
                         )
                     self.emit(JoinerDecided, action="finish", thought=decision.thought)
                     answer = decision.answer
+                    if decision.output is not None:
+                        self.output = decision.output
                 except TomasuloError as e:
                     self.log.warning("final answer failed", error=str(e))
                 finally:
@@ -520,8 +557,9 @@ class Run:
 
     def template_answer(self, d: Dispatcher, plan: Plan) -> str | None:
         """``plan``'s answer template written out with the results, or ``None`` (no template,
-        or a task it references did not succeed; see :func:`render_answer`)."""
-        if plan.answer is None:
+        or a task it references did not succeed; see :func:`render_answer`). A run with a typed
+        answer (``output_type=``) takes none: a template renders text, so the joiner answers."""
+        if plan.answer is None or self.output_spec is not None:
             return None
         return render_answer(plan.answer, d.outcomes)
 
@@ -559,6 +597,7 @@ class Run:
             mode=self.strategy.prompt,
             instructions=self.instructions,
             examples=self.config.examples,
+            history=self.history,
         )
 
     def _reports(self, d: Dispatcher) -> list[TaskReport]:
@@ -596,6 +635,8 @@ class Run:
             query=self.query,
             answer=self.answer,
             answered_by=self.answered_by,
+            output=self.output,
+            history=self.history,
             status=status,
             reason=reason,
             tasks=records,
@@ -620,6 +661,7 @@ class Run:
             PlanError: the dispatcher refused a task (the message names it and says why);
                 nothing ran, since every task is submitted before any call starts.
         """
+        self.output_spec = None  # the answer is the last task's result, as text
         return await self._stored(lambda: self._execute(plan))
 
     async def _execute(self, plan: Plan) -> RunResult:

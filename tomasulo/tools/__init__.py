@@ -12,7 +12,7 @@ from typing import Any
 from ._context import RunContext
 from ._decorator import tool
 from ._http_tool import HttpLimits, http_tool
-from ._jsonschema import JSON_TYPES, schema_validator
+from ._jsonschema import JSON_TYPES, check_schema, schema_validator
 from ._loader import ToolLoadError, load_tools
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
@@ -76,6 +76,7 @@ __all__ = [
     "ToolSource",
     "Toolset",
     "check_ip",
+    "check_schema",
     "check_url",
     "collect",
     "function_ref",
