@@ -148,10 +148,8 @@ class BoundArgs:
     """A task's arguments bound to the tool's parameter names once, to resolve at call time.
 
     The dispatcher builds one per task when it is submitted. Binding the arguments to names and
-    sorting out which hold references happen once (:meth:`bind`), for a task that waits for its
-    inputs, while it waits; :meth:`resolve` then only copies the arguments, fills in the
-    references and validates. A task that can start at once is resolved in one pass instead,
-    without keeping what binding would (it is resolved once: retries reuse the arguments).
+    sorting out which hold references happen once (:meth:`bind`, at the first :meth:`resolve`);
+    resolving then copies the arguments, fills in the references and validates.
     ``resolve_args(task, tool, lookup)`` is ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
@@ -223,9 +221,7 @@ class BoundArgs:
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
         task, tool = self.task, self.tool
-        resolved = self._resolve_unbound(lookup) if self._bound is None else None
-        if resolved is None:
-            resolved = self._resolve_bound(lookup)
+        resolved = self._resolve_bound(lookup)
         checker = self._checker
         if checker is not None and checker(resolved):
             return resolved
@@ -248,37 +244,6 @@ class BoundArgs:
                 tool=tool.name,
                 task_id=task.id,
             ) from exc
-
-    def _resolve_unbound(self, lookup: Lookup) -> dict[str, Any] | None:
-        """Resolve arguments nobody bound (a task that could start when it was submitted) in one
-        pass, without keeping what binding would; ``None`` sends keywords, extra arguments and
-        every failure the long way, which names the problem."""
-        task = self.task
-        args = task.args
-        names = self._names
-        if task.kwargs or len(args) > len(names):
-            return None
-        resolved = dict(zip(names, args))  # noqa: B905 (no more values than names)
-        try:
-            for name, value in resolved.items():  # replacing values, not adding keys
-                kind = type(value)
-                if kind is Ref:
-                    resolved[name] = _resolve_value(value, lookup) if value.path else lookup(value.task_id)
-                elif kind is list or kind is tuple:
-                    # A list of whole-value $k is looked up item by item; anything else is walked.
-                    values: list[Any] = []
-                    for item in value:
-                        if type(item) is not Ref or item.path:
-                            resolved[name] = _resolve_value(value, lookup)
-                            break
-                        values.append(lookup(item.task_id))
-                    else:
-                        resolved[name] = values
-                elif not isinstance(value, _SCALAR_TYPES):
-                    resolved[name] = _resolve_value(value, lookup)
-        except (_RefFailed, LookupError, TypeError, AttributeError):
-            return None
-        return resolved
 
     def _resolve_bound(self, lookup: Lookup) -> dict[str, Any]:
         """Resolve the arguments from what :meth:`bind` kept (binding them first if need be)."""
