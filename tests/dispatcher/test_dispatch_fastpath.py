@@ -20,11 +20,13 @@ from tomasulo.dispatcher import (
     Dispatcher,
     Event,
     Limits,
+    Outcome,
     TaskPlanned,
     TaskReady,
     TaskStarted,
     TaskSucceeded,
 )
+from tomasulo.dispatcher._events import make_outcome, make_planned, make_terminal
 from tomasulo.exceptions import DispatchError
 from tomasulo.grammar import Ref, Task
 from tomasulo.tools import Toolset
@@ -57,6 +59,20 @@ def strip_ts(events: list[Event] | tuple[Event, ...]) -> list[Any]:
             e = dataclasses.replace(e, outcome=dataclasses.replace(outcome, **times))  # type: ignore[call-arg]
         out.append(e)
     return out
+
+
+def test_fast_constructors_build_equal_events() -> None:
+    slow = Outcome(task_id=3, tool="t", status="succeeded", value=[1], attempts=1, finished_at=2.0)
+    fast = make_outcome(3, "t", "succeeded", [1], None, None, None, 1, None, None, None, 2.0, None)
+    assert fast == slow
+    assert make_planned("r", 1, 0.5, 3, "t", (1, 2), {}) == TaskPlanned(
+        run_id="r", seq=1, ts=0.5, task_id=3, tool="t", deps=(1, 2)
+    )
+    done = make_terminal["succeeded"]("r", 2, 0.5, 3, "t", fast)
+    assert done == TaskSucceeded(run_id="r", seq=2, ts=0.5, task_id=3, tool="t", outcome=slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.value = 2  # type: ignore[misc]
+    assert dataclasses.replace(done, seq=9).seq == 9
 
 
 async def test_history_built_later_equals_events_seen_live() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio
@@ -76,24 +77,34 @@ class Calls:
         self.cancel_exc: type[BaseException] = BaseException
         self._retry: dict[int, RetryPolicy] = {}  # by ToolPolicy.retries
 
-    async def run(self, node: TaskNode, args: dict[str, Any]) -> Any:
-        """Call the task's tool with ``args`` (its attempts, timeout, retries); its value."""
+    def start(self, node: TaskNode, args: dict[str, Any]) -> Awaitable[Any]:
+        """Start the task's call with ``args``: what to await for its value (its attempts,
+        timeout and retries included); pass that value to :meth:`result`.
+
+        (Not a coroutine itself: for a plain async tool the awaitable is the tool's own
+        coroutine, one layer fewer on the path of every instant call.)
+        """
         info = node.info
         direct = info.direct
         if direct is not None and self.local:
             # A plain async tool on a local executor (no conversion, timeout, retries, context
-            # or output check): awaited here, with what _attempt and LocalExecutor.call do
-            # for it, two coroutine layers fewer on the path of every instant call.
+            # or output check): what _attempt and LocalExecutor.call would do for it.
             node.attempts = 1
             node.started_at = _now()
             self.journal.task(STARTED, node)
-            value = await direct(**args)
-            if type(value) not in _JSON_SCALARS and node.outcome is None:
-                value = json_result(node, value)
-            return value
+            return direct(**args)  # type: ignore[no-any-return]
         if info.policy.retries == 0:
-            return await self._attempt(node, args, 1)
-        return await self._with_retries(node, args)
+            return self._attempt(node, args, 1)
+        return self._with_retries(node, args)
+
+    def result(self, node: TaskNode, value: Any) -> Any:
+        """The task's result from the value its call returned: a JSON value (see
+        :func:`json_result`; the attempts of a call through the executor convert their own)."""
+        if type(value) in _JSON_SCALARS or node.outcome is not None:
+            return value
+        if node.info.direct is not None and self.local:
+            return json_result(node, value)
+        return value
 
     async def _attempt(self, node: TaskNode, args: dict[str, Any], attempt: int) -> Any:
         tool = node.tool

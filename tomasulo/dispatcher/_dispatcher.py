@@ -639,7 +639,8 @@ class Dispatcher:
             except (ReferenceResolutionError, ToolArgumentError) as exc:
                 self._fail(node, exc, "failure")
             else:
-                value = await self._calls.run(node, args)
+                calls = self._calls
+                value = calls.result(node, await calls.start(node, args))
                 if node.outcome is None:
                     self._finish(node, succeeded(node, value))
         except Interrupt as exc:

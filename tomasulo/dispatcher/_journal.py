@@ -26,17 +26,7 @@ from typing import Any, Protocol
 import anyio
 
 from .._logging import get_logger
-from ._events import (
-    Event,
-    Outcome,
-    TaskCancelled,
-    TaskFailed,
-    TaskPlanned,
-    TaskReady,
-    TaskSkipped,
-    TaskStarted,
-    TaskSucceeded,
-)
+from ._events import Event, Outcome, make_planned, make_ready, make_started, make_terminal
 
 __all__ = [
     "ENDED",
@@ -62,13 +52,6 @@ MAX_OBSERVER_WARNINGS = 5
 # Kinds of task event the journal can build later. STARTED is the first attempt's only.
 PLANNED, READY, STARTED, ENDED = 0, 1, 2, 3
 _BUILT = 255
-#: The event that ends a task, by its outcome's status.
-_TERMINAL: dict[str, type[TaskSucceeded | TaskFailed | TaskSkipped | TaskCancelled]] = {
-    "succeeded": TaskSucceeded,
-    "failed": TaskFailed,
-    "skipped": TaskSkipped,
-    "cancelled": TaskCancelled,
-}
 
 
 class Recorded(Protocol):
@@ -252,16 +235,7 @@ class RunJournal:
         if attempt == 1:
             self.task(STARTED, node)
         else:
-            self.emit(
-                TaskStarted(
-                    run_id=self.run_id,
-                    seq=len(self._items) + 1,
-                    ts=ts,
-                    task_id=node.tid,
-                    tool=node.name,
-                    attempt=attempt,
-                )
-            )
+            self.emit(make_started(self.run_id, len(self._items) + 1, ts, node.tid, node.name, attempt))
 
     def _observer_failed(self, callback: EventCallback, event: Event, exc: Exception) -> None:
         self._observer_failures += 1
@@ -288,25 +262,16 @@ class RunJournal:
     def _build(self, kind: int, node: Recorded, seq: int) -> Event:
         run_id, tid, name = self.run_id, node.tid, node.name
         if kind == PLANNED:
-            return TaskPlanned(
-                run_id=run_id,
-                seq=seq,
-                ts=node.planned_at,
-                task_id=tid,
-                tool=name,
-                deps=tuple(sorted(node.deps)),
-                args=node.planned_args(),
+            return make_planned(
+                run_id, seq, node.planned_at, tid, name, tuple(sorted(node.deps)), node.planned_args()
             )
         if kind == READY:
-            assert node.ready_at is not None
-            return TaskReady(run_id=run_id, seq=seq, ts=node.ready_at, task_id=tid, tool=name)
+            return make_ready(run_id, seq, node.ready_at, tid, name)
         if kind == STARTED:
-            assert node.started_at is not None
-            return TaskStarted(run_id=run_id, seq=seq, ts=node.started_at, task_id=tid, tool=name)
+            return make_started(run_id, seq, node.started_at, tid, name, 1)
         outcome = node.outcome
-        assert outcome is not None and outcome.finished_at is not None
-        cls = _TERMINAL[outcome.status]
-        return cls(run_id=run_id, seq=seq, ts=outcome.finished_at, task_id=tid, tool=name, outcome=outcome)
+        assert outcome is not None
+        return make_terminal[outcome.status](run_id, seq, outcome.finished_at, tid, name, outcome)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class ReadyQueue:
     >>> # queue.lane_done(node) when a sequential task ends.
     """
 
-    __slots__ = ("_lanes", "_limiters", "_ranked", "_ready", "_tool_waiting")
+    __slots__ = ("_lanes", "_limiters", "_ranked", "_ready", "_tool_waiting", "size")
 
     def __init__(self) -> None:
         self._ready: deque[TaskNode] = deque()  # ready tasks without a rank, in order
@@ -38,12 +38,8 @@ class ReadyQueue:
         self._limiters: dict[str, CapacityLimiter] = {}
         self._tool_waiting: dict[str, deque[TaskNode]] = {}  # ready, but their tool is full
         self._lanes: dict[str, deque[TaskNode]] = {}  # a sequential tool's unfinished calls
-
-    def __len__(self) -> int:
-        return len(self._ready) + len(self._ranked)
-
-    def __bool__(self) -> bool:
-        return bool(self._ready or self._ranked)
+        #: Tasks in the queue (some may have ended while they waited: :meth:`take` drops them).
+        self.size = 0
 
     def lane(self, node: TaskNode) -> None:
         """Put a task of a ``sequential`` tool in its tool's lane (at submit, in plan order)."""
@@ -56,7 +52,11 @@ class ReadyQueue:
         if node.info.sequential and self._lanes[node.name][0] is not node:
             return False
         node.queued = True
-        self._push(node)
+        self.size += 1
+        if node.rank:
+            heapq.heappush(self._ranked, (-node.rank, node.tid, node))
+        else:
+            self._ready.append(node)
         return True
 
     def lane_done(self, node: TaskNode) -> TaskNode | None:
@@ -71,18 +71,13 @@ class ReadyQueue:
                 return head
         return None
 
-    def _push(self, node: TaskNode) -> None:
-        if node.rank:
-            heapq.heappush(self._ranked, (-node.rank, node.tid, node))
-        else:
-            self._ready.append(node)
-
     def take(self) -> TaskNode | None:
         """The next ready task that may start now (taking its tool slot), or ``None``."""
         ready = self._ready
         ranked = self._ranked
         while ranked or ready:
             node = heapq.heappop(ranked)[2] if ranked else ready.popleft()
+            self.size -= 1
             if node.outcome is not None:
                 continue  # cancelled or skipped while it waited
             if node.info.limited:
@@ -110,6 +105,7 @@ class ReadyQueue:
         while waiting:
             nxt = waiting.popleft()
             if nxt.outcome is None:
+                self.size += 1
                 if nxt.rank:
                     heapq.heappush(self._ranked, (-nxt.rank, nxt.tid, nxt))
                 else:

@@ -16,7 +16,7 @@ from typing import Any
 from .._text import safe_str
 from ..exceptions import Interrupt, ToolArgumentError, ToolExecutionError
 from ..tools import MAX_MESSAGE_CHARS
-from ._events import Outcome
+from ._events import Outcome, make_outcome
 from ._node import RestoredNode, TaskNode
 
 __all__ = ["Ledger", "cancelled", "failed", "skipped", "succeeded"]
@@ -28,16 +28,23 @@ Node = TaskNode | RestoredNode
 
 def succeeded(node: TaskNode, value: Any) -> Outcome:
     """The outcome of a task whose call returned ``value``."""
-    return Outcome(
-        task_id=node.tid,
-        tool=node.name,
-        status="succeeded",
-        value=value,
-        attempts=node.attempts,
-        planned_at=node.planned_at,
-        ready_at=node.ready_at,
-        started_at=node.started_at,
-        finished_at=_now(),
+    # Every field of Outcome, in order: task_id, tool, status, value, error, error_type,
+    # message, attempts, planned_at, ready_at, started_at, finished_at, skipped_because
+    # (make_outcome: see _events.py for why, and what it gains).
+    return make_outcome(
+        node.tid,
+        node.name,
+        "succeeded",
+        value,
+        None,
+        None,
+        None,
+        node.attempts,
+        node.planned_at,
+        node.ready_at,
+        node.started_at,
+        _now(),
+        None,
     )
 
 

@@ -124,7 +124,7 @@ class WorkerPool:
         back to back and few wake in vain, while calls that block keep their workers busy, so the
         number woken grows each loop step up to the cap.
         """
-        ready = len(self.queue)
+        ready = self.queue.size
         waking = self.waking
         if waking >= ready or self.backend is None or self.closed:
             return
@@ -175,63 +175,60 @@ class WorkerPool:
         a cancellation used it up.
         """
         try:
-            await self._serve()
-        finally:
-            self.alive -= 1
-
-    async def _serve(self) -> None:
-        self.waking -= 1
-        backend = self.backend
-        assert backend is not None
-        limit = self.limit
-        queue = self.queue
-        streak = 0
-        lingered = False
-        while True:
-            with CancelScope() as scope:
-                while not scope.cancel_called:
-                    node = queue.take() if limit is None or self.busy < limit else None
-                    if node is None:
-                        if self.closed or self._finished():
-                            # Returning now, not at the run's end, keeps worker teardown off
-                            # the last call's tail.
-                            return
-                        streak = 0
-                        if not lingered:
-                            # Stay awake for one loop step before parking: a task submitted or
-                            # made ready meanwhile (a streamed plan's next task) starts without
-                            # the cost of a wake-up. Counted as waking, so pump wakes no other.
-                            lingered = True
-                            self.waking += 1
-                            try:
-                                await backend.checkpoint()
-                            finally:
-                                self.waking -= 1
+            self.waking -= 1
+            backend = self.backend
+            assert backend is not None
+            limit = self.limit
+            queue = self.queue
+            streak = 0
+            lingered = False
+            while True:
+                with CancelScope() as scope:
+                    while not scope.cancel_called:
+                        node = queue.take() if limit is None or self.busy < limit else None
+                        if node is None:
+                            if self.closed or self._finished():
+                                # Returning now, not at the run's end, keeps worker teardown off
+                                # the last call's tail.
+                                return
+                            streak = 0
+                            if not lingered:
+                                # Stay awake for one loop step before parking: a task submitted or
+                                # made ready meanwhile (a streamed plan's next task) starts without
+                                # the cost of a wake-up. Counted as waking, so pump wakes no other.
+                                lingered = True
+                                self.waking += 1
+                                try:
+                                    await backend.checkpoint()
+                                finally:
+                                    self.waking -= 1
+                                continue
+                            lingered = False
+                            if len(self._parked) >= _MAX_PARKED:
+                                return  # enough parked already: exit now, not all at the run's end
+                            wake = anyio.Event()
+                            self._parked.append(wake)
+                            await wake.wait()
+                            self.waking -= 1
                             continue
                         lingered = False
-                        if len(self._parked) >= _MAX_PARKED:
-                            return  # enough parked already: exit now, not all at the run's end
-                        wake = anyio.Event()
-                        self._parked.append(wake)
-                        await wake.wait()
-                        self.waking -= 1
-                        continue
-                    lingered = False
-                    self.busy += 1
-                    if queue:
-                        self.pump()
-                    if self._parked and self._finished():
-                        self.wake_parked()  # this was the last task to start
-                    node.scope = scope
-                    try:
-                        await self._run(node)
-                    finally:
-                        node.scope = None
-                        self.busy -= 1
-                        if self.busy == 0 and self._idle is not None:
-                            self._idle.set()
-                    streak += 1
-                    if streak == _STREAK:
-                        # Calls that never suspend would otherwise hold the loop for a whole burst.
-                        streak = 0
-                        await backend.checkpoint()
+                        self.busy += 1
+                        if queue.size:
+                            self.pump()
+                        if self._parked and self._finished():
+                            self.wake_parked()  # this was the last task to start
+                        node.scope = scope
+                        try:
+                            await self._run(node)
+                        finally:
+                            node.scope = None
+                            self.busy -= 1
+                            if self.busy == 0 and self._idle is not None:
+                                self._idle.set()
+                        streak += 1
+                        if streak == _STREAK:
+                            # Calls that never suspend would otherwise hold the loop for a whole burst.
+                            streak = 0
+                            await backend.checkpoint()
+        finally:
+            self.alive -= 1
