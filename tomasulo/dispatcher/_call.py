@@ -36,7 +36,7 @@ from ._limits import Limits
 from ._node import TaskNode
 from ._watch import CallWatch
 
-__all__ = ["Calls", "as_tool_error"]
+__all__ = ["JSON_SCALARS", "Calls", "as_tool_error", "json_result"]
 
 logger = logging.getLogger("tomasulo.dispatcher")
 
@@ -45,7 +45,8 @@ _now = time.monotonic
 #: A call with a timeout that returns later than this past it, without being stopped, is late.
 _LATE_SLACK = 0.02
 #: Result types that need no conversion to JSON (checked by exact type, before anything else).
-_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+JSON_SCALARS = frozenset({str, int, bool, type(None)})
+_JSON_SCALARS = JSON_SCALARS
 
 
 class Calls:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import anyio.abc
@@ -31,6 +31,7 @@ from ..executors import Executor, LocalExecutor, raised_on_thread
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
 from ._asyncio import AsyncioBackend, on_asyncio
+from ._call import JSON_SCALARS as _JSON_SCALARS
 from ._call import Calls, as_tool_error
 from ._events import Event, InterruptRaised, Outcome, TaskAbandoned, TaskRestored
 from ._journal import ENDED, PLANNED, READY, EventCallback, RunJournal, Subscription, restore_map
@@ -53,6 +54,15 @@ _EAGER = 32
 _SUBMIT_BATCH = 128
 
 
+class _Runner(NamedTuple):
+    """The dispatcher's methods that its worker pool calls (see :class:`TaskRunner`)."""
+
+    start: Callable[[TaskNode], Awaitable[Any] | None]
+    succeeded: Callable[[TaskNode, Any], None]
+    failed: Callable[[TaskNode, BaseException], None]
+    returned: Callable[[TaskNode], None]
+
+
 class Dispatcher:
     """Runs the tasks of one run, each as soon as its inputs exist.
 
@@ -67,8 +77,10 @@ class Dispatcher:
     Tasks may be submitted at any time while the dispatcher runs, including after earlier ones
     finished (a replan continues the numbering and may use old results). Each task ends exactly
     once: succeeded, failed, skipped (an input failed or was cancelled) or cancelled. Events go to
-    ``on_event`` (called synchronously, in order) and to every :meth:`events` iterator.
-    :meth:`statistics` tells how many tasks wait, are ready or run, and what the workers do.
+    ``on_event`` (called synchronously, in order) and to every :meth:`events` iterator; with
+    neither, they are built when :attr:`history` is first read (same objects, same ``seq`` and
+    ``ts``), which saves their cost in runs nobody watches. :meth:`statistics` tells how many
+    tasks wait, are ready or run, and what the workers do.
 
     Events are numbered once in the run's :class:`RunJournal`: pass ``journal`` to write into
     a run's (the Orchestrator does; its ``run_id`` and ``on_event`` are then the journal's), or
@@ -119,7 +131,7 @@ class Dispatcher:
         self.run_id = journal.run_id
         self._on_interrupt = on_interrupt
         self._nodes: dict[int, TaskNode | RestoredNode] = {}
-        self._ledger = Ledger()
+        self._ledger = Ledger(self._ended, self._offer)
         self._lookup = self._ledger.results.__getitem__  # resolves references
         self._queue = ReadyQueue()
         self._calls = Calls(
@@ -133,7 +145,7 @@ class Dispatcher:
         self._pool = WorkerPool(
             self._queue,
             self.limits.max_concurrency,
-            self._run_task,
+            _Runner(self._start, self._succeeded, self._failed, self._returned),
             self._no_more_work,
             f"tomasulo dispatcher {self.run_id}",
         )
@@ -300,6 +312,7 @@ class Dispatcher:
                 # The parts hold callbacks into the dispatcher; unlinked, it is freed by
                 # reference counting once the caller drops it (a cycle would wait for the gc).
                 self._pool.detach()
+                self._ledger.detach()
                 if self._asyncio is not None:
                     self._asyncio.detach()
                 await self.executor.__aexit__(exc_type, exc, tb)
@@ -460,6 +473,8 @@ class Dispatcher:
         ``_SUBMIT_BATCH`` submits, so the rest of the plan is in place before early calls end.
         """
         pool = self._pool
+        assert pool.backend is not None
+        checkpoint = pool.backend.checkpoint
         batch = tasks if isinstance(tasks, list | tuple) else list(tasks)
         count = 0
         chains: dict[int, int] = {}
@@ -472,12 +487,12 @@ class Dispatcher:
             count = 1
             batch = batch[1:]
             if pool.waking:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
         for task, rank in self._plan_order(batch, chains):
             self.submit(task, rank=rank)
             count += 1
             if (pool.waking and count <= _EAGER) or count % _SUBMIT_BATCH == 0:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
 
     def _unlimited(self, name: str) -> bool:
         """Whether a call of tool ``name`` can start without taking a slot another may need."""
@@ -630,36 +645,42 @@ class Dispatcher:
         another worker (or none is left), or the run is closed."""
         return self._state == "closed" or (self._input_closed and self._unfinished <= self._pool.busy)
 
-    async def _run_task(self, node: TaskNode) -> None:
-        """Run one task to its outcome, on a worker (which holds the call's cancel scope)."""
-        info = node.info
+    # The worker pool's TaskRunner: a worker calls these for each task it takes.
+
+    def _start(self, node: TaskNode) -> Awaitable[Any] | None:
+        """Resolve the task's arguments and start its call; ``None`` if they do not resolve."""
         try:
-            try:
-                args = node.resolve(self._lookup)
-            except (ReferenceResolutionError, ToolArgumentError) as exc:
-                self._fail(node, exc, "failure")
-            else:
-                calls = self._calls
-                value = calls.result(node, await calls.start(node, args))
-                if node.outcome is None:
-                    self._finish(node, succeeded(node, value))
-        except Interrupt as exc:
+            args = node.resolve(self._lookup)
+        except (ReferenceResolutionError, ToolArgumentError) as exc:
+            self._fail(node, exc, "failure")
+            return None
+        return self._calls.start(node, args)
+
+    def _succeeded(self, node: TaskNode, value: Any) -> None:
+        if node.outcome is None:
+            if type(value) not in _JSON_SCALARS:
+                value = self._calls.result(node, value)
+            self._finish(node, succeeded(node, value))
+
+    def _failed(self, node: TaskNode, exc: BaseException) -> None:
+        if isinstance(exc, Interrupt):
             self._fail(node, exc, "interrupt")
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            # SystemExit raised by a tool ends its task, not the process (on asyncio it would
-            # escape the event loop); so does KeyboardInterrupt raised by a sync tool on a
-            # thread. One raised on the loop may be a real Ctrl-C: it ends the run and reaches
-            # the caller (_interrupted).
-            self._fail(node, as_tool_error(exc, node), "failure")
-            if isinstance(exc, KeyboardInterrupt) and not raised_on_thread(exc):
-                self._interrupted(node, exc)
+            return
+        # SystemExit raised by a tool ends its task, not the process (on asyncio it would
+        # escape the event loop); so does KeyboardInterrupt raised by a sync tool on a thread.
+        # One raised on the loop may be a real Ctrl-C: it ends the run and reaches the caller
+        # (_interrupted).
+        self._fail(node, as_tool_error(exc, node), "failure")
+        if isinstance(exc, KeyboardInterrupt) and not raised_on_thread(exc):
+            self._interrupted(node, exc)
+
+    def _returned(self, node: TaskNode) -> None:
+        try:
+            if node.info.limited:
+                self._release_tool_slot(node)
         finally:
-            try:
-                if info.limited:
-                    self._release_tool_slot(node)
-            finally:
-                if self._unwinding:
-                    self._call_returned(node)
+            if self._unwinding:
+                self._call_returned(node)
 
     def _interrupted(self, node: TaskNode, exc: KeyboardInterrupt) -> None:
         """A ``KeyboardInterrupt`` on the event loop (a Ctrl-C lands there, in whatever code
@@ -697,7 +718,7 @@ class Dispatcher:
 
     def _finish(self, node: TaskNode, outcome: Outcome) -> None:
         """Record an outcome (once), release dependents, and skip them when it was not a success."""
-        self._ledger.settle(node, outcome, self._ended, self._offer)
+        self._ledger.settle(node, outcome)
         if self._unfinished == 0:
             if self._idle is not None:
                 self._idle.set()

@@ -116,14 +116,29 @@ def skipped(node: TaskNode, upstream: Node, outcomes: dict[int, Outcome]) -> Out
     )
 
 
+def _ignore(*_: object) -> None:
+    """What a detached ledger calls: nothing (the run is over)."""
+
+
 class Ledger:
-    """A run's outcomes by task id, and the values of those that succeeded."""
+    """A run's outcomes by task id, and the values of those that succeeded.
 
-    __slots__ = ("outcomes", "results")
+    ``ended(node)`` is called for each task as it gets its outcome (the run writes its event
+    and counts it); ``ready(node, now)`` for each task whose last input has just succeeded.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_ended", "_ready", "outcomes", "results")
+
+    def __init__(self, ended: Callable[[TaskNode], None], ready: Callable[[TaskNode, float], None]) -> None:
         self.outcomes: dict[int, Outcome] = {}
         self.results: dict[int, Any] = {}
+        self._ended = ended
+        self._ready = ready
+
+    def detach(self) -> None:
+        """The run is over: drop the callbacks into it (so that nothing holds it in a cycle)."""
+        self._ended = _ignore
+        self._ready = _ignore
 
     def restore(self, outcome: Outcome) -> None:
         """Record an outcome from an earlier run (the task never runs in this one)."""
@@ -135,18 +150,9 @@ class Ledger:
         """Amend an ended task's outcome (an abandoned call's note)."""
         node.outcome = self.outcomes[node.tid] = outcome
 
-    def settle(
-        self,
-        node: TaskNode,
-        outcome: Outcome,
-        ended: Callable[[TaskNode], None],
-        ready: Callable[[TaskNode, float], None],
-    ) -> None:
-        """Record ``outcome`` for ``node`` (unless it has one) and hand it on to its dependents.
-
-        ``ended(node)`` is called for each task as it gets its outcome (the run writes its event
-        and counts it); ``ready(node, now)`` for each task whose last input has just succeeded.
-        """
+    def settle(self, node: TaskNode, outcome: Outcome) -> None:
+        """Record ``outcome`` for ``node`` (unless it has one) and hand it on to its dependents."""
+        ended, ready = self._ended, self._ready
         stack = [(node, outcome)]
         while stack:
             node, outcome = stack.pop()

@@ -33,10 +33,6 @@ _MAX_PARKED = 8
 _MAX_WAKING = 16
 
 
-async def _no_run(node: TaskNode) -> None:
-    """What a detached pool runs: nothing (no task can be taken then)."""
-
-
 def _done() -> bool:
     return True
 
@@ -52,7 +48,7 @@ class Backend(Protocol):
         """Start a worker."""
         ...
 
-    async def checkpoint(self) -> None:
+    def checkpoint(self) -> Awaitable[None]:
         """Let the event loop run other tasks once (cancellation may arrive here)."""
         ...
 
@@ -72,32 +68,48 @@ class TaskGroupBackend:
     def spawn(self, worker: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         self._tg.start_soon(worker, name=name)
 
-    async def checkpoint(self) -> None:
-        await anyio.lowlevel.checkpoint()
+    def checkpoint(self) -> Awaitable[None]:
+        return anyio.lowlevel.checkpoint()
 
     def cancel(self) -> None:
         self._tg.cancel_scope.cancel()
 
 
+class TaskRunner(Protocol):
+    """What a worker does with the task it took (the dispatcher's part).
+
+    ``start(node)`` starts the task's call and returns what to await for its value, or ``None``
+    when the task ended without a call (its arguments could not be resolved);
+    ``succeeded(node, value)`` and ``failed(node, exc)`` record how the call ended (``exc``:
+    whatever it raised that is not a cancellation); ``returned(node)`` follows either, once
+    the call is over (its tool slot is freed there).
+    """
+
+    def start(self, node: TaskNode) -> Awaitable[Any] | None: ...
+    def succeeded(self, node: TaskNode, value: Any) -> None: ...
+    def failed(self, node: TaskNode, exc: BaseException) -> None: ...
+    def returned(self, node: TaskNode) -> None: ...
+
+
 class WorkerPool:
     """The run's workers (see the module's docstring).
 
-    ``run(node)`` runs one task to its outcome; ``finished()`` says that nothing this pool's
-    idle workers could take can come any more (the run closed, or its input closed with every
-    unfinished task running), so they may return.
+    ``runner`` runs each task (:class:`TaskRunner`); ``finished()`` says that nothing this
+    pool's idle workers could take can come any more (the run closed, or its input closed with
+    every unfinished task running), so they may return.
     """
 
     def __init__(
         self,
         queue: ReadyQueue,
         limit: int | None,
-        run: Callable[[TaskNode], Awaitable[None]],
+        runner: TaskRunner,
         finished: Callable[[], bool],
         name: str,
     ) -> None:
         self.queue = queue
         self.limit = limit
-        self._run = run
+        self._runner: TaskRunner | None = runner
         self._finished = finished
         self._name = name
         self.backend: Backend | None = None  # set when the run starts
@@ -152,7 +164,7 @@ class WorkerPool:
         """The run is over: drop the callbacks into it. Workers still running an abandoned
         call see the pool closed when it returns, and return too."""
         self.closed = True
-        self._run = _no_run
+        self._runner = None
         self._finished = _done
         self.backend = None
 
@@ -177,7 +189,14 @@ class WorkerPool:
         try:
             self.waking -= 1
             backend = self.backend
-            assert backend is not None
+            runner = self._runner
+            assert backend is not None and runner is not None
+            start, succeeded, failed, returned = (
+                runner.start,
+                runner.succeeded,
+                runner.failed,
+                runner.returned,
+            )
             limit = self.limit
             queue = self.queue
             streak = 0
@@ -218,8 +237,20 @@ class WorkerPool:
                         if self._parked and self._finished():
                             self.wake_parked()  # this was the last task to start
                         node.scope = scope
+                        # The task runs here, through the runner's plain calls, rather than in a
+                        # coroutine of its own: one coroutine less per task.
+                        value: Any = None
                         try:
-                            await self._run(node)
+                            try:
+                                call = start(node)
+                                if call is not None:
+                                    value = await call
+                                    succeeded(node, value)
+                            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                                failed(node, exc)  # (a cancellation passes: the scope ends it)
+                            finally:
+                                call = value = None  # a parked worker holds nothing of the call
+                                returned(node)
                         finally:
                             node.scope = None
                             self.busy -= 1
