@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -63,11 +63,13 @@ class Calls:
         journal: RunJournal,
         limits: Limits,
         deps: Any,
+        lookup: Callable[[int], Any],
         *,
         local: bool,
         on_loop: bool,
     ) -> None:
         self.executor = executor
+        self.lookup = lookup  # task k's result, for references
         self.journal = journal
         self.run_id = journal.run_id
         self.limits = limits
@@ -78,13 +80,16 @@ class Calls:
         self.cancel_exc: type[BaseException] = BaseException
         self._retry: dict[int, RetryPolicy] = {}  # by ToolPolicy.retries
 
-    def start(self, node: TaskNode, args: dict[str, Any]) -> Awaitable[Any]:
-        """Start the task's call with ``args``: what to await for its value (its attempts,
-        timeout and retries included); pass that value to :meth:`result`.
+    def start(self, node: TaskNode) -> Awaitable[Any]:
+        """Resolve the task's arguments and start its call: what to await for its value (its
+        attempts, timeout and retries included); pass that value to :meth:`result`. Raises
+        :class:`ReferenceResolutionError` or :class:`ToolArgumentError` for arguments that do
+        not resolve or fit the tool.
 
         (Not a coroutine itself: for a plain async tool the awaitable is the tool's own
         coroutine, one layer fewer on the path of every instant call.)
         """
+        args = node.resolve(self.lookup)
         info = node.info
         direct = info.direct
         if direct is not None and self.local:

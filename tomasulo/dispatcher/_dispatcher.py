@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 import anyio
 import anyio.abc
 
-from ..exceptions import DispatchError, Interrupt, ReferenceResolutionError, ToolArgumentError
+from ..exceptions import DispatchError, Interrupt
 from ..executors import Executor, LocalExecutor, raised_on_thread
 from ..grammar import JOIN, Plan, Task
 from ..tools import Tool, Toolset
@@ -34,7 +34,7 @@ from ._asyncio import AsyncioBackend, on_asyncio
 from ._call import JSON_SCALARS as _JSON_SCALARS
 from ._call import Calls, as_tool_error
 from ._events import Event, InterruptRaised, Outcome, TaskAbandoned, TaskRestored
-from ._journal import ENDED, PLANNED, READY, EventCallback, RunJournal, Subscription, restore_map
+from ._journal import ENDED, PLANNED, EventCallback, RunJournal, Subscription, restore_map
 from ._limits import DEFAULT_LIMITS, Limits
 from ._node import RestoredNode, TaskNode, ToolInfo
 from ._order import ReadyQueue, plan_order
@@ -57,7 +57,7 @@ _SUBMIT_BATCH = 128
 class _Runner(NamedTuple):
     """The dispatcher's methods that its worker pool calls (see :class:`TaskRunner`)."""
 
-    start: Callable[[TaskNode], Awaitable[Any] | None]
+    start: Callable[[TaskNode], Awaitable[Any]]
     succeeded: Callable[[TaskNode, Any], None]
     failed: Callable[[TaskNode, BaseException], None]
     returned: Callable[[TaskNode], None]
@@ -131,21 +131,21 @@ class Dispatcher:
         self.run_id = journal.run_id
         self._on_interrupt = on_interrupt
         self._nodes: dict[int, TaskNode | RestoredNode] = {}
-        self._ledger = Ledger(self._ended, self._offer)
-        self._lookup = self._ledger.results.__getitem__  # resolves references
-        self._queue = ReadyQueue()
+        self._queue = ReadyQueue(journal)
+        self._ledger = Ledger(self._ended, self._queue.offer)
         self._calls = Calls(
             self.executor,
             journal,
             self.limits,
             deps,
+            self._ledger.results.__getitem__,
             local=type(self.executor) is LocalExecutor,  # plain async tools may be awaited directly
             on_loop=isinstance(self.executor, LocalExecutor),  # async tools run on this loop
         )
         self._pool = WorkerPool(
             self._queue,
             self.limits.max_concurrency,
-            _Runner(self._start, self._succeeded, self._failed, self._returned),
+            _Runner(self._calls.start, self._succeeded, self._failed, self._returned),
             self._no_more_work,
             f"tomasulo dispatcher {self.run_id}",
         )
@@ -437,7 +437,7 @@ class Dispatcher:
         if cause is not None:
             self._finish(node, skipped(node, cause, self._ledger.outcomes))
         elif node.waiting == 0:
-            self._offer(node, node.planned_at)
+            self._queue.offer(node, node.planned_at)
         self._pool.pump()
 
     def submit_all(self, tasks: Iterable[Task]) -> None:
@@ -647,15 +647,6 @@ class Dispatcher:
 
     # The worker pool's TaskRunner: a worker calls these for each task it takes.
 
-    def _start(self, node: TaskNode) -> Awaitable[Any] | None:
-        """Resolve the task's arguments and start its call; ``None`` if they do not resolve."""
-        try:
-            args = node.resolve(self._lookup)
-        except (ReferenceResolutionError, ToolArgumentError) as exc:
-            self._fail(node, exc, "failure")
-            return None
-        return self._calls.start(node, args)
-
     def _succeeded(self, node: TaskNode, value: Any) -> None:
         if node.outcome is None:
             if type(value) not in _JSON_SCALARS:
@@ -739,13 +730,7 @@ class Dispatcher:
         if node.info.sequential:
             head = self._queue.lane_done(node)
             if head is not None:
-                self._offer(head, node.outcome.finished_at)  # type: ignore[union-attr, arg-type]
-
-    def _offer(self, node: TaskNode, now: float) -> None:
-        """The task's inputs exist: queue it (a sequential one when its lane's turn comes)."""
-        if self._queue.offer(node):
-            node.ready_at = now
-            self._journal.task(READY, node)
+                self._queue.offer(head, node.outcome.finished_at)  # type: ignore[union-attr, arg-type]
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from anyio import CapacityLimiter, WouldBlock
 
 from ..grammar import JOIN, Task
+from ._journal import READY, RunJournal
 from ._node import TaskNode
 
 __all__ = ["ReadyQueue", "plan_order"]
@@ -25,14 +26,15 @@ __all__ = ["ReadyQueue", "plan_order"]
 class ReadyQueue:
     """The run's ready tasks, with the tool slots and lanes that hold some of them back.
 
-    >>> # queue.lane(node) at submit; queue.offer(node) once its inputs exist;
+    >>> # queue.lane(node) at submit; queue.offer(node, now) once its inputs exist;
     >>> # node = queue.take() for a worker; queue.release(node) when its call ends;
     >>> # queue.lane_done(node) when a sequential task ends.
     """
 
-    __slots__ = ("_lanes", "_limiters", "_ranked", "_ready", "_tool_waiting", "size")
+    __slots__ = ("_journal", "_lanes", "_limiters", "_ranked", "_ready", "_tool_waiting", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, journal: RunJournal) -> None:
+        self._journal = journal  # where a task's TaskReady event goes
         self._ready: deque[TaskNode] = deque()  # ready tasks without a rank, in order
         self._ranked: list[tuple[int, int, TaskNode]] = []  # ranked ones: a heap, highest first
         self._limiters: dict[str, CapacityLimiter] = {}
@@ -45,19 +47,20 @@ class ReadyQueue:
         """Put a task of a ``sequential`` tool in its tool's lane (at submit, in plan order)."""
         self._lanes.setdefault(node.name, deque()).append(node)
 
-    def offer(self, node: TaskNode) -> bool:
-        """The task's inputs exist: queue it and say so, unless an earlier call of its
-        sequential tool has not ended (then :meth:`lane_done` queues it later)."""
+    def offer(self, node: TaskNode, now: float) -> None:
+        """The task's inputs exist (since ``now``): queue it, unless an earlier call of its
+        sequential tool has not ended (then :meth:`lane_done` says when to offer it again)."""
         node.data_ready = True
         if node.info.sequential and self._lanes[node.name][0] is not node:
-            return False
+            return
         node.queued = True
+        node.ready_at = now
+        self._journal.task(READY, node)
         self.size += 1
         if node.rank:
             heapq.heappush(self._ranked, (-node.rank, node.tid, node))
         else:
             self._ready.append(node)
-        return True
 
     def lane_done(self, node: TaskNode) -> TaskNode | None:
         """A sequential task ended: the lane's next task, if its inputs exist and it can be

@@ -78,14 +78,13 @@ class TaskGroupBackend:
 class TaskRunner(Protocol):
     """What a worker does with the task it took (the dispatcher's part).
 
-    ``start(node)`` starts the task's call and returns what to await for its value, or ``None``
-    when the task ended without a call (its arguments could not be resolved);
-    ``succeeded(node, value)`` and ``failed(node, exc)`` record how the call ended (``exc``:
-    whatever it raised that is not a cancellation); ``returned(node)`` follows either, once
-    the call is over (its tool slot is freed there).
+    ``start(node)`` starts the task's call and returns what to await for its value;
+    ``succeeded(node, value)`` and ``failed(node, exc)`` record how the task ended (``exc``:
+    whatever ``start``, the call or ``succeeded`` raised that is not a cancellation);
+    ``returned(node)`` follows either, once the call is over (its tool slot is freed there).
     """
 
-    def start(self, node: TaskNode) -> Awaitable[Any] | None: ...
+    def start(self, node: TaskNode) -> Awaitable[Any]: ...
     def succeeded(self, node: TaskNode, value: Any) -> None: ...
     def failed(self, node: TaskNode, exc: BaseException) -> None: ...
     def returned(self, node: TaskNode) -> None: ...
@@ -242,14 +241,12 @@ class WorkerPool:
                         value: Any = None
                         try:
                             try:
-                                call = start(node)
-                                if call is not None:
-                                    value = await call
-                                    succeeded(node, value)
+                                value = await start(node)
+                                succeeded(node, value)
                             except (Exception, SystemExit, KeyboardInterrupt) as exc:
                                 failed(node, exc)  # (a cancellation passes: the scope ends it)
                             finally:
-                                call = value = None  # a parked worker holds nothing of the call
+                                value = None  # a parked worker holds nothing of the call
                                 returned(node)
                         finally:
                             node.scope = None

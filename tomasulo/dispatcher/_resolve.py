@@ -180,7 +180,7 @@ class BoundArgs:
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
         task, tool = self.task, self.tool
-        bound = self.bind()
+        bound = self._bound if self._bound is not None else self.bind()
         if self._bind_error is not None:
             raise ReferenceResolutionError(
                 str(self._bind_error), tool=tool.name, task_id=task.id
