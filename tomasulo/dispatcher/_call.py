@@ -1,7 +1,8 @@
-"""One task's call: its attempts, timeout and retries, through the executor.
+"""One task's call: its arguments, attempts, timeout and retries, through the executor.
 
-:class:`Calls` runs a task's tool with its resolved arguments and returns the value as a JSON
-value, or raises what ended the call: the tool's own error (a plain exception is wrapped by
+:class:`Calls` resolves a task's arguments, calls its tool and gives the value as a JSON value,
+or raises what ended the call: a :class:`ReferenceResolutionError` or
+:class:`ToolArgumentError` for arguments, the tool's own error (a plain exception is wrapped by
 :func:`as_tool_error` when the task fails), :class:`ToolTimeout`, :class:`ToolOutputError`.
 Retries follow the run's :class:`~tomasulo.tools.RetryPolicy`
 (:meth:`Limits.retry_policy <tomasulo.dispatcher.Limits.retry_policy>`): only failures the
