@@ -271,3 +271,31 @@ async def test_leaving_with_an_exception_cancels_unfinished_tasks() -> None:
             await gate.started.wait()
             raise RuntimeError("caller broke")
     assert d.outcomes[1].status == "cancelled"
+
+
+def test_tools_and_llm_calls_share_one_retry_policy_type() -> None:
+    import math
+
+    import tomasulo.planner
+    import tomasulo.tools
+
+    assert tomasulo.planner.RetryPolicy is tomasulo.tools.RetryPolicy
+    assert tomasulo.planner.DEFAULT_RETRY is tomasulo.tools.DEFAULT_RETRY
+    policy = Limits(retry_backoff=0.2, retry_max_wait=1.0).retry_policy(3)
+    assert isinstance(policy, tomasulo.tools.RetryPolicy)
+    assert (policy.attempts, policy.initial, policy.maximum, policy.total) == (4, 0.2, 1.0, math.inf)
+    # Waits double from the first, plus up to as much again of jitter, never past the maximum.
+    assert [policy.backoff(n, rand=0.0) for n in (1, 2, 3, 4)] == [0.2, 0.4, 0.8, 1.0]
+    assert policy.backoff(2, rand=0.99) == pytest.approx(0.796)
+    assert policy.backoff(3, rand=0.99) == 1.0
+    assert policy.backoff(1000) == 1.0  # no overflow
+    assert policy.backoff(1, retry_after=9.0) == 1.0  # a Retry-After is cut to max_retry_after
+    for bad in (
+        {"attempts": 0},
+        {"attempts": True},
+        {"initial": -1},
+        {"maximum": math.inf},
+        {"jitter": math.nan},
+    ):
+        with pytest.raises(ConfigError, match="RetryPolicy"):
+            tomasulo.tools.RetryPolicy(**bad)

@@ -93,7 +93,8 @@ async def test_streamed_tasks_start_on_the_awake_worker_and_it_parks_when_idle()
             for _ in range(3):
                 await anyio.lowlevel.checkpoint()
             # Idle, it parks (no busy loop) and counts as neither busy nor waking.
-            assert len(d._idle_workers) == 1 and d._waking == 0 and d._busy == 0
+            stats = d.statistics()
+            assert (stats.parked, stats.waking, stats.busy, stats.workers) == (1, 0, 0, 1)
             d.submit(Task(30, "where", (Ref(29),)))
             await d.wait([30])
             assert d.results[30] == 1 and len(set(workers)) == 1

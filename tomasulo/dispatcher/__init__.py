@@ -1,4 +1,4 @@
-"""The task fetching unit: DAG state, ready queue, limits, reference resolution, the run's journal."""
+"""The task fetching unit: DAG state, ready queue, workers, limits, references, the run's journal."""
 
 from ._dispatcher import Dispatcher
 from ._events import (
@@ -23,11 +23,13 @@ from ._events import (
 from ._journal import EventCallback, RunJournal, Subscription, outcomes_of
 from ._limits import DEFAULT_CANCEL_GRACE, DEFAULT_LIMITS, Limits
 from ._resolve import resolve_args
+from ._statistics import DispatcherStatistics
 
 __all__ = [
     "DEFAULT_CANCEL_GRACE",
     "DEFAULT_LIMITS",
     "Dispatcher",
+    "DispatcherStatistics",
     "Event",
     "EventCallback",
     "InterruptRaised",

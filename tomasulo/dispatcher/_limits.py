@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..exceptions import ConfigError
+from ..tools import RetryPolicy
 
 __all__ = ["DEFAULT_CANCEL_GRACE", "DEFAULT_LIMITS", "DEFAULT_RETRY_BACKOFF", "Limits"]
 
@@ -49,6 +50,9 @@ class Limits:
             On trio, structured concurrency waits for such a call: the run ends when it stops.
         retry_backoff: the first retry waits about this long; each later one doubles, plus jitter.
         retry_max_wait: no retry waits longer than this.
+
+    A tool's retries follow :meth:`retry_policy`: the one :class:`~tomasulo.tools.RetryPolicy`
+    type that LLM requests use too.
     """
 
     max_concurrency: int | None = None
@@ -70,6 +74,23 @@ class Limits:
         _positive("cancel_grace", self.cancel_grace, allow_zero=True)
         _positive("retry_backoff", self.retry_backoff, allow_zero=True)
         _positive("retry_max_wait", self.retry_max_wait, allow_zero=True)
+
+    def retry_policy(self, retries: int) -> RetryPolicy:
+        """How a tool's failed call is retried ``retries`` times (its ``ToolPolicy.retries``):
+        waits from ``retry_backoff``, doubling, plus up to as much again of jitter, never longer
+        than ``retry_max_wait``; bounded in time by the run's deadline only.
+
+        >>> Limits(retry_backoff=0.2).retry_policy(2)
+        RetryPolicy(attempts=3, initial=0.2, maximum=5.0, jitter=1.0, total=inf, max_retry_after=5.0)
+        """
+        return RetryPolicy(
+            attempts=retries + 1,
+            initial=self.retry_backoff,
+            maximum=self.retry_max_wait,
+            jitter=1.0,
+            total=math.inf,
+            max_retry_after=self.retry_max_wait,
+        )
 
 
 #: No run-wide concurrency limit, no deadline.

@@ -127,45 +127,15 @@ def resolve_args(task: Task, tool: Tool, lookup: Lookup) -> dict[str, Any]:
 _SCALAR_TYPES = (str, int, float, bool, type(None))
 
 
-def _whole_refs(value: Any) -> int | tuple[int, ...] | None:
-    """The id of a whole-value ``$k`` (or the ids of a list of them), else ``None``.
-
-    Such arguments resolve with one lookup each, without walking the value.
-    """
-    if type(value) is Ref:
-        return None if value.path else value.task_id
-    if type(value) is list or type(value) is tuple:
-        ids = []
-        for item in value:
-            if type(item) is not Ref or item.path:
-                return None
-            ids.append(item.task_id)
-        return tuple(ids) if ids else None
-    return None
-
-
 class BoundArgs:
-    """A task's arguments bound to the tool's parameter names once, to resolve at call time.
+    """A task's arguments bound to the tool's parameter names, to resolve at call time.
 
-    The dispatcher builds one per task when it is submitted. Binding the arguments to names and
-    sorting out which hold references happen once (:meth:`bind`), for a task that waits for its
-    inputs, while it waits; :meth:`resolve` then only copies the arguments, fills in the
-    references and validates. A task that can start at once is resolved in one pass instead,
-    without keeping what binding would (it is resolved once: retries reuse the arguments).
-    ``resolve_args(task, tool, lookup)`` is ``BoundArgs(task, tool).resolve(lookup)``.
+    The dispatcher builds one per task when it is submitted, and resolves it once, when the
+    task starts (retries reuse the arguments). ``resolve_args(task, tool, lookup)`` is
+    ``BoundArgs(task, tool).resolve(lookup)``.
     """
 
-    __slots__ = (
-        "_bind_error",
-        "_bound",
-        "_checker",
-        "_direct",
-        "_names",
-        "_nested",
-        "deps",
-        "task",
-        "tool",
-    )
+    __slots__ = ("_bind_error", "_bound", "_checker", "_names", "deps", "task", "tool")
 
     def __init__(
         self,
@@ -184,13 +154,11 @@ class BoundArgs:
         self.deps = task.deps
 
     def bind(self) -> dict[str, Any]:
-        """Bind the arguments to names and note which hold references; only the first call does
-        (:meth:`resolve` makes it when nobody has)."""
+        """The arguments by parameter name, as planned (bound once; ``{}`` when they do not
+        fit the parameters, which :meth:`resolve` then reports)."""
         if self._bound is not None:
             return self._bound
         task = self.task
-        nested: list[str] = []  # values that are not plain scalars: copied (and resolved) per call
-        direct: list[tuple[str, int | tuple[int, ...]]] = []  # whole-value refs (or lists of them)
         names = self._names
         args = task.args
         if not task.kwargs and len(args) <= len(names):
@@ -201,16 +169,6 @@ class BoundArgs:
             except ValueError as exc:
                 self._bind_error = exc
                 bound = {}
-        for name, value in bound.items():
-            if isinstance(value, _SCALAR_TYPES):
-                continue
-            ids = _whole_refs(value)
-            if ids is None:
-                nested.append(name)
-            else:
-                direct.append((name, ids))
-        self._direct = tuple(direct) if direct else ()
-        self._nested = tuple(nested) if nested else ()
         self._bound = bound
         return bound
 
@@ -218,21 +176,40 @@ class BoundArgs:
         """Drop what only resolving needs, once the task has ended (its run keeps the node); a
         later :meth:`resolve` would bind again."""
         self._bound = None
-        self._direct = self._nested = ()
 
     def resolve(self, lookup: Lookup) -> dict[str, Any]:
         """The arguments with every reference resolved, validated; see :func:`resolve_args`."""
         task, tool = self.task, self.tool
-        resolved = self._resolve_unbound(lookup) if self._bound is None else None
-        if resolved is None:
-            resolved = self._resolve_bound(lookup)
+        bound = self._bound if self._bound is not None else self.bind()
+        if self._bind_error is not None:
+            raise ReferenceResolutionError(
+                str(self._bind_error), tool=tool.name, task_id=task.id
+            ) from self._bind_error
+        resolved = dict(bound)
+        try:
+            for name, value in bound.items():  # replacing values, not adding keys
+                kind = type(value)
+                if kind is Ref:
+                    resolved[name] = _resolve_value(value, lookup) if value.path else lookup(value.task_id)
+                elif kind is list or kind is tuple:
+                    resolved[name] = [
+                        lookup(item.task_id)
+                        if type(item) is Ref and not item.path
+                        else _resolve_value(item, lookup)
+                        for item in value
+                    ]
+                elif not isinstance(value, _SCALAR_TYPES):
+                    resolved[name] = _resolve_value(value, lookup)
+        except (_RefFailed, LookupError, TypeError, AttributeError):
+            # Resolved again, one argument at a time, to say which reference failed and why.
+            resolved = dict(bound)
+            self._resolve_names(resolved, [n for n, v in bound.items() if _refs_in(v)], lookup)
         checker = self._checker
         if checker is not None and checker(resolved):
             return resolved
         try:
             return tool.validate(resolved)
         except ToolArgumentError as exc:
-            bound = self.bind()
             from_refs = [name for name, value in bound.items() if _refs_in(value)]
             bad = [e for e in exc.errors if e.path.split(".")[0].split("[")[0] in from_refs]
             if not bad:
@@ -248,60 +225,6 @@ class BoundArgs:
                 tool=tool.name,
                 task_id=task.id,
             ) from exc
-
-    def _resolve_unbound(self, lookup: Lookup) -> dict[str, Any] | None:
-        """Resolve arguments nobody bound (a task that could start when it was submitted) in one
-        pass, without keeping what binding would; ``None`` sends keywords, extra arguments and
-        every failure the long way, which names the problem."""
-        task = self.task
-        args = task.args
-        names = self._names
-        if task.kwargs or len(args) > len(names):
-            return None
-        resolved = dict(zip(names, args))  # noqa: B905 (no more values than names)
-        try:
-            for name, value in resolved.items():  # replacing values, not adding keys
-                kind = type(value)
-                if kind is Ref:
-                    resolved[name] = _resolve_value(value, lookup) if value.path else lookup(value.task_id)
-                elif kind is list or kind is tuple:
-                    # A list of whole-value $k is looked up item by item; anything else is walked.
-                    values: list[Any] = []
-                    for item in value:
-                        if type(item) is not Ref or item.path:
-                            resolved[name] = _resolve_value(value, lookup)
-                            break
-                        values.append(lookup(item.task_id))
-                    else:
-                        resolved[name] = values
-                elif not isinstance(value, _SCALAR_TYPES):
-                    resolved[name] = _resolve_value(value, lookup)
-        except (_RefFailed, LookupError, TypeError, AttributeError):
-            return None
-        return resolved
-
-    def _resolve_bound(self, lookup: Lookup) -> dict[str, Any]:
-        """Resolve the arguments from what :meth:`bind` kept (binding them first if need be)."""
-        bound = self.bind()
-        if self._bind_error is not None:
-            raise ReferenceResolutionError(
-                str(self._bind_error), tool=self.tool.name, task_id=self.task.id
-            ) from self._bind_error
-        resolved = dict(bound)
-        if self._direct:
-            try:
-                for name, ids in self._direct:
-                    if type(ids) is int:
-                        resolved[name] = lookup(ids)
-                    else:
-                        resolved[name] = list(map(lookup, ids))  # type: ignore[arg-type]
-            except (LookupError, TypeError, AttributeError):
-                # The general path below gives the error its message.
-                resolved.update((name, bound[name]) for name, _ in self._direct)
-                self._resolve_names(resolved, [name for name, _ in self._direct], lookup)
-        if self._nested:
-            self._resolve_names(resolved, self._nested, lookup)
-        return resolved
 
     def _resolve_names(self, resolved: dict[str, Any], names: Iterable[str], lookup: Lookup) -> None:
         """Resolve the named arguments in place, walking their values."""

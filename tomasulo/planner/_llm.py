@@ -41,6 +41,7 @@ from ..exceptions import (
     LLMTimeout,
     LLMTruncated,
 )
+from ..tools import DEFAULT_RETRY, RetryPolicy  # one retry type for tools and LLM calls
 from ._dialects import (
     DEFAULT_DIALECT,
     Dialect,
@@ -129,39 +130,6 @@ class _Tools:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Retries of 429s, 5xx answers, connection errors and timeouts that happen before any text.
-
-    Waits grow exponentially from ``initial`` (doubling, capped at ``maximum``) with up to
-    ``jitter`` (a fraction) of random spread; a ``Retry-After`` from the server replaces the wait
-    (capped at ``max_retry_after``). No new attempt starts once ``total`` seconds have passed.
-    A stream that has produced text is never retried: see :meth:`LLM.stream`.
-    """
-
-    attempts: int = 4
-    initial: float = 0.5
-    maximum: float = 8.0
-    jitter: float = 0.5
-    total: float = 60.0
-    max_retry_after: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
-        for name in ("initial", "maximum", "jitter", "total", "max_retry_after"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"RetryPolicy.{name} must be a finite number >= 0, got {value}")
-
-    def backoff(self, attempt: int, retry_after: float | None, rand: float) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        base = min(self.initial * 2.0 ** (attempt - 1), self.maximum)
-        return base * (1 + self.jitter * rand)
-
-
-@dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-request time limits, in seconds.
 
@@ -187,7 +155,6 @@ class Timeouts:
                 raise ConfigError(f"Timeouts.{name} must be a finite number > 0, got {value}")
 
 
-DEFAULT_RETRY = RetryPolicy()
 DEFAULT_TIMEOUTS = Timeouts()
 
 

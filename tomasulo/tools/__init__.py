@@ -15,6 +15,7 @@ from ._http_tool import HttpLimits, http_tool
 from ._jsonschema import JSON_TYPES, check_schema, schema_validator
 from ._loader import ToolLoadError, load_tools
 from ._net import NetPolicy, check_ip, check_url, guarded_client, guarded_transport
+from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._schemas import normalize_parameters, normalize_schema, tools_from_schemas
 from ._source import StaticTools, ToolSource, collect, legal_name, prefixed
 from ._tool import (
@@ -56,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "DEFAULT_RETRY",
     "JSON_TYPES",
     "MAX_MESSAGE_CHARS",
     "MAX_RESULT_DEPTH",
@@ -68,6 +70,7 @@ __all__ = [
     "NetPolicy",
     "NotJSONError",
     "OpenAPITools",
+    "RetryPolicy",
     "RunContext",
     "StaticTools",
     "Tool",
