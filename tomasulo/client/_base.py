@@ -92,8 +92,8 @@ class Retries:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, ServiceError) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_retry_after)
-        backoff = wait_exponential(multiplier=self.backoff, max=self.max_backoff)
-        backoff += wait_random(0, self.backoff)
+        exponential = wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+        backoff = exponential + wait_random(0, self.backoff)
         return min(float(backoff(state)), self.max_backoff)
 
     def should_retry(self, exc: BaseException, safe: bool) -> bool:
