@@ -10,24 +10,29 @@ Server-Sent Events that resume after a dropped connection; errors are
 :class:`~tomasulo.exceptions.ServiceError` with the problem's status, type, detail and request id.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ..exceptions import ServiceConnectionError, ServiceError, ServiceNotFound, ServiceRateLimited
-from ._async import AsyncClient
-from ._base import DEFAULT_URL, Retries
-from ._models import (
-    Batch,
-    BatchItem,
-    PlanProblem,
-    PlanTask,
-    PlanValidation,
-    Run,
-    RunStatus,
-    TaskView,
-    ToolCallResult,
-    ToolInfo,
-    Usage,
-)
-from ._sse import ServerSentEvent, SSEParser
-from ._sync import Client
+from ._cli import remote_app  # typer only: httpx and the library load with the first client
+
+if TYPE_CHECKING:
+    from ._async import AsyncClient
+    from ._base import DEFAULT_URL, Retries
+    from ._models import (
+        Batch,
+        BatchItem,
+        PlanProblem,
+        PlanTask,
+        PlanValidation,
+        Run,
+        RunStatus,
+        TaskView,
+        ToolCallResult,
+        ToolInfo,
+        Usage,
+    )
+    from ._sse import ServerSentEvent, SSEParser
+    from ._sync import Client
 
 __all__ = [
     "DEFAULT_URL",
@@ -51,4 +56,32 @@ __all__ = [
     "ToolCallResult",
     "ToolInfo",
     "Usage",
+    "remote_app",
 ]
+
+_HOMES = {
+    "AsyncClient": "_async",
+    "Client": "_sync",
+    "DEFAULT_URL": "_base",
+    "Retries": "_base",
+    "SSEParser": "_sse",
+    "ServerSentEvent": "_sse",
+    **{
+        name: "_models"
+        for name in (
+            "Batch", "BatchItem", "PlanProblem", "PlanTask", "PlanValidation", "Run", "RunStatus",
+            "TaskView", "ToolCallResult", "ToolInfo", "Usage",
+        )
+    },
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
