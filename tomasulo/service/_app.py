@@ -158,8 +158,10 @@ def create_app(
         )
 
     from ._admin_api import router as admin_router
+    from ._batches_api import router as batches_router
     from ._tools_api import router as tools_router
 
     app.include_router(tools_router)
     app.include_router(admin_router)
+    app.include_router(batches_router)
     return app
