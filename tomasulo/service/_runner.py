@@ -17,6 +17,7 @@ cost are spent a ``429``, and each run's :class:`~tomasulo.runtime.Budget` holds
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -94,6 +95,7 @@ class RunManager:
         self._http: httpx.AsyncClient | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._stores: dict[str, SqlRunStore] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def limits(self) -> Any:
@@ -109,7 +111,18 @@ class RunManager:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._renew_leases)
+        self._loop = asyncio.get_running_loop()
         return self
+
+    def request_shutdown(self) -> None:
+        """Stop accepting runs now and start ending those in flight (see :meth:`shutdown`); safe
+        to call from a signal handler or another thread. The server calls it when told to stop,
+        so that event streams end with their runs instead of holding the shutdown open."""
+        self.accepting = False
+        loop, tg = self._loop, self._tg
+        if loop is None or tg is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(lambda: tg.start_soon(self.shutdown) if self._tg is tg else None)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
