@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 from service.conftest import LiveService, module_database_url, postgres, run_app, service_tools
+from service.test_service_runs import sim_url, start_service
 
 from tomasulo.service._config import loads_service_config
 from tomasulo.service._serve import prepare
 
-__all__ = ["module_database_url", "postgres"]  # fixtures, found here by pytest
+__all__ = ["module_database_url", "postgres", "sim_url"]  # fixtures, found here by pytest
 
 CONFIG = """
 tenants:
@@ -42,3 +43,15 @@ def live(module_database_url: str) -> Iterator[LiveService]:
     finally:
         stop()
         prepared.db.close()
+
+
+@pytest.fixture(scope="module")
+def runs(module_database_url: str, sim_url: str) -> Iterator[LiveService]:
+    """The service with runs: the runs tests' set-up (a SimulatedLLM that plans by the question's
+    first word: "hold NAME" waits at a gate, "many" plans 20 tasks, anything else one)."""
+    live, stop = start_service(module_database_url, sim_url)
+    try:
+        yield live
+    finally:
+        stop()
+        live.db.close()

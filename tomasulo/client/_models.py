@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Batch",
@@ -63,7 +63,8 @@ class TaskView(_Out):
 
 
 class Run(_Out):
-    """A run as ``GET /v1/runs/{id}`` shows it (a list's summaries have no tasks or plans)."""
+    """A run as ``GET /v1/runs/{id}`` shows it (in a list's summaries ``tasks`` and ``plans``
+    are empty)."""
 
     id: str
     object: Literal["run"] = "run"
@@ -81,6 +82,11 @@ class Run(_Out):
     plans: list[str] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     last_seq: int = 0
+
+    @field_validator("tasks", "plans", mode="before")
+    @classmethod
+    def _absent(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @property
     def done(self) -> bool:
