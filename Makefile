@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/grammar_bench.py
 	$(PY) benchmarks/dispatch_bench.py
 	$(PY) benchmarks/tools_bench.py
+	$(PY) benchmarks/service_bench.py
 	$(PY) benchmarks/e2e_bench.py $(if $(DATASETS),--datasets $(DATASETS))
 
 lint: $(STAMP)
