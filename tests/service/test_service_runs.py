@@ -494,3 +494,66 @@ def test_shutdown_cancels_runs_and_a_restart_fails_what_a_crash_left(database_ur
         stop2()
         live2.db.close()
         live.db.close()
+
+
+# -- workflow runs --------------------------------------------------------------------------------
+
+WORKFLOW = """
+name: double-then-ask
+tools: [math]
+inputs:
+  x: {type: number}
+steps:
+  - id: twice
+    plan: |
+      1. input("x")
+      2. math(expression="a * 2", variables={"a": $1})
+      3. join()
+  - id: ask
+    query: "add {twice}"
+outputs:
+  doubled: twice
+  said: ask
+"""
+
+
+def test_a_workflow_runs_its_steps_as_one_run(svc: LiveService) -> None:
+    acme = svc.client("acme")
+    created = acme.post("/v1/runs", json={"workflow": WORKFLOW, "inputs": {"x": 5}})
+    assert created.status_code == 202, created.text
+    run_id = created.json()["id"]
+    with acme.stream("GET", f"/v1/runs/{run_id}/events") as response:
+        events = [d for _, d in sse(response) if d is not None]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "run_started" and kinds.count("run_started") == 1
+    assert kinds[-1] == "run_finished" and kinds.count("run_finished") == 1
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert {e["run_id"] for e in events} == {run_id}
+    done = acme.get(f"/v1/runs/{run_id}").json()
+    assert (done["status"], done["kind"], done["mode"]) == ("finished", "workflow", "workflow")
+    assert done["outputs"]["doubled"] == 10 and done["outputs"]["said"].startswith("add 10 -> ")
+    assert json.loads(done["answer"]) == done["outputs"]
+    assert [(t["step"], t["tool"]) for t in done["tasks"]] == [
+        ("twice", "input"),
+        ("twice", "math"),
+        ("ask", "math"),
+    ]
+    assert done["usage"]["llm_calls"] == 2
+
+
+def test_a_workflow_may_use_only_granted_tools_by_name(svc: LiveService) -> None:
+    acme = svc.client("acme")
+    imported = WORKFLOW.replace("tools: [math]", "tools: ['tests.service.svctools:secret_vault']")
+    body = assert_problem(
+        acme.post("/v1/runs", json={"workflow": imported, "inputs": {"x": 1}}), 422, "invalid-workflow"
+    )
+    assert "by name only" in body["detail"]
+    other = svc.client("globex").post("/v1/runs", json={"workflow": WORKFLOW, "inputs": {"x": 1}})
+    assert "no tool 'math' for this tenant" in assert_problem(other, 422, "invalid-workflow")["detail"]
+    broken = WORKFLOW.replace("2. math(", "2. mth(")
+    body = assert_problem(
+        acme.post("/v1/runs", json={"workflow": broken, "inputs": {"x": 1}}), 422, "invalid-workflow"
+    )
+    assert ":10:10: step 'twice': unknown tool 'mth'" in body["detail"]  # the line and column
+    missing = assert_problem(acme.post("/v1/runs", json={"workflow": WORKFLOW}), 422, "invalid-inputs")
+    assert "'x'" in missing["detail"]

@@ -116,7 +116,10 @@ class RunOut(BaseModel):
     mode: str
     model: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    answer: str | None = None
+    answer: str | None = Field(default=None, description="a workflow's: its outputs as JSON text")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="a workflow run's outputs, once finished"
+    )
     reason: str | None = Field(default=None, description="why it stopped, failed or was cancelled")
     tasks: list[dict[str, Any]] | None = Field(default=None, description="each task; omitted in lists")
     plans: list[str] | None = Field(default=None, description="each plan's text; omitted in lists")

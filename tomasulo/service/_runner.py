@@ -31,13 +31,14 @@ import anyio.abc
 import httpx
 
 from ..dispatcher import DEFAULT_LIMITS, Event
-from ..exceptions import PlanError, UserError
+from ..exceptions import PlanError, UserError, WorkflowError
 from ..grammar import Plan, parse_json_plan, parse_plan
 from ..planner import LLM
 from ..runtime import Budget, Orchestrator, RunHandle, RunResult
 from ._problems import ProblemError
 from ._run_models import RunCreate
 from ._runs_store import IdempotencyConflict, RunRecords, SqlRunStore, request_hash, result_json
+from ._workflow_runs import WorkflowHandle, load_for_tenant
 
 if TYPE_CHECKING:
     from ._deps import Caller, ServiceState
@@ -62,7 +63,7 @@ class LiveRun:
     model: str | None
     metadata: dict[str, str]
     created_at: dt.datetime
-    handle: RunHandle | None = None
+    handle: RunHandle | WorkflowHandle | None = None
     result: RunResult | None = None
     started: anyio.Event = field(default_factory=anyio.Event)
     #: Set once the result is in the database (the run may be reported ended from then on).
@@ -323,25 +324,29 @@ class RunManager:
                 raise _idempotency_conflict(exc.run_id) from None
             if found is not None:
                 return found, False
-        if body.workflow is not None:
-            raise ProblemError(
-                422,
-                "not-supported",
-                "body field 'workflow': workflow runs are not offered by this server yet; "
-                "send its steps as a query or a plan, or use POST /v1/batches",
-                title="Not supported",
-            )
         self._admit(caller)
         tools = caller.toolset(body.tools)
+        workflow = None
+        if body.workflow is not None:
+            workflow = await anyio.to_thread.run_sync(load_for_tenant, body.workflow, tools)
+            try:
+                workflow.bind_inputs(body.inputs)
+            except WorkflowError as exc:
+                raise ProblemError(
+                    422, "invalid-inputs", f"body field 'inputs': {exc}", title="Invalid inputs"
+                ) from None
         asked = body.limits.max_tasks if body.limits is not None else None
         max_tasks = min(asked or self.limits.max_tasks, self.limits.max_tasks)
         plan = self._parse(body, tools, max_tasks) if body.plan is not None else None
-        model = self._model_for(caller, body) if body.query is not None else None
+        asks = body.query is not None or (
+            workflow is not None and any(step.query is not None for step in workflow.spec.steps)
+        )
+        model = self._model_for(caller, body) if asks else None
         used = await anyio.to_thread.run_sync(self.records.usage_today, tenant.id)
         budget = self._budget(caller, body, used)
         self._admit(caller)  # again: other requests may have started runs while this one waited
         run_id = uuid.uuid4().hex[:16]
-        mode = body.mode if body.query is not None else "plan_then_execute"
+        mode = body.mode if body.query is not None else "plan_then_execute" if plan else "workflow"
         now = dt.datetime.now(dt.UTC)
         live = LiveRun(run_id, tenant.id, body.kind, body.query, mode, model, dict(body.metadata), now)
         self._track(live)
@@ -368,12 +373,25 @@ class RunManager:
         if not new:
             self._untrack(live)
             return made, False
+        if workflow is not None:
+            handle = WorkflowHandle(
+                run_id,
+                workflow,
+                body.inputs,
+                llm=self._llm(model) if model is not None else None,
+                store=self.store(tenant.id),
+                budget=budget,
+                max_tasks=max_tasks,
+            )
+            assert self._tg is not None
+            self._tg.start_soon(self._drive_workflow, live, handle)
+            return run_id, True
         orch = Orchestrator(
             tools,
             self._llm(model) if model is not None else None,
             limits=DEFAULT_LIMITS,
             budget=budget,
-            mode=mode,
+            mode=body.mode,
             max_tasks=max_tasks,
             store=self.store(tenant.id),
         )
@@ -418,6 +436,23 @@ class RunManager:
             live.done.set()
             self._untrack(live)
 
+    async def _drive_workflow(self, live: LiveRun, handle: WorkflowHandle) -> None:
+        live.handle = handle
+        live.started.set()
+        try:
+            await handle.drive()
+            live.result = await handle.result()
+        except Exception as exc:
+            _log.exception("workflow run %s broke", live.id)
+            failed = RunResult(
+                run_id=live.id, query="", status="failed", reason=f"internal error: {type(exc).__name__}"
+            )
+            with anyio.CancelScope(shield=True):
+                await self._save(live, failed)
+        finally:
+            live.done.set()
+            self._untrack(live)
+
     async def _save(self, live: LiveRun, result: RunResult) -> None:
         view = result_json(result)
         try:
@@ -447,7 +482,7 @@ class RunManager:
         self._tg.start_soon(self._cancel_when_started, handle)
 
     @staticmethod
-    async def _cancel_when_started(handle: RunHandle) -> None:
+    async def _cancel_when_started(handle: RunHandle | WorkflowHandle) -> None:
         sub = handle.journal.events(quiet=True)
         try:
             await sub.batch()

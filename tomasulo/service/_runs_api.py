@@ -124,7 +124,8 @@ def row_out(row: RunRow, *, full: bool = True) -> RunOut:
     view = row.result or {}
     usage = view.get("usage") or {}
     request = row.request
-    mode = str(request.get("mode") or "stream") if row.kind == "question" else "plan_then_execute"
+    modes = {"plan": "plan_then_execute", "workflow": "workflow"}
+    mode = modes.get(row.kind) or str(request.get("mode") or "stream")
     return RunOut(
         id=row.id,
         status=row.status,  # type: ignore[arg-type]
@@ -137,6 +138,7 @@ def row_out(row: RunRow, *, full: bool = True) -> RunOut:
         model=row.model,
         metadata=row.metadata,
         answer=view.get("answer"),
+        outputs=view.get("outputs"),
         reason=view.get("reason"),
         tasks=(view.get("tasks") or []) if full else None,
         plans=(view.get("plans") or []) if full else None,

@@ -481,10 +481,13 @@ class SqlRunStore:
         rows = [(e.seq, e.kind, self._wall(run_id, e), jsonable(e.to_json())) for e in events]
         await anyio.to_thread.run_sync(self.records.append_events, run_id, rows)
 
-    async def save_result(self, result: RunResult) -> None:
-        """Keep a run's result and mark it ended (one transaction)."""
-        view = result_json(result)
-        last = result.timeline[-1].seq if result.timeline else None
+    async def save_result(
+        self, result: RunResult, *, view: dict[str, Any] | None = None, last_seq: int | None = None
+    ) -> None:
+        """Keep a run's result and mark it ended (one transaction); ``view`` replaces the
+        result's API view (:func:`result_json`), ``last_seq`` its last event's seq."""
+        view = result_json(result) if view is None else view
+        last = last_seq if last_seq is not None else result.timeline[-1].seq if result.timeline else None
         await anyio.to_thread.run_sync(
             lambda: self.records.save_result(
                 result.run_id, self.tenant_id, result.status, view, last_seq=last
