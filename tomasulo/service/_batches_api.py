@@ -6,19 +6,19 @@
     GET  /v1/batches/{id}           progress (total, done, failed) and each input's result
     POST /v1/batches/{id}/cancel    no more inputs start; those running are cancelled
 
-The workflow uses the tenant's tools (its ``tools`` section may only name some of them; nothing
-is imported or opened for it) and, for ``query`` steps, the model named in the request (or the
-server's default), never a ``model`` section of its own. Each input and its outcome is a row of
-``batch_items``, written as the input ends, so a batch outlives its server: the replica that
+Each input becomes a workflow run of ``/v1/runs`` (its ``run_id`` is in the results: its events,
+tasks and usage are there), with the tenant's tools, its limits and budgets, and the model named
+in the request (or the server's default). Each input and its outcome is a row of
+``batch_items``, written as its run ends, so a batch outlives its server: the replica that
 drives a batch holds a lease on it, gives it up when it stops, and any replica that starts (or
-finds a lease expired) continues the inputs that have not ended.
+finds a lease expired) continues the inputs whose run did not end; an input whose run ended
+while nobody watched is read back, not run again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -27,19 +27,20 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.abc
-import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..exceptions import UserError
 from ..tools import Toolset
-from ..views import dumps_json
-from ..workflows import LoadedWorkflow, OrchestratorRunner, loads_workflow, run_workflow
-from ._deps import ERRORS, CallerDep, ServiceState, granted, require_json
+from ._deps import ERRORS, Caller, CallerDep, ServiceState, require_json
+from ._keys import Principal
 from ._problems import ProblemError
+from ._run_models import RunCreate
+from ._runner import RunManager
 from ._schema import batch_items, batches
 from ._store import Database
+from ._workflow_runs import load_for_tenant
 
 __all__ = ["BatchManager", "router"]
 
@@ -86,7 +87,7 @@ class BatchItemOut(BaseModel):
     """One input of a batch and how it ended."""
 
     index: int
-    run_id: str | None = Field(description="the run of this input (null: workflow runs are not runs)")
+    run_id: str | None = Field(description="the run of this input (GET /v1/runs/{id}); null before it starts")
     status: ItemStatus
     answer: str | None = None
     outputs: dict[str, Any] | None = None
@@ -288,83 +289,67 @@ class _Driven:
     cancelled: bool = False
 
 
-def _json_data(value: Any) -> Any:
-    return json.loads(dumps_json(value))
-
-
 class BatchManager:
     """Drives the batches this replica holds; one per app, started by the router's lifespan."""
 
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, runs: RunManager) -> None:
         self.state = state
+        self.runs = runs
         self.records = BatchRecords(state.db)
         self.owner = "b-" + uuid.uuid4().hex[:14]
         self.driving: dict[str, _Driven] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._slots = anyio.CapacityLimiter(state.config.limits.max_concurrent_runs)
 
-    # -- what a tenant may use
+    def caller(self, tenant_id: str) -> Caller:
+        """The batch's caller: its tenant, as a member (the key that made it may be gone)."""
+        principal = Principal(key_id="batch", tenant_id=tenant_id, role="member")
+        return Caller(principal, self.state.tenant(tenant_id), self.state)
 
-    def toolset(self, tenant_id: str) -> Toolset:
-        """The tools granted to the tenant."""
-        tenant = self.state.tenant(tenant_id)
-        return Toolset([t for t in self.state.toolset if granted(t.name, tenant.tools)])
+    def check(self, caller: Caller, body: BatchCreate) -> None:
+        """Refuse, before anything runs, what a run of it would refuse: the workflow (line and
+        column), each input (by index), a model the tenant may not use."""
+        workflow = load_for_tenant(body.workflow, Toolset(caller.tools))
+        bad = []
+        for index, given in enumerate(body.inputs):
+            try:
+                workflow.bind_inputs(given)
+            except UserError as exc:
+                bad.append(f"inputs[{index}]: {exc}")
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise ProblemError(422, "invalid-inputs", "; ".join(bad[:5]) + more, title="Invalid inputs")
+        if any(step.query is not None for step in workflow.spec.steps):
+            self.runs._model_for(caller, self._body(body.workflow, body.inputs[0], body.model, "", 0))
 
-    def load(self, workflow: str, tools: Toolset) -> LoadedWorkflow:
-        """The workflow, checked against ``tools``; a 422 problem naming line and column."""
-        try:
-            loaded = loads_workflow(workflow, path="workflow", tools=tools)
-        except UserError as exc:
-            raise ProblemError(422, "invalid-workflow", str(exc), title="Invalid workflow") from None
-        if loaded.spec.model is not None:
-            raise ProblemError(
-                422,
-                "invalid-workflow",
-                "workflow: a batch's workflow has no `model` section; name a model the tenant was "
-                "granted in body field 'model' (GET /v1/models)",
-                title="Invalid workflow",
-            )
-        return loaded
-
-    def model_flags(self, tenant_id: str, name: str | None) -> dict[str, str | None]:
-        """The LLM settings for query steps, from the named (or the default) backend."""
-        tenant = self.state.tenant(tenant_id)
-        chosen = name or self.state.default_model
-        if chosen is None or chosen not in self.state.models or not granted(chosen, tenant.models):
-            if name is not None:
-                raise ProblemError(
-                    404, "not-found", f"body field 'model': no model {name!r} for this tenant; GET /v1/models"
-                )
-            return {}
-        settings = self.state.models[chosen].settings()
-        return {
-            "base_url": settings.base_url,
-            "model": settings.model,
-            "dialect": settings.dialect,
-            "api_key": settings.api_key,
-        }
+    @staticmethod
+    def _body(
+        workflow: str, inputs: dict[str, Any], model: str | None, batch_id: str, index: int
+    ) -> RunCreate:
+        return RunCreate(
+            workflow=workflow,
+            inputs=inputs,
+            model=model,
+            metadata={"batch": batch_id, "batch_index": str(index)},
+        )
 
     # -- lifecycle
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[BatchManager]:
         """Claim the batches nobody drives, drive them, and give them up on leaving."""
-        async with httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0)) as http:
-            self._http = http
-            try:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    tg.start_soon(self._keep_claiming)
-                    yield self
-                    tg.cancel_scope.cancel()
-            finally:
-                self._tg = None
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await anyio.to_thread.run_sync(self.records.release, self.owner)
-                    except Exception as exc:
-                        _log.warning("could not release batches: %s", type(exc).__name__)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._keep_claiming)
+                yield self
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.to_thread.run_sync(self.records.release, self.owner)
+                except Exception as exc:
+                    _log.warning("could not release batches: %s", type(exc).__name__)
 
     async def _keep_claiming(self) -> None:
         while True:
@@ -386,26 +371,19 @@ class BatchManager:
         row = driven.row
         try:
             with driven.scope:
-                try:
-                    loaded = self.load(row.workflow, self.toolset(row.tenant_id))
-                    flags = self.model_flags(row.tenant_id, row.model)
-                except ProblemError as exc:  # the tenant's grants changed since: the inputs fail
-                    for item in await anyio.to_thread.run_sync(self.records.items, row.id):
-                        if item.status in ("pending", "running"):
-                            await self._set(row.id, item.idx, status="failed", error=exc.detail)
-                    await anyio.to_thread.run_sync(self.records.end, row.id, "finished")
-                    return
                 items = await anyio.to_thread.run_sync(self.records.items, row.id)
                 todo = [i for i in items if i.status in ("pending", "running")]
                 limiter = anyio.CapacityLimiter(BATCH_CONCURRENCY)
                 async with anyio.create_task_group() as tg:
                     for item in todo:
-                        tg.start_soon(self._one, row, loaded, flags, item.idx, dict(item.inputs), limiter)
+                        tg.start_soon(self._one, row, item.idx, dict(item.inputs), item.run_id, limiter)
             if driven.cancelled:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.records.end, row.id, "cancelled")
-            elif not driven.scope.cancel_called:
-                await anyio.to_thread.run_sync(self.records.end, row.id, "finished")
+            elif self.runs.accepting and not driven.scope.cancel_called:
+                counts = await anyio.to_thread.run_sync(self.records.counts, row.id)
+                if not counts.get("pending") and not counts.get("running"):
+                    await anyio.to_thread.run_sync(self.records.end, row.id, "finished")
         except Exception:
             _log.exception("batch %s broke", row.id)
         finally:
@@ -415,41 +393,74 @@ class BatchManager:
     async def _set(self, batch_id: str, index: int, **values: Any) -> None:
         await anyio.to_thread.run_sync(lambda: self.records.set_item(batch_id, index, **values))
 
+    async def _start(self, row: BatchRow, index: int, inputs: dict[str, Any]) -> str | None:
+        """Submit the input's run (waiting while the tenant or the server is at its bound);
+        None when it was refused (the input is then failed) or the server is stopping."""
+        body = self._body(row.workflow, inputs, row.model, row.id, index)
+        while self.runs.accepting:
+            try:
+                run_id, _ = await self.runs.submit(self.caller(row.tenant_id), body)
+                return run_id
+            except ProblemError as exc:
+                if exc.status in (429, 503):  # at a bound: the next run may start once one ends
+                    await anyio.sleep(min(5.0, float(exc.headers.get("Retry-After", "1"))))
+                    continue
+                await self._set(row.id, index, status="failed", error=exc.detail, finished_at=_now())
+                return None
+        return None
+
     async def _one(
         self,
         row: BatchRow,
-        loaded: LoadedWorkflow,
-        flags: dict[str, str | None],
         index: int,
         inputs: dict[str, Any],
+        run_id: str | None,
         limiter: anyio.CapacityLimiter,
     ) -> None:
-        async with limiter, self._slots:
-            await self._set(row.id, index, status="running")
-            runner = OrchestratorRunner(model=flags, http_client=self._http, keep_runs=False)
-            try:
-                result = await run_workflow(loaded, inputs, runner)
-            except Exception as exc:  # bad inputs, no model: this input fails, the batch goes on
-                values: dict[str, Any] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        async with limiter:
+            found = None
+            if run_id is not None:  # started before a restart: its run may have ended meanwhile
+                found = await anyio.to_thread.run_sync(self.runs.records.get_run, row.tenant_id, run_id)
+                if found is not None and not found.ended and self.runs.get(row.tenant_id, run_id) is None:
+                    found = None  # abandoned by its server: run it again
+            if found is None or found.status == "cancelled":
+                run_id = await self._start(row, index, inputs)
+                if run_id is None:
+                    return
+                await self._set(row.id, index, status="running", run_id=run_id)
+            assert run_id is not None
+            live = self.runs.get(row.tenant_id, run_id)
+            if live is not None:
+                await live.done.wait()
+            found = await anyio.to_thread.run_sync(self.runs.records.get_run, row.tenant_id, run_id)
+            if found is None or not found.ended:
+                return  # deleted, or driven elsewhere: the next holder reads it
+            if found.status == "cancelled" and not self.runs.accepting:
+                return  # stopped with its server: it runs again after the restart
+            result = found.result or {}
+            values: dict[str, Any] = {"finished_at": _now()}
+            if found.status == "finished":
+                outputs = result.get("outputs")
+                answer = None if outputs is not None else result.get("answer")
+                values.update(status="finished", outputs=outputs, answer=answer)
             else:
-                if result.ok:
-                    outputs = _json_data(result.outputs or result.steps)
-                    last = list(result.steps.values())[-1] if result.steps else None
-                    answer = last if isinstance(last, str) else None
-                    values = {"status": "finished", "outputs": outputs, "answer": answer}
-                else:
-                    values = {"status": "failed", "error": result.error}
+                values.update(status="failed" if found.status != "cancelled" else "cancelled")
+                values["error"] = result.get("reason") or f"the run {found.status}"
             with anyio.CancelScope(shield=True):
-                await self._set(row.id, index, finished_at=_now(), **values)
+                await self._set(row.id, index, **values)
 
     async def cancel(self, batch_id: str) -> bool:
-        """Stop the batch if this replica drives it (and wait, 5 s at most, for its running
-        inputs to stop); False when it does not drive it."""
+        """Stop the batch if this replica drives it, and cancel its inputs' runs (waiting 5 s
+        at most for them to stop); False when it does not drive it."""
         driven = self.driving.get(batch_id)
         if driven is None:
             return False
         driven.cancelled = True
         driven.scope.cancel()
+        for item in await anyio.to_thread.run_sync(self.records.items, batch_id):
+            live = self.runs.get(driven.row.tenant_id, item.run_id) if item.run_id else None
+            if live is not None and item.status == "running":
+                self.runs.cancel(live)
         with anyio.move_on_after(5):
             await driven.ended.wait()
         return True
@@ -466,7 +477,7 @@ def get_batches(request: Request) -> BatchManager:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    manager = BatchManager(app.state.service)
+    manager = BatchManager(app.state.service, app.state.runs)
     app.state.batches = manager
     async with manager.running():
         yield
@@ -520,17 +531,7 @@ def _found(records: BatchRecords, tenant_id: str, batch_id: str) -> BatchRow:
 )
 async def create_batch(body: BatchCreate, caller: CallerDep, manager: BatchesDep) -> BatchOut:
     tenant_id = caller.tenant.id
-    loaded = manager.load(body.workflow, Toolset(caller.tools))
-    manager.model_flags(tenant_id, body.model)  # a model not granted is a 404 now
-    bad = []
-    for index, given in enumerate(body.inputs):
-        try:
-            loaded.bind_inputs(given)
-        except UserError as exc:
-            bad.append(f"inputs[{index}]: {exc}")
-    if bad:
-        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-        raise ProblemError(422, "invalid-inputs", "; ".join(bad[:5]) + more, title="Invalid inputs")
+    await anyio.to_thread.run_sync(manager.check, caller, body)
     row = BatchRow(
         id="bat_" + uuid.uuid4().hex[:16], tenant_id=tenant_id, status="running", workflow=body.workflow,
         model=body.model, metadata=dict(body.metadata), total=len(body.inputs), created_at=_now(),

@@ -218,14 +218,8 @@ def _parse_output_ref(text: str) -> OutputRef:
     return OutputRef(match.group(1), parse_path(match.group(2)))
 
 
-def loads_workflow(
-    text: str, *, path: str | os.PathLike[str] | None = None, tools: Toolset | None = None
-) -> LoadedWorkflow:
+def loads_workflow(text: str, *, path: str | os.PathLike[str] | None = None) -> LoadedWorkflow:
     """Load a workflow from YAML text (``path`` is used for messages and relative paths).
-
-    ``tools``: the workflow uses these tools instead of building its own (a service offers its
-    tenant's): its ``tools`` section may then only name some of them, by name (all of them when
-    it has none), and nothing is imported, opened or read on its behalf.
 
     Raises:
         WorkflowError: with the file, line and column of the first problem.
@@ -240,10 +234,18 @@ def loads_workflow(
     except ValidationError as exc:
         raise validation_error(doc, exc, Workflow, whole="workflow") from None
 
-    if tools is not None:
-        toolset = _offered(doc, spec, tools)
-    else:
-        toolset = _built(doc, spec, folder)
+    tools: list[Tool] = []
+    for i, entry in enumerate(spec.tools):
+        try:
+            tools.extend(build_tools(entry, folder))
+        except ToolLoadError as exc:
+            key = exc.key or "builtin"
+            node = doc.node_at(("tools", i, key), key=key not in ("builtin", "import"))
+            raise doc.error(str(exc), node) from None
+    try:
+        toolset = Toolset(tools)
+    except ToolsetError as exc:
+        raise doc.error(str(exc), doc.node_at(("tools",))) from None
     if INPUT_TOOL in toolset:
         raise doc.error(
             f"the tool name {INPUT_TOOL!r} is kept for reading inputs; rename your tool",
@@ -275,42 +277,6 @@ def loads_workflow(
             )
         loaded.outputs[name] = ref
     return loaded
-
-
-def _built(doc: YamlDocument, spec: Workflow, folder: Path | None) -> Toolset:
-    """The tools the ``tools`` section builds."""
-    tools: list[Tool] = []
-    for i, entry in enumerate(spec.tools):
-        try:
-            tools.extend(build_tools(entry, folder))
-        except ToolLoadError as exc:
-            key = exc.key or "builtin"
-            node = doc.node_at(("tools", i, key), key=key not in ("builtin", "import"))
-            raise doc.error(str(exc), node) from None
-    try:
-        toolset = Toolset(tools)
-    except ToolsetError as exc:
-        raise doc.error(str(exc), doc.node_at(("tools",))) from None
-    return toolset
-
-
-def _offered(doc: YamlDocument, spec: Workflow, offered: Toolset) -> Toolset:
-    """The offered tools the ``tools`` section names (all of them when it names none)."""
-    if not spec.tools:
-        return offered
-    chosen: list[Tool] = []
-    for i, entry in enumerate(spec.tools):
-        name = entry.builtin
-        if name is None or entry.options or entry.policy is not None or name not in offered:
-            shown = name if name is not None and not entry.options and entry.policy is None else None
-            what = f"the tool {shown!r} is not offered here" if shown else "only tools offered here, by name"
-            raise doc.error(
-                f"{what}; the tools section may name only these: {', '.join(offered.names)}"
-                f"{did_you_mean(shown, list(offered.names)) if shown else ''}",
-                doc.node_at(("tools", i)),
-            )
-        chosen.append(offered[name])
-    return Toolset(chosen)
 
 
 def _article(kind: str) -> str:
