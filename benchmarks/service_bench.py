@@ -198,6 +198,7 @@ def start_postgres() -> Any:
     spec = importlib.util.spec_from_file_location("_bench_pg", ROOT / "tests" / "service" / "pg.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
     spec.loader.exec_module(module)
     try:
         return module.PostgresServer.start()

@@ -10,12 +10,12 @@ Server-Sent Events that resume after a dropped connection; errors are
 :class:`~tomasulo.exceptions.ServiceError` with the problem's status, type, detail and request id.
 """
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ..exceptions import ServiceConnectionError, ServiceError, ServiceNotFound, ServiceRateLimited
 from ._cli import remote_app  # typer only: httpx and the library load with the first client
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ._async import AsyncClient
     from ._base import DEFAULT_URL, Retries
     from ._models import (
@@ -76,7 +76,7 @@ _HOMES = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     home = _HOMES.get(name)
     if home is not None:
         import importlib
