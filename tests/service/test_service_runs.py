@@ -113,8 +113,10 @@ def run_tools() -> Toolset:
     return Toolset([*builtin_toolset(), hold, boom])
 
 
-def start_service(url: str, sim: str) -> tuple[LiveService, Any]:
-    prepared = prepare(loads_service_config(CONFIG.format(url=sim)), database_url=url, tools=run_tools())
+def start_service(url: str, sim: str, limits: str = "") -> tuple[LiveService, Any]:
+    """The service on a database, with more ``limits`` lines (YAML, indented two spaces)."""
+    config = loads_service_config(CONFIG.format(url=sim) + limits)
+    prepared = prepare(config, database_url=url, tools=run_tools())
     base, stop = run_app(prepared)
     live = LiveService(base, prepared)
     for tenant in ("acme", "globex", "solo", "frugal"):
@@ -450,6 +452,32 @@ def test_a_spent_day_budget_is_a_429_and_bounds_the_run(svc: LiveService) -> Non
     again = frugal.post("/v1/runs", json={"query": "add"})
     body = assert_problem(again, 429, "budget-exhausted")
     assert "tokens_per_day" in body["detail"] and int(again.headers["retry-after"]) >= 1
+
+
+def test_server_bounds_on_runs_and_streams_are_a_503(database_url: str, sim_url: str) -> None:
+    live, stop = start_service(database_url, sim_url, "  max_concurrent_runs: 1\n  max_sse_connections: 1\n")
+    try:
+        acme = live.client("acme")
+        name = gate()
+        run_id = acme.post("/v1/runs", json={"plan": f'1. hold(name="{name}")\n2. join()'}).json()["id"]
+        busy = acme.post("/v1/runs", json={"plan": '1. math(expression="1")\n2. join()'})
+        assert "max_concurrent_runs" in assert_problem(busy, 503, "server-busy")["detail"]
+        with acme.stream("GET", f"/v1/runs/{run_id}/events") as response:
+            events = sse(response)
+            next(events)  # the stream is open
+            second = live.client("acme").get(f"/v1/runs/{run_id}/events")
+            assert "max_sse_connections" in assert_problem(second, 503, "too-many-streams")["detail"]
+            GATES[name].set()
+            assert [d for _, d in events if d is not None][-1]["kind"] == "run_finished"
+        assert (
+            acme.post("/v1/runs?wait=20", json={"plan": '1. math(expression="1")\n2. join()'}).status_code
+            == 200
+        )
+    finally:
+        for client in live.clients:
+            client.close()
+        stop()
+        live.db.close()
 
 
 # -- restart and shutdown -------------------------------------------------------------------------

@@ -303,7 +303,12 @@ def _wait_for(prefer: str | None, wait: float | None, bound: float) -> float:
     status_code=202,
     dependencies=[Depends(require_json)],
     responses={
-        200: {"model": RunOut, "description": "The run ended within `Prefer: wait`", **_STREAMED},
+        200: {
+            "model": RunOut,
+            **_STREAMED,
+            "description": "The run ended within `Prefer: wait` (or, with `Accept: text/event-stream` "
+            "or `application/x-ndjson`, its events as they happen)",
+        },
         202: {"model": RunOut, "description": "The run started (or is still running after the wait)"},
         503: ERRORS[503],
     },
@@ -407,8 +412,15 @@ async def delete_run(run_id: str, caller: CallerDep, manager: ManagerDep) -> Res
     live = manager.get(tenant_id, run_id)
     if live is not None:
         manager.cancel(live)
-        with anyio.fail_after(30):
+        with anyio.move_on_after(30):
             await live.done.wait()
+        if not live.done.is_set():
+            raise ProblemError(
+                409,
+                "conflict",
+                f"run {run_id} is still ending after its cancel; retry the DELETE",
+                title="Conflict",
+            )
     if not await anyio.to_thread.run_sync(manager.records.delete_run, tenant_id, run_id):
         raise _not_found(run_id)
     return Response(status_code=204)
