@@ -480,6 +480,42 @@ def test_server_bounds_on_runs_and_streams_are_a_503(database_url: str, sim_url:
         live.db.close()
 
 
+def test_another_replica_streams_the_run_from_the_database(database_url: str, sim_url: str) -> None:
+    one, stop_one = start_service(database_url, sim_url)
+    two, stop_two = start_service(database_url, sim_url)
+    try:
+        first, second = one.client("acme"), two.client(key=one.keys["acme"])
+        name = gate()
+        run_id = first.post("/v1/runs", json={"plan": _plan_with_a_gate(name, 20, 20)}).json()["id"]
+        seen: list[int] = []
+        with second.stream("GET", f"/v1/runs/{run_id}/events") as response:
+            for _, data in sse(response):
+                if data is not None:
+                    seen.append(data["seq"])
+                    if data["kind"] == "task_started" and data["tool"] == "hold":
+                        break
+        assert second.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+        # the run's controls must reach the replica that drives it
+        assert_problem(second.post(f"/v1/runs/{run_id}/cancel"), 409, "run-elsewhere")
+        assert_problem(second.delete(f"/v1/runs/{run_id}"), 409, "run-elsewhere")
+        GATES[name].set()
+        with second.stream(
+            "GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(seen[-1])}
+        ) as response:
+            rest = [d for _, d in sse(response) if d is not None]
+        seen += [d["seq"] for d in rest]
+        assert rest[-1]["kind"] == "run_finished"
+        assert seen == list(range(1, len(seen) + 1))
+        assert second.get(f"/v1/runs/{run_id}").json()["status"] == "finished"
+    finally:
+        for client in one.clients + two.clients:
+            client.close()
+        stop_two()
+        stop_one()
+        one.db.close()
+        two.db.close()
+
+
 # -- restart and shutdown -------------------------------------------------------------------------
 
 
