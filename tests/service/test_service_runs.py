@@ -91,7 +91,7 @@ models:
   sim: {{base_url: "{url}", model: sim, dialect: vllm, prices: {{prompt: 1000, completion: 1000}}}}
 tenants:
   acme:
-    tools: [math, echo, hold, boom]
+    tools: [math, echo, hold, boom, sleep]
   globex:
     tools: [echo]
   solo:
@@ -621,3 +621,18 @@ def test_a_workflow_may_use_only_granted_tools_by_name(svc: LiveService) -> None
     assert ":10:10: step 'twice': unknown tool 'mth'" in body["detail"]  # the line and column
     missing = assert_problem(acme.post("/v1/runs", json={"workflow": WORKFLOW}), 422, "invalid-inputs")
     assert "'x'" in missing["detail"]
+
+
+def test_cancel_a_workflow_run(svc: LiveService) -> None:
+    acme = svc.client("acme")
+    slow = "tools: [sleep]\nsteps:\n  - id: wait\n    plan: |\n      1. sleep(seconds=30)\n      2. join()\n"
+    run_id = acme.post("/v1/runs", json={"workflow": slow}).json()["id"]
+    with acme.stream("GET", f"/v1/runs/{run_id}/events") as response:
+        for _, data in sse(response):
+            if data is not None and data["kind"] == "task_started":
+                assert acme.post(f"/v1/runs/{run_id}/cancel").status_code == 202
+            if data is not None and data["kind"] == "run_finished":
+                assert data["status"] == "cancelled"
+    done = acme.get(f"/v1/runs/{run_id}").json()
+    assert (done["status"], done["reason"]) == ("cancelled", "the run was cancelled")
+    assert_problem(acme.post(f"/v1/runs/{run_id}/interrupt", json={"message": "x"}), 409, "conflict")
