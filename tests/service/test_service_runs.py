@@ -91,7 +91,7 @@ models:
   sim: {{base_url: "{url}", model: sim, dialect: vllm, prices: {{prompt: 1000, completion: 1000}}}}
 tenants:
   acme:
-    tools: [math, echo, hold, boom]
+    tools: [math, echo, hold, boom, sleep]
   globex:
     tools: [echo]
   solo:
@@ -113,8 +113,10 @@ def run_tools() -> Toolset:
     return Toolset([*builtin_toolset(), hold, boom])
 
 
-def start_service(url: str, sim: str) -> tuple[LiveService, Any]:
-    prepared = prepare(loads_service_config(CONFIG.format(url=sim)), database_url=url, tools=run_tools())
+def start_service(url: str, sim: str, limits: str = "") -> tuple[LiveService, Any]:
+    """The service on a database, with more ``limits`` lines (YAML, indented two spaces)."""
+    config = loads_service_config(CONFIG.format(url=sim) + limits)
+    prepared = prepare(config, database_url=url, tools=run_tools())
     base, stop = run_app(prepared)
     live = LiveService(base, prepared)
     for tenant in ("acme", "globex", "solo", "frugal"):
@@ -452,6 +454,68 @@ def test_a_spent_day_budget_is_a_429_and_bounds_the_run(svc: LiveService) -> Non
     assert "tokens_per_day" in body["detail"] and int(again.headers["retry-after"]) >= 1
 
 
+def test_server_bounds_on_runs_and_streams_are_a_503(database_url: str, sim_url: str) -> None:
+    live, stop = start_service(database_url, sim_url, "  max_concurrent_runs: 1\n  max_sse_connections: 1\n")
+    try:
+        acme = live.client("acme")
+        name = gate()
+        run_id = acme.post("/v1/runs", json={"plan": f'1. hold(name="{name}")\n2. join()'}).json()["id"]
+        busy = acme.post("/v1/runs", json={"plan": '1. math(expression="1")\n2. join()'})
+        assert "max_concurrent_runs" in assert_problem(busy, 503, "server-busy")["detail"]
+        with acme.stream("GET", f"/v1/runs/{run_id}/events") as response:
+            events = sse(response)
+            next(events)  # the stream is open
+            second = live.client("acme").get(f"/v1/runs/{run_id}/events")
+            assert "max_sse_connections" in assert_problem(second, 503, "too-many-streams")["detail"]
+            GATES[name].set()
+            assert [d for _, d in events if d is not None][-1]["kind"] == "run_finished"
+        assert (
+            acme.post("/v1/runs?wait=20", json={"plan": '1. math(expression="1")\n2. join()'}).status_code
+            == 200
+        )
+    finally:
+        for client in live.clients:
+            client.close()
+        stop()
+        live.db.close()
+
+
+def test_another_replica_streams_the_run_from_the_database(database_url: str, sim_url: str) -> None:
+    one, stop_one = start_service(database_url, sim_url)
+    two, stop_two = start_service(database_url, sim_url)
+    try:
+        first, second = one.client("acme"), two.client(key=one.keys["acme"])
+        name = gate()
+        run_id = first.post("/v1/runs", json={"plan": _plan_with_a_gate(name, 20, 20)}).json()["id"]
+        seen: list[int] = []
+        with second.stream("GET", f"/v1/runs/{run_id}/events") as response:
+            for _, data in sse(response):
+                if data is not None:
+                    seen.append(data["seq"])
+                    if data["kind"] == "task_started" and data["tool"] == "hold":
+                        break
+        assert second.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+        # the run's controls must reach the replica that drives it
+        assert_problem(second.post(f"/v1/runs/{run_id}/cancel"), 409, "run-elsewhere")
+        assert_problem(second.delete(f"/v1/runs/{run_id}"), 409, "run-elsewhere")
+        GATES[name].set()
+        with second.stream(
+            "GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(seen[-1])}
+        ) as response:
+            rest = [d for _, d in sse(response) if d is not None]
+        seen += [d["seq"] for d in rest]
+        assert rest[-1]["kind"] == "run_finished"
+        assert seen == list(range(1, len(seen) + 1))
+        assert second.get(f"/v1/runs/{run_id}").json()["status"] == "finished"
+    finally:
+        for client in one.clients + two.clients:
+            client.close()
+        stop_two()
+        stop_one()
+        one.db.close()
+        two.db.close()
+
+
 # -- restart and shutdown -------------------------------------------------------------------------
 
 
@@ -557,3 +621,18 @@ def test_a_workflow_may_use_only_granted_tools_by_name(svc: LiveService) -> None
     assert ":10:10: step 'twice': unknown tool 'mth'" in body["detail"]  # the line and column
     missing = assert_problem(acme.post("/v1/runs", json={"workflow": WORKFLOW}), 422, "invalid-inputs")
     assert "'x'" in missing["detail"]
+
+
+def test_cancel_a_workflow_run(svc: LiveService) -> None:
+    acme = svc.client("acme")
+    slow = "tools: [sleep]\nsteps:\n  - id: wait\n    plan: |\n      1. sleep(seconds=30)\n      2. join()\n"
+    run_id = acme.post("/v1/runs", json={"workflow": slow}).json()["id"]
+    with acme.stream("GET", f"/v1/runs/{run_id}/events") as response:
+        for _, data in sse(response):
+            if data is not None and data["kind"] == "task_started":
+                assert acme.post(f"/v1/runs/{run_id}/cancel").status_code == 202
+            if data is not None and data["kind"] == "run_finished":
+                assert data["status"] == "cancelled"
+    done = acme.get(f"/v1/runs/{run_id}").json()
+    assert (done["status"], done["reason"]) == ("cancelled", "the run was cancelled")
+    assert_problem(acme.post(f"/v1/runs/{run_id}/interrupt", json={"message": "x"}), 409, "conflict")

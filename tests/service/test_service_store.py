@@ -86,3 +86,17 @@ async def test_a_cancelled_plan_run_is_saved_cancelled(records: RunRecords) -> N
     row = records.get_run("default", "r2")
     assert row is not None and row.status == "cancelled"
     assert (await store.load_events("r2"))[-1].kind == "run_finished"
+
+
+async def test_a_run_the_library_starts_on_its_own_gets_a_row_of_the_stores_tenant(
+    records: RunRecords,
+) -> None:
+    store = SqlRunStore(records, "other")
+    with anyio.fail_after(30):
+        result = await Orchestrator(builtin_toolset(), store=store).execute_plan(PLAN)
+    row = records.get_run("other", result.run_id)
+    assert row is not None and (row.status, row.kind) == ("finished", "plan")
+    assert records.get_run("default", result.run_id) is None
+    # the same id from another tenant's store is refused, never written into that run
+    with pytest.raises(KeyError):
+        await SqlRunStore(records, "default").append(result.run_id, result.timeline[:1])

@@ -423,6 +423,7 @@ class RunManager:
                 live.result = await live.handle.result()
             if live.id not in store.saved:  # the store failed (the run's warnings say how): try again
                 await self._save(live, live.result)
+            store.saved.discard(live.id)
         except Exception as exc:
             _log.exception("run %s broke outside the library", live.id)
             reason = f"internal error: {type(exc).__name__}"
@@ -504,7 +505,7 @@ class RunManager:
             raise ProblemError(
                 409, "conflict", f"run {live.id} runs a fixed plan, which takes no messages", title="Conflict"
             )
-        with anyio.fail_after(5):
+        with anyio.move_on_after(5):
             await live.started.wait()
         handle = live.handle
         if handle is None or handle.done:

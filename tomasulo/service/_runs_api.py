@@ -59,6 +59,16 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.UTC).isoformat()
 
 
+def _elsewhere(run_id: str) -> ProblemError:
+    return ProblemError(
+        409,
+        "run-elsewhere",
+        f"run {run_id} is driven by another replica of this service, which this one cannot reach; "
+        "send interrupt, cancel and delete through that replica (route by run id), or retry once it ends",
+        title="Conflict",
+    )
+
+
 def _not_found(run_id: str) -> ProblemError:
     return ProblemError(404, "not-found", f"no run {run_id!r} for this tenant; GET /v1/runs lists them")
 
@@ -303,7 +313,12 @@ def _wait_for(prefer: str | None, wait: float | None, bound: float) -> float:
     status_code=202,
     dependencies=[Depends(require_json)],
     responses={
-        200: {"model": RunOut, "description": "The run ended within `Prefer: wait`", **_STREAMED},
+        200: {
+            "model": RunOut,
+            **_STREAMED,
+            "description": "The run ended within `Prefer: wait` (or, with `Accept: text/event-stream` "
+            "or `application/x-ndjson`, its events as they happen)",
+        },
         202: {"model": RunOut, "description": "The run started (or is still running after the wait)"},
         503: ERRORS[503],
     },
@@ -407,8 +422,19 @@ async def delete_run(run_id: str, caller: CallerDep, manager: ManagerDep) -> Res
     live = manager.get(tenant_id, run_id)
     if live is not None:
         manager.cancel(live)
-        with anyio.fail_after(30):
+        with anyio.move_on_after(30):
             await live.done.wait()
+        if not live.done.is_set():
+            raise ProblemError(
+                409,
+                "conflict",
+                f"run {run_id} is still ending after its cancel; retry the DELETE",
+                title="Conflict",
+            )
+    else:
+        row = await anyio.to_thread.run_sync(manager.records.get_run, tenant_id, run_id)
+        if row is not None and not row.ended:
+            raise _elsewhere(run_id)
     if not await anyio.to_thread.run_sync(manager.records.delete_run, tenant_id, run_id):
         raise _not_found(run_id)
     return Response(status_code=204)
@@ -466,6 +492,8 @@ async def interrupt_run(
         row = await anyio.to_thread.run_sync(manager.records.get_run, tenant_id, run_id)
         if row is None:
             raise _not_found(run_id)
+        if not row.ended:
+            raise _elsewhere(run_id)
         raise ProblemError(
             409, "conflict", f"run {run_id} has {row.status}; start a new one", title="Conflict"
         )
@@ -486,4 +514,6 @@ async def cancel_run(run_id: str, caller: CallerDep, manager: ManagerDep) -> Res
         manager.cancel(live)
         return _json(live_out(live), 202, run_id)
     out = await _run_out(manager, tenant_id, run_id)
-    return _json(out, 200 if out.status in ENDED else 202, run_id)
+    if out.status not in ENDED:
+        raise _elsewhere(run_id)
+    return _json(out, 200, run_id)

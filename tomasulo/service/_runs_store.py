@@ -316,6 +316,32 @@ class RunRecords:
             )
         return bool(done.rowcount)
 
+    def ensure_run(self, run_id: str, tenant_id: str, *, query: str, mode: str, started: float) -> None:
+        """Make the row of a run that the library started without the service (``SqlRunStore``
+        used directly): a running run of ``tenant_id``; a row that exists already is kept.
+
+        Raises:
+            KeyError: the id names another tenant's run.
+        """
+        kind = "plan" if mode == "plan_then_execute" and not query else "question"
+        now = _now()
+        insert = self._insert(runs).values(
+            id=run_id,
+            tenant_id=tenant_id,
+            status="running",
+            kind=kind,
+            request={"query": query, "mode": mode} if kind == "question" else {},
+            metadata={},
+            created_at=now,
+            started_at=dt.datetime.fromtimestamp(started, dt.UTC),
+            last_seq=0,
+        )
+        with self.engine.begin() as connection:
+            connection.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
+            owner = connection.execute(sa.select(runs.c.tenant_id).where(runs.c.id == run_id)).scalar_one()
+        if owner != tenant_id:
+            raise KeyError(f"run {run_id!r} belongs to another tenant")
+
     def renew_leases(self, owner: str, run_ids: Sequence[str], lease_s: float) -> None:
         """Extend this replica's lease on the runs it drives."""
         if not run_ids:
@@ -455,11 +481,12 @@ class RunRecords:
 class SqlRunStore:
     """The :class:`~tomasulo.runtime.RunStore` of one tenant, over the service's database.
 
-    The service creates each run's row (``RunRecords.create_run``) before the run starts; the
-    Orchestrator then appends its journal here in batches and saves its result. Reads see only
-    the tenant's runs: another tenant's run is a ``KeyError``, as a run that does not exist.
+    The service creates each run's row (``RunRecords.create_run``) before the run starts; a
+    run the library starts on its own gets one with its first batch. The Orchestrator appends
+    its journal here in batches and saves its result. Reads see only the tenant's runs: another
+    tenant's run is a ``KeyError``, as a run that does not exist.
 
-    >>> store = SqlRunStore(RunRecords(db), "acme")                          # doctest: +SKIP
+    >>> store = SqlRunStore(RunRecords(db), "default")                       # doctest: +SKIP
     >>> result = await Orchestrator(tools, llm, store=store).run("...")       # doctest: +SKIP
     """
 
@@ -477,9 +504,19 @@ class SqlRunStore:
         return time.time() if base is None else base[1] + (event.ts - base[0])
 
     async def append(self, run_id: str, events: Sequence[Event]) -> None:
-        """Add a batch of a run's events (one ``INSERT``, in a worker thread)."""
+        """Add a batch of a run's events (one ``INSERT``, in a worker thread). A run that
+        starts here with no row yet (the library used directly) gets one, of this tenant."""
         rows = [(e.seq, e.kind, self._wall(run_id, e), jsonable(e.to_json())) for e in events]
-        await anyio.to_thread.run_sync(self.records.append_events, run_id, rows)
+        start = next((e for e in events[:1] if isinstance(e, RunStarted)), None)
+
+        def write() -> None:
+            if start is not None:
+                self.records.ensure_run(
+                    run_id, self.tenant_id, query=start.query, mode=start.mode, started=start.wall_time
+                )
+            self.records.append_events(run_id, rows)
+
+        await anyio.to_thread.run_sync(write)
 
     async def save_result(
         self, result: RunResult, *, view: dict[str, Any] | None = None, last_seq: int | None = None
