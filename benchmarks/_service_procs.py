@@ -5,7 +5,7 @@ and service are other processes; here they also keep their CPU work off the clie
     python benchmarks/_service_procs.py service '{"database_url": "...", "sim_url": "..."}'
 
 Each prints one JSON line on standard output once it listens (``{"url": ...}``, plus ``"key"``
-and ``"pid"`` for the service) and stops when its standard input closes.
+for the service; ``"pid"`` for both) and stops when its standard input closes.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def sim(spec: dict[str, Any]) -> None:
         _replier(spec["seed"]), latency=Latency(ttft=spec["ttft"], tokens_per_second=spec["tps"])
     )
     async with server.serve("127.0.0.1", 0) as url:
-        print(json.dumps({"url": url}), flush=True)
+        print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
         await _until_stdin_closes()
 
 

@@ -74,6 +74,12 @@ def process(kind: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             proc.wait(10)
 
 
+def cpu_s(pid: int) -> float:
+    """The process's user + system CPU seconds so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field_name + ":"):
@@ -110,6 +116,7 @@ class Figures:
     duplicated: int = 0
     errors: list[str] = field(default_factory=list)
     events: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the runs, per process
 
 
 async def one_run(client: AsyncClient, index: int, figures: Figures) -> None:
@@ -143,18 +150,21 @@ async def one_run(client: AsyncClient, index: int, figures: Figures) -> None:
         figures.errors.append(f"run {index}: {type(exc).__name__}: {exc}")
 
 
-async def bench(url: str, key: str, runs: int) -> tuple[Figures, float]:
+async def bench(url: str, key: str, runs: int, pids: dict[str, int]) -> tuple[Figures, float]:
     figures = Figures()
     limits = httpx.Limits(max_connections=4 * runs, max_keepalive_connections=4 * runs)
     http = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=30.0))
     async with http, AsyncClient(url, api_key=key, http_client=http, retries=Retries(attempts=6)) as client:
         await client.create_run(query="warm-up", wait=30)  # imports, first connections, caches
         started = time.perf_counter()
+        before = {name: cpu_s(pid) for name, pid in pids.items()} | {"client": time.process_time()}
         with anyio.fail_after(600):
             async with anyio.create_task_group() as tg:
                 for i in range(runs):
                     tg.start_soon(one_run, client, i, figures)
         wall = time.perf_counter() - started
+        after = {name: cpu_s(pid) for name, pid in pids.items()} | {"client": time.process_time()}
+        figures.cpu = {name: after[name] - before[name] for name in after}
     return figures, wall
 
 
@@ -182,15 +192,18 @@ def report(name: str, figures: Figures, wall: float, runs: int, idle_kib: int, p
     for line in figures.errors[:5]:
         print(f"    {line}")
     print(f"  runs per second           {runs / wall:8.1f}   ({wall:.2f} s for all)")
+    busy = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in figures.cpu.items())
+    print(f"  CPU used meanwhile        {busy} (of {wall:.1f} s wall time, {os.cpu_count()} cores)")
     print(f"  memory per live run       {(peak_kib - idle_kib) / max(1, runs):8.1f} KiB "
           f"(service peak {peak_kib / 1024:.0f} MiB, idle {idle_kib / 1024:.0f} MiB)")  # fmt: skip
 
 
-def run_on(name: str, database_url: str, sim_url: str, runs: int) -> None:
-    with process("service", {"database_url": database_url, "sim_url": sim_url}) as svc:
+def run_on(name: str, database_url: str, sim: dict[str, Any], runs: int) -> None:
+    with process("service", {"database_url": database_url, "sim_url": sim["url"]}) as svc:
         idle = rss_kib(svc["pid"])
+        pids = {"service": svc["pid"], "LLM": sim["pid"]}
         with Sampler(svc["pid"]) as sampler:
-            figures, wall = anyio.run(bench, svc["url"], svc["key"], runs)
+            figures, wall = anyio.run(bench, svc["url"], svc["key"], runs, pids)
         report(name, figures, wall, runs, idle, max(sampler.peak, idle))
 
 
@@ -216,17 +229,17 @@ def main() -> None:
     print(__doc__.split("\n\n")[0])
     with process("sim", {"seed": 1, "ttft": 0.02, "tps": 400}) as sim:
         with tempfile.TemporaryDirectory() as folder:
-            run_on("SQLite", f"sqlite:///{Path(folder) / 'bench.db'}", sim["url"], args.runs)
+            run_on("SQLite", f"sqlite:///{Path(folder) / 'bench.db'}", sim, args.runs)
         if args.no_postgres:
             return
         if args.postgres_url:
-            run_on("PostgreSQL", args.postgres_url, sim["url"], args.runs)
+            run_on("PostgreSQL", args.postgres_url, sim, args.runs)
             return
         server = start_postgres()
         if server is not None:
             try:
                 url = server.create_database("bench")
-                run_on("PostgreSQL", url, sim["url"], args.runs)
+                run_on("PostgreSQL", url, sim, args.runs)
             finally:
                 server.stop()
 
