@@ -134,6 +134,8 @@ def test_bad_inputs_and_bad_workflows_are_422s_naming_where(svc: Service) -> Non
         refused = client.post("/v1/batches", json={"workflow": imports, "inputs": inputs(1)})
         assert refused.status_code == 422, refused.text
         assert "by name only" in refused.json()["detail"]
+        control = client.post("/v1/batches", json={"workflow": "\u009e", "inputs": inputs(1)})
+        assert control.status_code == 422 and "not YAML" in control.json()["detail"]
         empty = client.post("/v1/batches", json={"workflow": WORKFLOW, "inputs": []})
         assert empty.status_code == 422
 

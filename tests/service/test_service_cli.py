@@ -135,7 +135,7 @@ def test_a_bad_database_url_exits_2(tmp_path: Path) -> None:
 def test_keys_create_list_revoke_and_db_upgrade(data_dir: Path) -> None:
     where = ("--data-dir", str(data_dir))
     upgraded = tomasulo("db", "upgrade", *where)
-    assert upgraded.returncode == 0 and "revision 0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and "revision 0002" in upgraded.stdout
     made = tomasulo("keys", "create", "--role", "admin", "--name", "ops", *where)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()

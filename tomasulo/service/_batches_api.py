@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import anyio.abc
 import sqlalchemy as sa
+import yaml
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -308,7 +309,16 @@ class BatchManager:
     def check(self, caller: Caller, body: BatchCreate) -> None:
         """Refuse, before anything runs, what a run of it would refuse: the workflow (line and
         column), each input (by index), a model the tenant may not use."""
-        workflow = load_for_tenant(body.workflow, Toolset(caller.tools))
+        try:
+            workflow = load_for_tenant(body.workflow, Toolset(caller.tools))
+        except yaml.YAMLError as exc:  # text YAML cannot read at all (a control character)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ProblemError(
+                422,
+                "invalid-workflow",
+                f"body field 'workflow': not YAML: {reason}",
+                title="Invalid workflow",
+            ) from None
         bad = []
         for index, given in enumerate(body.inputs):
             try:
