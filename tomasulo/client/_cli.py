@@ -53,6 +53,11 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="A model the tenan
 ToolsOpt = Annotated[list[str], typer.Option("--tool", "-t", help="Only these tools (repeat).")]
 
 
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"error: {message}\n")
     raise typer.Exit(code)
@@ -94,11 +99,11 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def _print_run(run: Any, as_json: bool) -> int:
     if as_json:
-        print(run.model_dump_json())
+        _say(run.model_dump_json())
     else:
-        print(f"run {run.id}: {run.status}" + (f" ({run.reason})" if run.reason else ""))
+        _say(f"run {run.id}: {run.status}" + (f" ({run.reason})" if run.reason else ""))
         if run.answer is not None:
-            print(run.answer)
+            _say(run.answer)
     return 0 if run.status == "finished" else 1
 
 
@@ -119,9 +124,9 @@ def _start_and_follow(client: Any, follow: bool, as_json: bool, **create: Any) -
     run = _calling(lambda: client.create_run(**create))
     if not follow:
         if as_json:
-            print(run.model_dump_json())
+            _say(run.model_dump_json())
         else:
-            print(run.id)
+            _say(run.id)
         return 0
     if not as_json:
         sys.stderr.write(f"run {run.id}: {run.status}\n")
@@ -204,7 +209,7 @@ def events(
         def show() -> None:
             for event in _follow(client, run_id, after, as_json):
                 if as_json:
-                    print(json.dumps(event.to_json(), ensure_ascii=False), flush=True)
+                    _say(json.dumps(event.to_json(), ensure_ascii=False))
 
         _calling(show)
     raise typer.Exit(0)
@@ -221,9 +226,9 @@ def cancel(
     with _client(url, api_key_env) as client:
         found = _calling(lambda: client.cancel(run_id))
     if as_json:
-        print(found.model_dump_json())
+        _say(found.model_dump_json())
     else:
-        print(f"run {found.id}: {found.status}" + (" (cancelling)" if not found.done else ""))
+        _say(f"run {found.id}: {found.status}" + (" (cancelling)" if not found.done else ""))
     raise typer.Exit(0)
 
 
@@ -239,7 +244,7 @@ def interrupt(
     with _client(url, api_key_env) as client:
         accepted = _calling(lambda: client.interrupt(run_id, message))
     if as_json:
-        print(json.dumps({"id": run_id, "accepted": accepted}))
+        _say(json.dumps({"id": run_id, "accepted": accepted}))
     else:
-        print(f"run {run_id}: message {'accepted' if accepted else 'not accepted'}")
+        _say(f"run {run_id}: message {'accepted' if accepted else 'not accepted'}")
     raise typer.Exit(0 if accepted else 1)
