@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/dispatch_bench.py
 	$(PY) benchmarks/tools_bench.py
 	$(PY) benchmarks/prompt_cache_bench.py $(if $(DATASETS),--datasets $(DATASETS))
+	$(PY) benchmarks/service_bench.py
 	$(PY) benchmarks/e2e_bench.py $(if $(DATASETS),--datasets $(DATASETS))
 
 lint: $(STAMP)

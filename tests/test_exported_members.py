@@ -9,6 +9,7 @@ import pytest
 
 PACKAGES = [
     "tomasulo",
+    "tomasulo.client",
     "tomasulo.dispatcher",
     "tomasulo.exceptions",
     "tomasulo.executors",

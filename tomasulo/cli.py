@@ -9,6 +9,7 @@ Exit codes: 0 done, 1 the run failed, 2 bad input (a bad file, plan, option or i
     tomasulo ask "question"            plan with an LLM and run the tools
     tomasulo simulate-llm              serve SimulatedLLM, an OpenAI-compatible test server
     tomasulo serve [--config F]        the REST service (tomasulo db upgrade, tomasulo keys ...)
+    tomasulo remote ask|run|events|cancel|interrupt   a service's runs, over HTTP (--url)
 
 What people read goes to standard output: on a terminal a live table of tasks, elsewhere one
 line per change, then the report and the result (``--json`` instead prints one JSON document
@@ -927,6 +928,10 @@ from .service import db_app, keys_app, serve_command  # noqa: E402 - typer only,
 app.command("serve")(serve_command)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+
+from .client import remote_app  # noqa: E402 - typer only; httpx and the library load when a command runs
+
+app.add_typer(remote_app, name="remote")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@
     │   └── LLMResponseError           the answer could not be used (no plan after repair)
     │       └── LLMTruncated           the server stopped at max_tokens (finish_reason "length")
     ├── BudgetExceeded                 a run hit its bound on replans, tokens, cost or wall time
+    ├── ServiceError                   the tomasulo service answered with a problem (status, type, detail)
+    │   ├── ServiceNotFound            (also a LookupError) 404: no such object for this tenant
+    │   ├── ServiceRateLimited         429 with a Retry-After past the client's bound, or after every retry
+    │   └── ServiceConnectionError     (also a ConnectionError) the service could not be reached
     └── RecordedError                  an error read back from a run's journal (type name, message)
 
 Control-flow signals are not errors and do not derive from ``TomasuloError``:
@@ -91,6 +95,10 @@ __all__ = [
     "RunCancelled",
     "RunFailed",
     "SchemaError",
+    "ServiceConnectionError",
+    "ServiceError",
+    "ServiceNotFound",
+    "ServiceRateLimited",
     "TaskIdError",
     "TextAfterJoinError",
     "TomasuloError",
@@ -633,6 +641,69 @@ class BudgetExceeded(TomasuloError):
     def __init__(self, message: str, *, bound: str = "", result: Any = None) -> None:
         self.bound = bound
         self.result = result
+        super().__init__(message)
+
+
+# -- the service, seen from its client ----------------------------------------------------------
+
+
+class ServiceError(TomasuloError):
+    """The tomasulo service answered with an error: an RFC 9457 problem, or a bare status.
+
+    Attributes:
+        status: the HTTP status (0 when no answer came).
+        type: the problem's type URI (``https://tomasulo.dev/problems/not-found``).
+        title: the kind's short summary.
+        detail: what was wrong, and where, as the server said it.
+        request_id: the server's id of the request (quote it when reporting a problem).
+        problem: the whole problem object (``errors`` and other extra members included).
+        retry_after: the server's ``Retry-After`` in seconds (429 and 503), else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        type: str = "about:blank",  # the RFC 9457 member's name
+        title: str = "",
+        detail: str = "",
+        request_id: str | None = None,
+        problem: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.request_id = request_id
+        self.problem = dict(problem or {})
+        self.retry_after = retry_after
+        super().__init__(message)
+
+    @property
+    def slug(self) -> str:
+        """The last part of the type URI (``"not-found"``)."""
+        return self.type.rstrip("/").rpartition("/")[2]
+
+
+class ServiceNotFound(ServiceError, LookupError):
+    """404: no such object for this tenant (another tenant's run is one too)."""
+
+
+class ServiceRateLimited(ServiceError):
+    """429: the tenant sent too many requests; ``retry_after`` is the server's wait in seconds."""
+
+
+class ServiceConnectionError(ServiceError, ConnectionError):
+    """The service could not be reached, or the connection kept dropping, after every retry.
+
+    ``unsent`` is true when the request never left (the connection could not be made), so
+    that repeating it cannot do anything twice.
+    """
+
+    def __init__(self, message: str, *, unsent: bool = False) -> None:
+        self.unsent = unsent
         super().__init__(message)
 
 

@@ -135,7 +135,7 @@ def test_a_bad_database_url_exits_2(tmp_path: Path) -> None:
 def test_keys_create_list_revoke_and_db_upgrade(data_dir: Path) -> None:
     where = ("--data-dir", str(data_dir))
     upgraded = tomasulo("db", "upgrade", *where)
-    assert upgraded.returncode == 0 and "revision 0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and "revision 0002" in upgraded.stdout
     made = tomasulo("keys", "create", "--role", "admin", "--name", "ops", *where)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
@@ -159,3 +159,44 @@ def test_a_tool_source_that_cannot_open_exits_1_before_listening(tmp_path: Path)
     assert "cannot start" in done.stderr
     assert "tomasulo service on" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigint_ends_running_runs_and_their_streams_then_exits(tmp_path: Path) -> None:
+    config = tmp_path / "service.yaml"
+    config.write_text(
+        "data_dir: state\n"
+        "tools: [math, 'tests.service.svctools:hold']\n"
+        "limits: {shutdown_grace: 0.5, sse_heartbeat_s: 0.5}\n"
+    )
+    served = Served("--config", str(config))
+    assert served.admin_key is not None
+    client = httpx.Client(
+        base_url=served.url, headers={"Authorization": f"Bearer {served.admin_key}"}, timeout=30
+    )
+    try:
+        run_id = client.post("/v1/runs", json={"plan": '1. hold(name="never")\n2. join()'}).json()["id"]
+        kinds = []
+        with client.stream(
+            "GET", f"/v1/runs/{run_id}/events", headers={"Accept": "application/x-ndjson"}
+        ) as events:
+            for line in events.iter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kinds.append(event["kind"])
+                if event["kind"] == "task_started":
+                    served.process.send_signal(signal.SIGINT)  # the stream goes on until the run ends
+                if event["kind"] == "run_finished":
+                    assert event["status"] == "cancelled"
+        assert kinds[-1] == "run_finished"
+    finally:
+        client.close()
+        code = served.stop()
+    assert code == 0
+    restarted = Served("--config", str(config))
+    try:
+        headers = {"Authorization": f"Bearer {served.admin_key}"}
+        run = httpx.get(f"{restarted.url}/v1/runs/{run_id}", headers=headers).json()
+        assert (run["status"], run["tasks"][0]["status"]) == ("cancelled", "cancelled")
+    finally:
+        restarted.stop()

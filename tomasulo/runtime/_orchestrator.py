@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -12,7 +13,7 @@ import anyio
 import anyio.abc
 
 from ..dispatcher import DEFAULT_LIMITS, Event, Limits, Outcome, RunJournal, Subscription
-from ..exceptions import ConfigError, UserError
+from ..exceptions import ConfigError, PlanError, UserError
 from ..executors import Executor
 from ..grammar import Plan, parse_plan
 from ..planner import Joiner, Model, OutputSpec, Planner, as_history
@@ -391,6 +392,7 @@ class Orchestrator:
         message_history: Any = None,
         joiner_instructions: str | None = None,
         resume: Sequence[Event] | None = None,
+        run_id: str | None = None,
     ) -> RunHandle:
         """Start a run in the background (inside ``async with orchestrator:``) and return its handle.
 
@@ -400,6 +402,8 @@ class Orchestrator:
         Raises:
             UserError: outside ``async with orchestrator:``, or ``resume`` cannot be resumed
                 (see :meth:`run`).
+
+        ``run_id`` names the run (default: a new random id), for callers that record it first.
         """
         if self._tg is None:
             raise UserError(
@@ -423,8 +427,33 @@ class Orchestrator:
             output_type=output_type,
             message_history=message_history,
             joiner_instructions=joiner_instructions,
+            run_id=run_id,
         )
         self._tg.start_soon(run.drive)
+        return RunHandle(run)
+
+    def start_plan(
+        self, plan: str | Plan, *, compat: bool = False, deps: Any = None, run_id: str | None = None
+    ) -> RunHandle:
+        """:meth:`execute_plan` in the background (inside ``async with orchestrator:``): the
+        handle watches and cancels it (a fixed plan takes no messages).
+
+        Raises:
+            PlanError: the plan text is invalid (nothing runs). A task the dispatcher refuses
+                ends the run ``failed`` with the reason.
+        """
+        if self._tg is None:
+            raise UserError("start_plan() runs in the background: use it inside `async with orchestrator:`")
+        if isinstance(plan, str):
+            plan = parse_plan(plan, self.tools, compat=compat)
+        run = self._new_run("", "plan_then_execute", deps=deps, run_id=run_id)
+        fixed = plan
+
+        async def execute() -> None:
+            with contextlib.suppress(PlanError):  # recorded in the result: failed, with the reason
+                await run.execute(fixed)
+
+        self._tg.start_soon(execute)
         return RunHandle(run)
 
     async def stream(

@@ -669,32 +669,38 @@ class Run:
         reason: str | None = "the run ended before its result was decided"
         self._started()
         try:
-            async with self._new_dispatcher() as d:
-                self._dispatcher = d
-                self.plans.append(plan.to_text())
-                restored = d.outcomes
-                todo = [t for t in plan.tasks if t.id not in restored]
-                refused = self.submit_plan(d, todo, 1)
-                if refused is not None:
-                    task, problem = refused
-                    d.cancel()  # no call has started: nothing was awaited since the first submit
-                    status, reason = "failed", problem
-                    index = next(i for i, t in enumerate(plan.tasks) if t is task)
-                    raise _refused(plan, index, problem, self.config.tools)
-                d.close_input()
-                await d.wait()
-            failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
-            status, reason = "finished", None
-            if failed:
-                status = "failed"
-                first = min(failed, key=lambda o: o.task_id)
-                reason = f"{len(failed)} of {len(d.outcomes)} tasks did not succeed; first: {first.message}"
-            last = max(d.outcomes) if d.outcomes else None
-            rendered = self.template_answer(d, plan)
-            if rendered is not None:  # the plan's own answer: join("... ${k} ...")
-                self.answer, self.answered_by = rendered, "template"
-            elif last is not None and d.outcomes[last].status == "succeeded":
-                self.answer, self.answered_by = stringify(d.outcomes[last].value), "last_result"
+            with anyio.CancelScope() as cancel_scope:  # RunHandle.cancel() (start_plan)
+                self._cancel_scope = cancel_scope
+                async with self._new_dispatcher() as d:
+                    self._dispatcher = d
+                    self.plans.append(plan.to_text())
+                    restored = d.outcomes
+                    todo = [t for t in plan.tasks if t.id not in restored]
+                    refused = self.submit_plan(d, todo, 1)
+                    if refused is not None:
+                        task, problem = refused
+                        d.cancel()  # no call has started: nothing was awaited since the first submit
+                        status, reason = "failed", problem
+                        index = next(i for i, t in enumerate(plan.tasks) if t is task)
+                        raise _refused(plan, index, problem, self.config.tools)
+                    d.close_input()
+                    await d.wait()
+                failed = [o for o in d.outcomes.values() if o.status != "succeeded"]
+                status, reason = "finished", None
+                if failed:
+                    status = "failed"
+                    first = min(failed, key=lambda o: o.task_id)
+                    reason = (
+                        f"{len(failed)} of {len(d.outcomes)} tasks did not succeed; first: {first.message}"
+                    )
+                last = max(d.outcomes) if d.outcomes else None
+                rendered = self.template_answer(d, plan)
+                if rendered is not None:  # the plan's own answer: join("... ${k} ...")
+                    self.answer, self.answered_by = rendered, "template"
+                elif last is not None and d.outcomes[last].status == "succeeded":
+                    self.answer, self.answered_by = stringify(d.outcomes[last].value), "last_result"
+            if cancel_scope.cancelled_caught:
+                status, reason = "cancelled", "the run was cancelled"
         finally:
             self._finished(status, reason)
         assert self.result is not None

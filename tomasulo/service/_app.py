@@ -30,6 +30,7 @@ from ._problems import (
     install_problem_handlers,
     problem_response,
 )
+from ._runner import RunManager
 from ._store import Database
 
 __all__ = ["create_app", "open_tool_sources"]
@@ -99,18 +100,21 @@ def create_app(
         state.grammars = anyio.CapacityLimiter(2)
         async with contextlib.AsyncExitStack() as stack:
             await open_tool_sources(state, stack)  # unless serve() opened them already
-            yield
+            async with runs:  # leaving: runs end (or are cancelled) before the tools close
+                yield
 
     app = FastAPI(
         title="tomasulo",
         version="1",
-        summary="Parallel function calling as a service: tools, plans, grammars (runs to come).",
+        summary="Parallel function calling as a service: runs with live events, tools, plans, grammars.",
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.service = state
+    runs = RunManager(state)
+    app.state.runs = runs
     install_problem_handlers(app)
     app.add_exception_handler(sa_exc.OperationalError, _database_down)
     app.add_exception_handler(sa_exc.InterfaceError, _database_down)
@@ -158,8 +162,12 @@ def create_app(
         )
 
     from ._admin_api import router as admin_router
+    from ._batches_api import router as batches_router
+    from ._runs_api import router as runs_router
     from ._tools_api import router as tools_router
 
+    app.include_router(runs_router)
     app.include_router(tools_router)
     app.include_router(admin_router)
+    app.include_router(batches_router)
     return app

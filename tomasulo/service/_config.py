@@ -145,7 +145,15 @@ class ServerLimits(_Strict):
     tool_call_timeout: float = Field(default=60.0, gt=0, description="seconds one direct tool call may take")
     max_concurrent_calls: int = Field(default=64, ge=1, description="direct tool calls at once, server-wide")
     max_concurrent_runs: int = Field(default=64, ge=1, description="runs at once, server-wide")
-    max_sse_connections: int = Field(default=1000, ge=1)
+    max_sse_connections: int = Field(default=1000, ge=1, description="open event streams, server-wide")
+    max_wait: float = Field(default=60.0, gt=0, le=3600, description="longest `Prefer: wait=N` honoured")
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, description="seconds between SSE keep-alive comments")
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="seconds runs get to end on shutdown before they are cancelled"
+    )
+    run_lease_s: float = Field(
+        default=30.0, ge=1, description="a run whose server stops renewing its lease this long is failed"
+    )
 
 
 class ServiceConfig(_Strict):

@@ -9,6 +9,8 @@
     results            one row per finished run: status, answer, the result's JSON form, usage
     idempotency_keys   (tenant_id, key) -> run_id, with a hash of the request that made it
     tenant_usage       (tenant_id, day): runs, tokens and cost, for per-day budgets
+    batches            id, tenant, status, the workflow's text, model, metadata, totals, lease
+    batch_items        (batch_id, index): one input of a batch, its status, result or error
 
 Every table that holds a tenant's objects carries ``tenant_id`` (events and results through
 their run), and every read of the service is filtered by it.
@@ -42,6 +44,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "api_keys",
+    "batch_items",
+    "batches",
     "events",
     "idempotency_keys",
     "metadata",
@@ -164,4 +168,38 @@ tenant_usage = Table(
     Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cost", Float, nullable=False, server_default="0"),
     PrimaryKeyConstraint("tenant_id", "day", name="pk_tenant_usage"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # running finished cancelled
+    Column("workflow", Text, nullable=False),  # the workflow file's YAML text, as sent
+    Column("model", String(64), nullable=True),
+    Column("metadata", JsonType, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(64), nullable=True),  # the replica driving the batch
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Index("ix_batches_tenant_id_created_at", "tenant_id", "created_at"),
+    Index("ix_batches_status", "status"),
+)
+
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", String(40), ForeignKey("batches.id", ondelete="CASCADE"), nullable=False),
+    Column("idx", Integer, nullable=False),  # the input's place in the request, from 0
+    Column("inputs", JsonType, nullable=False),
+    Column("status", String(16), nullable=False),  # pending running finished failed cancelled
+    Column("run_id", String(40), nullable=True),
+    Column("answer", Text, nullable=True),
+    Column("outputs", JsonType, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("batch_id", "idx", name="pk_batch_items"),
+    Index("ix_batch_items_batch_id_status", "batch_id", "status"),
 )

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from fastapi import FastAPI
 
@@ -133,11 +134,15 @@ async def serve(
                 if on_listening is not None:
                     on_listening(url)
 
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            service.app.state.runs.request_shutdown()  # new runs get a 503; runs in flight end
+
     config = uvicorn.Config(
         service.app,
         log_level="warning",
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=math.ceil(service.config.limits.shutdown_grace) + 10,  # runs end first
         proxy_headers=False,
     )
     server = _Server(config)
