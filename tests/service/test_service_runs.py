@@ -619,6 +619,8 @@ def test_a_workflow_may_use_only_granted_tools_by_name(svc: LiveService) -> None
         acme.post("/v1/runs", json={"workflow": broken, "inputs": {"x": 1}}), 422, "invalid-workflow"
     )
     assert ":10:10: step 'twice': unknown tool 'mth'" in body["detail"]  # the line and column
+    odd = acme.post("/v1/runs", json={"workflow": "a\u0098b"})  # a character YAML refuses to read
+    assert "not YAML" in assert_problem(odd, 422, "invalid-workflow")["detail"]
     missing = assert_problem(acme.post("/v1/runs", json={"workflow": WORKFLOW}), 422, "invalid-inputs")
     assert "'x'" in missing["detail"]
 

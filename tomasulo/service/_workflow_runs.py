@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import yaml
 
 from ..dispatcher import Event, Limits, RunJournal, Subscription
 from ..exceptions import UserError, WorkflowError
@@ -67,6 +68,10 @@ def load_for_tenant(text: str, granted: Toolset) -> LoadedWorkflow:
         data = YamlDocument(text).data
     except WorkflowError as exc:
         raise _invalid(str(exc)) from None
+    except yaml.YAMLError as exc:  # what the YAML reader refuses before parsing (odd characters)
+        raise _invalid(f"not YAML: {str(exc).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise _invalid("the YAML nests too deeply to read") from None
     entries = data.get("tools") if isinstance(data, dict) else None
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, str) or not _NAME.match(entry):
@@ -82,6 +87,10 @@ def load_for_tenant(text: str, granted: Toolset) -> LoadedWorkflow:
         loaded = loads_workflow(text)
     except WorkflowError as exc:
         raise _invalid(str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise _invalid(f"not YAML: {str(exc).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise _invalid("the workflow nests too deeply to read") from None
     return dataclasses.replace(loaded, toolset=granted.subset(list(loaded.toolset.names)))
 
 
