@@ -39,7 +39,9 @@ def _question(text: str) -> str:
 def reply(record: RecordedRequest) -> str:
     """Plans by the question's first word; the joiner finishes with the results it read."""
     messages = record.body.get("messages") or []
-    system, user = messages[0]["content"], messages[-1]["content"]
+    # a replan's prompt extends the first one: the question is in an earlier message
+    system = messages[0]["content"]
+    user = "\n\n".join(m["content"] for m in messages[1:] if m.get("role") == "user")
     question = _question(user)
     if "joiner" in system:
         results = user.split("Results:\n", 1)[1].strip()

@@ -123,6 +123,7 @@ def test_fingerprint_tracks_schemas() -> None:
 def test_public_names() -> None:
     assert sorted(tomasulo.tools.__all__) == [
         "DEFAULT_POLICY",
+        "DEFAULT_RETRY",
         "HttpLimits",
         "JSON_TYPES",
         "MAX_MESSAGE_CHARS",
@@ -135,6 +136,7 @@ def test_public_names() -> None:
         "NetPolicy",
         "NotJSONError",
         "OpenAPITools",
+        "RetryPolicy",
         "RunContext",
         "StaticTools",
         "Tool",
