@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from _workloads import Item, classify, emitted_at
+from _workloads import Item, classify, emitted_at, item_finder
 
 
 def answer_template(item: Item) -> str:
@@ -39,15 +39,11 @@ def make_template_replier(
 ) -> Callable[[Mapping[str, Any]], tuple[Item, str, str]]:
     """As ``_workloads.make_replier`` for the streaming mode: plans end with their answer
     template when ``templates``, else with ``join()``; the joiner finishes with the answer."""
-    longest_first = sorted(items, key=lambda it: -len(it.question))
+    find = item_finder(items)
 
     def reply(body: Mapping[str, Any]) -> tuple[Item, str, str]:
         kind, user, _start = classify(body)
-        for item in longest_first:
-            if user.startswith(f"Question: {item.question}"):
-                break
-        else:
-            raise LookupError(f"no benchmark question matches the prompt {user[:120]!r}")
+        item = find(user)
         if kind == "join":
             return item, kind, item.joiner_reply()
         if kind != "plan":

@@ -27,7 +27,10 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,17 +295,48 @@ def classify(body: Mapping[str, Any]) -> tuple[str, str, int]:
     return "plan", question, start
 
 
+def item_finder(items: Sequence[Item]) -> Callable[[str], Item]:
+    """A function of a prompt's question text giving its benchmark item (the longest question
+    that starts it, so that one question that extends another is told apart)."""
+    longest_first = sorted(items, key=lambda it: -len(it.question))
+
+    def find(user: str) -> Item:
+        for item in longest_first:
+            if user.startswith(f"Question: {item.question}"):
+                return item
+        raise LookupError(f"no benchmark question matches the prompt {user[:120]!r}")
+
+    return find
+
+
+@contextmanager
+def simulator_process(argv: Sequence[str]) -> Iterator[str]:
+    """Start a simulated-model process (``python *argv``) that prints its URL and serves until
+    its standard input closes; yield the URL, then stop it (killed after 10 s)."""
+    proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise SystemExit(f"the simulated model did not start (exit code {proc.poll()})")
+        yield url
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def make_replier(items: Sequence[Item]) -> Callable[[Mapping[str, Any]], tuple[Item, str, Reply]]:
     """A function of a request body giving (the question's item, the call's kind, the reply)."""
-    longest_first = sorted(items, key=lambda it: -len(it.question))
+    find = item_finder(items)
 
     def reply(body: Mapping[str, Any]) -> tuple[Item, str, Reply]:
         kind, user, start = classify(body)
-        for item in longest_first:
-            if user.startswith(f"Question: {item.question}"):
-                break
-        else:
-            raise LookupError(f"no benchmark question matches the prompt {user[:120]!r}")
+        item = find(user)
         if kind == "join":
             return item, kind, Reply(item.joiner_reply())
         if kind == "plan":

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -58,6 +57,7 @@ from _workloads import (  # noqa: E402
     load_items,
     make_tools,
     oracle,
+    simulator_process,
 )
 
 from tomasulo.planner import LLM  # noqa: E402
@@ -171,26 +171,8 @@ def sim_process(args: argparse.Namespace, workloads: Sequence[str], latency: Lat
         "latency": dataclasses.asdict(latency),
     }
     server = Path(__file__).resolve().parent / "_simserver.py"
-    proc = subprocess.Popen(
-        [sys.executable, str(server), json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise SystemExit(f"the simulated model did not start (exit code {proc.poll()})")
+    with simulator_process([str(server), json.dumps(spec)]) as url:
         yield SimProcess(url)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _templates import make_template_replier, template_oracle  # noqa: E402
-from _workloads import DATASETS_ENV, Item, check_datasets, default_datasets, load_items, make_tools  # noqa: E402
+from _workloads import (  # noqa: E402
+    DATASETS_ENV,
+    Item,
+    check_datasets,
+    default_datasets,
+    load_items,
+    make_tools,
+    simulator_process,
+)
 
 from tomasulo.planner import LLM  # noqa: E402
 from tomasulo.runtime import Orchestrator, RunResult  # noqa: E402
@@ -78,26 +85,8 @@ def sim_process(args: argparse.Namespace, templates: bool) -> Iterator[str]:
         "preset": args.preset,
         "templates": templates,
     }
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise SystemExit(f"the simulated model did not start (exit code {proc.poll()})")
+    with simulator_process([__file__, "--serve", json.dumps(spec)]) as url:
         yield url
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- running ------------------------------------------------------------------------------------
