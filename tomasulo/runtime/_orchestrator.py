@@ -241,8 +241,12 @@ class Orchestrator:
         output_type: Any = None,
         message_history: Any = None,
         joiner_instructions: str | None = None,
+        resume: Resumed | None = None,
         **kwargs: Any,
     ) -> Run:
+        """A run of ``query``; a resumed one keeps the earlier run's mode unless ``mode`` is given."""
+        if resume is not None:
+            mode = mode or resume.mode  # type: ignore[assignment]
         if joiner_instructions is not None and not isinstance(joiner_instructions, str):
             raise ConfigError(f"joiner_instructions must be text, got {type(joiner_instructions).__name__}")
         return Run(
@@ -252,6 +256,7 @@ class Orchestrator:
             output=None if output_type is None else OutputSpec.of(output_type),
             history=as_history(message_history),
             joiner_instructions=joiner_instructions,
+            resume=resume,
             **kwargs,
         )
 
@@ -295,8 +300,6 @@ class Orchestrator:
                 question, or the mode cannot resume.
         """
         resumed = None if resume is None else await self._resumed(query, resume, mode)
-        if resumed is not None:
-            mode = mode or resumed.mode  # type: ignore[assignment]
         run = self._new_run(
             query,
             mode,
@@ -399,11 +402,11 @@ class Orchestrator:
         ``resume`` takes an earlier run's events, as :meth:`run` does (read them with
         ``await store.load_events(run_id)``; :meth:`run` also takes the id itself).
 
+        ``run_id`` names the run (default: a new random id), for callers that record it first.
+
         Raises:
             UserError: outside ``async with orchestrator:``, or ``resume`` cannot be resumed
                 (see :meth:`run`).
-
-        ``run_id`` names the run (default: a new random id), for callers that record it first.
         """
         if self._tg is None:
             raise UserError(
@@ -416,8 +419,6 @@ class Orchestrator:
                 "await orchestrator.run(query, resume=run_id) reads them itself"
             )
         resumed = None if resume is None else self._resumed_from(query, resume, mode)
-        if resumed is not None:
-            mode = mode or resumed.mode  # type: ignore[assignment]
         run = self._new_run(
             query,
             mode,
