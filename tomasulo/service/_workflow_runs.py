@@ -94,16 +94,6 @@ def load_for_tenant(text: str, granted: Toolset) -> LoadedWorkflow:
     return dataclasses.replace(loaded, toolset=granted.subset(list(loaded.toolset.names)))
 
 
-def _step_result(run: RunResult) -> StepResult:
-    out = StepResult(values=run.results, answer=run.answer if run.ok else None)
-    for t in run.tasks:
-        if t.status != "succeeded":
-            out.errors[t.id] = (t.message or t.status).removeprefix(f"task {t.id} ({t.tool}) ")
-    if not run.ok:
-        out.failure = f"the run {run.status}: {run.reason}" if run.reason else f"the run {run.status}"
-    return out
-
-
 class WorkflowHandle:
     """A workflow run in progress; it offers what the service uses of a ``RunHandle``."""
 
@@ -180,7 +170,7 @@ class WorkflowHandle:
         self.usage.add(result.usage)
         self.llm_calls += result.llm_calls
         self.tasks.extend({**task_json(t, step=step), "plan": t.plan} for t in result.tasks)
-        return _step_result(result)
+        return StepResult.from_run(result)
 
     def _left(self) -> Budget:
         budget = self.budget

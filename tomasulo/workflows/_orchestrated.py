@@ -38,16 +38,6 @@ class StepRun:
     offset: float
 
 
-def _step_result(run: RunResult) -> StepResult:
-    out = StepResult(values=run.results, answer=run.answer if run.ok else None)
-    for t in run.tasks:
-        if t.status != "succeeded":
-            out.errors[t.id] = (t.message or t.status).removeprefix(f"task {t.id} ({t.tool}) ")
-    if not run.ok:
-        out.failure = f"the run {run.status}: {run.reason}" if run.reason else f"the run {run.status}"
-    return out
-
-
 @dataclass
 class OrchestratorRunner:
     """Runs workflow steps with the Orchestrator.
@@ -106,7 +96,7 @@ class OrchestratorRunner:
         offset = self._offset()
         result = await orch.execute_plan(plan)
         self._keep(step, result, offset)
-        return _step_result(result)
+        return StepResult.from_run(result)
 
     async def run_query(
         self, question: str, toolset: Toolset, model: ModelConfig | None, limits: RunLimits, *, step: str
@@ -137,4 +127,4 @@ class OrchestratorRunner:
             offset = self._offset()
             result = await orch.run(question)
         self._keep(step, result, offset)
-        return _step_result(result)
+        return StepResult.from_run(result)

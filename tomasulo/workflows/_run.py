@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..grammar import Plan
 from ..tools import Toolset
 from ._loader import LoadedWorkflow
 from ._model import ModelConfig, RunLimits
+
+if TYPE_CHECKING:
+    from ..runtime import RunResult
 
 __all__ = ["StepResult", "StepRunner", "WorkflowResult", "run_workflow"]
 
@@ -34,6 +37,18 @@ class StepResult:
     errors: dict[int, str] = field(default_factory=dict)
     answer: Any = None
     failure: str | None = None
+
+    @classmethod
+    def from_run(cls, run: RunResult) -> StepResult:
+        """What a step run through the Orchestrator gave: its values, each task's error
+        without the ``task N (tool)`` prefix, the answer of a run that went well, else why not."""
+        out = cls(values=run.results, answer=run.answer if run.ok else None)
+        for t in run.tasks:
+            if t.status != "succeeded":
+                out.errors[t.id] = (t.message or t.status).removeprefix(f"task {t.id} ({t.tool}) ")
+        if not run.ok:
+            out.failure = f"the run {run.status}: {run.reason}" if run.reason else f"the run {run.status}"
+        return out
 
 
 class StepRunner(Protocol):
