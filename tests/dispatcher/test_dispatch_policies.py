@@ -16,7 +16,7 @@ from dtools import (
 )
 
 from tomasulo.dispatcher import DEFAULT_LIMITS, Dispatcher, Event, Limits, TaskRetrying
-from tomasulo.exceptions import ConfigError, ToolTimeout
+from tomasulo.exceptions import ConfigError, ToolHTTPError, ToolTimeout
 from tomasulo.grammar import Ref, Task
 from tomasulo.tools import Toolset
 
@@ -181,6 +181,40 @@ async def test_retries_only_for_idempotent_tools_or_retryable_errors() -> None:
     assert all(0 <= e.delay <= 0.01 for e in retrying)
 
 
+async def test_a_servers_retry_after_replaces_the_backoff() -> None:
+    """An error's ``retry_after`` (ToolHTTPError carries a 429's Retry-After) sets the wait,
+    cut to the limits' ``retry_max_wait``; an error without one keeps the backoff."""
+    calls = {"asks": 0, "huge": 0, "plain": 0}
+
+    def failing_once(name: str, after: float | None) -> Any:
+        async def fn(x: Any = None, y: Any = None) -> Any:
+            calls[name] += 1
+            if calls[name] == 1:
+                raise ToolHTTPError("429", status_code=429, retryable=True, retry_after=after)
+            return calls[name]
+
+        return fn
+
+    tools = Toolset(
+        [
+            make_tool("asks", failing_once("asks", 0.05), retries=1),
+            make_tool("huge", failing_once("huge", 3600.0), retries=1),
+            make_tool("plain", failing_once("plain", None), retries=1),
+        ]
+    )
+    events: list[Event] = []
+    limits = Limits(retry_backoff=0.001, retry_max_wait=0.2)
+    with anyio.fail_after(5):
+        out = await Dispatcher.run_plan(
+            tools, [Task(1, "asks"), Task(2, "huge"), Task(3, "plain")], limits=limits, on_event=events.append
+        )
+    assert all(out[tid].status == "succeeded" for tid in (1, 2, 3))
+    delays = {e.task_id: e.delay for e in events if isinstance(e, TaskRetrying)}
+    assert delays[1] == pytest.approx(0.05)
+    assert delays[2] == pytest.approx(0.2)  # an hour asked for, cut to retry_max_wait
+    assert delays[3] <= 0.002
+
+
 async def test_cancel_everything_returns_fast_even_with_hung_threads() -> None:
     stop = threading.Event()
 
@@ -290,6 +324,7 @@ def test_tools_and_llm_calls_share_one_retry_policy_type() -> None:
     assert policy.backoff(3, rand=0.99) == 1.0
     assert policy.backoff(1000) == 1.0  # no overflow
     assert policy.backoff(1, retry_after=9.0) == 1.0  # a Retry-After is cut to max_retry_after
+    assert policy.backoff(1, retry_after=math.nan, rand=0.0) == 0.2  # a NaN one is ignored
     for bad in (
         {"attempts": 0},
         {"attempts": True},

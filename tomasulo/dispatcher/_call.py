@@ -217,7 +217,13 @@ class Calls:
             return getattr(exc, "retryable", False) is True or idempotent
 
         def wait(state: RetryCallState) -> float:
-            return policy.backoff(state.attempt_number)
+            # A tool error may carry the server's Retry-After (ToolHTTPError.retry_after): it
+            # replaces the backoff, cut to the policy's max_retry_after.
+            exc = state.outcome.exception() if state.outcome is not None else None
+            after = getattr(exc, "retry_after", None)
+            if isinstance(after, bool) or not isinstance(after, int | float):
+                after = None
+            return policy.backoff(state.attempt_number, after)
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None

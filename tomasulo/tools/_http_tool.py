@@ -44,7 +44,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -65,6 +64,7 @@ from ..exceptions import (
     ToolTimeout,
 )
 from ._net import NetPolicy, guarded_transport
+from ._retry import RetryPolicy
 from ._schemas import check_tool_name, normalize_parameters
 from ._tool import DEFAULT_POLICY, Tool, ToolPolicy
 
@@ -123,6 +123,23 @@ class HttpLimits:
             )
         if self.retries < 0:
             raise ConfigError(f"HttpLimits.retries must be 0 or more, got {self.retries!r}")
+
+    def retry_policy(self) -> RetryPolicy:
+        """These limits' retries as the project's one :class:`RetryPolicy`: ``retries + 1``
+        attempts, each wait between half of and the whole doubling ``backoff``, never longer
+        than ``max_backoff``, a server's ``Retry-After`` cut to ``max_retry_after``.
+
+        >>> HttpLimits(retries=1, backoff=0.4).retry_policy()
+        RetryPolicy(attempts=2, initial=0.2, maximum=10.0, jitter=1.0, total=inf, max_retry_after=30.0)
+        """
+        return RetryPolicy(
+            attempts=self.retries + 1,
+            initial=self.backoff / 2,
+            maximum=self.max_backoff,
+            jitter=1.0,
+            total=math.inf,
+            max_retry_after=self.max_retry_after,
+        )
 
 
 DEFAULT_LIMITS = HttpLimits()
@@ -461,17 +478,16 @@ async def send_request(
     """
     safe = req.method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
 
+    retry = limits.retry_policy()
+
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
         after = exc.retry_after if isinstance(exc, ToolHTTPError) else None
-        if after is not None:
-            return min(after, limits.max_retry_after)
-        base: float = min(limits.backoff * 2 ** (state.attempt_number - 1), limits.max_backoff)
-        return base * (0.5 + random.random() / 2)
+        return retry.backoff(state.attempt_number, after)
 
     async def run(c: httpx.AsyncClient) -> Any:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(limits.retries + 1),
+            stop=stop_after_attempt(retry.attempts),
             wait=wait,
             retry=retry_if_exception(lambda e: isinstance(e, ToolHTTPError) and e.retryable),
             sleep=anyio.sleep,

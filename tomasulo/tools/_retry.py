@@ -61,10 +61,10 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, retry_after: float | None = None, rand: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (from 1): ``retry_after``
-        (capped at ``max_retry_after``) when the server gave one, else
+        (capped at ``max_retry_after``) when the server gave one (not NaN), else
         ``min(initial * 2 ** (attempt - 1) * (1 + jitter * rand), maximum)`` with ``rand`` in
         [0, 1) (random by default)."""
-        if retry_after is not None:
+        if retry_after is not None and not math.isnan(retry_after):
             return min(max(retry_after, 0.0), self.max_retry_after)
         if rand is None:
             rand = random.random()
