@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tomasulo.dispatcher import TaskStarted
+from tomasulo.dispatcher import Limits, TaskStarted
 from tomasulo.planner import LLM, Prices, RetryPolicy
 from tomasulo.runtime import Budget, Orchestrator
 from tomasulo.testing import Latency, RecordedRequest, Reply, SimulatedLLM, ToolCall
@@ -184,3 +185,34 @@ async def test_a_cost_budget_cuts_a_turn_while_its_calls_stream_and_none_runs() 
     assert result.status == "stopped"
     assert "cost budget reached" in (result.reason or "") and "turn 1" in (result.reason or "")
     assert result.tasks == [] and sum(lab.calls.values()) == 0, "a turn's calls run only once it is whole"
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "plain"])
+@pytest.mark.parametrize("mode", ["react", "parallel_fc"])
+async def test_the_tools_deadline_ends_the_turns_with_a_final_answer(mode: str, dialect: str) -> None:
+    """Once the tools' deadline has passed no call can run: the turns stop and the joiner
+    answers with what exists (as in streaming mode), instead of turn after turn of calls
+    cancelled at once until the turn bound."""
+    lab = Lab()
+    lab.gate = anyio.Event()  # never released: the calls hang past the deadline
+
+    def script(req: RecordedRequest) -> Reply:
+        if req.prompt.startswith("You are the joiner"):
+            return Reply(json.dumps({"thought": "late", "action": "finish", "answer": "no data in time"}))
+        if dialect == "plain":
+            return Reply('1. search(query="everest")\n')
+        return Reply.calls(EVEREST)
+
+    sim = SimulatedLLM(script, latency=FAST)
+    with anyio.fail_after(20):
+        async with sim.serve() as url:
+            llm = LLM(url, model="sim", dialect=dialect, retry=QUICK_RETRY)  # type: ignore[arg-type]
+            try:
+                orch = Orchestrator(lab.tools, llm, mode=mode, limits=Limits(deadline=0.3), max_turns=8)
+                result = await orch.run("how tall is everest?")
+            finally:
+                await llm.aclose()
+    assert result.status == "stopped" and "deadline" in (result.reason or ""), result.reason
+    assert result.answer == "no data in time"
+    assert len(result.plans) == 1, "no turn after the deadline"
+    assert [t.status for t in result.tasks] == ["cancelled"]

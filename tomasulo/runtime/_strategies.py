@@ -293,6 +293,8 @@ class BaselineTurns:
                 run.interrupts.append(said)
                 messages.append({"role": "user", "content": said[0].upper() + said[1:]})
             next_id += len(calls)  # turns number their calls; ids are never reused
+            if run.deadline_hit:  # no call could run any more: answer with what exists
+                await run.final_answer(d, "the tools' deadline passed")
             if problem is not None:  # the model hears why in the call's result, as a replan would
                 run.interrupts.append(problem)
                 run.replan_allowed(problem)
@@ -365,6 +367,8 @@ class BaselineTurns:
             # message) is heard there too and kept in the result, never dropped
             run.interrupts.extend(m for m in run.drain_signals() if m.startswith(USER_SAID))
             start_id = ctx.start_id + len(tasks)  # turns number their calls; ids are never reused
+            if run.deadline_hit:  # no call could run any more: answer with what exists
+                await run.final_answer(d, "the tools' deadline passed")
             if problem is not None:  # the next turn hears why, as a replan would
                 run.interrupts.append(problem)
                 run.replan_allowed(problem)
