@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from tomasulo.dispatcher._events import (
+from tomasulo.dispatcher import (
     Outcome,
     TaskFailed,
     TaskPlanned,
