@@ -640,6 +640,16 @@ def ask(
     api_key_env: ApiKeyEnvOpt = None,
     max_replans: Annotated[int, typer.Option("--max-replans", min=0)] = 2,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds for the whole run.")] = None,
+    instructions: Annotated[
+        str | None, typer.Option("--instructions", help="Extra rules for the planner, added to its prompt.")
+    ] = None,
+    output_schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-schema",
+            help="A JSON schema file: the answer is a JSON value of that shape (printed as JSON).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     gantt: GanttOpt = None,
 ) -> None:
@@ -654,11 +664,34 @@ def ask(
         settings = _resolve(ModelConfig(), flags)
     except UserError as exc:
         _fail(str(exc), as_json=as_json)
+    options: dict[str, Any] = {"instructions": instructions}
+    if output_schema is not None:
+        options["output_type"] = _read_schema(output_schema, as_json)
     toolset = _ask_tools(tools, builtins, db, root, as_json)
     code = _until_done(
-        _ask, question, toolset, settings, max_replans, timeout, as_json, gantt, as_json=as_json
+        _ask, question, toolset, settings, max_replans, timeout, as_json, gantt, options, as_json=as_json
     )
     raise typer.Exit(code)
+
+
+def _read_schema(path: Path, as_json: bool) -> Any:
+    """``--output-schema``: a JSON schema read from ``path`` and checked, or exit 2 saying why."""
+    from .planner import OutputSpec
+    from .workflows import decode_utf8
+
+    try:
+        text = decode_utf8(path.read_bytes(), path=str(path), what="the output schema")
+        schema = json.loads(text)
+        if not isinstance(schema, dict):
+            _fail(f"--output-schema {path}: a JSON schema is a JSON object", as_json=as_json)
+        OutputSpec(schema)  # a schema that is not one is refused here, before any LLM call
+    except OSError as exc:
+        _fail(f"--output-schema: cannot read {path}: {exc.strerror}", as_json=as_json)
+    except ValueError as exc:  # not JSON, or not a JSON schema (ConfigError is a ValueError)
+        _fail(f"--output-schema {path}: {str(exc).splitlines()[0]}", as_json=as_json)
+    except UserError as exc:
+        _fail(f"--output-schema {path}: {exc}", as_json=as_json)
+    return schema
 
 
 def _ask_tools(
@@ -691,6 +724,7 @@ async def _ask(
     seconds: float | None,
     as_json: bool,
     gantt: Path | None,
+    options: dict[str, Any],
 ) -> int:
     from .runtime import Budget, Orchestrator
     from .views import LiveView, bars_from, report_lines, task_json
@@ -704,7 +738,7 @@ async def _ask(
             on_event=None if as_json else view.handle,
         )
         with view if not as_json else _nothing():
-            result = await orch.run(question)
+            result = await orch.run(question, **options)
     drawn = _draw(bars_from(result), gantt, question[:80], as_json) if result.tasks else None
     if as_json:
         data: dict[str, Any] = {
@@ -712,6 +746,7 @@ async def _ask(
             "status": result.status,
             "reason": result.reason,
             "answer": result.answer,
+            "output": result.output,
             "tasks": [task_json(t) for t in result.tasks],
             "plans": result.plans,
             "replans": result.replans,
@@ -732,7 +767,7 @@ async def _ask(
         if result.answer:
             out.print(f"best answer at hand: {result.answer}", markup=False, soft_wrap=True)
         return EXIT_FAILED
-    _print_value(result.answer or "")
+    _print_value(result.output if "output_type" in options else result.answer or "")
     return EXIT_OK
 
 

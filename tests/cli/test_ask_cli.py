@@ -80,3 +80,45 @@ def test_bad_input_to_ask_and_simulate_llm_exits_2(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
     assert "TOMASULO_BASE_URL" in tomasulo_many(cases[0][0])[0].stderr
+
+
+def test_ask_with_an_output_schema_prints_the_typed_answer(
+    simulated_llm: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``--output-schema`` makes the answer a JSON value of the schema's shape (the joiner's
+    reply is checked against it), also with ``--instructions`` for the planner."""
+    schema = {
+        "type": "object",
+        "properties": {"ratio": {"type": "number"}, "higher": {"type": "string"}},
+        "required": ["ratio", "higher"],
+    }
+    path = tmp_path / "answer.schema.json"
+    path.write_text(json.dumps(schema))
+    typed = json.dumps(
+        {"thought": "task 3 has it", "action": "finish", "answer": {"ratio": 1.84, "higher": "Everest"}}
+    )
+    base_url = simulated_llm(f"{PLAN}---\n{typed}\n")
+    flags = ("--db", FACTS, "--base-url", base_url, "--model", "sim", "--dialect", "vllm")
+    typed_flags = ("--output-schema", str(path), "--instructions", "Use SQL.", "--json")
+    done = tomasulo("ask", QUESTION, *flags, *typed_flags)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["output"] == {"ratio": 1.84, "higher": "Everest"}
+    assert json.loads(data["answer"]) == data["output"]
+
+
+def test_a_bad_output_schema_exits_2_before_any_call(tmp_path: Path) -> None:
+    url = ("--base-url", "http://127.0.0.1:9/v1", "--model", "m")
+    not_json, not_schema, a_list = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    not_json.write_text("{type: object")
+    not_schema.write_text('{"type": "nope"}')
+    a_list.write_text("[1]")
+    cases = [
+        (("ask", "q", *url, "--output-schema", str(not_json)), "a.json: Expecting property name"),
+        (("ask", "q", *url, "--output-schema", str(not_schema)), "not a valid JSON schema"),
+        (("ask", "q", *url, "--output-schema", str(a_list)), "a JSON schema is a JSON object"),
+        (("ask", "q", *url, "--output-schema", str(tmp_path / "none.json")), "cannot read"),
+    ]
+    for (args, message), done in zip(cases, tomasulo_many(*(a for a, _ in cases)), strict=True):
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
